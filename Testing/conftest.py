@@ -1,0 +1,27 @@
+"""Shared pytest fixtures. Module logic is imported from the Slicer module folders."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for module_dir in ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy"):
+    path = ROOT / module_dir
+    if path.is_dir() and str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+
+@pytest.fixture
+def mrml_scene():
+    """A real ``vtkMRMLScene`` from slicer-core (required in CI, skipped elsewhere if absent)."""
+    if os.environ.get("CI"):
+        import slicer
+    else:
+        slicer = pytest.importorskip("slicer")
+    scene = slicer.vtkMRMLScene()
+    yield scene
+    scene.Clear(1)

@@ -1,0 +1,5 @@
+import sys
+
+from neuroshift.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``neuroshift`` command line: one module per command group."""

@@ -1,0 +1,32 @@
+"""Argument helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+from ..io.params import AcquisitionParams
+
+
+def params_arg(text: str) -> AcquisitionParams:
+    """argparse type for ``TE=150,TI=2900[,TR=..]`` (ms, degrees, tesla)."""
+    try:
+        return AcquisitionParams.parse(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def key_value_arg(text: str) -> dict[str, str]:
+    """argparse type for ``A=x,B=y`` -> ``{'A': 'x', 'B': 'y'}``."""
+    out: dict[str, str] = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"'{item}' is not NAME=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where torch runs: auto picks CUDA when available (default: auto)")
