@@ -70,7 +70,8 @@ SOURCES = {
     "Wansapura1999": "Wansapura JP, Holland SK, Dunn RS, Ball WS. NMR relaxation times in the human brain at 3.0 tesla. "
                      "J Magn Reson Imaging 1999;9:531-538 (in vivo, 3 T)",
     "Stanisz2005": "Stanisz GJ et al. T1, T2 relaxation and magnetization transfer in tissue at 3T. "
-                   "Magn Reson Med 2005;54:507-512 (1.5 T and 3 T)",
+                   "Magn Reson Med 2005;54:507-512 (1.5 T and 3 T; excised tissue, so its T1 is higher "
+                   "than in-vivo values such as Wansapura1999: compare field trends within one source)",
     "Lu2005": "Lu H, Nagae-Poetscher LM, Golay X, Lin D, Pomper M, van Zijl PCM. Routine clinical brain MRI sequences "
               "for use at 3.0 Tesla. J Magn Reson Imaging 2005;22:13-22",
     "Peters2007": "Peters AM et al. T2* measurements in human brain at 1.5, 3 and 7 T. "

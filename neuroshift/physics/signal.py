@@ -255,7 +255,7 @@ def mprage_delay_time(ti_ms, tr_ms, tx_ms, n):
     Works on numpy values and torch tensors alike.
     """
     be, (ti, tr, tx, n) = _setup(ti_ms, tr_ms, tx_ms, n)
-    return be.finish(be.maximum(tr - ti - n * tx, 0.0))
+    return be.finish(be.maximum(tr - ti - be.xp.round(n) * tx, 0.0))
 
 
 def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.0, td_ms=None):
@@ -278,10 +278,10 @@ def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.
     For a cycle-consistent steady-state MPRAGE with an explicit inversion see
     :func:`mprage_steady_state`.
     """
-    if td_ms is None:
-        td_ms = mprage_delay_time(ti_ms, tr_ms, tx_ms, n)
-    be, (pd, t1, t2s, te, tr, fa, tx, n, b1, td) = _setup(
-        pd, t1_ms, t2star_ms, te_ms, tr_ms, fa_deg, tx_ms, n, b1, td_ms)
+    be, (pd, t1, t2s, te, ti, tr, fa, tx, n, b1, td) = _setup(
+        pd, t1_ms, t2star_ms, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1, td_ms)
+    if td is None:
+        td = be.maximum(tr - ti - be.xp.round(n) * tx, 0.0)  # mprage_delay_time
     valid = _valid_times(be, t1, t2s)
     a = fa * _DEG
     sa, ca = be.sin(a), be.cos(a)

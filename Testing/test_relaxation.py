@@ -1,0 +1,90 @@
+"""Relaxation tables: built-in values with sources, JSON overrides and their validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from neuroshift.errors import ParameterRangeError, UnreadableFileError
+from neuroshift.physics.relaxation import TISSUES, TissueParameters, relaxation_table, table_as_dict
+
+
+@pytest.mark.parametrize("field", [1.5, 3.0, 3, 2.99])
+def test_builtin_tables_complete_and_sourced(field):
+    table = relaxation_table(field)
+    assert set(table) == set(TISSUES) == {"CSF", "GM", "WM", "lesion"}
+    for name, tp in table.items():
+        assert isinstance(tp, TissueParameters)
+        for v in (tp.pd, tp.t1_ms, tp.t2_ms, tp.t2star_ms):
+            assert v > 0
+        assert tp.t2star_ms <= tp.t2_ms < tp.t1_ms
+        for part in ("PD:", "T1:", "T2:", "T2star:"):
+            assert part in tp.source, (name, tp.source)
+    # physiological ordering: CSF > GM > WM for T1 and PD; lesion T1 above WM
+    assert table["CSF"].t1_ms > table["GM"].t1_ms > table["WM"].t1_ms
+    assert table["lesion"].t1_ms > table["WM"].t1_ms
+    assert table["CSF"].pd > table["GM"].pd > table["WM"].pd
+
+
+def test_literature_values():
+    t3 = relaxation_table(3.0)
+    assert (t3["GM"].t1_ms, t3["WM"].t1_ms) == (1331.0, 832.0)  # Wansapura 1999
+    assert "Wansapura" in t3["GM"].source
+    assert t3["CSF"].t2_ms == 379.0 and "Paper000" in t3["CSF"].source
+    t15 = relaxation_table(1.5)
+    assert t15["CSF"].t2_ms == 329.0 and "BrainWeb" in t15["CSF"].source
+    assert "Stanisz2005" in t15["WM"].source
+    assert (t15["GM"].t1_ms, t15["WM"].t1_ms, t15["GM"].t2_ms, t15["WM"].t2_ms) == (1124.0, 884.0, 95.0, 72.0)
+    assert t3["GM"].r1_per_s == pytest.approx(1000 / 1331)
+
+
+def test_override_file(tmp_path):
+    f = tmp_path / "relax.json"
+    f.write_text(json.dumps({"gm": {"T1": 1400, "t2_ms": 100, "source": "my lab"}, "lesion": {"PD": 0.9}}))
+    table = relaxation_table(3, f)
+    assert table["GM"].t1_ms == 1400 and table["GM"].t2_ms == 100 and table["GM"].source == "my lab"
+    assert table["GM"].t2star_ms == relaxation_table(3)["GM"].t2star_ms
+    assert table["lesion"].pd == 0.9 and "user override" in table["lesion"].source
+    assert table["WM"] == relaxation_table(3)["WM"]
+    # the table's own dump is a valid override ("same shape")
+    f.write_text(json.dumps({"tissues": table_as_dict(table)}))
+    assert relaxation_table(3, f) == table
+
+
+@pytest.mark.parametrize("doc, match", [
+    ({"bone": {"T1": 300}}, "unknown tissue 'bone'"),
+    ({"GM": {"T1": -5}}, "GM.t1_ms must be a positive finite number"),
+    ({"GM": {"T1": 0}}, "positive"),
+    ({"GM": {"T2": "long"}}, "GM.t2_ms must be a number"),
+    ({"GM": {"T3": 5}}, "unknown field 'T3'"),
+    ({"GM": 5}, "must map to an object"),
+    ([1, 2], "JSON object"),
+])
+def test_override_validation(tmp_path, doc, match):
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(ParameterRangeError, match=match):
+        relaxation_table(3, f)
+
+
+def test_override_nan_and_unreadable(tmp_path):
+    f = tmp_path / "nan.json"
+    f.write_text('{"GM": {"T1": NaN}}')
+    with pytest.raises(ParameterRangeError, match="positive finite"):
+        relaxation_table(3, f)
+    with pytest.raises(UnreadableFileError, match="not found"):
+        relaxation_table(3, tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(UnreadableFileError, match="not valid JSON"):
+        relaxation_table(3, tmp_path / "broken.json")
+
+
+def test_other_fields():
+    with pytest.raises(ParameterRangeError, match="no built-in relaxation table at 7 T"):
+        relaxation_table(7.0)
+    with pytest.raises(ParameterRangeError):
+        relaxation_table(-1)
+    full = {t: {"pd": 1, "t1_ms": 2000, "t2_ms": 50, "t2star_ms": 30} for t in TISSUES}
+    table = relaxation_table(7.0, full)
+    assert table["WM"].t1_ms == 2000 and table["WM"].source == "user override"
