@@ -1,0 +1,127 @@
+"""Keras .h5 import (h5py only): outputs match Keras to 1e-4 on fixtures saved by real Keras.
+
+The fixtures are made by ``dev/make_keras_fixture.py`` (Keras 3 files; Keras 2 files when tf-keras was
+available) and hold the Keras output for a fixed input of a size not divisible by 16.
+"""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from neuroshift.errors import InputError, IntegrityError, UnreadableFileError
+from neuroshift.segment.keras_import import (group_by_view, import_keras, infer_unet_config, load_keras_unet,
+                                             read_keras_convs)
+from neuroshift.segment.package import load_package
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "keras"
+H5_FILES = sorted(FIXTURES.glob("*.h5"))
+
+
+def _expected(h5: Path):
+    stem = h5.name.split("_weights")[0].removesuffix(".h5")
+    data = np.load(FIXTURES / f"{stem}.npz")
+    return data["x"], data["y"]
+
+
+def _run(net, x_nhwc):
+    with torch.inference_mode():
+        y = net(torch.from_numpy(x_nhwc).permute(0, 3, 1, 2))
+    return y.permute(0, 2, 3, 1).numpy()
+
+
+def test_fixtures_are_present():
+    names = {p.name for p in H5_FILES}
+    assert {"claustrum_w8_keras3.h5", "claustrum_w8_keras3_weights.weights.h5", "wmh_w16_keras3.h5"} <= names
+
+
+@pytest.mark.parametrize("h5", H5_FILES, ids=[p.name for p in H5_FILES])
+def test_outputs_match_keras(h5):
+    x, y_keras = _expected(h5)
+    net = load_keras_unet(h5)
+    y = _run(net, x)
+    assert y.shape == y_keras.shape
+    np.testing.assert_allclose(y, y_keras, atol=1e-4, rtol=0)
+
+
+def test_inferred_configs():
+    cfg = infer_unet_config(read_keras_convs(FIXTURES / "claustrum_w8_keras3.h5"))
+    assert cfg == {"in_channels": 1, "encoder": [4, 8, 12, 16, 32], "decoder": [16, 12, 8, 4], "first_kernel": 3,
+                   "kernel": 3, "bottleneck_kernel": 4, "out_channels": 1}
+    cfg = infer_unet_config(read_keras_convs(FIXTURES / "wmh_w16_keras3.h5"))
+    assert cfg["in_channels"] == 2 and cfg["first_kernel"] == 5 and cfg["bottleneck_kernel"] == 4
+
+
+def test_released_architecture_round_trip_through_keras2_layout(tmp_path):
+    """Full-size claustrum weights written in the Keras 2 weights-only layout (``kernel:0``) import exactly."""
+    from neuroshift.segment.unet import claustrum_unet, count_parameters
+
+    torch.manual_seed(0)
+    ref = claustrum_unet().eval()
+    path = tmp_path / "axial_0.h5"
+    names = [f"conv2d_{i + 1}" for i in range(19)]
+    with h5py.File(path, "w") as fh:
+        fh.attrs["layer_names"] = np.array([b"input_1"] + [n.encode() for n in names])
+        fh.attrs["backend"], fh.attrs["keras_version"] = b"tensorflow", b"2.2.4"
+        fh.create_group("input_1").attrs["weight_names"] = np.array([], dtype="S1")
+        for name, conv in zip(names, ref.conv_layers()):
+            g = fh.create_group(name)
+            g.attrs["weight_names"] = np.array([f"{name}/kernel:0".encode(), f"{name}/bias:0".encode()])
+            g.create_dataset(f"{name}/kernel:0", data=conv.weight.detach().numpy().transpose(2, 3, 1, 0))
+            g.create_dataset(f"{name}/bias:0", data=conv.bias.detach().numpy())
+    net = load_keras_unet(path)
+    assert count_parameters(net) == 2_494_529 and net.config() == ref.config()
+    x = torch.randn(1, 1, 181, 217)
+    with torch.inference_mode():
+        assert torch.equal(net(x), ref(x))
+    with pytest.raises(IntegrityError):
+        load_keras_unet(path, {"preset": "wmh", "in_channels": 1})
+
+
+def test_import_to_package_and_load(tmp_path):
+    src = FIXTURES / "claustrum_w8_keras3.h5"
+    files = []
+    for view in ("coronal", "axial"):
+        for i in range(3):
+            dst = tmp_path / f"{view}_{i}.h5"
+            dst.write_bytes(src.read_bytes())
+            files.append(dst)
+    out = import_keras(files, tmp_path / "pkg", task="claustrum")
+    pkg = load_package(out)
+    m = pkg.manifest
+    assert m["task"] == "claustrum" and m["views"] == ["axial", "coronal"] and m["models_per_view"] == 3
+    assert m["threshold"] == pytest.approx(0.40) and m["slab_fraction"] == pytest.approx(0.20)
+    assert m["preprocessing"]["crop_hw"] == [180, 180] and m["input_channels"] == ["T1w"]
+    assert m["training"]["keras_files"]["coronal"][0]["name"] == "coronal_0.h5"
+    x, y_keras = _expected(src)
+    np.testing.assert_allclose(_run(pkg.models["coronal"][2], x), y_keras, atol=1e-4, rtol=0)
+
+
+def test_wmh_import_names_channels(tmp_path):
+    out = import_keras([FIXTURES / "wmh_w16_keras3.h5"], tmp_path / "wmh", task="wmh")
+    assert load_package(out).input_channels == ["FLAIR", "T1"]
+    with pytest.raises(InputError, match="channel"):
+        import_keras([FIXTURES / "wmh_w16_keras3.h5"], tmp_path / "bad", task="wmh", input_channels=["FLAIR"])
+    assert not (tmp_path / "bad").exists()
+
+
+def test_group_by_view():
+    g = group_by_view(["coronal_1.h5", "axial_0.h5", "coronal_0.h5", "axial_1.h5"], ["axial", "coronal"])
+    assert [p.name for p in g["coronal"]] == ["coronal_0.h5", "coronal_1.h5"]
+    g = group_by_view(["0.h5", "1.h5", "2.h5", "3.h5"], ["axial", "coronal"])
+    assert [p.name for p in g["coronal"]] == ["2.h5", "3.h5"]
+    with pytest.raises(InputError):
+        group_by_view(["0.h5", "1.h5", "2.h5"], ["axial", "coronal"])
+
+
+def test_not_a_keras_file(tmp_path):
+    bad = tmp_path / "x.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(UnreadableFileError):
+        read_keras_convs(bad)
+    with h5py.File(tmp_path / "y.h5", "w") as fh:
+        fh.create_dataset("a", data=np.zeros(3))
+    with pytest.raises(UnreadableFileError):
+        read_keras_convs(tmp_path / "y.h5")
