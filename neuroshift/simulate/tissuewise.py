@@ -1,0 +1,332 @@
+"""Tissue-wise acquisition-shift simulation of paper 000 (Posselt et al.).
+
+Image model (``shift-simulator.md`` §1)::
+
+    S(x; θ) = c · Σ_t f_t(x) · S_t(θ; PD_t, T1_t, T2_t) + T(x)
+
+:func:`fit_tissue_model` estimates the apparent tissue parameters, the global
+scale ``c`` and the texture ``T`` from one image acquired with known parameters
+``θ_0`` (see :mod:`neuroshift.simulate.estimate` for exactly what is fitted).
+:meth:`TissueModel.simulate` then produces the derivative at ``θ_new``::
+
+    S_new(x) = S_real(x) + c · Σ_t f_t(x) · [S_t(θ_new) − S_t(θ_0)]
+
+which equals ``c·Σ_t f_t·S_t(θ_new) + T`` with the texture kept fixed, and is
+the input itself (bit for bit) at ``θ_new = θ_0``.
+
+Performance: the fractions are stored once as a contiguous float32 stack
+``(tissues, voxels)`` cropped to the bounding box of the tissue support (the
+brain); a derivative is 4 scalar signal evaluations, one copy of the image and
+one BLAS ``sgemv`` over the box. Nothing that does not depend on ``θ`` is
+recomputed between grid points (see ``bench/simulate.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import DimensionError, GeometryError, InputError, NonFiniteError, ParameterRangeError
+from ..io.params import AcquisitionParams, SEQUENCE_PARAMETERS
+from ..io.volume import Volume
+from ..progress import ProgressCallback, report
+from . import estimate as _est
+
+#: Sequences the tissue-wise simulation supports (the CLI offers se, flair, dir, gre, mprage).
+SEQUENCES = ("se", "ir", "flair", "dir", "gre", "mprage")
+
+#: Tissue order of the fraction stack.
+TISSUE_ORDER = ("CSF", "GM", "WM", "lesion")
+
+#: Fractions may exceed [0, 1] by this much (resampling / rounding) before they are refused.
+FRACTION_TOLERANCE = 1e-3
+
+
+@dataclass(eq=False)
+class TissueModel:
+    """The estimated tissue-wise model of one image; call :meth:`simulate` for derivatives."""
+
+    sequence: str
+    source: AcquisitionParams
+    field_T: float
+    tissues: dict            # name -> TissueParameters (apparent)
+    scale_c: float
+    fractions: dict          # name -> float32 array on the image grid (views into the stack's box)
+    priors: dict = field(default_factory=dict)
+    report: _est.FitReport | None = None
+    geometry: Volume | None = None
+    relaxation: object = None
+    # internals ---------------------------------------------------------------
+    _image: np.ndarray = field(default=None, repr=False)       # float32, C-contiguous, image grid
+    _stack: np.ndarray = field(default=None, repr=False)       # (T, M) float32 fractions inside the box
+    _box: tuple = field(default=(), repr=False)                # slices of the box
+    _order: tuple = field(default=(), repr=False)              # tissue names of the stack rows
+    _s0: np.ndarray = field(default=None, repr=False)          # S_t(θ_0) with the apparent parameters
+    _texture: np.ndarray | None = field(default=None, repr=False)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def texture(self) -> np.ndarray:
+        """Texture map ``T = S − c·Σ_t f_t·S_t(θ_0)`` (float32, image grid; computed once, then cached)."""
+        if self._texture is None:
+            self._texture = _est.texture_map(self._image, self._stack, self.scale_c * self._s0, self._box)
+        return self._texture
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._image.shape
+
+    def resolve_target(self, target: AcquisitionParams | Mapping | str) -> AcquisitionParams:
+        """The target parameters with every parameter it leaves unknown taken from the source."""
+        if isinstance(target, str):
+            target = AcquisitionParams.parse(target)
+        elif isinstance(target, Mapping):
+            target = AcquisitionParams.from_mapping(target)
+        params = self.source.merged(target)
+        params.require(self.sequence, context="the target")
+        return params
+
+    def tissue_signals(self, target: AcquisitionParams | Mapping | str) -> dict[str, float]:
+        """``S_t(θ)`` per tissue (without ``c``) with the apparent parameters."""
+        s = self._signals(self.resolve_target(target))
+        return {t: float(v) for t, v in zip(self._order, s)}
+
+    def _signals(self, params: AcquisitionParams) -> np.ndarray:
+        table = self.tissues
+        field_new = params.field_T if params.field_T is not None else self.field_T
+        if abs(field_new - self.field_T) > 1e-9:
+            table = self._at_field(field_new)
+        pd, t1, t2, t2s = _est._param_arrays(self._order, table)
+        return _est.tissue_signals(self.sequence, params, pd, t1, t2, t2s)
+
+    def _at_field(self, field_T: float) -> dict:
+        """Apparent parameters moved to another field strength by the ratio of the literature priors."""
+        from ..physics.relaxation import relaxation_table
+
+        src = relaxation_table(self.field_T, self.relaxation)
+        dst = relaxation_table(field_T, self.relaxation)
+        out = {}
+        for t, p in self.tissues.items():
+            out[t] = replace(p, t1_ms=p.t1_ms * dst[t].t1_ms / src[t].t1_ms,
+                             t2_ms=p.t2_ms * dst[t].t2_ms / src[t].t2_ms,
+                             t2star_ms=p.t2star_ms * dst[t].t2star_ms / src[t].t2star_ms)
+        return out
+
+    def deltas(self, target: AcquisitionParams | Mapping | str) -> np.ndarray:
+        """Per-tissue voxel increments ``c·[S_t(θ_new) − S_t(θ_0)]`` (float32, stack order)."""
+        s_new = self._signals(self.resolve_target(target))
+        return (self.scale_c * (s_new - self._s0)).astype(np.float32)
+
+    # ------------------------------------------------------------ simulation
+    def simulate(self, target: AcquisitionParams | Mapping | str, *, out: np.ndarray | None = None) -> np.ndarray:
+        """The derivative at ``target`` (float32, image grid). ``out`` may be a preallocated float32 array."""
+        return self._apply(self.deltas(target), out)
+
+    def _apply(self, delta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = self._image.copy()
+        else:
+            if out.shape != self._image.shape or out.dtype != np.float32:
+                raise InputError(f"out must be float32 of shape {self._image.shape}")
+            np.copyto(out, self._image)
+        if self._stack.size and np.any(delta):
+            region = out[self._box]
+            region += (delta @ self._stack).reshape(region.shape)
+        return out
+
+    def simulate_volume(self, target: AcquisitionParams | Mapping | str) -> Volume:
+        """The derivative as a :class:`Volume` on the image grid, with its parameters in ``meta``."""
+        params = self.resolve_target(target)
+        data = self.simulate(params)
+        geom = self.geometry if self.geometry is not None else Volume(np.zeros((1, 1, 1), np.float32))
+        meta = {k: v for k, v in geom.meta.items() if k != "source_path"}
+        meta.update(derivative_meta(self.sequence, params))
+        return Volume(data, geom.spacing.copy(), geom.origin.copy(), geom.direction.copy(), meta)
+
+    def signal(self, target: AcquisitionParams | Mapping | str) -> np.ndarray:
+        """The texture-free model signal ``c·Σ_t f_t·S_t(θ)`` (float32, image grid)."""
+        s = self._signals(self.resolve_target(target))
+        out = np.zeros(self._image.shape, np.float32)
+        if self._stack.size:
+            out[self._box] = ((self.scale_c * s).astype(np.float32) @ self._stack).reshape(out[self._box].shape)
+        return out
+
+    def simulate_grid(self, targets, *, progress: ProgressCallback | None = None):
+        """Yield ``(target, derivative)`` for each target; everything independent of θ is shared."""
+        targets = list(targets)
+        for i, target in enumerate(targets):
+            yield target, self.simulate(target)
+            report(progress, (i + 1) / max(len(targets), 1), f"derivative {i + 1}/{len(targets)}")
+
+
+def derivative_meta(sequence: str, params: AcquisitionParams) -> dict:
+    """``Volume.meta`` entries that describe a derivative (DICOM tags rewritten to the target)."""
+    meta = {"neuroshift:sequence": sequence, "neuroshift:params": params.label(),
+            "dicom:SeriesDescription": f"NeuroShift {sequence.upper()} {params.label()}"}
+    for key, name in (("dicom:EchoTime", "TE_ms"), ("dicom:RepetitionTime", "TR_ms"),
+                      ("dicom:InversionTime", "TI_ms"), ("dicom:FlipAngle", "FA_deg"),
+                      ("dicom:MagneticFieldStrength", "field_T")):
+        value = getattr(params, name)
+        if value is not None:
+            meta[key] = f"{value:.10g}"
+    return meta
+
+
+# --------------------------------------------------------------------------- input checks
+def _as_array(x, what: str) -> tuple[np.ndarray, Volume | None]:
+    if isinstance(x, Volume):
+        return x.data, x
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor
+        x = x.detach().cpu().numpy()
+    return np.asarray(x), None
+
+
+def _prepare(image, fractions: Mapping, brain_mask=None):
+    """Validate and stack. Returns (image float32 C-contiguous, geometry, stack, box, order, mask_box)."""
+    from ..tissues.maps import canonical_tissue
+
+    img, geom = _as_array(image, "image")
+    if img.ndim != 3:
+        raise DimensionError(f"the image must be a 3D volume, got an array of shape {img.shape} ({img.ndim}D)")
+    if not np.issubdtype(img.dtype, np.number) or np.issubdtype(img.dtype, np.complexfloating):
+        raise InputError(f"the image must be real-valued, got {img.dtype}")
+    img = np.array(img, dtype=np.float32, order="C", copy=True)
+    if not np.all(np.isfinite(img)):
+        raise NonFiniteError(f"the image has {int(np.count_nonzero(~np.isfinite(img)))} NaN or infinite voxel(s)")
+    if not fractions:
+        raise InputError("no tissue fraction maps were given (need at least one of CSF, GM, WM, lesion)")
+    maps: dict[str, np.ndarray] = {}
+    for name, f in fractions.items():
+        tissue = canonical_tissue(name)
+        if tissue in maps:
+            raise InputError(f"tissue {tissue} is given twice")
+        arr, fgeom = _as_array(f, tissue)
+        if arr.shape != img.shape:
+            raise GeometryError(f"the {tissue} fraction map has shape {arr.shape}, the image {img.shape}")
+        if geom is not None and fgeom is not None:
+            geom.require_same_grid(fgeom, f"image and {tissue} fraction map")
+        arr = np.asarray(arr, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise NonFiniteError(f"the {tissue} fraction map has NaN or infinite voxels")
+        if lo < -FRACTION_TOLERANCE or hi > 1 + FRACTION_TOLERANCE:
+            raise ParameterRangeError(f"the {tissue} fraction map has values in [{lo:g}, {hi:g}], outside [0, 1]")
+        maps[tissue] = arr
+    order = tuple(t for t in TISSUE_ORDER if t in maps)
+    mask = None
+    if brain_mask is not None:
+        m, mgeom = _as_array(brain_mask, "brain mask")
+        if m.shape != img.shape:
+            raise GeometryError(f"the brain mask has shape {m.shape}, the image {img.shape}")
+        if geom is not None and mgeom is not None:
+            geom.require_same_grid(mgeom, "image and brain mask")
+        mask = np.asarray(m) > 0
+    # Bounding box of the tissue support (and of the mask, which only restricts).
+    support = np.zeros(img.shape, dtype=bool)
+    for t in order:
+        support |= maps[t] > 0
+    if mask is not None:
+        support &= mask
+    if not support.any():
+        raise InputError("the tissue fraction maps are zero everywhere (inside the brain mask)")
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nz = np.flatnonzero(support.any(axis=other))
+        box.append(slice(int(nz[0]), int(nz[-1]) + 1))
+    box = tuple(box)
+    box_shape = tuple(s.stop - s.start for s in box)
+    n_box = int(np.prod(box_shape))
+    stack = np.empty((len(order), n_box), dtype=np.float32)
+    for i, t in enumerate(order):
+        region = np.clip(maps[t][box], 0.0, 1.0)
+        if mask is not None:
+            region = np.where(mask[box], region, 0.0)
+        stack[i] = region.reshape(-1)
+    mask_box = support[box].reshape(-1)
+    return img, geom, stack, box, order, mask_box
+
+
+# --------------------------------------------------------------------------- public API
+def fit_tissue_model(image, fractions: Mapping, sequence: str, source: AcquisitionParams, *,
+                     field_T: float | None = None, priors: Mapping | None = None, brain_mask=None,
+                     relaxation=None, method: str = "regression", tolerance: float = 0.01,
+                     prior_sd: Mapping[str, float] | None = None,
+                     progress: ProgressCallback | None = None) -> TissueModel:
+    """Estimate apparent tissue parameters, the scale ``c`` and the texture from one image.
+
+    ``image``: 3D :class:`Volume` or array; ``fractions``: ``{tissue: Volume|array}`` (CSF, GM, WM, lesion;
+    any subset) on the same grid; ``source``: the image's acquisition parameters (every parameter the
+    sequence needs must be known — :class:`~neuroshift.errors.MissingParameterError` otherwise, nothing is
+    guessed). ``field_T``: field strength of the priors; default the source's ``field_T``, else 3 T (noted
+    in the report). ``priors``: ``{tissue: TissueParameters}`` (default: ``relaxation_table(field_T,
+    relaxation)``; ``relaxation`` is a JSON override path or dict). The brain mask, if given, restricts
+    the voxels used and the tissue support.
+    """
+    seq = str(sequence).lower()
+    if seq not in SEQUENCES:
+        raise ParameterRangeError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
+    if isinstance(source, str):
+        source = AcquisitionParams.parse(source)
+    elif isinstance(source, Mapping):
+        source = AcquisitionParams.from_mapping(source)
+    source.require(seq, context="the input image (source)")
+    notes = []
+    if field_T is None:
+        if source.field_T is not None:
+            field_T = float(source.field_T)
+        else:
+            field_T = 3.0
+            notes.append("field strength unknown: 3 T relaxation priors used (give --field to change)")
+    elif source.field_T is not None and abs(source.field_T - field_T) > 1e-6:
+        notes.append(f"field strength {field_T:g} T given explicitly; the image header says {source.field_T:g} T")
+    source = replace(source, field_T=float(field_T))
+    report(progress, 0.05, "checking inputs")
+    img, geom, stack, box, order, mask_box = _prepare(image, fractions, brain_mask)
+    if priors is None:
+        from ..physics.relaxation import relaxation_table
+
+        priors = relaxation_table(field_T, relaxation)
+    missing = [t for t in order if t not in priors]
+    if missing:
+        raise InputError(f"no relaxation prior for {', '.join(missing)} at {field_T:g} T")
+    report(progress, 0.3, "measuring tissue signals")
+    signals = _est.measure_tissue_signals(img[box].reshape(-1), stack, order, mask=mask_box, method=method)
+    report(progress, 0.6, "fitting apparent tissue parameters")
+    apparent, fit_report = _est.fit_apparent_parameters(signals, seq, source, priors,
+                                                        tolerance=tolerance, prior_sd=prior_sd)
+    fit_report.notes[:0] = notes
+    pd, t1, t2, t2s = _est._param_arrays(order, apparent)
+    s0 = _est.tissue_signals(seq, source, pd, t1, t2, t2s)
+    c = _est.estimate_scale(signals, s0)
+    report(progress, 0.9, "building the model")
+    fr = {}
+    for i, t in enumerate(order):
+        full = np.zeros(img.shape, np.float32)
+        full[box] = stack[i].reshape(full[box].shape)
+        fr[t] = full
+    model = TissueModel(
+        sequence=seq, source=source, field_T=float(field_T), tissues=apparent, scale_c=c, fractions=fr,
+        priors=dict(priors), report=fit_report, geometry=geom, relaxation=relaxation,
+        _image=img, _stack=stack, _box=box, _order=order, _s0=s0,
+    )
+    report(progress, 1.0, "model ready")
+    return model
+
+
+def simulate_derivative(image, fractions: Mapping, sequence: str, source: AcquisitionParams,
+                        target: AcquisitionParams | Mapping | str, *, field_T: float | None = None,
+                        progress: ProgressCallback | None = None, **fit_options) -> Volume:
+    """Fit the tissue model of ``image`` and return its derivative at ``target`` as a :class:`Volume`."""
+    model = fit_tissue_model(image, fractions, sequence, source, field_T=field_T,
+                             progress=(lambda f, m: report(progress, 0.9 * f, m)) if progress else None,
+                             **fit_options)
+    out = model.simulate_volume(target)
+    report(progress, 1.0, "derivative ready")
+    return out
+
+
+__all__ = ["TissueModel", "fit_tissue_model", "simulate_derivative", "derivative_meta", "SEQUENCES",
+           "SEQUENCE_PARAMETERS"]
