@@ -43,7 +43,7 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -(np.where(p > 0, p * np.log2(p), 0.0) + np.where(p < 1, (1 - p) * np.log2(1 - p), 0.0))
-    return h.astype(np.float32)
+    return (np.maximum(h, 0.0) + 0.0).astype(np.float32)
 
 
 class RunningMoments:

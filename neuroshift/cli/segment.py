@@ -1,0 +1,181 @@
+"""``neuroshift segment``: claustrum and white-matter-hyperintensity segmentation with multi-view U-Net ensembles."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import add_device_arg, key_value_arg
+
+EPILOG = """\
+examples:
+  neuroshift segment wmh --flair FLAIR.nii.gz --t1 T1.nii.gz wmh.nii.gz           # bundled demo model
+  neuroshift segment wmh --flair FLAIR.nii.gz wmh.nii.gz --model my-flair-only-model
+  neuroshift segment claustrum T1_brain.nii.gz claustrum.nii.gz --model claustrum-adult \\
+      --probabilities prob.nii.gz --uncertainty unc.nii.gz --tta --json volumes.json
+  neuroshift segment claustrum T2w.nii.gz out.nii.gz --model claustrum-neonatal --age-weeks 37
+
+The label (0/1, uint8) has the input's grid: spacing, origin and direction (for WMH: the FLAIR's).
+Inside, the scan is reoriented to the model's canonical axes, resampled to its voxel spacing,
+z-scored in a brain mask, cut into the slices of each view of the model, and the ensemble's
+probabilities are averaged per view and then across views; slabs at the ends of each slicing axis
+are cleared (10 % WMH, 20 % claustrum, 25 % neonates); outputs go back to the input grid (nearest
+neighbour for the label). All files are written atomically.
+
+Models: --model takes a package folder or the name of an installed one ('neuroshift models list').
+No claustrum weights ship with NeuroShift: import the authors' Keras files with
+'neuroshift models import-keras' or train your own with 'neuroshift train'.
+"""
+
+NO_CLAUSTRUM_MODEL = (
+    "no claustrum model is installed (none can be bundled: the published weights are the authors'). "
+    "Import the authors' released Keras weights (axial_0.h5 ... coronal_2.h5) with\n"
+    "    neuroshift models import-keras --task claustrum --name claustrum H5_FOLDER\n"
+    "or train one on your labelled scans with\n"
+    "    neuroshift train --task claustrum --data DATA_FOLDER --out ~/.neuroshift/models/claustrum\n"
+    "then run again (or pass --model PACKAGE_FOLDER)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", metavar="PATH|NAME", help="model package folder or installed name")
+    add_device_arg(p)
+    p.add_argument("--probabilities", metavar="FILE", help="also write the fused probability map (float32)")
+    p.add_argument("--uncertainty", metavar="FILE", help="also write the ensemble-disagreement map (float32)")
+    p.add_argument("--uncertainty-kind", choices=("variance", "entropy"), default="variance",
+                   help="variance of all members' probabilities (default) or binary entropy (bits) of the fused one")
+    p.add_argument("--tta", action="store_true", help="flip test-time augmentation (left-right flipped slices as extra members)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="slices per network call (default 64 on CUDA, 16 on CPU)")
+    p.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's)")
+    p.add_argument("--slab-fraction", type=float, metavar="F",
+                   help="fraction of slices cleared at each end of each slicing axis (default: the model's)")
+    p.add_argument("--age-weeks", type=float, metavar="W", help="gestational age in weeks (neonates: QC below 35)")
+    p.add_argument("--brain-mask", metavar="FILE", help="brain mask to z-score in, instead of the threshold mask")
+    p.add_argument("--mask-mode", choices=("absolute", "relative"),
+                   help="brain-mask thresholds as raw intensities (as released) or as fractions of the 99th percentile")
+    p.add_argument("--mask-thresholds", type=key_value_arg, metavar="CH=V,...",
+                   help="brain-mask thresholds per channel, e.g. FLAIR=70,T1=30 (absolute) or FLAIR=0.1 (relative)")
+    p.add_argument("--json", metavar="FILE", help="write volumes (mm^3), QC warnings and run information as JSON")
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: all)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("segment", help="claustrum / WMH segmentation with multi-view U-Net ensembles",
+                       description="Segment the claustrum (T1w) or white-matter hyperintensities (FLAIR [+ T1]) "
+                                   "with the multi-view 2D U-Net ensembles of dissertation 003.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tasks = p.add_subparsers(dest="task", metavar="TASK")
+    c = tasks.add_parser("claustrum", help="claustrum from a skull-stripped T1w (adult) or T2w (neonatal model)",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("input", metavar="INPUT", help="input scan (volume file or DICOM folder)")
+    c.add_argument("output", metavar="OUTPUT", help="label file to write (e.g. claustrum.nii.gz)")
+    _common(c)
+    c.set_defaults(func=run, model_default="claustrum")
+    w = tasks.add_parser("wmh", help="white-matter hyperintensities from FLAIR (+ T1 registered to it)",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("--flair", required=True, metavar="FILE", help="FLAIR scan (the output grid)")
+    w.add_argument("--t1", metavar="FILE", help="T1 scan registered to the FLAIR (needed by two-channel models)")
+    w.add_argument("output", metavar="OUTPUT", help="label file to write (e.g. wmh.nii.gz)")
+    _common(w)
+    w.set_defaults(func=run, model_default="wmh-demo")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _load_package(args, device):
+    from ..errors import InputError
+    from ..segment.package import load_package
+    from ..segment.registry import ModelNotFoundError, find_model
+
+    name = args.model or args.model_default
+    try:
+        path = find_model(name)
+    except ModelNotFoundError as exc:
+        if args.task == "claustrum" and not args.model:
+            raise InputError(NO_CLAUSTRUM_MODEL) from None
+        if args.task == "claustrum":
+            raise InputError(f"{exc}\n{NO_CLAUSTRUM_MODEL}") from None
+        raise
+    pkg = load_package(path, device)
+    task = str(pkg.manifest.get("task", "")).lower()
+    if task and not task.startswith(args.task):
+        raise InputError(f"model '{name}' is a '{pkg.manifest.get('task')}' model, not a {args.task} model; "
+                         f"use 'neuroshift segment {task.split('-')[0]}' or another --model")
+    return pkg
+
+
+def run(args) -> int:
+    import json
+    import sys
+
+    import numpy as np
+
+    from ..errors import InputError
+    from ..io.atomic import write_text_atomic
+    from ..io.files import read_volume, write_volume
+    from ..progress import cli_progress
+    from ..segment.inference import segment_volume, set_cpu_threads
+    from ..segment.preprocess import BrainMaskSpec
+    from ..torch_device import resolve_device
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise InputError(f"--threshold must be in [0, 1], got {args.threshold:g}")
+    if args.slab_fraction is not None and not 0.0 <= args.slab_fraction < 0.5:
+        raise InputError(f"--slab-fraction must be in [0, 0.5), got {args.slab_fraction:g}")
+    outputs = [p for p in (args.output, args.probabilities, args.uncertainty, args.json) if p]
+    if len(set(outputs)) != len(outputs):
+        raise InputError("the output, --probabilities, --uncertainty and --json files must differ")
+    set_cpu_threads(args.threads)
+    device = resolve_device(args.device)
+    pkg = _load_package(args, device)
+    channels = list(pkg.manifest["input_channels"])
+    inputs = {}
+    if args.task == "wmh":
+        inputs[channels[0]] = read_volume(args.flair, dtype=np.float32)
+        if len(channels) > 1:
+            if not args.t1:
+                raise InputError(f"this model needs {' and '.join(channels)}: give --t1 (registered to the FLAIR), "
+                                 "or use a FLAIR-only model")
+            inputs[channels[1]] = read_volume(args.t1, dtype=np.float32)
+        elif args.t1:
+            print("neuroshift: note: the model is FLAIR-only; --t1 is ignored", file=sys.stderr)
+    else:
+        if len(channels) != 1:
+            raise InputError(f"this claustrum model needs {len(channels)} channels ({', '.join(channels)}); "
+                             "the claustrum command takes one input")
+        inputs[channels[0]] = read_volume(args.input, dtype=np.float32)
+    mask_spec = None
+    if args.mask_mode or args.mask_thresholds:
+        current = BrainMaskSpec.from_manifest((pkg.manifest.get("preprocessing", {}) or {}).get("brain_mask"),
+                                              str(pkg.manifest.get("task", "")))
+        mode = args.mask_mode or current.mode
+        spec = {"mode": mode, "largest_component": current.largest_component, "fill_holes": current.fill_holes}
+        if args.mask_thresholds:
+            try:
+                spec["thresholds"] = {k: float(v) for k, v in args.mask_thresholds.items()}
+            except ValueError:
+                raise InputError(f"--mask-thresholds values must be numbers, got {args.mask_thresholds}") from None
+        elif mode == current.mode:
+            spec["thresholds"] = current.thresholds
+        mask_spec = BrainMaskSpec.from_manifest(spec, str(pkg.manifest.get("task", "")))
+    brain_mask = read_volume(args.brain_mask) if args.brain_mask else None
+
+    with cli_progress(f"segment {args.task}") as progress:
+        result = segment_volume(inputs, pkg, device=device, tta=args.tta, progress=progress,
+                                batch_size=args.batch_size, threshold=args.threshold,
+                                slab_fraction=args.slab_fraction, uncertainty=args.uncertainty_kind,
+                                age_weeks=args.age_weeks, brain_mask=brain_mask, mask_spec=mask_spec)
+    write_volume(result.label, args.output)
+    if args.probabilities:
+        write_volume(result.probability, args.probabilities)
+    if args.uncertainty:
+        write_volume(result.uncertainty, args.uncertainty)
+    summary = {"output": str(args.output), **result.summary(),
+               "probabilities": args.probabilities, "uncertainty_file": args.uncertainty}
+    if args.json:
+        write_text_atomic(args.json, json.dumps(summary, indent=2, default=str) + "\n")
+    for name, mm3 in result.volumes_mm3.items():
+        print(f"{name}: {mm3:.1f} mm^3 ({mm3 / 1000.0:.3f} mL)")
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"wrote {args.output}" + "".join(f", {p}" for p in (args.probabilities, args.uncertainty, args.json) if p))
+    return 0
