@@ -27,12 +27,13 @@ No claustrum weights ship with NeuroShift: import the authors' Keras files with
 """
 
 NO_CLAUSTRUM_MODEL = (
-    "no claustrum model is installed (none can be bundled: the published weights are the authors'). "
-    "Import the authors' released Keras weights (axial_0.h5 ... coronal_2.h5) with\n"
-    "    neuroshift models import-keras --task claustrum --name claustrum H5_FOLDER\n"
-    "or train one on your labelled scans with\n"
-    "    neuroshift train --task claustrum --data DATA_FOLDER --out ~/.neuroshift/models/claustrum\n"
-    "then run again (or pass --model PACKAGE_FOLDER)")
+    "no claustrum model is installed, and none is bundled: the only published claustrum weights are the "
+    "authors' own (no trained claustrum network can honestly ship with NeuroShift). Either\n"
+    "  - import the authors' released Keras files (axial_0.h5 ... coronal_2.h5) with\n"
+    "        neuroshift models import-keras axial_*.h5 coronal_*.h5 --task claustrum --name claustrum\n"
+    "  - or train one on your labelled scans with 'neuroshift train' (see 'neuroshift train --help'; "
+    "--init PACKAGE fine-tunes, e.g. for neonates) and install it as ~/.neuroshift/models/claustrum,\n"
+    "then run again, or pass --model PACKAGE_FOLDER|NAME ('neuroshift models list' shows what is installed)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -79,6 +80,20 @@ def register(sub) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
+def _only_model_of_task(task: str):
+    """The folder of the one installed package of ``task`` (None when there are none; error when several)."""
+    from ..errors import InputError
+    from ..segment.registry import list_models
+
+    hits = [m for m in list_models() if str(m.get("task") or "").lower().startswith(task) and not m.get("error")]
+    if not hits:
+        return None
+    if len(hits) > 1:
+        raise InputError(f"several {task} models are installed ({', '.join(m['name'] for m in hits)}); "
+                         "choose one with --model NAME")
+    return hits[0]["path"]
+
+
 def _load_package(args, device):
     from ..errors import InputError
     from ..segment.package import load_package
@@ -88,11 +103,15 @@ def _load_package(args, device):
     try:
         path = find_model(name)
     except ModelNotFoundError as exc:
-        if args.task == "claustrum" and not args.model:
-            raise InputError(NO_CLAUSTRUM_MODEL) from None
-        if args.task == "claustrum":
-            raise InputError(f"{exc}\n{NO_CLAUSTRUM_MODEL}") from None
-        raise
+        if args.model:
+            if args.task == "claustrum":
+                raise InputError(f"{exc}\n{NO_CLAUSTRUM_MODEL}") from None
+            raise
+        path = _only_model_of_task(args.task)
+        if path is None:
+            if args.task == "claustrum":
+                raise InputError(NO_CLAUSTRUM_MODEL) from None
+            raise
     pkg = load_package(path, device)
     task = str(pkg.manifest.get("task", "")).lower()
     if task and not task.startswith(args.task):

@@ -73,9 +73,11 @@ def check_age(age_weeks: float | None, manifest: Mapping[str, Any]) -> list[str]
     if age_weeks is None:
         return []
     out = []
-    if float(age_weeks) < NEONATE_MIN_WEEKS:
-        out.append(f"age {float(age_weeks):g} gestational weeks is below {NEONATE_MIN_WEEKS:g}: the neonatal "
-                   "claustrum model failed on the scans younger than 35 weeks in its validation; check the result")
+    pre = manifest.get("preprocessing", {}) or {}
+    limit = float(pre.get("min_age_weeks", (manifest.get("qc", {}) or {}).get("min_age_weeks", NEONATE_MIN_WEEKS)))
+    if float(age_weeks) < limit:
+        out.append(f"age {float(age_weeks):g} gestational weeks is below {limit:g}: the neonatal claustrum model "
+                   f"failed on the scans younger than {limit:g} weeks in its validation; check the result")
     population = str(manifest.get("training", {}).get("population", "")).lower()
     if float(age_weeks) < 60 and population == "adult":
         out.append(f"age {float(age_weeks):g} weeks is a neonate/infant but the model was trained on adults; "
