@@ -125,3 +125,30 @@ def test_not_a_keras_file(tmp_path):
         fh.create_dataset("a", data=np.zeros(3))
     with pytest.raises(UnreadableFileError):
         read_keras_convs(tmp_path / "y.h5")
+
+
+def test_models_cli_import_list_verify(tmp_path, monkeypatch, capsys):
+    from neuroshift.cli.main import main
+
+    monkeypatch.setenv("NEUROSHIFT_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    files = []
+    for i in range(2):
+        for view in ("axial", "coronal"):
+            dst = tmp_path / f"{view}_{i}.h5"
+            dst.write_bytes((FIXTURES / "claustrum_w8_keras2.h5").read_bytes())
+            files.append(str(dst))
+    assert main(["models", "import-keras", *files, "--task", "claustrum", "--out",
+                 str(tmp_path / "models" / "cl")]) == 0
+    assert main(["models", "import-keras", *files, "--task", "claustrum", "--out",
+                 str(tmp_path / "models" / "cl")]) == 2  # exists, no --force
+    assert main(["models", "list"]) == 0
+    assert "cl " in capsys.readouterr().out
+    assert main(["models", "verify", "cl"]) == 0
+    assert "SHA-256 verified" in capsys.readouterr().out
+    with open(tmp_path / "models" / "cl" / "coronal_1.safetensors", "ab") as fh:
+        fh.write(b"\0")
+    assert main(["models", "verify", "cl"]) == 2
+    assert "coronal_1.safetensors" in capsys.readouterr().err
+    assert main(["models", "import-keras", str(FIXTURES / "wmh_w16_keras3.h5"), "--task", "wmh",
+                 "--channels", "FLAIR"]) == 2  # 2-channel network, 1 name
