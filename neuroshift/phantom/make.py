@@ -160,9 +160,9 @@ def build_phantom(*, seed: int = 0, field_T: float = FIELD_T) -> Phantom:
     fr = {"CSF": csf_new, "GM": gm_new, "WM": wm_new, "lesion": les}
     ref = tpl.gm
     fractions = {t: ref.with_data(fr[t].astype(np.float32), tissue=t) for t in TISSUE_ORDER}
-    labels = labels_from_fractions(fractions)
+    # hard labels: argmax of CSF/GM/WM, and lesion (4) exactly on the lesion mask (fraction >= 0.5)
+    labels = labels_from_fractions({t: fractions[t] for t in ("CSF", "GM", "WM")}, min_total=0.0)
     labels.data[~brain] = 0
-    labels.data[brain & (labels.data == 0)] = 1
     labels.data[core] = 4
     lesion_mask = ref.with_data(core.astype(np.uint8))
     brain_mask = ref.with_data(brain.astype(np.uint8))

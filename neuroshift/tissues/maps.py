@@ -88,10 +88,14 @@ def _normalise_mapping(mapping: Mapping[str, int | Iterable[int]]) -> dict[str, 
     owner: dict[int, str] = {}
     for name, raw in mapping.items():
         tissue = canonical_tissue(name)
-        values = [raw] if isinstance(raw, (int, np.integer)) else list(raw)
+        values = [raw] if isinstance(raw, (int, float, np.integer, np.floating)) else list(raw)
         labels = []
         for v in values:
-            if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
+            try:
+                integral = not isinstance(v, (bool, np.bool_)) and float(v).is_integer()
+            except (TypeError, ValueError):
+                integral = False
+            if not integral:
                 raise FractionError(f"{tissue}: label value {v!r} is not an integer")
             v = int(v)
             if v == 0:
