@@ -1,0 +1,106 @@
+"""``neuroshift stress-test``: a segmentation model's performance over a grid of simulated acquisitions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import add_device_arg
+
+DEFAULT_GRID = "TE=84:150:7,TI=2200:2900:7"
+
+EPILOG = """\
+examples:
+  neuroshift stress-test out --cases cases/ --model wmh-demo
+  neuroshift stress-test out --cases cases.csv --model my-package --grid TE=84:150:7,TI=2200:2900:7 --workers 4
+  neuroshift stress-test out --cases cases/ --model 'cmd:"lst --flair {input} --output {output}"'
+  neuroshift stress-test out --cases cases/ --model 'cmd:"nnUNetv2_predict -i {input_dir} -o {output_dir} -d 1"'
+  neuroshift stress-test out --cases cases/ --model wmh-demo --grid TE=84:150:5,noise=0|10|20 --scheduler tcp://host:8786
+
+Cases: a folder with one subfolder per subject (FLAIR.nii.gz + FLAIR.json sidecar, pv_*.nii.gz or
+tissue_labels.nii.gz, lesion_mask.nii.gz; the phantom of 'neuroshift sample-data' is one) or a CSV
+(columns image, mask, params or TE/TI/TR..., labels or pv_CSF/pv_GM/pv_WM/pv_lesion, optional case,
+brain_mask and extra input channels such as T1w). Grid: KEY=start:stop:count or KEY=a|b|c for any
+parameter of the sequence (TE, TI, TR, FA, ...; ms, degrees), field (T), noise (sigma, image units)
+and slice_mm. Rerunning into the same OUTDIR resumes: finished points are kept and skipped.
+Outputs: results.csv, surface.json, heatmap/surface PNGs, report.html, points.jsonl.
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stress-test", help="stress-test a segmentation model over simulated acquisition shifts",
+                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("outdir", metavar="OUTDIR", help="output folder (rerun the same command to resume)")
+    p.add_argument("--cases", required=True, metavar="CASES", help="case folder or CSV file")
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="model package name or folder (e.g. wmh-demo), or cmd:\"TOOL ... {input} ... {output}\"")
+    p.add_argument("--grid", default=DEFAULT_GRID, metavar="GRID",
+                   help=f"grid of parameters (default {DEFAULT_GRID}, the 3 T grid of paper 000)")
+    p.add_argument("--sequence", default="flair", choices=("flair", "se", "ir", "dir", "gre", "mprage"),
+                   help="sequence of the case images (default flair)")
+    p.add_argument("--metric", default="lesion_f1",
+                   help="metric of the headline response surface: lesion_f1 (default), dice, lesion_recall, "
+                        "lesion_precision, pred_volume_ml")
+    p.add_argument("--surface", default="quadratic", choices=("quadratic", "linear", "interaction", "cubic", "auto"),
+                   help="response-surface form (default quadratic, Eq. 10 of paper 000; auto: cubic if the "
+                        "quadratic fits badly)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster (e.g. tcp://host:8786); workers need NeuroShift and the case files")
+    p.add_argument("--field", type=float, metavar="T",
+                   help="field strength (T) of cases whose header does not give it (default 3 T, noted)")
+    p.add_argument("--inputs", default="", metavar="CH1,CH2",
+                   help="extra input channels an external tool needs besides the image (e.g. T1w)")
+    p.add_argument("--timeout", type=float, default=3600.0, metavar="S",
+                   help="time limit per image for an external tool (default 3600 s)")
+    p.add_argument("--restart", action="store_true", help="discard the results already in OUTDIR")
+    p.add_argument("--no-baseline", action="store_true", help="skip the baseline point of each case")
+    add_device_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import InputError
+    from ..progress import cli_progress
+    from ..stress.models import resolve_model
+    from ..stress.report import LABELS, write_report
+    from ..stress.runner import run_stress_test
+    from ..stress.simulator import PhysicsSimulator
+    from ..stress.surface import SurfaceFit
+
+    if args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    inputs = tuple(s.strip() for s in args.inputs.split(",") if s.strip())
+    model = resolve_model(args.model, device=args.device, sequence=args.sequence, timeout_s=args.timeout,
+                          inputs=inputs)
+    with cli_progress("stress test") as progress:
+        result = run_stress_test(args.cases, model, args.grid, args.outdir, sequence=args.sequence,
+                                 simulator=PhysicsSimulator(field_T=args.field), workers=args.workers,
+                                 scheduler=args.scheduler, progress=progress, restart=args.restart,
+                                 baseline=not args.no_baseline, device=args.device)
+    out = write_report(result, args.outdir, metric=args.metric, form=args.surface)
+    n_points = len(result.records)
+    reused = n_points - result.computed
+    print(f"{len(result.case_ids)} case(s), {n_points} point(s) finished ({result.computed} computed now, "
+          f"{reused} from an earlier run)")
+    for f in result.failures:
+        where = "case" if f.get("point") == "*" else f"point {f.get('point')}"
+        print(f"  failed: {f['case']} {where}: {f.get('error')}", file=sys.stderr)
+    fit = out["surfaces"].get(args.metric)
+    if isinstance(fit, SurfaceFit):
+        print(f"{fit.form} surface of {LABELS.get(args.metric, args.metric)}: R² = {_fmt(fit.r2)}, "
+              f"adjusted R² = {_fmt(fit.adj_r2)}")
+        for name, b, se in zip(fit.term_names, fit.coefficients, fit.std_errors):
+            print(f"  {name:>10s} {b: .6g} ± {se:.3g}")
+        shares = ", ".join(f"{v} {100 * i['share']:.0f}%" for v, i in
+                           sorted(fit.influence.items(), key=lambda kv: -kv[1]["share"]))
+        print(f"  influence: {shares}")
+    elif fit is not None:
+        print(f"no response surface: {fit}", file=sys.stderr)
+    print(f"report: {out['paths']['html']}")
+    ok_cases = {r["case"] for r in result.records}
+    return 0 if ok_cases else 1
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.4f}"

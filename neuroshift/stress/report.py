@@ -1,0 +1,443 @@
+"""Outputs of a stress test: results.csv, surface.json, PNG figures and a self-contained HTML report.
+
+* ``results.csv`` — one row per case × grid point × metric (``point`` is the grid
+  point, ``baseline`` the case's own parameters simulated, ``original`` the
+  unsimulated image), with the grid coordinates as columns;
+* ``surface.json`` — per metric the response surface fitted to the case-mean
+  values over the grid (coefficients in original units with standard errors,
+  coded coefficients, R², adjusted R², relative influence), plus the baseline check;
+* ``heatmap_<metric>.png``, ``surface_<metric>.png``, ``lines_<metric>.png``;
+* ``report.html`` — everything above in one file (images embedded as base64),
+  with per-case failures and notes, for a collaborator to open.
+
+All files are written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..io.atomic import write_bytes_atomic, write_text_atomic
+from .runner import METRICS, StressRun
+from .simulator import UNITS
+from .surface import SurfaceFit, fit_surface
+
+LABELS = {"lesion_f1": "lesion F1", "dice": "DSC", "lesion_recall": "lesion recall",
+          "lesion_precision": "lesion precision", "pred_volume_ml": "predicted volume (ml)",
+          "gt_volume_ml": "ground-truth volume (ml)", "n_gt_lesions": "ground-truth lesions",
+          "n_pred_lesions": "predicted lesions"}
+#: Metrics that get a response surface (the others are case properties).
+SURFACE_METRICS = ("lesion_f1", "dice", "lesion_recall", "lesion_precision", "pred_volume_ml")
+
+
+def metric_names(run: StressRun) -> list[str]:
+    names: list[str] = []
+    for rec in run.records:
+        for m in rec.get("metrics", {}):
+            if m not in names:
+                names.append(m)
+    order = {m: i for i, m in enumerate(METRICS)}
+    return sorted(names, key=lambda m: (order.get(m, len(order)), m))
+
+
+# --------------------------------------------------------------------------- tables
+def result_rows(run: StressRun) -> list[dict]:
+    """One row per case × point × metric (baseline points also give an ``original`` row set)."""
+    rows = []
+    for rec in run.records:
+        grid = rec.get("grid", {})
+        variants = [(rec["point"], True, rec.get("metrics", {}))]
+        if rec.get("baseline") and "baseline_check" in rec:
+            variants.append(("original", False, rec["baseline_check"].get("real_metrics", {})))
+        for point, simulated, values in variants:
+            for metric, value in values.items():
+                row = {"case": rec["case"], "point": point, "baseline": bool(rec.get("baseline")),
+                       "simulated": simulated}
+                row.update({axis: grid.get(axis) for axis in run.axes})
+                row.update(metric=metric, value=value)
+                rows.append(row)
+    return rows
+
+
+def write_results_csv(run: StressRun, path: str | Path) -> Path:
+    path = Path(path)
+    buf = io.StringIO()
+    fields = ["case", "point", "baseline", "simulated", *run.axes, "metric", "value"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in result_rows(run):
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    write_text_atomic(path, buf.getvalue())
+    return path
+
+
+def _csv_value(v):
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else repr(v)
+    return v
+
+
+def point_means(run: StressRun, metric: str) -> tuple[list[dict], np.ndarray, np.ndarray, list[str]]:
+    """Grid points, the case-mean and standard deviation of ``metric`` there, and the cases averaged.
+
+    Only cases with a result at every grid point are averaged (so no point mixes other cases);
+    when no case is complete, every available result is used.
+    """
+    grid_recs = run.grid_records()
+    by_case: dict[str, dict[str, float]] = {}
+    points: dict[str, dict] = {}
+    for rec in grid_recs:
+        value = rec.get("metrics", {}).get(metric)
+        if value is None:
+            continue
+        by_case.setdefault(rec["case"], {})[rec["point"]] = float(value)
+        points.setdefault(rec["point"], rec["grid"])
+    if not points:
+        return [], np.zeros(0), np.zeros(0), []
+    complete = [c for c, v in by_case.items() if len(v) == len(points)]
+    use = complete or list(by_case)
+    keys = list(points)
+    means, sds = [], []
+    for key in keys:
+        vals = [by_case[c][key] for c in use if key in by_case[c]]
+        means.append(float(np.mean(vals)) if vals else float("nan"))
+        sds.append(float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0)
+    return [points[k] for k in keys], np.array(means), np.array(sds), use
+
+
+def fit_run_surfaces(run: StressRun, metrics: Sequence[str] | None = None, *, form: str = "quadratic"
+                     ) -> dict[str, SurfaceFit | str]:
+    """Response surface per metric (or the reason it could not be fitted)."""
+    out: dict[str, SurfaceFit | str] = {}
+    for metric in metrics or [m for m in metric_names(run) if m in SURFACE_METRICS]:
+        pts, means, _, _ = point_means(run, metric)
+        if not pts:
+            out[metric] = "no results"
+            continue
+        x = {axis: [p[axis] for p in pts] for axis in run.axes}
+        try:
+            out[metric] = fit_surface(x, means, form=form)
+        except Exception as exc:  # noqa: BLE001 - one metric's failure must not hide the others
+            out[metric] = str(exc)
+    return out
+
+
+def baseline_summary(run: StressRun) -> list[dict]:
+    rows = []
+    for rec in run.baseline_records():
+        chk = rec.get("baseline_check", {})
+        rows.append({"case": rec["case"], "params": rec.get("params", {}),
+                     "max_abs_diff": chk.get("max_abs_diff"), "rel_max_abs_diff": chk.get("rel_max_abs_diff"),
+                     "metrics_simulated": rec.get("metrics", {}), "metrics_original": chk.get("real_metrics", {}),
+                     "metric_diff": chk.get("metric_diff", {})})
+    return rows
+
+
+def surface_document(run: StressRun, surfaces: dict, primary: str) -> dict:
+    return {
+        "sequence": run.sequence, "model": run.model_name, "primary_metric": primary,
+        "grid": {k: v.tolist() for k, v in run.grid.items()},
+        "units": {k: UNITS.get(k, "") for k in run.grid},
+        "cases": run.case_ids,
+        "cases_averaged": {m: point_means(run, m)[3] for m in surfaces},
+        "surfaces": {m: (s.to_dict() if isinstance(s, SurfaceFit) else {"error": s}) for m, s in surfaces.items()},
+        "baseline_check": baseline_summary(run),
+        "failures": run.failures,
+        "notes": run.notes,
+    }
+
+
+# --------------------------------------------------------------------------- figures
+def _figure(figsize):
+    """A matplotlib Figure on the Agg canvas (no pyplot: no global backend state, safe inside Slicer)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _axis_label(axis: str) -> str:
+    unit = UNITS.get(axis, "")
+    return f"{axis} ({unit})" if unit else axis
+
+
+def heatmap_matrix(run: StressRun, metric: str):
+    """(x axis, y axis, x values, y values, matrix[y, x]) of case means; other axes averaged."""
+    pts, means, _, _ = point_means(run, metric)
+    axes = run.axes
+    ax_x = axes[0]
+    ax_y = axes[1] if len(axes) > 1 else None
+    xs = list(run.grid[ax_x])
+    ys = list(run.grid[ax_y]) if ax_y else [0.0]
+    total = np.zeros((len(ys), len(xs)))
+    count = np.zeros_like(total)
+    for p, m in zip(pts, means):
+        if not np.isfinite(m):
+            continue
+        i = ys.index(p[ax_y]) if ax_y else 0
+        j = xs.index(p[ax_x])
+        total[i, j] += m
+        count[i, j] += 1
+    with np.errstate(invalid="ignore"):
+        mat = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return ax_x, ax_y, np.array(xs), np.array(ys), mat
+
+
+def plot_heatmap(run: StressRun, metric: str) -> bytes:
+    ax_x, ax_y, xs, ys, mat = heatmap_matrix(run, metric)
+    fig = _figure((6.0, 4.8))
+    ax = fig.add_subplot()
+    if ax_y is None:
+        ax.plot(xs, mat[0], "o-")
+        ax.set_xlabel(_axis_label(ax_x))
+        ax.set_ylabel(LABELS.get(metric, metric))
+    else:
+        im = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs], rotation=45)
+        ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
+        ax.set_xlabel(_axis_label(ax_x))
+        ax.set_ylabel(_axis_label(ax_y))
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                if np.isfinite(mat[i, j]):
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if mat[i, j] < np.nanmean(mat) else "black")
+        fig.colorbar(im, ax=ax, label=LABELS.get(metric, metric))
+    extra = [a for a in run.axes if a not in (ax_x, ax_y)]
+    title = f"{LABELS.get(metric, metric)}, mean over cases"
+    if extra:
+        title += f" (averaged over {', '.join(extra)})"
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def plot_lines(run: StressRun, metric: str) -> bytes:
+    """Metric against the first axis, one line per value of the second (F1 against TE per TI)."""
+    ax_x, ax_y, xs, ys, mat = heatmap_matrix(run, metric)
+    fig = _figure((6.0, 4.2))
+    ax = fig.add_subplot()
+    for i, y in enumerate(ys):
+        ax.plot(xs, mat[i], "o-", label=f"{ax_y} = {y:g}" if ax_y else None)
+    ax.set_xlabel(_axis_label(ax_x))
+    ax.set_ylabel(LABELS.get(metric, metric))
+    if ax_y:
+        ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_surface(run: StressRun, metric: str, fit: SurfaceFit) -> bytes | None:
+    """3D surface of the fit with the measured case means (two varying axes only)."""
+    if len(fit.variables) != 2:
+        return None
+    pts, means, _, _ = point_means(run, metric)
+    a, b = fit.variables
+    ga = np.linspace(run.grid[a].min(), run.grid[a].max(), 40)
+    gb = np.linspace(run.grid[b].min(), run.grid[b].max(), 40)
+    A, B = np.meshgrid(ga, gb)
+    others = {v: np.full(A.size, float(np.mean(run.grid[v]))) for v in run.axes if v not in (a, b)}
+    Z = fit.predict({a: A.ravel(), b: B.ravel(), **others}).reshape(A.shape)
+    fig = _figure((6.4, 5.0))
+    ax = fig.add_subplot(projection="3d")
+    ax.plot_surface(A, B, Z, cmap="viridis", alpha=0.6, linewidth=0)
+    ax.scatter([p[a] for p in pts], [p[b] for p in pts], means, color="k", s=12)
+    ax.set_xlabel(_axis_label(a))
+    ax.set_ylabel(_axis_label(b))
+    ax.set_zlabel(LABELS.get(metric, metric))
+    r2 = "n/a" if fit.r2 is None else f"{fit.r2:.3f}"
+    ax.set_title(f"{fit.form} response surface, R² = {r2}", fontsize=10)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- report
+def write_report(run: StressRun, outdir: str | Path | None = None, *, metric: str = "lesion_f1",
+                 form: str = "quadratic") -> dict:
+    """Write results.csv, surface.json, the PNGs and report.html; returns paths and the fitted surfaces."""
+    outdir = Path(outdir or run.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = {"results": write_results_csv(run, outdir / "results.csv")}
+    names = metric_names(run)
+    surf_metrics = [m for m in names if m in SURFACE_METRICS or m == metric]
+    if metric not in surf_metrics and run.records:
+        from ..errors import InputError
+
+        raise InputError(f"metric '{metric}' is not among the results ({', '.join(names)})")
+    surfaces = fit_run_surfaces(run, surf_metrics, form=form)
+    doc = surface_document(run, surfaces, metric)
+    write_text_atomic(outdir / "surface.json", json.dumps(_json_safe(doc), indent=2) + "\n")
+    paths["surface"] = outdir / "surface.json"
+    images: dict[str, bytes] = {}
+    if run.grid_records():
+        for m in [metric] + [n for n in surf_metrics if n != metric]:
+            images[f"heatmap_{m}.png"] = plot_heatmap(run, m)
+        if len(run.axes) >= 2:
+            images[f"lines_{metric}.png"] = plot_lines(run, metric)
+        fit = surfaces.get(metric)
+        if isinstance(fit, SurfaceFit):
+            png = plot_surface(run, metric, fit)
+            if png:
+                images[f"surface_{metric}.png"] = png
+    for name, data in images.items():
+        write_bytes_atomic(outdir / name, data)
+        paths[name] = outdir / name
+    write_text_atomic(outdir / "report.html", render_html(run, surfaces, metric, images))
+    paths["html"] = outdir / "report.html"
+    return {"paths": paths, "surfaces": surfaces}
+
+
+def _json_safe(v):
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (np.floating, np.integer)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _num(v, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return html.escape(str(v))
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.{digits}g}"
+
+
+def render_html(run: StressRun, surfaces: dict, metric: str, images: dict[str, bytes]) -> str:
+    e = html.escape
+    n_grid = int(np.prod([len(v) for v in run.grid.values()]))
+    ok_cases = sorted({r["case"] for r in run.records})
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>NeuroShift stress test</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}",
+        "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right;font-size:13px}th{background:#f2f2f2}td.l,th.l{text-align:left}"
+        "img{max-width:100%;margin:.5em 0}.bad{color:#a00}.note{color:#555;font-size:13px}",
+        "</style></head><body>",
+        f"<h1>Stress test: {e(run.model_name)}</h1>",
+        f"<p>Sequence <b>{e(run.sequence.upper())}</b>; grid "
+        + ", ".join(f"{e(k)} = {_num(v.min())}…{_num(v.max())} {e(UNITS.get(k, ''))} ({len(v)} values)"
+                    for k, v in run.grid.items())
+        + f" ({n_grid} points); {len(run.case_ids)} case(s), {len(ok_cases)} with results; "
+          f"metric <b>{e(LABELS.get(metric, metric))}</b>.</p>",
+    ]
+    fit = surfaces.get(metric)
+    if isinstance(fit, SurfaceFit):
+        parts.append(f"<h2>Response surface of {e(LABELS.get(metric, metric))}</h2>")
+        parts.append(f"<p>{e(fit.form)} model fitted by OLS to the case means at {fit.n} grid points: "
+                     f"R² = <b>{_num(fit.r2)}</b>, adjusted R² = {_num(fit.adj_r2)}, RMSE = {_num(fit.rmse)}. "
+                     "Coefficients in original units (ms, degrees…); coded = per half grid range "
+                     "around the grid centre.</p>")
+        parts.append(_coef_table(fit))
+        parts.append(_influence_table(fit))
+        for note in fit.notes:
+            parts.append(f"<p class='note'>{e(note)}</p>")
+    elif fit is not None:
+        parts.append(f"<p class='bad'>No response surface for {e(metric)}: {e(str(fit))}</p>")
+    for name in (f"surface_{metric}.png", f"heatmap_{metric}.png", f"lines_{metric}.png"):
+        if name in images:
+            parts.append(_img(images[name], name))
+    parts.append("<h2>Baseline check</h2><p>Each case simulated at its own parameters vs the unsimulated "
+                 "image (the simulation must reproduce it), and the model's metrics on both.</p>")
+    parts.append(_baseline_table(run, metric))
+    others = [m for m in surfaces if m != metric]
+    if others:
+        parts.append("<h2>Other metrics</h2><table><tr><th class='l'>metric</th><th>form</th><th>R²</th>"
+                     "<th>adj. R²</th>" + "".join(f"<th>share {e(a)}</th>" for a in run.axes) + "</tr>")
+        for m in others:
+            s = surfaces[m]
+            if isinstance(s, SurfaceFit):
+                parts.append(f"<tr><td class='l'>{e(LABELS.get(m, m))}</td><td>{e(s.form)}</td><td>{_num(s.r2)}</td>"
+                             f"<td>{_num(s.adj_r2)}</td>"
+                             + "".join(f"<td>{_num(s.influence.get(a, {}).get('share'), 3)}</td>" for a in run.axes)
+                             + "</tr>")
+            else:
+                parts.append(f"<tr><td class='l'>{e(m)}</td><td class='l' colspan='{3 + len(run.axes)}'>"
+                             f"{e(str(s))}</td></tr>")
+        parts.append("</table>")
+        for m in others:
+            if f"heatmap_{m}.png" in images:
+                parts.append(_img(images[f"heatmap_{m}.png"], m))
+    parts.append("<h2>Failures</h2>")
+    if run.failures:
+        parts.append("<table><tr><th class='l'>case</th><th class='l'>point</th><th class='l'>problem</th></tr>")
+        for f in run.failures:
+            point = "whole case" if f.get("point") == "*" else f.get("point")
+            parts.append(f"<tr><td class='l'>{e(f['case'])}</td><td class='l'>{e(str(point))}</td>"
+                         f"<td class='l bad'>{e(f.get('error', ''))}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p>None: every case and grid point finished.</p>")
+    if run.notes:
+        parts.append("<h2>Notes</h2><ul>")
+        for case, notes in run.notes.items():
+            for n in notes:
+                parts.append(f"<li>{e(case)}: {e(n)}</li>")
+        parts.append("</ul>")
+    parts.append("<p class='note'>Files beside this report: results.csv (one row per case × point × metric), "
+                 "surface.json, points.jsonl (the resumable store). Made by NeuroShift "
+                 "(<code>neuroshift stress-test</code>).</p></body></html>")
+    return "\n".join(parts)
+
+
+def _img(data: bytes, alt: str) -> str:
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(data).decode('ascii')}'>"
+
+
+def _coef_table(fit: SurfaceFit) -> str:
+    rows = ["<table><tr><th class='l'>term</th><th>coefficient</th><th>std. error</th>"
+            "<th>coded coefficient</th><th>coded std. error</th></tr>"]
+    for nm, b, se, cb, cse in zip(fit.term_names, fit.coefficients, fit.std_errors, fit.coded_coefficients,
+                                  fit.coded_std_errors):
+        rows.append(f"<tr><td class='l'>{html.escape(nm)}</td><td>{_num(b, 6)}</td><td>{_num(se, 3)}</td>"
+                    f"<td>{_num(cb, 4)}</td><td>{_num(cse, 3)}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _influence_table(fit: SurfaceFit) -> str:
+    rows = ["<table><tr><th class='l'>parameter</th><th>share of explained variation</th>"
+            "<th>effect over grid range (others at centre)</th></tr>"]
+    for v, inf in sorted(fit.influence.items(), key=lambda kv: -kv[1]["share"]):
+        rows.append(f"<tr><td class='l'>{html.escape(v)}</td><td>{100 * inf['share']:.1f}%</td>"
+                    f"<td>{_num(inf['effect_range'], 3)}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
+
+
+def _baseline_table(run: StressRun, metric: str) -> str:
+    rows = ["<table><tr><th class='l'>case</th><th class='l'>parameters</th><th>max |sim − image|</th>"
+            f"<th>relative</th><th>{html.escape(metric)} simulated</th><th>{html.escape(metric)} original</th>"
+            "<th>difference</th></tr>"]
+    for b in baseline_summary(run):
+        params = ",".join(f"{k}={v:g}" for k, v in b["params"].items() if isinstance(v, (int, float)))
+        rows.append(f"<tr><td class='l'>{html.escape(b['case'])}</td><td class='l'>{html.escape(params)}</td>"
+                    f"<td>{_num(b['max_abs_diff'], 3)}</td><td>{_num(b['rel_max_abs_diff'], 3)}</td>"
+                    f"<td>{_num(b['metrics_simulated'].get(metric))}</td>"
+                    f"<td>{_num(b['metrics_original'].get(metric))}</td>"
+                    f"<td>{_num(b['metric_diff'].get(metric), 3)}</td></tr>")
+    rows.append("</table>")
+    return "".join(rows)
