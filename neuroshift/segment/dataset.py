@@ -1,0 +1,382 @@
+"""Training data: subjects (NIfTI image/label pairs) -> preprocessed 2D slices of each view.
+
+A *subject* is one scan: its channel images (``{"FLAIR": path, "T1": path}``), its label map and
+optionally a brain mask. Subjects come from
+
+* lists: ``subjects_from_lists(images, labels, channels)`` where each image entry is one path
+  (single channel) or the comma-separated paths of all channels in the model's order;
+* a CSV file (:func:`subjects_from_csv`) with a header: ``subject`` (optional), one column per
+  channel name, ``label``, and optionally ``brain_mask`` and ``group`` (scans sharing a group,
+  e.g. sessions of one person, always land in the same cross-validation fold). Relative paths are
+  relative to the CSV file;
+* a folder (:func:`subjects_from_folder`): one sub-folder per subject, searched recursively for
+  ``<channel>.nii[.gz]`` (``T1``/``T1w`` alike, case-insensitive) and a label file (default names
+  :data:`LABEL_NAMES`, e.g. ``wmh.nii.gz`` of the WMH challenge or ``lesion_mask.nii.gz`` of the
+  phantom). A folder that itself holds the channel files is one subject.
+
+Preprocessing is exactly the inference chain (:func:`neuroshift.segment.preprocess.prepare_inputs`
+with the model's ``preprocessing`` manifest entry: canonical reorientation, resampling to the model
+spacing, brain mask, z-score inside it), then the label goes to the model grid with nearest
+neighbour, and :func:`neuroshift.segment.views.view_slices` cuts the slices of each view and
+crops/pads them to ``crop_hw``. A model therefore sees at training time the slices it will see
+at inference time.
+
+Slice selection (``slices``): ``"all"``, ``"brain"`` (default: slices that contain brain-mask
+voxels) or ``"positive"`` (slices with foreground); ``negative_fraction`` keeps that (seeded)
+fraction of the foreground-free candidate slices (default: all of them, none for ``"positive"``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError, UnreadableFileError
+from ..io.volume import Volume
+
+#: Label file names tried (in order) in subject folders.
+LABEL_NAMES = ("label", "labels", "seg", "segmentation", "wmh", "lesion_mask", "mask", "claustrum")
+_NII = re.compile(r"\.(nii|nii\.gz|nrrd|mha|mhd)$", re.IGNORECASE)
+
+
+@dataclass
+class Subject:
+    """One training scan: channel images, label, optional brain mask (paths or Volumes)."""
+
+    id: str
+    images: dict[str, Any]
+    label: Any
+    brain_mask: Any = None
+    group: str | None = None
+
+    @property
+    def group_id(self) -> str:
+        return self.group or self.id
+
+
+# ============================================================== subject discovery
+def _aliases(name: str) -> list[str]:
+    from .preprocess import _aliases as aliases
+
+    return aliases(name)
+
+
+def _stem(path: Path) -> str:
+    return _NII.sub("", path.name)
+
+
+def subjects_from_lists(images: Sequence[Any], labels: Sequence[Any], channels: Sequence[str],
+                        brain_masks: Sequence[Any] | None = None) -> list[Subject]:
+    """Subjects from parallel lists; an image entry is a path, a comma-separated list of paths (one per
+    channel, in ``channels`` order), a list of paths, or a ``{channel: path/Volume}`` dict."""
+    if len(images) != len(labels):
+        raise InputError(f"{len(images)} image entries but {len(labels)} label files: give one label per subject")
+    if brain_masks is not None and len(brain_masks) != len(images):
+        raise InputError(f"{len(brain_masks)} brain masks for {len(images)} subjects")
+    out = []
+    for n, (img, lab) in enumerate(zip(images, labels)):
+        if isinstance(img, Mapping):
+            chans = dict(img)
+        else:
+            parts = [p.strip() for p in img.split(",")] if isinstance(img, str) else list(img) \
+                if isinstance(img, (list, tuple)) else [img]
+            if len(parts) != len(channels):
+                raise InputError(f"subject {n + 1}: {len(parts)} image(s) given but the model takes "
+                                 f"{len(channels)} channel(s) ({', '.join(channels)}); join the channel files "
+                                 "of one subject with commas, in that order")
+            chans = dict(zip(channels, parts))
+        first = next(iter(chans.values()))
+        sid = _stem(Path(first)) if isinstance(first, (str, os.PathLike)) else f"subject{n + 1}"
+        if isinstance(first, (str, os.PathLike)) and sid.lower() in {a for c in channels for a in _aliases(c)}:
+            sid = Path(first).parent.name or sid  # <subject>/FLAIR.nii.gz -> subject
+        out.append(Subject(f"{sid}" if sid not in {s.id for s in out} else f"{sid}_{n + 1}", chans, lab,
+                           None if brain_masks is None else brain_masks[n]))
+    return out
+
+
+def subjects_from_csv(path: str | os.PathLike, channels: Sequence[str]) -> list[Subject]:
+    """Subjects from a CSV file (see the module docstring for the columns)."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise UnreadableFileError(f"{path}: cannot read ({exc})") from None
+    if not rows:
+        raise InputError(f"{path}: no rows")
+    header = {h.lower().strip(): h for h in rows[0].keys() if h}
+    col_for: dict[str, str] = {}
+    for ch in channels:
+        for alias in [ch.lower()] + _aliases(ch):
+            if alias in header:
+                col_for[ch] = header[alias]
+                break
+        else:
+            raise InputError(f"{path}: no column for channel '{ch}' (columns: {', '.join(header.values())})")
+    label_col = next((header[k] for k in ("label", "labels", "seg", "mask", "gt") if k in header), None)
+    if label_col is None:
+        raise InputError(f"{path}: no 'label' column")
+
+    def resolve(v: str) -> Path:
+        p = Path(v.strip()).expanduser()
+        return p if p.is_absolute() else path.parent / p
+
+    out = []
+    for n, row in enumerate(rows):
+        sid = (row.get(header.get("subject", ""), "") or row.get(header.get("id", ""), "") or f"row{n + 1}").strip()
+        bm = row.get(header["brain_mask"], "") if "brain_mask" in header else ""
+        grp = row.get(header["group"], "") if "group" in header else ""
+        out.append(Subject(sid, {ch: resolve(row[col_for[ch]]) for ch in channels}, resolve(row[label_col]),
+                           resolve(bm) if bm and bm.strip() else None, grp.strip() or None))
+    return out
+
+
+def _find_file(folder: Path, names: Iterable[str]) -> Path | None:
+    wanted = [n.lower() for n in names]
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and _NII.search(p.name))
+    for name in wanted:
+        for p in files:
+            if _stem(p).lower() == name:
+                return p
+    return None
+
+
+def subjects_from_folder(folder: str | os.PathLike, channels: Sequence[str],
+                         label_name: str | None = None) -> list[Subject]:
+    """Subjects from a folder of subject folders (or one subject folder)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UnreadableFileError(f"{folder}: no such folder")
+    label_names = [label_name] if label_name else list(LABEL_NAMES)
+
+    def one(sub: Path) -> Subject | None:
+        chans = {}
+        for ch in channels:
+            f = _find_file(sub, [ch] + _aliases(ch))
+            if f is None:
+                return None
+            chans[ch] = f
+        lab = _find_file(sub, [_stem(Path(n)) for n in label_names])
+        if lab is None:
+            raise InputError(f"{sub}: found the images but no label file (tried {', '.join(label_names)})")
+        bm = _find_file(sub, ["brain_mask", "brainmask"])
+        return Subject(sub.name, chans, lab, bm)
+
+    direct = one(folder) if any(_find_file(folder, [ch] + _aliases(ch)) for ch in channels[:1]) and \
+        all(_find_file(folder, [ch] + _aliases(ch)) for ch in channels) else None
+    if direct is not None and not any(p.is_dir() for p in folder.iterdir()):
+        return [direct]
+    out = [s for s in (one(sub) for sub in sorted(p for p in folder.iterdir() if p.is_dir())) if s is not None]
+    if not out and direct is not None:
+        return [direct]
+    if not out:
+        raise InputError(f"{folder}: no subject folder holds all channels ({', '.join(channels)})")
+    return out
+
+
+def discover_subjects(images: Any, labels: Any = None, channels: Sequence[str] = ("FLAIR",),
+                      brain_masks: Any = None) -> list[Subject]:
+    """Subjects from whatever the user gave: a CSV file, a folder, or lists of files."""
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
+    images = list(images or [])
+    if not images:
+        raise InputError("no training images given")
+    if len(images) == 1 and isinstance(images[0], (str, os.PathLike)) and not labels:
+        p = Path(images[0])
+        if p.suffix.lower() == ".csv":
+            return subjects_from_csv(p, channels)
+        if p.is_dir():
+            return subjects_from_folder(p, channels)
+    if isinstance(labels, (str, os.PathLike)):
+        labels = [labels]
+    if len(images) == 1 and isinstance(images[0], (str, os.PathLike)) and Path(images[0]).is_dir():
+        label_name = Path(labels[0]).name if labels and len(labels) == 1 else None
+        return subjects_from_folder(images[0], channels, label_name)
+    if not labels:
+        raise InputError("give --labels (one per image entry), or a CSV file / subject folder as --images")
+    return subjects_from_lists(images, list(labels), channels, brain_masks)
+
+
+# ============================================================== loading and preprocessing
+def _as_volume(value: Any, what: str) -> Volume:
+    if isinstance(value, Volume):
+        return value
+    from ..io.files import read_volume
+
+    return read_volume(value)
+
+
+def positive_mask(label: np.ndarray, positive_labels: Sequence[int] | None) -> np.ndarray:
+    """Binary foreground: ``label in positive_labels``, or ``label > 0`` when ``None``."""
+    lab = np.asarray(label)
+    if positive_labels is None:
+        return lab > 0.5 if np.issubdtype(lab.dtype, np.floating) else lab > 0
+    return np.isin(np.rint(lab).astype(np.int64), [int(v) for v in positive_labels])
+
+
+@dataclass
+class PreparedSubject:
+    """A subject on the model grid: z-scored channels ``(C, K, J, I)``, binary label, brain mask."""
+
+    id: str
+    group: str
+    channels: np.ndarray
+    label: np.ndarray
+    mask: np.ndarray
+    pad_value: float
+    spacing: np.ndarray
+    ignore: np.ndarray | None = None  # voxels excluded from validation metrics (e.g. WMH label 2)
+    warnings: list[str] = field(default_factory=list)
+    histogram: dict | None = None  # z-scored brain intensity histogram (qc.intensity_histogram)
+    native_spacing: np.ndarray | None = None  # canonical (i, j, k) spacing of the input before resampling
+
+
+def prepare_subject(subject: Subject, manifest: Mapping[str, Any],
+                    positive_labels: Sequence[int] | None = None,
+                    ignore_labels: Sequence[int] | None = None) -> PreparedSubject:
+    """Load and preprocess one subject with the inference chain of ``manifest``."""
+    from .preprocess import prepare_inputs, prepare_label
+
+    names = list(manifest["input_channels"])
+    images = {}
+    for key, value in subject.images.items():
+        images[key] = _as_volume(value, f"{subject.id} {key}")
+    bm = _as_volume(subject.brain_mask, f"{subject.id} brain mask") if subject.brain_mask is not None else None
+    try:
+        prepared = prepare_inputs(images, manifest, brain_mask_volume=bm)
+    except InputError as exc:
+        raise InputError(f"subject {subject.id}: {exc}") from None
+    label_vol = _as_volume(subject.label, f"{subject.id} label")
+    # a label on another grid than the first channel is resampled onto it (nearest neighbour)
+    raw = prepare_label(label_vol, prepared)
+    label = positive_mask(raw, positive_labels)
+    ignore = np.isin(np.rint(raw).astype(np.int64), [int(v) for v in ignore_labels]) if ignore_labels else None
+    try:
+        from .qc import intensity_histogram
+
+        histogram = intensity_histogram(prepared)
+    except ImportError:  # pragma: no cover - qc is part of the package
+        histogram = None
+    return PreparedSubject(subject.id, subject.group_id, prepared.channels, label.astype(np.uint8),
+                           np.asarray(prepared.mask, dtype=bool), prepared.pad_value,
+                           np.asarray(prepared.spacing), ignore, list(prepared.warnings), histogram,
+                           np.asarray(prepared.canonical.spacing))
+
+
+def select_slices(label_stack: np.ndarray, mask_stack: np.ndarray, mode: str = "brain",
+                  negative_fraction: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Indices of the slices to train on; ``*_stack`` are boolean ``(N, H, W)``.
+
+    Every slice with foreground is kept. Foreground-free slices are candidates when the mode
+    allows them (``all``: every slice; ``brain``: slices with brain-mask voxels; ``positive``: brain
+    slices too) and a seeded ``negative_fraction`` of the candidates is kept (default 1.0 for
+    ``all``/``brain``, 0.0 for ``positive``).
+    """
+    mode = str(mode).lower()
+    if mode not in ("all", "brain", "positive"):
+        raise InputError(f"slice selection must be all, brain or positive, got '{mode}'")
+    n = label_stack.shape[0]
+    pos = label_stack.reshape(n, -1).any(axis=1)
+    brain = mask_stack.reshape(n, -1).any(axis=1)
+    candidates = ~pos if mode == "all" else (~pos & brain)
+    if negative_fraction is None:
+        negative_fraction = 0.0 if mode == "positive" else 1.0
+    frac = float(min(max(negative_fraction, 0.0), 1.0))
+    keep = pos.copy()
+    negatives = np.flatnonzero(candidates)
+    if frac >= 1.0:
+        keep[negatives] = True
+    elif frac > 0 and negatives.size:
+        rng = rng or np.random.default_rng(0)
+        chosen = rng.choice(negatives, size=int(round(frac * negatives.size)), replace=False)
+        keep[chosen] = True
+    return np.flatnonzero(keep)
+
+
+class SliceDataset:
+    """2D slices of one view from prepared subjects: ``ds[i] -> (image (C, H, W), label (1, H, W))``.
+
+    Everything is held in memory as float32/uint8 (the slices of a few hundred scans at the papers'
+    sizes fit in a few GB). ``slice_subject`` / ``slice_index`` give each slice's origin.
+    Usable directly as a ``torch.utils.data.Dataset`` (``__len__``/``__getitem__``, torch tensors out).
+    """
+
+    def __init__(self, subjects: Sequence[PreparedSubject], view: str, crop_hw: Sequence[int] | None,
+                 *, slices: str = "brain", negative_fraction: float | None = None, seed: int = 0):
+        from .views import check_view, view_slices
+
+        self.view = check_view(view)
+        self.crop_hw = None if crop_hw is None else tuple(int(v) for v in crop_hw)
+        rng = np.random.default_rng(seed)
+        imgs, labs, subj, idx = [], [], [], []
+        for s_i, s in enumerate(subjects):
+            lab_stack, _ = view_slices(s.label[None].astype(np.float32), self.view, None)
+            mask_stack, _ = view_slices(s.mask[None].astype(np.float32), self.view, None)
+            keep = select_slices(lab_stack[:, 0] > 0.5, mask_stack[:, 0] > 0.5, slices, negative_fraction, rng)
+            if keep.size == 0:
+                continue
+            x, _ = view_slices(s.channels, self.view, self.crop_hw, s.pad_value, indices=keep)
+            y, _ = view_slices(s.label[None].astype(np.float32), self.view, self.crop_hw, 0.0, indices=keep)
+            imgs.append(x)
+            labs.append((y > 0.5).astype(np.uint8))
+            subj += [s_i] * keep.size
+            idx.append(keep)
+        if not imgs:
+            raise InputError(f"no {view} training slices were selected (slices='{slices}'); "
+                             "check the labels and the slice selection")
+        hw = {a.shape[-2:] for a in imgs}
+        if len(hw) > 1:
+            raise InputError(f"{view} slices have different sizes {sorted(hw)}: set preprocessing crop_hw "
+                             "(and spacing_mm) so all subjects give slices of one size")
+        self.images = np.concatenate(imgs).astype(np.float32)
+        self.labels = np.concatenate(labs)
+        self.slice_subject = np.asarray(subj, dtype=np.int64)
+        self.slice_index = np.concatenate(idx).astype(np.int64)
+        self.subject_ids = [s.id for s in subjects]
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def positive_slices(self) -> int:
+        return int(self.labels.reshape(len(self), -1).any(axis=1).sum())
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __getitem__(self, i: int):
+        import torch
+
+        return torch.from_numpy(self.images[i]), torch.from_numpy(self.labels[i]).float()
+
+    def batch(self, indices: Sequence[int]):
+        """Images ``(B, C, H, W)`` and labels ``(B, 1, H, W)`` (float32 torch tensors) of ``indices``."""
+        import torch
+
+        idx = np.asarray(indices, dtype=np.int64)
+        return torch.from_numpy(self.images[idx]), torch.from_numpy(self.labels[idx]).float()
+
+
+def prepare_subjects(subjects: Sequence[Subject], manifest: Mapping[str, Any], *,
+                     positive_labels: Sequence[int] | None = None, ignore_labels: Sequence[int] | None = None,
+                     progress=None) -> list[PreparedSubject]:
+    """:func:`prepare_subject` for each subject (``progress(fraction, message)`` after each)."""
+    out = []
+    for n, s in enumerate(subjects):
+        out.append(prepare_subject(s, manifest, positive_labels, ignore_labels))
+        if progress is not None:
+            progress((n + 1) / len(subjects), f"prepared {s.id}")
+    return out
+
+
+__all__ = ["LABEL_NAMES", "PreparedSubject", "SliceDataset", "Subject", "discover_subjects", "positive_mask",
+           "prepare_subject", "prepare_subjects", "select_slices", "subjects_from_csv", "subjects_from_folder",
+           "subjects_from_lists"]
