@@ -1,0 +1,352 @@
+"""Qt-free logic of the ShiftSimulator module: MRML nodes and plain values in, a derivative volume node out.
+
+Tested with pytest against a real ``vtkMRMLScene`` from slicer-core
+(``Testing/test_shiftsimulator_logic.py``); the module's widget only binds the
+GUI, calls this logic and shows progress. The science is the engine's
+(:func:`neuroshift.simulate.simulate_derivative`, paper 000's tissue-wise model);
+nothing here re-implements it.
+
+Acquisition parameters of the input node, merged in this order (later wins):
+
+1. DICOM tags stored as node attributes ``DICOM.EchoTime``, ``DICOM.RepetitionTime``,
+   ``DICOM.InversionTime``, ``DICOM.FlipAngle``, ``DICOM.MagneticFieldStrength``,
+   ``DICOM.EchoTrainLength`` (DICOM units: ms, degrees, tesla) — the widget fills
+   them from Slicer's DICOM database for DICOM-loaded volumes
+   (:func:`dicom_attributes_from_database`);
+2. the BIDS sidecar (``name.json``, seconds) beside the node's storage file;
+3. explicit values the user typed, stored as ``NeuroShift.TE_ms`` etc.
+
+A parameter that the sequence needs and none of these gives is a
+:class:`~neuroshift.errors.MissingParameterError` naming it; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from neuroshift.errors import InputError, MissingParameterError
+from neuroshift.io.params import DICOM_KEYS, AcquisitionParams, sidecar_path
+from neuroshift.io.volume import Volume
+from neuroshift.progress import Cancelled, ProgressCallback
+
+#: Node attribute prefix of parameters the user confirmed/typed (NeuroShift units: ms, degrees, tesla).
+ATTRIBUTE_PREFIX = "NeuroShift."
+#: Node attribute prefix of DICOM header values (DICOM units: ms, degrees, tesla).
+DICOM_PREFIX = "DICOM."
+#: DICOM keyword -> tag, for reading the header from Slicer's DICOM database.
+DICOM_TAGS = {
+    "RepetitionTime": "0018,0080", "EchoTime": "0018,0081", "InversionTime": "0018,0082",
+    "FlipAngle": "0018,1314", "MagneticFieldStrength": "0018,0087", "EchoTrainLength": "0018,0091",
+}
+SEQUENCES = ("se", "flair", "dir", "gre", "mprage")
+#: Order and short names of parameters in output node names (``FLAIR_TE150_TI2900``).
+NAME_ORDER = (("TE_ms", "TE"), ("TI_ms", "TI"), ("TI1_ms", "TI1"), ("TI2_ms", "TI2"), ("TR_ms", "TR"),
+              ("FA_deg", "FA"), ("TX_ms", "TX"), ("N", "N"), ("field_T", "B0"))
+
+CancelFlag = Callable[[], bool]
+
+
+class ShiftSimulatorLogic:
+    """Simulate acquisition-shift derivatives of volume nodes (no Qt, no ``slicer.app``)."""
+
+    def __init__(self, scene):
+        self.scene = scene
+
+    # ------------------------------------------------------------------ parameters
+    @staticmethod
+    def source_parameters(node) -> AcquisitionParams:
+        """Known acquisition parameters of ``node`` (DICOM attributes < sidecar < NeuroShift attributes)."""
+        dicom_meta = {}
+        for keyword in DICOM_KEYS:
+            value = node.GetAttribute(DICOM_PREFIX + keyword)
+            if value:
+                dicom_meta[f"dicom:{keyword}"] = value
+        params = AcquisitionParams.from_dicom_meta(dicom_meta)
+        path = storage_path(node)
+        if path is not None and sidecar_path(path) is not None:
+            params = params.merged(AcquisitionParams.from_sidecar(sidecar_path(path)))
+        explicit = {}
+        for f in fields(AcquisitionParams):
+            value = node.GetAttribute(ATTRIBUTE_PREFIX + f.name)
+            if value not in (None, ""):
+                explicit[f.name] = value
+        if explicit:
+            params = params.merged(AcquisitionParams.from_mapping(explicit))
+        return params
+
+    @staticmethod
+    def store_parameters(node, params: AcquisitionParams, sequence: str | None = None) -> None:
+        """Record ``params`` (and the sequence) on the node as ``NeuroShift.*`` attributes."""
+        for name, value in asdict(params).items():
+            node.SetAttribute(ATTRIBUTE_PREFIX + name, "" if value is None else f"{value:.10g}")
+        if sequence:
+            node.SetAttribute(ATTRIBUTE_PREFIX + "sequence", sequence)
+
+    @staticmethod
+    def sequence_hint(node) -> str | None:
+        """Sequence recorded on the node or in its sidecar (``NeuroShiftSequence``/``PulseSequenceType``), if any."""
+        value = node.GetAttribute(ATTRIBUTE_PREFIX + "sequence")
+        if value in SEQUENCES:
+            return value
+        path = storage_path(node)
+        side = sidecar_path(path) if path is not None else None
+        if side is None:
+            return None
+        try:
+            doc = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        for key in ("NeuroShiftSequence", "PulseSequenceType"):
+            v = str(doc.get(key, "")).lower()
+            if v in SEQUENCES:
+                return v
+        return None
+
+    # ------------------------------------------------------------------ tissues
+    def tissue_fractions(self, tissues, reference_node, label_mapping: Mapping | None = None) -> dict[str, Volume]:
+        """Fractions on the reference node's grid from a label map node, a segmentation node or PV nodes.
+
+        ``tissues``: a ``vtkMRMLLabelMapVolumeNode`` (with ``label_mapping``, default
+        CSF=1, GM=2, WM=3, lesion=4); a ``vtkMRMLSegmentationNode`` whose segments are
+        named CSF, GM, WM, lesion (case-insensitive; also "gray/grey matter", "white
+        matter", "cerebrospinal fluid", "WMH"); or a dict ``{tissue: scalar volume node}``
+        of partial-volume maps.
+        """
+        from neuroshift.tissues.maps import fractions_from_labels, fractions_from_pv
+        from neuroshift_slicer.volume_nodes import volume_from_node
+
+        reference = volume_from_node(reference_node)
+        if tissues is None:
+            raise InputError("choose a tissue segmentation: a label map, a segmentation or partial-volume maps")
+        if isinstance(tissues, Mapping):
+            if not tissues:
+                raise InputError("no partial-volume map nodes given")
+            vols = {}
+            for name, node in tissues.items():
+                if node is None:
+                    continue
+                vols[name] = volume_from_node(node)
+            return fractions_from_pv(vols, reference=reference)
+        if tissues.IsA("vtkMRMLSegmentationNode"):
+            return self._fractions_from_segmentation(tissues, reference_node, reference)
+        if tissues.IsA("vtkMRMLVolumeNode"):
+            labels = volume_from_node(tissues)
+            reference.require_same_grid(labels, f"input volume and tissue label map '{tissues.GetName()}'")
+            return fractions_from_labels(labels, label_mapping)
+        raise InputError(f"'{tissues.GetName()}' ({tissues.GetClassName()}) is not a label map, segmentation or volume")
+
+    def _fractions_from_segmentation(self, seg_node, reference_node, reference: Volume) -> dict[str, Volume]:
+        import slicer
+        import vtk
+
+        from neuroshift_slicer.volume_nodes import volume_from_node
+
+        segmentation = seg_node.GetSegmentation()
+        found: dict[str, str] = {}
+        for i in range(segmentation.GetNumberOfSegments()):
+            tissue = segment_tissue(segmentation.GetNthSegment(i).GetName())
+            if tissue is not None:
+                if tissue in found:
+                    raise InputError(f"segmentation '{seg_node.GetName()}' has two segments for {tissue}")
+                found[tissue] = segmentation.GetNthSegmentID(i)
+        if not found:
+            names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+            raise InputError(f"segmentation '{seg_node.GetName()}' has no segment named CSF, GM, WM or lesion "
+                             f"(it has {', '.join(names) or 'none'}); rename the segments")
+        out = {}
+        for tissue, seg_id in found.items():
+            ids = vtk.vtkStringArray()
+            ids.InsertNextValue(seg_id)
+            tmp = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"__neuroshift_{tissue}")
+            try:
+                ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(seg_node, ids, tmp, reference_node)
+                if not ok:
+                    raise InputError(f"could not export segment {tissue} of '{seg_node.GetName()}'")
+                vol = volume_from_node(tmp)
+            finally:
+                self.scene.RemoveNode(tmp)
+            reference.require_same_grid(vol, f"input volume and segment {tissue}")
+            out[tissue] = reference.with_data((vol.data > 0).astype(np.float32), tissue=tissue)
+        return out
+
+    # ------------------------------------------------------------------ simulation
+    def simulate(self, input_node, tissues, sequence: str, target: AcquisitionParams | Mapping | str, *,
+                 source: AcquisitionParams | None = None, field_T: float | None = None,
+                 label_mapping: Mapping | None = None, progress: ProgressCallback | None = None,
+                 cancel: CancelFlag | None = None, output_node=None, output_name: str | None = None):
+        """Derivative of ``input_node`` at ``target`` as a new (or the given) scalar volume node.
+
+        ``source`` overrides the parameters found on the node (:meth:`source_parameters`);
+        ``cancel()`` returning True stops the run with :class:`~neuroshift.progress.Cancelled`
+        at the next progress step (no node is created then).
+        """
+        from neuroshift.simulate import simulate_derivative
+        from neuroshift_slicer.volume_nodes import add_volume_node, volume_from_node
+
+        if input_node is None:
+            raise InputError("choose an input volume")
+        seq = str(sequence).lower()
+        if seq not in SEQUENCES:
+            raise InputError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
+        target = _as_params(target)
+        src = self.source_parameters(input_node)
+        if source is not None:
+            src = src.merged(source)
+        require_source(src, seq, input_node.GetName())
+
+        def step(fraction: float, message: str) -> None:
+            if cancel is not None and cancel():
+                raise Cancelled("cancelled by the user")
+            if progress is not None:
+                progress(fraction, message)
+
+        step(0.0, "reading the input volume")
+        image = volume_from_node(input_node)
+        image = image.with_data(np.asarray(image.data, dtype=np.float32))
+        step(0.05, "tissue fractions")
+        fractions = self.tissue_fractions(tissues, input_node, label_mapping)
+        derivative = simulate_derivative(image, fractions, seq, src, target, field_T=field_T,
+                                         progress=lambda f, m: step(0.1 + 0.85 * f, m))
+        step(0.97, "creating the output node")
+        name = output_name or derived_name(input_node.GetName(), target)
+        node = add_volume_node(self.scene, derivative, name, node=output_node)
+        if output_node is not None and output_name:
+            node.SetName(output_name)
+        resolved = src.merged(target)
+        self.store_parameters(node, resolved, seq)
+        node.SetAttribute(ATTRIBUTE_PREFIX + "derivedFrom", input_node.GetID() or "")
+        step(1.0, "done")
+        return node
+
+    # ------------------------------------------------------------------ background run (CLI)
+    def prepare_cli_run(self, input_node, tissues, sequence: str, target: AcquisitionParams | Mapping | str,
+                        workdir: str | os.PathLike, *, source: AcquisitionParams | None = None,
+                        field_T: float | None = None, label_mapping: Mapping | None = None) -> tuple[list[str], Path]:
+        """Write the inputs into ``workdir`` and return (``neuroshift simulate`` arguments, output path).
+
+        Used by the widget to run long simulations in a separate process
+        (:class:`neuroshift_slicer.background.BackgroundRun`, Cancel = kill).
+        """
+        from neuroshift.io.atomic import write_text_atomic
+        from neuroshift.io.files import write_volume
+        from neuroshift_slicer.volume_nodes import volume_from_node
+
+        seq = str(sequence).lower()
+        if seq not in SEQUENCES:
+            raise InputError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
+        target = _as_params(target)
+        src = self.source_parameters(input_node)
+        if source is not None:
+            src = src.merged(source)
+        require_source(src, seq, input_node.GetName())
+        work = Path(workdir)
+        work.mkdir(parents=True, exist_ok=True)
+        image = volume_from_node(input_node)
+        in_path = work / "input.nii.gz"
+        write_volume(image.with_data(np.asarray(image.data, dtype=np.float32)), in_path)
+        fractions = self.tissue_fractions(tissues, input_node, label_mapping)
+        pv = []
+        for tissue, vol in fractions.items():
+            p = work / f"pv_{tissue}.nii.gz"
+            write_volume(vol, p)
+            pv.append(f"{tissue}={p}")
+        out_path = work / "derivative.nii.gz"
+        args = ["simulate", str(in_path), str(out_path), "--sequence", seq,
+                "--target", target.label(), "--source", src.label(), "--pv", ",".join(pv)]
+        if field_T is not None:
+            args += ["--field", f"{field_T:g}"]
+        write_text_atomic(work / "request.json", json.dumps({"args": args}, indent=2))
+        return args, out_path
+
+    def load_cli_result(self, path: str | os.PathLike, input_node, target, sequence: str, *,
+                        output_node=None, output_name: str | None = None):
+        """Load a derivative written by ``neuroshift simulate`` into a node on the input's grid."""
+        from neuroshift.io.files import read_volume
+        from neuroshift_slicer.volume_nodes import add_volume_node, volume_from_node
+
+        vol = read_volume(path, dtype=np.float32)
+        volume_from_node(input_node).require_same_grid(vol, "input volume and simulated derivative")
+        target = _as_params(target)
+        name = output_name or derived_name(input_node.GetName(), target)
+        node = add_volume_node(self.scene, vol, name, node=output_node)
+        self.store_parameters(node, self.source_parameters(input_node).merged(target), sequence)
+        node.SetAttribute(ATTRIBUTE_PREFIX + "derivedFrom", input_node.GetID() or "")
+        return node
+
+
+# ---------------------------------------------------------------------- helpers
+def _as_params(value) -> AcquisitionParams:
+    if isinstance(value, AcquisitionParams):
+        return value
+    if isinstance(value, str):
+        return AcquisitionParams.parse(value)
+    if isinstance(value, Mapping):
+        return AcquisitionParams.from_mapping({k: v for k, v in value.items() if v is not None})
+    raise InputError(f"target parameters must be AcquisitionParams, a mapping or 'TE=..,TI=..', got {value!r}")
+
+
+def derived_name(input_name: str, target: AcquisitionParams) -> str:
+    """``FLAIR`` + TE=150, TI=2900 -> ``FLAIR_TE150_TI2900``."""
+    parts = []
+    known = target.known()
+    for fname, short in NAME_ORDER:
+        if fname in known:
+            parts.append(f"{short}{known[fname]:g}".replace(".", "p"))
+    return f"{input_name}_{'_'.join(parts)}" if parts else f"{input_name}_derivative"
+
+
+_SEGMENT_ALIASES = {
+    "csf": "CSF", "cerebrospinal fluid": "CSF", "cerebrospinal_fluid": "CSF",
+    "gm": "GM", "gray matter": "GM", "grey matter": "GM", "gray_matter": "GM", "grey_matter": "GM",
+    "wm": "WM", "white matter": "WM", "white_matter": "WM",
+    "lesion": "lesion", "lesions": "lesion", "wmh": "lesion", "ms lesion": "lesion", "ms lesions": "lesion",
+}
+
+
+def segment_tissue(name: str) -> str | None:
+    """Tissue of a segment name (CSF, GM, WM, lesion and common spellings), else None."""
+    return _SEGMENT_ALIASES.get(str(name).strip().lower())
+
+
+def storage_path(node) -> Path | None:
+    """File the node was loaded from / saved to, if any."""
+    storage = node.GetStorageNode() if hasattr(node, "GetStorageNode") else None
+    name = storage.GetFileName() if storage is not None else None
+    return Path(name) if name else None
+
+
+def dicom_attributes_from_database(node, database) -> dict[str, str]:
+    """Copy the acquisition tags of a DICOM-loaded node from Slicer's DICOM database into node attributes.
+
+    ``database`` is ``slicer.dicomDatabase`` (duck-typed: ``fileForInstance(uid)``,
+    ``fileValue(file, "gggg,eeee")``); the node's ``DICOM.instanceUIDs`` attribute names
+    its instances. Returns the attributes set (DICOM units: ms, degrees, tesla).
+    """
+    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
+    if not uids or database is None:
+        return {}
+    path = database.fileForInstance(uids[0])
+    if not path:
+        return {}
+    found = {}
+    for keyword, tag in DICOM_TAGS.items():
+        value = str(database.fileValue(path, tag) or "").strip()
+        if value:
+            node.SetAttribute(DICOM_PREFIX + keyword, value)
+            found[keyword] = value
+    return found
+
+
+def require_source(params: AcquisitionParams, sequence: str, node_name: str) -> AcquisitionParams:
+    """``params.require`` with a message that tells Slicer users where to enter the values."""
+    try:
+        return params.require(sequence, context=f"'{node_name}'")
+    except MissingParameterError as exc:
+        raise MissingParameterError(f"{exc}. Enter them under 'Source parameters' or load the volume "
+                                    "with its BIDS sidecar / from DICOM") from None
