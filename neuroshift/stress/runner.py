@@ -419,3 +419,25 @@ def collect(store: ResultStore, case_list, items, grid, sequence: str, model_nam
                     notes[cid].append(n)
     return StressRun(Path(store.outdir), sequence, grid, model_name, [c.case_id for c in case_list], records,
                      failures, computed, notes)
+
+
+def load_run(outdir: str | os.PathLike) -> StressRun:
+    """The results already in a stress-test folder (e.g. after a background run), without running anything."""
+    import json
+    from types import SimpleNamespace
+
+    from ..errors import UnreadableFileError
+    from ..simulate.grid import grid_points
+
+    store = ResultStore(outdir)
+    if not store.run_path.is_file():
+        raise UnreadableFileError(f"{outdir}: no stress-test results here (run.json is missing)")
+    fp = json.loads(store.run_path.read_text(encoding="utf-8"))
+    grid = {k: np.asarray(v, dtype=np.float64) for k, v in fp["grid"].items()}
+    items = ([(BASELINE, None)] if fp.get("baseline", True) else []) + [(point_key(p), p) for p in grid_points(grid)]
+    case_ids: list[str] = []
+    for rec in store.load().values():
+        if rec.get("case") not in case_ids:
+            case_ids.append(rec["case"])
+    cases = [SimpleNamespace(case_id=c) for c in case_ids]
+    return collect(store, cases, items, grid, fp["sequence"], fp["model"])

@@ -1,0 +1,132 @@
+"""Models under test: the command-template adapter for external tools, and a full run on the phantom."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from neuroshift.errors import InputError
+from neuroshift.io import Volume
+from neuroshift.stress.models import CommandModel, ModelRunError, resolve_model
+
+TOOL = textwrap.dedent('''
+    """A stand-in for an external lesion segmentation tool: FLAIR above a threshold is lesion."""
+    import argparse, pathlib, sys, time
+    import nibabel as nib
+    import numpy as np
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--flair")
+    p.add_argument("--input-dir")
+    p.add_argument("--output")
+    p.add_argument("--output-dir")
+    p.add_argument("--threshold", type=float, default=0.0)
+    p.add_argument("--fail", action="store_true")
+    p.add_argument("--sleep", type=float, default=0.0)
+    p.add_argument("--extra", nargs="*")
+    a = p.parse_args()
+    time.sleep(a.sleep)
+    if a.fail:
+        print("loading weights...", file=sys.stderr)
+        print("CUDA error: out of memory (tool message)", file=sys.stderr)
+        sys.exit(3)
+    src = a.flair or str(pathlib.Path(a.input_dir) / "case_0000.nii.gz")
+    img = nib.load(src)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    thr = a.threshold or np.percentile(data[data > 0], 99) if (data > 0).any() else 1.0
+    out = a.output or str(pathlib.Path(a.output_dir) / "case.nii.gz")
+    nib.save(nib.Nifti1Image((data > thr).astype(np.uint8), img.affine), out)
+''')
+
+
+@pytest.fixture
+def tool(tmp_path):
+    folder = tmp_path / "my tools"  # a space in the path must stay inside one argument
+    folder.mkdir()
+    script = folder / "segment.py"
+    script.write_text(TOOL)
+    return script
+
+
+def image():
+    data = np.zeros((6, 8, 10), np.float32)
+    data[2:4, 3:5, 4:7] = 100.0
+    data[data == 0] = 10.0
+    return Volume(data, spacing=(1.0, 1.2, 2.0), origin=(5.0, -3.0, 7.0))
+
+
+def test_command_template_with_input_and_output_files(tool):
+    model = resolve_model(f'cmd:"{sys.executable}" "{tool}" --flair {{input}} --output {{output}} --threshold 50')
+    assert isinstance(model, CommandModel) and model.image_channel == "FLAIR"
+    img = image()
+    pred = model.predict({"FLAIR": img}, case_id="c1")
+    assert img.same_grid(pred)
+    assert pred.data.dtype == np.uint8 and int(pred.data.sum()) == 12
+    assert np.array_equal(pred.data > 0, img.data > 50)
+
+
+def test_command_template_with_nnunet_style_folders(tool):
+    model = resolve_model(f"cmd:{sys.executable} '{tool}' --input-dir {{input_dir}} --output-dir {{output_dir}} "
+                          "--threshold 50")
+    pred = model.predict({"FLAIR": image()})
+    assert int(pred.data.sum()) == 12
+
+
+def test_a_failing_tool_gives_its_stderr_tail(tool):
+    model = CommandModel(f"{sys.executable} '{tool}' --flair {{input}} --output {{output}} --fail")
+    with pytest.raises(ModelRunError, match="exited with code 3") as err:
+        model.predict({"FLAIR": image()}, case_id="sub-7")
+    assert "CUDA error: out of memory (tool message)" in str(err.value) and "sub-7" in str(err.value)
+
+
+def test_timeout_and_missing_program_are_clear_errors(tool):
+    slow = CommandModel(f"{sys.executable} '{tool}' --flair {{input}} --output {{output}} --sleep 5", timeout_s=0.5)
+    with pytest.raises(ModelRunError, match="timeout"):
+        slow.predict({"FLAIR": image()})
+    missing = CommandModel("no-such-segmenter-xyz --in {input} --out {output}")
+    with pytest.raises(ModelRunError, match="not found"):
+        missing.predict({"FLAIR": image()})
+
+
+def test_templates_are_never_run_through_a_shell(tool, tmp_path):
+    marker = tmp_path / "pwned"
+    model = CommandModel(f"{sys.executable} '{tool}' --flair {{input}} --output {{output}} --threshold 50 "
+                         f"--extra ; touch {marker} $(touch {marker})")
+    model.predict({"FLAIR": image()})
+    assert not marker.exists()
+    assert model.command({"input": "a b.nii.gz", "output": "o.nii.gz"})[3] == "a b.nii.gz"
+
+
+def test_bad_templates_are_refused():
+    with pytest.raises(InputError, match="output"):
+        CommandModel("tool --in {input}")
+    with pytest.raises(InputError, match="input"):
+        CommandModel("tool --out {output}")
+    with pytest.raises(InputError):
+        CommandModel('tool "unclosed {input} {output}')
+    extra = CommandModel("tool --flair {input} --t1 {T1w} --out {output}")
+    assert extra.extra_inputs == ("T1w",)
+
+
+def test_stress_test_of_an_external_tool_on_the_phantom(tool, tmp_path):
+    pytest.importorskip("neuroshift.simulate.tissuewise")
+    from neuroshift.phantom.make import make_phantom
+    from neuroshift.stress.report import write_report
+    from neuroshift.stress.runner import run_stress_test
+
+    make_phantom(tmp_path / "cases" / "sub-01", seed=1)
+    model = f'cmd:"{sys.executable}" "{tool}" --flair {{input}} --output {{output}}'
+    run = run_stress_test(tmp_path / "cases", model, "TE=84|150,TI=2200|2900", tmp_path / "out")
+    assert not run.failures and len(run.records) == 5
+    (base,) = run.baseline_records()
+    assert base["baseline_check"]["max_abs_diff"] == 0.0  # the simulation reproduces the image at θ0
+    assert base["metrics"] == base["baseline_check"]["real_metrics"]
+    assert base["params"]["TE_ms"] == pytest.approx(112) and base["params"]["TI_ms"] == pytest.approx(2500)
+    f1 = {r["point"]: r["metrics"]["lesion_f1"] for r in run.grid_records()}
+    assert set(f1) == {"TE=84,TI=2200", "TE=84,TI=2900", "TE=150,TI=2200", "TE=150,TI=2900"}
+    assert all(0.0 <= v <= 1.0 for v in f1.values())
+    out = write_report(run, form="linear")
+    assert out["paths"]["html"].is_file()
