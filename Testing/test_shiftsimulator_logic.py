@@ -219,3 +219,22 @@ def test_derived_name():
 
     assert derived_name("FLAIR", AcquisitionParams.parse("TE=150,TI=2900")) == "FLAIR_TE150_TI2900"
     assert derived_name("T1", AcquisitionParams.parse("FA=7.5,TR=20")) == "T1_TR20_FA7p5"
+
+
+def test_ui_binds_every_parameter():
+    """The .ui's SlicerParameterName properties are exactly the parameter node's fields; widget names exist."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "ShiftSimulator"
+    ui = (root / "Resources" / "UI" / "ShiftSimulator.ui").read_text(encoding="utf-8")
+    bound = set(re.findall(r'name="SlicerParameterName" stdset="0">\s*<string>(\w+)</string>', ui))
+    tree = ast.parse((root / "ShiftSimulator.py").read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ShiftSimulatorParameterNode")
+    fields = {n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)}
+    assert bound == fields
+    names = set(re.findall(r'name="(\w+)"', ui))
+    used = set(re.findall(r"self\.ui\.(\w+)", (root / "ShiftSimulator.py").read_text(encoding="utf-8")))
+    assert used <= names, used - names
+    assert (root / "Resources" / "Icons" / "ShiftSimulator.png").stat().st_size > 1000
