@@ -183,3 +183,22 @@ def test_other_bad_options_exit_2(case):
         run(case, "--target", "TE=150")  # neither --tissues nor --pv
     assert exc.value.code == 2
     _assert_no_output(d)
+
+
+def test_dicom_series_source_from_header_and_dicom_output(case):
+    d = case["dir"]
+    meta = {"dicom:EchoTime": "112", "dicom:InversionTime": "2500", "dicom:RepetitionTime": "9000",
+            "dicom:MagneticFieldStrength": "3"}
+    write_volume(Volume(np.round(case["img"] * 10), **GEOM, meta=meta), d / "dicom_in")
+    (d / "flair.json").unlink()
+    assert main(["simulate", str(d / "dicom_in"), str(d / "dicom_out"), "--sequence", "flair",
+                 "--target", "TE=150,TI=2900", "--tissues", str(d / "labels.nii.gz")]) == 0
+    out = read_volume(d / "dicom_out")
+    assert float(out.meta["dicom:EchoTime"]) == 150 and float(out.meta["dicom:InversionTime"]) == 2900
+    assert float(out.meta["dicom:RepetitionTime"]) == 9000
+    assert json.loads((d / "dicom_out.json").read_text())["EchoTime"] == pytest.approx(0.15)
+    # without header parameters the same input is refused
+    write_volume(Volume(np.round(case["img"] * 10), **GEOM), d / "dicom_bare")
+    assert main(["simulate", str(d / "dicom_bare"), str(d / "bare_out"), "--sequence", "flair",
+                 "--target", "TE=150", "--tissues", str(d / "labels.nii.gz")]) == 2
+    assert not (d / "bare_out").exists() and not (d / "bare_out.json").exists()

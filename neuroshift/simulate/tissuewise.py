@@ -15,10 +15,15 @@ which equals ``c·Σ_t f_t·S_t(θ_new) + T`` with the texture kept fixed, and i
 the input itself (bit for bit) at ``θ_new = θ_0``.
 
 Performance: the fractions are stored once as a contiguous float32 stack
-``(tissues, voxels)`` cropped to the bounding box of the tissue support (the
-brain); a derivative is 4 scalar signal evaluations, one copy of the image and
-one BLAS ``sgemv`` over the box. Nothing that does not depend on ``θ`` is
-recomputed between grid points (see ``bench/simulate.py``).
+``(tissues, voxels)`` restricted to the tissue support, in one of two layouts
+chosen by estimated memory traffic. *Box*: the bounding box of the brain; a
+derivative is 4 scalar signal evaluations, one copy of the image and one BLAS
+``sgemv`` plus an in-place add over the box. *Slab* (tissue everywhere, box
+widened to whole slices so it is contiguous): the image slab is stored as row 0
+of ``[S; f_CSF; f_GM; ...]`` and one ``sgemv`` with ``[1, Δ_CSF, Δ_GM, ...]``
+writes the derivative straight into the output, copying only the slices outside.
+Nothing that does not depend on ``θ`` is recomputed between grid points, and
+``simulate(target, out=buffer)`` reuses an output buffer (see ``bench/simulate.py``).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class TissueModel:
     _image: np.ndarray = field(default=None, repr=False)       # float32, C-contiguous, image grid
     _stack: np.ndarray = field(default=None, repr=False)       # (T, M) float32 fractions inside the box
     _box: tuple = field(default=(), repr=False)                # slices of the box
+    _joint: np.ndarray | None = field(default=None, repr=False)  # slab mode: (1+T, M) [image; fractions]
     _order: tuple = field(default=(), repr=False)              # tissue names of the stack rows
     _s0: np.ndarray = field(default=None, repr=False)          # S_t(θ_0) with the apparent parameters
     _texture: np.ndarray | None = field(default=None, repr=False)
@@ -125,16 +131,38 @@ class TissueModel:
         return self._apply(self.deltas(target), out)
 
     def _apply(self, delta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
+                                or not out.flags.c_contiguous):
+            raise InputError(f"out must be a C-contiguous float32 array of shape {self._image.shape}")
+        if not self._stack.size or not np.any(delta):
+            if out is None:
+                return self._image.copy()
+            np.copyto(out, self._image)
+            return out
+        if self._joint is not None:
+            # Slab mode (the tissue support spans most of the volume): one sgemv writes the slab directly,
+            # out = [1, Δ] · [S; f_CSF; f_GM; ...], and only the slices outside the slab are copied.
+            if out is None:
+                out = np.empty(self._image.shape, np.float32)
+            flat, src = out.reshape(-1), self._image.reshape(-1)
+            a, b = self._slab
+            flat[:a] = src[:a]
+            flat[b:] = src[b:]
+            np.matmul(np.concatenate([np.ones(1, np.float32), delta]), self._joint, out=flat[a:b])
+            return out
+        # Box mode: copy the image, add Σ_t Δ_t·f_t over the bounding box of the tissue support.
         if out is None:
             out = self._image.copy()
         else:
-            if out.shape != self._image.shape or out.dtype != np.float32:
-                raise InputError(f"out must be float32 of shape {self._image.shape}")
             np.copyto(out, self._image)
-        if self._stack.size and np.any(delta):
-            region = out[self._box]
-            region += (delta @ self._stack).reshape(region.shape)
+        region = out[self._box]
+        region += (delta @ self._stack).reshape(region.shape)
         return out
+
+    @property
+    def _slab(self) -> tuple[int, int]:
+        plane = int(np.prod(self._image.shape[1:]))
+        return self._box[0].start * plane, self._box[0].stop * plane
 
     def simulate_volume(self, target: AcquisitionParams | Mapping | str) -> Volume:
         """The derivative as a :class:`Volume` on the image grid, with its parameters in ``meta``."""
@@ -184,7 +212,7 @@ def _as_array(x, what: str) -> tuple[np.ndarray, Volume | None]:
 
 
 def _prepare(image, fractions: Mapping, brain_mask=None):
-    """Validate and stack. Returns (image float32 C-contiguous, geometry, stack, box, order, mask_box)."""
+    """Validate and stack. Returns (image, geometry, stack, box, order, mask_box, joint or None)."""
     from ..tissues.maps import canonical_tissue
 
     img, geom = _as_array(image, "image")
@@ -237,16 +265,28 @@ def _prepare(image, fractions: Mapping, brain_mask=None):
         nz = np.flatnonzero(support.any(axis=other))
         box.append(slice(int(nz[0]), int(nz[-1]) + 1))
     box = tuple(box)
-    box_shape = tuple(s.stop - s.start for s in box)
-    n_box = int(np.prod(box_shape))
-    stack = np.empty((len(order), n_box), dtype=np.float32)
+    # Memory traffic per derivative (bytes per voxel, float32): box mode = copy (8 per voxel) + sgemv
+    # (4·T + 4 per box voxel) + strided add (12 per box voxel); slab mode (box widened to whole slices,
+    # contiguous) = copy outside the slab (8) + sgemv [S; f] straight into the output (4·(T + 1) + 4).
+    n_all = img.size
+    n_box = int(np.prod([s.stop - s.start for s in box]))
+    n_slab = (box[0].stop - box[0].start) * int(np.prod(img.shape[1:]))
+    cost_box = 8 * n_all + (4 * len(order) + 16) * n_box
+    cost_slab = 8 * (n_all - n_slab) + (4 * len(order) + 8) * n_slab
+    slab_mode = cost_slab < cost_box
+    if slab_mode:
+        box = (box[0], slice(0, img.shape[1]), slice(0, img.shape[2]))
+        n_box = n_slab
+    joint = np.empty((len(order) + 1, n_box), dtype=np.float32)
+    joint[0] = img[box].reshape(-1)
+    stack = joint[1:]
     for i, t in enumerate(order):
         region = np.clip(maps[t][box], 0.0, 1.0)
         if mask is not None:
             region = np.where(mask[box], region, 0.0)
         stack[i] = region.reshape(-1)
     mask_box = support[box].reshape(-1)
-    return img, geom, stack, box, order, mask_box
+    return img, geom, stack, box, order, mask_box, (joint if slab_mode else None)
 
 
 # --------------------------------------------------------------------------- public API
@@ -284,7 +324,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
         notes.append(f"field strength {field_T:g} T given explicitly; the image header says {source.field_T:g} T")
     source = replace(source, field_T=float(field_T))
     report(progress, 0.05, "checking inputs")
-    img, geom, stack, box, order, mask_box = _prepare(image, fractions, brain_mask)
+    img, geom, stack, box, order, mask_box, joint = _prepare(image, fractions, brain_mask)
     if priors is None:
         from ..physics.relaxation import relaxation_table
 
@@ -310,7 +350,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
     model = TissueModel(
         sequence=seq, source=source, field_T=float(field_T), tissues=apparent, scale_c=c, fractions=fr,
         priors=dict(priors), report=fit_report, geometry=geom, relaxation=relaxation,
-        _image=img, _stack=stack, _box=box, _order=order, _s0=s0,
+        _image=img, _stack=stack, _box=box, _joint=joint, _order=order, _s0=s0,
     )
     report(progress, 1.0, "model ready")
     return model
