@@ -31,8 +31,9 @@ NO_CLAUSTRUM_MODEL = (
     "authors' own (no trained claustrum network can honestly ship with NeuroShift). Either\n"
     "  - import the authors' released Keras files (axial_0.h5 ... coronal_2.h5) with\n"
     "        neuroshift models import-keras axial_*.h5 coronal_*.h5 --task claustrum --name claustrum\n"
-    "  - or train one on your labelled scans with 'neuroshift train' (see 'neuroshift train --help'; "
-    "--init PACKAGE fine-tunes, e.g. for neonates) and install it as ~/.neuroshift/models/claustrum,\n"
+    "  - or train one on your labelled scans with\n"
+    "        neuroshift train --task claustrum --images DATA.csv --out ~/.neuroshift/models/claustrum\n"
+    "    ('neuroshift train --help'; --init PACKAGE --recipe neonatal fine-tunes an adult model for neonates),\n"
     "then run again, or pass --model PACKAGE_FOLDER|NAME ('neuroshift models list' shows what is installed)")
 
 

@@ -35,8 +35,8 @@ from ..progress import ProgressCallback, report
 from . import fusion
 from .preprocess import BrainMaskSpec, PreparedInput, prepare_inputs
 from .qc import hemisphere_counts, is_bilateral, midline_x_ras, qc_warnings
-from .uncertainty import KINDS, RunningMoments, uncertainty_map
-from .views import LR_FLIP_AXIS, SLICING_AXIS, assemble, batches, check_view, view_slices
+from .uncertainty import KINDS, uncertainty_map
+from .views import LR_FLIP_AXIS, SLICING_AXIS, batches, check_view, view_slices
 
 DEFAULT_BATCH = {"cuda": 64, "cpu": 16}
 SEGMENT_NAMES = {"claustrum": "claustrum", "wmh": "WMH"}
@@ -100,16 +100,17 @@ def _is_oom(exc: BaseException) -> bool:
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
-def predict_slices(model, slices: np.ndarray, *, device, batch_size: int, amp: bool = True,
-                   flip_axis: int | None = None, on_batch=None) -> np.ndarray:
+def predict_slices(model, slices, *, device, batch_size: int, amp: bool = True,
+                   flip_axis: int | None = None, on_batch=None, as_tensor: bool = False):
     """Probabilities ``(N, H, W)`` of one network on ``(N, C, H, W)`` slices (optionally W-flipped).
 
     ``slices`` is a numpy array (copied batch by batch to ``device``) or a tensor already there.
+    Returns a numpy array, or with ``as_tensor`` a float32 tensor on ``device``.
     """
     import torch
 
     use_amp = amp and device.type == "cuda"
-    out = np.empty((slices.shape[0],) + slices.shape[2:], dtype=np.float32)
+    out = torch.empty((slices.shape[0],) + tuple(slices.shape[2:]), dtype=torch.float32, device=device)
     n_batches = max(1, -(-slices.shape[0] // max(1, batch_size)))
     on_device = torch.is_tensor(slices)
     with torch.inference_mode():
@@ -129,10 +130,25 @@ def predict_slices(model, slices: np.ndarray, *, device, batch_size: int, amp: b
                     y = model(x).float()
             if flip_axis is not None:
                 y = torch.flip(y, dims=(flip_axis,))
-            out[sl] = y[:, 0].cpu().numpy()
+            out[sl] = y[:, 0]
             if on_batch is not None:
                 on_batch((b + 1) / n_batches)
-    return out
+    return out if as_tensor else out.cpu().numpy()
+
+
+def _overlap_slices(info):
+    """``(src, dst)`` index pairs: original-slice pixels ``src`` correspond to model-input pixels ``dst``."""
+    from .preprocess import _overlap
+
+    src, dst = _overlap(info)
+    return src, dst
+
+
+def _view_of(volume_t, view: str):
+    """The ``(N, H, W)`` view-ordered alias of a ``(K, J, I)`` tensor (writes go through)."""
+    from .views import _ORDER
+
+    return volume_t.permute(*_ORDER[view])
 
 
 def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, device: str = "auto",
@@ -179,8 +195,6 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
     bs = int(batch_size or DEFAULT_BATCH.get(dev.type, 16))
     shape = prepared.channels.shape[1:]
 
-    moments = RunningMoments(shape)
-    view_means: dict[str, np.ndarray] = {}
     passes = []
     for view in views:
         n_members = len(pkg.models[view]) * (2 if tta and LR_FLIP_AXIS[view] is not None else 1)
@@ -188,13 +202,23 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
     total_passes = max(1, sum(passes))
     done = 0
     t_model = 0.0
+    # Accumulators live on the device (torch ops: multi-threaded on the CPU, no round trips on a GPU).
+    fused_t = torch.zeros(shape, dtype=torch.float32, device=dev)
+    want_var = uncertainty == "variance"
+    sum_t = torch.zeros(shape, dtype=torch.float32, device=dev) if want_var else None
+    sq_t = torch.zeros(shape, dtype=torch.float32, device=dev) if want_var else None
+    n_all = 0
+    if crop_hw is not None and min(int(v) for v in crop_hw) < 1:
+        raise InputError(f"invalid crop size {crop_hw}")
     for view, n_members in zip(views, passes):
         axis = SLICING_AXIS[view]
         keep = fusion.kept_slices(shape[axis], fractions[view])
+        if keep.size == 0:
+            done += n_members
+            continue
+        lo, hi = int(keep[0]), int(keep[-1]) + 1
         slices, info = view_slices(prepared.channels, view, crop_hw, prepared.pad_value, indices=keep)
-        if crop_hw is not None and min(int(v) for v in crop_hw) < 1:
-            raise InputError(f"invalid crop size {crop_hw}")
-        view_sum = np.zeros(shape, dtype=np.float64)
+        view_sum = torch.zeros((hi - lo,) + tuple(info.original_hw), dtype=torch.float32, device=dev)
         model_input = slices
         if dev.type == "cuda":
             try:  # one copy per view, shared by all its networks
@@ -203,16 +227,17 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
                 if not _is_oom(exc):
                     raise
                 torch.cuda.empty_cache()
+        src, dst = _overlap_slices(info)
         flips = [None] + ([LR_FLIP_AXIS[view]] if tta and LR_FLIP_AXIS[view] is not None else [])
         for mi, model in enumerate(pkg.models[view]):
             for flip in flips:
-                def on_batch(frac, _done=done):
+                def on_batch(frac, _done=done, _mi=mi, _flip=flip):
                     report(progress, 0.05 + 0.85 * (_done + frac) / total_passes,
-                           f"{view} network {mi + 1}/{len(pkg.models[view])}" + (" (flipped)" if flip else ""))
+                           f"{view} network {_mi + 1}/{len(pkg.models[view])}" + (" (flipped)" if _flip else ""))
                 ts = time.perf_counter()
                 try:
                     pred = predict_slices(model, model_input, device=dev, batch_size=bs, amp=amp,
-                                          flip_axis=flip, on_batch=on_batch)
+                                          flip_axis=flip, on_batch=on_batch, as_tensor=True)
                 except (RuntimeError, MemoryError) as exc:
                     if dev.type == "cuda" and _is_oom(exc):
                         torch.cuda.empty_cache()
@@ -222,18 +247,29 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
                             f"(e.g. {max(1, bs // 4)}) or --device cpu") from None
                     raise
                 t_model += time.perf_counter() - ts
-                vol = assemble(pred, view, info, shape, indices=keep)
-                view_sum += vol
-                moments.add(vol)
+                # undo crop/pad: the predicted pixels go back where they came from (cropped-away ones stay 0)
+                full = torch.zeros_like(view_sum)
+                full[:, src[0], src[1]] = pred[:, dst[0], dst[1]]
+                view_sum += full
+                if want_var:
+                    _view_of(sum_t, view)[lo:hi] += full
+                    _view_of(sq_t, view)[lo:hi] += full * full
+                n_all += 1
                 done += 1
-        view_means[view] = (view_sum / n_members).astype(np.float32)
+        _view_of(fused_t, view)[lo:hi] += view_sum / float(n_members)
+        del model_input, view_sum
+    fused_t /= float(len(views))
 
     report(progress, 0.92, "fusing views")
-    fused = fusion.fuse_views(view_means)
-    keep_mask = fusion.slab_keep_mask(shape, views, fractions)
-    fused[~keep_mask] = 0.0
+    keep_mask = torch.from_numpy(fusion.slab_keep_mask(shape, views, fractions)).to(dev)
+    fused_t = torch.where(keep_mask, fused_t, torch.zeros((), dtype=fused_t.dtype, device=dev))
+    if want_var:
+        mean_t = sum_t / max(n_all, 1)
+        unc_t = torch.clamp(sq_t / max(n_all, 1) - mean_t * mean_t, min=0.0)
+        del sum_t, sq_t, mean_t
+    fused = fused_t.cpu().numpy()
     label_model = fusion.threshold(fused, thr)
-    unc_model = uncertainty_map(uncertainty, moments=moments, probability=fused)
+    unc_model = unc_t.cpu().numpy() if want_var else uncertainty_map(uncertainty, probability=fused)
 
     report(progress, 0.95, "back to the input grid")
     label = prepared.to_input_grid(label_model, interpolation="nearest", dtype=np.uint8)

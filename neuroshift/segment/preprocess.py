@@ -299,9 +299,19 @@ def brain_mask(array: np.ndarray, threshold: float, *, largest_component: bool =
                 sizes[0] = 0
                 sl = labels == int(np.argmax(sizes))
         if fill_holes:
-            sl = ndimage.binary_fill_holes(sl)
+            sl = _fill_holes_2d(sl)
         out[z] = sl
     return out
+
+
+def _fill_holes_2d(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes`` (4-connected background) by one labelling pass: much faster."""
+    from scipy import ndimage
+
+    background, _ = ndimage.label(~mask)
+    border = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    border = border[border > 0]
+    return mask | ~np.isin(background, border)
 
 
 def zscore_in_mask(array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

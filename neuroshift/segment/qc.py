@@ -142,23 +142,28 @@ def check_contrast(prepared: PreparedInput, manifest: Mapping[str, Any]) -> list
 
 def midline_x_ras(prepared: PreparedInput) -> float:
     """RAS x (mm) of the mid-sagittal plane, approximated by the brain mask's centroid."""
-    idx = np.argwhere(prepared.mask)  # (n, 3) as (k, j, i)
-    if idx.size == 0:
+    mask = prepared.mask
+    total = float(np.count_nonzero(mask))
+    if total == 0:
         centre = (np.array(prepared.grid.data.shape[::-1], dtype=float) - 1) / 2.0
-    else:
-        centre = idx.mean(axis=0)[::-1]
+    else:  # centroid from the marginal sums (no voxel list)
+        centre = np.array([
+            float((mask.sum(axis=(0, 1)) * np.arange(mask.shape[2])).sum()) / total,
+            float((mask.sum(axis=(0, 2)) * np.arange(mask.shape[1])).sum()) / total,
+            float((mask.sum(axis=(1, 2)) * np.arange(mask.shape[0])).sum()) / total,
+        ])
     return float((prepared.grid.ijk_to_ras() @ np.append(centre, 1.0))[0])
 
 
 def hemisphere_counts(label: Volume, x_mid: float) -> tuple[int, int]:
     """(left, right) voxel counts of a label volume split at the sagittal plane RAS x = ``x_mid``."""
-    idx = np.argwhere(np.asarray(label.data) != 0)
-    if idx.size == 0:
+    k, j, i = np.nonzero(np.asarray(label.data))
+    if k.size == 0:
         return 0, 0
-    ijk1 = np.concatenate([idx[:, ::-1].astype(float), np.ones((idx.shape[0], 1))], axis=1)
-    x = ijk1 @ label.ijk_to_ras()[0]
+    row = label.ijk_to_ras()[0]
+    x = row[0] * i + row[1] * j + row[2] * k + row[3]
     left = int(np.count_nonzero(x < x_mid))
-    return left, int(idx.shape[0]) - left
+    return left, int(k.size) - left
 
 
 def is_bilateral(manifest: Mapping[str, Any]) -> bool:
