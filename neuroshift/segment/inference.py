@@ -33,7 +33,7 @@ from ..errors import InputError, NeuroShiftError
 from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import fusion
-from .preprocess import BrainMaskSpec, PreparedInput, prepare_inputs
+from .preprocess import BrainMaskSpec, prepare_inputs
 from .qc import hemisphere_counts, is_bilateral, midline_x_ras, qc_warnings
 from .uncertainty import KINDS, uncertainty_map
 from .views import LR_FLIP_AXIS, SLICING_AXIS, batches, check_view, view_slices
