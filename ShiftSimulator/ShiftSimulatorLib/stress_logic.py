@@ -135,10 +135,11 @@ class StressTestLogic:
 
     def start_background(self, cases, model: str, grid: str, outdir: str | os.PathLike, *,
                          sequence: str = "flair", metric: str = "lesion_f1", form: str = "quadratic",
-                         workers: int = 1, python: str | None = None):
+                         workers: int = 1, python: str | None = None, env: dict | None = None):
         """``neuroshift stress-test`` in a separate process (poll it; Cancel = ``run.cancel()``).
 
         ``cases``: a folder / CSV path, or in-memory cases (written to ``outdir/input`` first).
+        ``python``/``env``: the interpreter (``PythonSlicer`` in Slicer) and extra environment (PYTHONPATH).
         """
         from neuroshift_slicer.background import BackgroundRun
 
@@ -150,7 +151,7 @@ class StressTestLogic:
             cases_path = self.write_cases(list(cases), Path(outdir) / "input")
         args = ["stress-test", str(outdir), "--cases", str(cases_path), "--model", model, "--grid", grid,
                 "--sequence", sequence, "--metric", metric, "--surface", form, "--workers", str(workers)]
-        return BackgroundRun(args, python=python)
+        return BackgroundRun(args, python=python, env=env)
 
     def load_results(self, outdir: str | os.PathLike, *, metric: str = "lesion_f1", show: bool = True) -> dict:
         """Results of a finished (or cancelled) background run as nodes."""

@@ -63,6 +63,10 @@ def mask_metrics(pred: Volume, gt: Volume) -> dict[str, float]:
 
     pred.require_same_grid(gt, "predicted mask and ground truth")
     p, g = challenge_masks(pred, gt)
+    # Everything (components, overlaps, volumes) lies inside the bounding box of prediction ∪ ground
+    # truth: measuring that box gives the same numbers at a fraction of the cost (it runs at every point).
+    box = _bounding_box(p | g)
+    p, g = p[box], g[box]
     det = lesion_detection(p, g)
     voxel_ml = float(np.prod(gt.spacing)) / 1000.0
     return {
@@ -75,6 +79,16 @@ def mask_metrics(pred: Volume, gt: Volume) -> dict[str, float]:
         "n_gt_lesions": float(det["n_gt"]),
         "n_pred_lesions": float(det["n_pred"]),
     }
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    if not mask.any():
+        return tuple(slice(0, 0) for _ in mask.shape)
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 # --------------------------------------------------------------------------- results
