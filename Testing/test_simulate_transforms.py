@@ -105,3 +105,30 @@ def test_refusals(sample):
     with pytest.raises(KeyError):
         make(keys="t1")(sample)
     assert make(keys=["t1", "flair"], allow_missing_keys=True)(sample)["flair"].shape == sample["flair"].shape
+
+
+def test_torchio_like_subject(sample):
+    """A TorchIO Subject is a dict subclass whose images carry ``.data`` (C, W, H, D) and ``set_data``."""
+    torch = pytest.importorskip("torch")
+
+    class FakeImage(dict):
+        def __init__(self, tensor):
+            super().__init__(data=tensor)
+
+        @property
+        def data(self):
+            return self["data"]
+
+        def set_data(self, tensor):
+            self["data"] = tensor
+
+    class FakeSubject(dict):
+        pass
+
+    subj = FakeSubject(flair=FakeImage(torch.from_numpy(sample["flair"].copy())),
+                       pv=FakeImage(torch.from_numpy(sample["pv"].copy())))
+    out = make()(subj)
+    assert type(out) is FakeSubject and isinstance(out["flair"], FakeImage)
+    assert out["flair"] is not subj["flair"]
+    np.testing.assert_array_equal(subj["flair"].data.numpy(), sample["flair"])  # input untouched
+    np.testing.assert_allclose(out["flair"].data.numpy(), make()(sample)["flair"], rtol=1e-6)
