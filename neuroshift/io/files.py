@@ -53,11 +53,28 @@ def read_volume(path: str | os.PathLike, *, dtype=None, allow_nonfinite: bool = 
         vol = _read_file(p)
     if dtype is not None:
         vol.data = vol.data.astype(dtype, copy=False)
-    if not allow_nonfinite and np.issubdtype(vol.data.dtype, np.floating) and not np.all(np.isfinite(vol.data)):
-        bad = int(np.count_nonzero(~np.isfinite(vol.data)))
-        raise NonFiniteError(f"{p}: {bad} voxel(s) are NaN or infinite")
+    if not allow_nonfinite:
+        bad = int(np.count_nonzero(~np.isfinite(vol.data))) if np.issubdtype(vol.data.dtype, np.floating) else 0
+        bad = bad or _nifti_nonfinite_count(p)
+        if bad:
+            raise NonFiniteError(f"{p}: {bad} voxel(s) are NaN or infinite")
     vol.meta.setdefault("source_path", str(p))
     return vol
+
+
+def _nifti_nonfinite_count(p: Path) -> int:
+    """NaN/inf voxels of a float NIfTI file (ITK's NIfTI reader silently turns NaN into 0)."""
+    if p.is_dir() or not p.name.lower().endswith((".nii", ".nii.gz")):
+        return 0
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(p))
+        if not np.issubdtype(img.get_data_dtype(), np.floating):
+            return 0
+        return int(np.count_nonzero(~np.isfinite(np.asanyarray(img.dataobj))))
+    except Exception:  # unreadable by nibabel: SimpleITK already read it, nothing more to check
+        return 0
 
 
 def _read_file(p: Path) -> Volume:
