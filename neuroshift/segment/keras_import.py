@@ -29,7 +29,9 @@ import numpy as np
 
 from ..errors import InputError, IntegrityError, UnreadableFileError
 
-#: Manifest defaults per task, from the released pipelines (segmentation.md section 2).
+#: Manifest defaults per task, from the released pipelines (segmentation.md section 2); the
+#: preprocessing keys are those :mod:`neuroshift.segment.preprocess` reads. WMH threshold 0.45 and
+#: 10 % slabs: the newest release of the weights these files come from (the paper used 0.5).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "claustrum": {
         "task": "claustrum",
@@ -37,8 +39,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "views": ["axial", "coronal"],
         "threshold": 0.40,
         "slab_fraction": 0.20,
-        "preprocessing": {"spacing_mm": [1.0, 1.0, 1.0], "crop_hw": [180, 180], "zscore": True,
-                          "brain_mask": {"method": "threshold", "thresholds": {"T1w": 10}, "fill_holes": True},
+        "preprocessing": {"orientation": "RAS", "spacing_mm": [1.0, 1.0, 1.0], "crop_hw": [180, 180],
+                          "zscore": True, "pad_value": "min",
+                          "brain_mask": {"mode": "absolute", "thresholds": {"*": 10}, "largest_component": False,
+                                         "fill_holes": True},
                           "input": "skull-stripped, ANLM-denoised T1w MPRAGE"},
         "description": "Adult claustrum, multi-view 2D U-Net ensemble (Li et al., Hum Brain Mapp 2021)",
     },
@@ -48,8 +52,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "views": ["axial", "coronal"],
         "threshold": 0.40,
         "slab_fraction": 0.25,
-        "preprocessing": {"spacing_mm": [0.5, 0.5, 0.5], "crop_hw": [200, 200], "zscore": True,
-                          "brain_mask": {"method": "threshold", "thresholds": {"T2w": 10}, "fill_holes": True},
+        "preprocessing": {"orientation": "RAS", "spacing_mm": [0.5, 0.5, 0.5], "crop_hw": [200, 200],
+                          "zscore": True, "pad_value": "min",
+                          "brain_mask": {"mode": "absolute", "thresholds": {"*": 10}, "largest_component": False,
+                                         "fill_holes": True},
                           "input": "dHCP T2w, 0.5 mm", "min_age_weeks": 35.0},
         "description": "Neonatal claustrum, transfer-learned multi-view 2D U-Net ensemble (Neubauer, Li et al., "
                        "Clin Neuroradiol 2022)",
@@ -60,9 +66,10 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "views": ["axial"],
         "threshold": 0.45,
         "slab_fraction": 0.10,
-        "preprocessing": {"spacing_mm": None, "crop_hw": [200, 200], "zscore": True,
-                          "brain_mask": {"method": "threshold", "thresholds": {"FLAIR": 70, "T1": 30},
-                                        "largest_component": True, "fill_holes": True},
+        "preprocessing": {"orientation": "RAS", "spacing_mm": None, "crop_hw": [200, 200], "zscore": True,
+                          "pad_value": 0.0,
+                          "brain_mask": {"mode": "absolute", "thresholds": {"FLAIR": 70, "T1": 30},
+                                         "largest_component": True, "fill_holes": True},
                           "input": "FLAIR with T1 registered to it, both bias-corrected"},
         "description": "White-matter hyperintensities, 2D U-Net ensemble (Li et al., NeuroImage 2018; MICCAI 2017 "
                        "WMH challenge winner)",
