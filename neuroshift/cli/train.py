@@ -143,6 +143,8 @@ def run(args) -> int:
     else:
         with cli_progress("training") as progress:
             result = train(cfg, progress=progress)
+    if result.rank != 0:  # torchrun: rank 0 reports
+        return 0
     summary = {"packages": [str(p) for p in result.packages], "work_dir": str(result.work_dir),
                "members": result.members, "cross_validation": result.cv}
     if args.json:

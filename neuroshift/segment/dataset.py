@@ -182,12 +182,14 @@ def subjects_from_folder(folder: str | os.PathLike, channels: Sequence[str],
 
 def discover_subjects(images: Any, labels: Any = None, channels: Sequence[str] = ("FLAIR",),
                       brain_masks: Any = None) -> list[Subject]:
-    """Subjects from whatever the user gave: a CSV file, a folder, or lists of files."""
+    """Subjects from whatever the user gave: a CSV file, a folder, lists of files, or :class:`Subject` objects."""
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     images = list(images or [])
     if not images:
         raise InputError("no training images given")
+    if all(isinstance(s, Subject) for s in images):
+        return list(images)
     if len(images) == 1 and isinstance(images[0], (str, os.PathLike)) and not labels:
         p = Path(images[0])
         if p.suffix.lower() == ".csv":
