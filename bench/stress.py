@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     print(f"stress test: {args.subjects} subject(s) x ({args.grid} + baseline) = {n} points, model {args.model}, "
           f"device {args.device}, {os.cpu_count()} CPU(s)")
     print(f"  total            {total:8.2f} s  ({total / max(n, 1):.3f} s per point)")
-    for label, key in (("inference", "predict_s"), ("tissue fits", "fit_s"), ("simulation", "simulate_s"),
+    for label, key in (("inference", "predict_s"), ("case read + fit", "fit_s"), ("simulation", "simulate_s"),
                        ("metrics", "metrics_s")):
         print(f"  {label:16s} {sums[key]:8.2f} s  {100 * sums[key] / total:5.1f} %")
     print(f"  other (I/O, store, report) {other:6.2f} s  {100 * other / total:5.1f} %")
