@@ -97,3 +97,16 @@ def test_demo_runs_end_to_end_on_a_small_grid(tmp_path, capsys):
     assert "lesion F1 = quadratic in TE, TI (ms): R² =" in text and "report.html" in text
     assert "baseline check: max |simulated - original| = 0" in text
     assert (tmp_path / "demo" / "report.html").is_file()
+
+
+def test_stress_test_command_on_a_dask_scheduler(phantom_cases, tmp_path, capsys):
+    distributed = pytest.importorskip("dask.distributed")
+    cases, model = phantom_cases
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:  # in-process: no network at all
+        code = main(["stress-test", str(tmp_path / "dask"), "--cases", str(cases), "--model", model,
+                     "--grid", "TE=84|150,TI=2500", "--scheduler", cluster.scheduler_address,
+                     "--metric", "dice", "--surface", "linear"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "2 case(s), 6 point(s) finished" in text and "linear surface of DSC" in text
