@@ -324,16 +324,15 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
         report(progress, state["finished"] / total, f"{last['case']} {last['point']}")
 
     report(progress, finished / total, f"{finished} of {total} points already finished" if finished else "starting")
-    args = (token, seq, model_obj, simulator, metrics, axes)
+    common = (seq, model_obj, simulator, metrics, axes)  # evaluate_points arguments after token and case
     if scheduler is not None:
-        _run_dask(scheduler, jobs, args, accept, failed_cases)
+        _run_dask(scheduler, token, jobs, common, accept, failed_cases)
     elif workers > 1 and len(jobs) > 1:
-        _run_processes(workers, jobs, args, accept, failed_cases)
+        _run_processes(workers, token, jobs, common, accept, failed_cases)
     else:
         for case, its in jobs:
-            if case.case_id in failed_cases:
-                continue
-            accept(evaluate_points(token, case, *_task_args(args), its))
+            if case.case_id not in failed_cases:
+                accept(evaluate_points(token, case, *common, its))
     with _LOCK:  # this run's cached cases and objects are no longer needed in this process
         for key in [k for k in _CACHE if k[0] == token]:
             del _CACHE[key]
@@ -343,27 +342,17 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
     return collect(store, case_list, items, axes_grid, seq, describe(model_obj), computed=state["computed"])
 
 
-def _task_args(args):
-    token, seq, model_obj, simulator, metrics, axes = args
-    return seq, model_obj, simulator, metrics, axes
-
-
-def _call(token, case, seq, model_obj, simulator, metrics, axes, its):
-    return evaluate_points(token, case, seq, model_obj, simulator, metrics, axes, its)
-
-
-def _run_processes(workers: int, jobs, args, accept, failed_cases) -> None:
+def _run_processes(workers: int, token: str, jobs, common, accept, failed_cases) -> None:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(threads,))
-    token = args[0]
     pending = {}
     try:
         for case, its in jobs:
-            pending[executor.submit(_call, token, case, *_task_args(args), its)] = case.case_id
+            pending[executor.submit(evaluate_points, token, case, *common, its)] = case.case_id
         while pending:
             finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for fut in finished:
@@ -383,24 +372,23 @@ def _run_processes(workers: int, jobs, args, accept, failed_cases) -> None:
         raise
 
 
-def _run_dask(scheduler, jobs, args, accept, failed_cases) -> None:
+def _run_dask(scheduler, token: str, jobs, common, accept, failed_cases) -> None:
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'neuroshift[dask]'") from None
     own = not isinstance(scheduler, Client)
     client = Client(str(scheduler)) if own else scheduler
-    token = args[0]
     futures = {}
     try:
-        seq, model_obj, simulator, metrics, axes = _task_args(args)
+        seq, model_obj, simulator, metrics, axes = common
         shared = [client.scatter(obj, broadcast=True, hash=False) for obj in (model_obj, simulator)]
         case_futures = {}
         for case, its in jobs:
             if case.case_id not in case_futures:
                 case_futures[case.case_id] = client.scatter(case, hash=False)
-            fut = client.submit(_call, token, case_futures[case.case_id], seq, *shared, metrics, axes, its,
-                                pure=False)
+            fut = client.submit(evaluate_points, token, case_futures[case.case_id], seq, *shared, metrics, axes,
+                                its, pure=False)
             futures[fut] = case.case_id
         for fut in as_completed(list(futures)):
             case_id = futures[fut]
