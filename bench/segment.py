@@ -29,6 +29,10 @@ runner's best round counts, which discounts load from other processes):
 With ``--slices N`` only N evenly spaced slices per view are predicted and every time is also given
 projected to the full volume (x slices-predicted-by-the-pipeline / N): a quick run on 2 CPU cores
 takes about 2-4 minutes. Ratios are runner time / ours.
+
+On a machine shared with other busy processes, torch's OpenMP threads (static work split, a barrier
+after every operator) lose far more than TensorFlow's work-stealing pool: compare with ``--threads 1``
+(both libraries on one core) when the load average exceeds the core count.
 """
 
 from __future__ import annotations
@@ -151,14 +155,17 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def load_keras():
-    """(keras module, tensorflow version) or (None, reason)."""
+def load_keras(threads: int | None = None):
+    """(keras module, tensorflow version) or (None, reason); ``threads`` sets TensorFlow's intra-op pool."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
         import tensorflow as tf
     except ImportError:
         return None, "TensorFlow is not installed (python -m pip install tensorflow-cpu)"
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     for name in ("tf_keras", "keras"):
         try:
             mod = __import__(name)
@@ -192,7 +199,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=None, help="slices per batch for ours and keras "
                                                             "(default 4 on CPU, 64 on CUDA)")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each runner's best counts (default 3)")
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for torch and TensorFlow alike (default: each library's own, all cores)")
     ap.add_argument("--no-keras", action="store_true", help="skip the Keras runners")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive batch-1 torch runner")
     ap.add_argument("--pipeline", action="store_true", help="also time segment_volume end to end (all slices)")
@@ -255,7 +263,7 @@ def main(argv=None) -> int:
 
     keras_note = None
     if not args.no_keras:
-        keras, why = load_keras()
+        keras, why = load_keras(args.threads)
         if keras is None:
             keras_note = f"Keras comparison skipped: {why}"
             print("  " + keras_note)
