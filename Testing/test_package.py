@@ -110,12 +110,20 @@ def test_pickle_files_are_never_read(package):
 
 def test_wrong_architecture_shapes_refused(tmp_path):
     from neuroshift.errors import InputError
+    from neuroshift.segment.unet import wmh_unet
 
-    with pytest.raises(InputError):
+    with pytest.raises(InputError):  # state dicts that do not fit the declared architecture
         save_package(tmp_path / "bad", {**_manifest(), "architecture": {"name": "unet2d",
                                                                           "params": {"preset": "wmh"}}},
-                     {"axial": [demo_unet(2)]})
+                     {"axial": [demo_unet(2).state_dict()]})
+    with pytest.raises(InputError):  # networks of different architectures in one package
+        save_package(tmp_path / "bad", _manifest(), {"axial": [wmh_unet(2), demo_unet(2)]})
     assert not (tmp_path / "bad").exists()
+    # the recorded architecture is the network's full config, even if the manifest named a preset
+    path = save_package(tmp_path / "ok", {**_manifest(), "architecture": {"name": "unet2d",
+                                                                           "params": {"preset": "wmh"}}},
+                        {"axial": [demo_unet(2)]})
+    assert read_manifest(path)["architecture"]["params"]["encoder"] == [8, 16, 24, 32, 64]
 
 
 def test_registry_finds_named_packages(package, tmp_path, monkeypatch):

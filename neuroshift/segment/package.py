@@ -240,7 +240,8 @@ def save_package(path_dir: str | os.PathLike, manifest: Mapping[str, Any],
     """Write a package atomically (the folder appears complete or not at all); return its path.
 
     ``models`` maps each view to its networks (``nn.Module`` or state dicts), in ensemble order.
-    Filled in when absent: ``architecture`` (from the first network's ``config()``), ``views``,
+    ``architecture`` is taken from the first network's ``config()`` (modules) or must be given (state
+    dicts). Filled in when absent: ``views``,
     ``models_per_view``, ``format``, ``version`` ("1"), ``demo`` (false); ``files`` and ``weights``
     are always (re)computed. Every state dict must load into the manifest's architecture.
     """
@@ -253,10 +254,10 @@ def save_package(path_dir: str | os.PathLike, manifest: Mapping[str, Any],
         raise InputError(f"save_package: every view needs the same positive number of networks, got {counts}")
     manifest = json.loads(json.dumps(dict(manifest)))  # deep copy, and proves it is JSON
     first = next(iter(models.values()))[0]
-    if "architecture" not in manifest:
-        if not hasattr(first, "config"):
-            raise InputError("save_package: give manifest['architecture'] when passing state dicts")
+    if hasattr(first, "config"):  # record the network's full configuration (not just a preset name)
         manifest["architecture"] = {"name": "unet2d", "params": first.config()}
+    elif "architecture" not in manifest:
+        raise InputError("save_package: give manifest['architecture'] when passing state dicts")
     manifest.setdefault("format", FORMAT)
     manifest.setdefault("version", "1")
     manifest.setdefault("demo", False)
