@@ -152,3 +152,19 @@ def test_models_cli_import_list_verify(tmp_path, monkeypatch, capsys):
     assert "coronal_1.safetensors" in capsys.readouterr().err
     assert main(["models", "import-keras", str(FIXTURES / "wmh_w16_keras3.h5"), "--task", "wmh",
                  "--channels", "FLAIR"]) == 2  # 2-channel network, 1 name
+
+
+def test_keras1_names_are_read_by_rank(tmp_path):
+    """Keras 1 (TensorFlow ordering) names weights <layer>_W / <layer>_b; the rank tells kernel from bias."""
+    src = read_keras_convs(FIXTURES / "claustrum_w8_keras2.h5")
+    path = tmp_path / "k1.h5"
+    with h5py.File(path, "w") as fh:
+        names = [f"convolution2d_{i + 1}" for i in range(len(src))]
+        fh.attrs["layer_names"] = np.array([n.encode() for n in names])
+        for name, conv in zip(names, src):
+            g = fh.create_group(name)
+            g.attrs["weight_names"] = np.array([f"{name}_W".encode(), f"{name}_b".encode()])
+            g.create_dataset(f"{name}_W", data=conv.kernel)
+            g.create_dataset(f"{name}_b", data=conv.bias)
+    x, y_keras = _expected(FIXTURES / "claustrum_w8_keras2.h5")
+    np.testing.assert_allclose(_run(load_keras_unet(path), x), y_keras, atol=1e-4, rtol=0)

@@ -6,6 +6,8 @@ Supported file layouts (all read without executing anything stored in the file):
   layer order from the ``layer_names`` attribute, weight order from each layer's ``weight_names``;
 * Keras 2 weights only (``model.save_weights('m.h5')``): the same below the file's root;
 * Keras 3 legacy HDF5 (``model.save('m.h5')``): as Keras 2 without the ``:0`` suffix;
+* Keras 1 with TensorFlow dimension ordering (``<layer>_W``, ``<layer>_b``): the same groups; the kernel
+  is a layer's 4D weight, the bias its 1D weight (Theano-ordered kernels fail the shape check);
 * Keras 3 weights (``model.save_weights('m.weights.h5')``): ``layers/<layer>/vars/0`` (kernel) and
   ``vars/1`` (bias); layers in natural name order (``conv2d, conv2d_1, ..., conv2d_10``), which is
   creation order for Keras' automatic names; the shapes are checked against the architecture.
@@ -131,15 +133,21 @@ def _read_layer_names_layout(group) -> list[KerasConv]:
             continue
         lg = group[lname]
         names = _decode(lg.attrs.get("weight_names", []))
-        arrays = {}
+        arrays = []
         for wname in names:
-            ds = lg[wname] if wname in lg else None
-            if ds is None:
+            if wname not in lg:
                 raise IntegrityError(f"layer '{lname}': weight '{wname}' listed but missing")
-            arrays[_short(wname)] = np.asarray(ds[()])
-        kernel = arrays.get("kernel")
-        if kernel is not None and kernel.ndim == 4:
-            convs.append(KerasConv(lname, kernel, arrays.get("bias")))
+            arrays.append((_short(wname), np.asarray(lg[wname][()])))
+        # Keras 2/3 name them kernel/bias, Keras 1 <layer>_W/<layer>_b: go by rank, names only break ties.
+        kernels = [a for n, a in arrays if a.ndim == 4]
+        biases = [a for n, a in arrays if a.ndim == 1]
+        if len(kernels) == 1:
+            convs.append(KerasConv(lname, kernels[0], biases[0] if len(biases) == 1 else None))
+        elif len(kernels) > 1:
+            named = [a for n, a in arrays if n == "kernel"]
+            if len(named) != 1:
+                raise IntegrityError(f"layer '{lname}' holds {len(kernels)} 4D weights; cannot tell the kernel")
+            convs.append(KerasConv(lname, named[0], next((a for n, a in arrays if n == "bias"), None)))
     return convs
 
 
