@@ -82,6 +82,7 @@ def test_help_of_the_commands():
         assert exc.value.code == 0
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_on_a_small_grid(tmp_path, capsys):
     pytest.importorskip("neuroshift.segment.inference")
     from neuroshift.segment.registry import ModelNotFoundError, find_model
