@@ -1,0 +1,118 @@
+"""Reference values A-F, K of docs/reader-study.md and the agreement statistics."""
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroshift.readerstudy import stats as st
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))
+
+
+def f1(tp, fp, fn):
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def test_A_se_ppv_fdr_f1_from_counts():
+    tp, fp, n_ref, n_pat = 48, 18, 91, 38
+    se, ppv, fdr = tp / n_ref, tp / (tp + fp), fp / n_pat
+    assert round(se, 4) == 0.5275 and round(ppv, 4) == 0.7273 and round(fdr, 4) == 0.4737
+    assert round(2 * se * ppv / (se + ppv), 4) == 0.6115 == round(f1(tp, fp, n_ref - tp), 4)
+
+
+def test_B_f1():
+    assert f1(35, 1, 7) == pytest.approx(70 / 78) and round(70 / 78, 4) == 0.8974
+    assert f1(35, 5, 7) == pytest.approx(70 / 82) and round(70 / 82, 4) == 0.8537
+
+
+@pytest.mark.parametrize("k,n,lo,hi", [(38, 91, 0.3150, 0.5257), (48, 91, 0.4200, 0.6331), (35, 42, 0.6864, 0.9303),
+                                       (45, 52, 0.7421, 0.9441), (34, 74, 0.3429, 0.5793)])
+def test_C_clopper_pearson(k, n, lo, hi):
+    a, b = st.clopper_pearson(k, n)
+    assert round(a, 4) == lo and round(b, 4) == hi
+
+
+def test_C_clopper_pearson_edges():
+    assert st.clopper_pearson(0, 10)[0] == 0.0 and st.clopper_pearson(10, 10)[1] == 1.0
+
+
+@pytest.mark.parametrize("k,half", [(4, 0.1022), (3, 0.0898), (2, 0.0744), (1, 0.0533)])
+def test_D_student_t_half_width_of_per_patient_fp(k, half):
+    counts = [1] * k + [0] * (38 - k)
+    mean, h = st.t_interval(counts)
+    assert round(h, 4) == half
+    if k == 4:
+        assert round(mean, 4) == 0.1053
+
+
+def test_E_reader_average_from_unrounded_values_round_half_even():
+    avg = np.mean([34 / 52, 31 / 52])
+    assert avg == pytest.approx(0.625)
+    assert st.percent(avg) == "62%"
+    # the rounded values would give (65 + 60) / 2 = 62.5 -> a different path; we never average rounded values
+    assert st.percent(0.635) == "64%" and st.percent(0.645) == "64%"
+
+
+def test_F_mcnemar_midp():
+    assert round(st.mcnemar_midp(3, 13), 4) == 0.0127
+    assert round(st.mcnemar_midp(1, 6), 4) == 0.0703
+    assert st.mcnemar_midp(5, 5) == 1.0 and st.mcnemar_midp(0, 0) == 1.0
+    from scipy.stats import binomtest
+    assert round(binomtest(3, 16, 0.5).pvalue, 4) == 0.0213  # the exact test differs, as the note says
+
+
+def test_K_duration_display():
+    assert st.format_duration(145) == "2'25''"
+    assert st.format_duration(59.6) == "1'00''"
+    assert st.format_duration(321) == "5'21''"
+
+
+def test_p_value_display_like_table5():
+    assert st.format_p(0.0127) == "p=.01"
+    assert st.format_p(0.0004) == "p<.001"
+    assert st.format_p(1.0) == "p>.99"
+    assert st.format_p(0.046) == "p=.046"
+    assert st.format_p(0.125) == "p=.13"  # Table 5, R1 vs R2 low-T1c: mid-p of (5, 1) is exactly 0.125
+    assert st.format_p(0.0703) == "p=.07"
+
+
+def test_icc_2_1_shrout_fleiss_example():
+    # Shrout & Fleiss (1979) 6 targets x 4 judges: ICC(2,1) = 0.29, 95% CI [0.019, 0.761]
+    y = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]], float)
+    icc, lo, hi = st.icc_2_1(y)
+    assert round(icc, 2) == 0.29
+    assert lo == pytest.approx(0.019, abs=0.002) and hi == pytest.approx(0.761, abs=0.002)
+
+
+def test_icc_perfect_agreement():
+    y = np.array([[1, 1], [2, 2], [5, 5], [3, 3]], float)
+    assert st.icc_2_1(y)[0] == pytest.approx(1.0)
+
+
+def test_cohen_kappa_textbook_and_weighted():
+    # Cohen's textbook 2x2 (yes/yes 20, yes/no 5, no/yes 10, no/no 15): p_o 0.7, p_e 0.5 -> kappa 0.4
+    a = [1] * 20 + [1] * 5 + [0] * 10 + [0] * 15
+    b = [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15
+    assert st.cohen_kappa(a, b) == pytest.approx(0.4)
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 6, 60)
+    y = np.clip(x + rng.integers(-1, 2, 60), 1, 5)
+    sk = pytest.importorskip("sklearn.metrics")
+    for w in (None, "linear", "quadratic"):
+        assert st.cohen_kappa(x, y, categories=[1, 2, 3, 4, 5], weights=w) == pytest.approx(
+            sk.cohen_kappa_score(x, y, labels=[1, 2, 3, 4, 5], weights=w))
+
+
+def test_wilcoxon_and_t_tests_match_scipy():
+    from scipy import stats
+    x = np.array([0, 1, 0, 2, 0, 0, 1, 3, 0, 1] * 4, float)
+    y = np.array([0, 0, 0, 1, 0, 0, 0, 0, 0, 1] * 4, float)
+    ref = stats.wilcoxon(x - y, zero_method="wilcox", correction=False, method="approx").pvalue
+    assert st.wilcoxon_signed_rank(x, y) == pytest.approx(ref)
+    assert st.wilcoxon_signed_rank(x, x) == 1.0
+    assert st.paired_t(x, y) == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    assert st.unpaired_t(x, y) == pytest.approx(stats.ttest_ind(x, y).pvalue)
+    assert math.isnan(st.unpaired_t([1], [2]))

@@ -1,0 +1,157 @@
+"""``neuroshift reader-study``: create a study database, exchange reads, analyse, and follow progress.
+
+    neuroshift reader-study create STUDY.yaml --db STUDY.sqlite
+    neuroshift reader-study import-reads --db STUDY.sqlite READS.csv [ANSWERS.csv ...]
+    neuroshift reader-study export-reads --db STUDY.sqlite OUT.csv [--lesions-out OUT_lesions.csv]
+    neuroshift reader-study analyze --db STUDY.sqlite --out DIR [--thresholds 0,2.5,5,7.5,10]
+    neuroshift reader-study status --db STUDY.sqlite
+
+Exit codes: 0 success, 2 bad input (invalid answers, unknown reader, a path
+outside the study folder, a closed phase...): the message names the problem and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("reader-study", help="blinded, randomised reader studies (create, import/export reads, analyze)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rs = p.add_subparsers(dest="reader_study_command", metavar="SUBCOMMAND", parser_class=type(p))
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    c = rs.add_parser("create", help="validate STUDY.yaml, build the seeded schedule, write the study database")
+    c.add_argument("study", type=Path, help="study definition (YAML); image paths relative to its folder")
+    c.add_argument("--db", type=Path, required=True, help="database to create (never overwritten)")
+    c.add_argument("--allow-missing-images", action="store_true",
+                   help="create even if image files do not exist yet (e.g. a study read elsewhere, imported as CSV)")
+    c.set_defaults(func=_create)
+
+    i = rs.add_parser("import-reads", help="import reads from CSV (lesion rows and/or answer rows), all or nothing")
+    i.add_argument("--db", type=Path, required=True)
+    i.add_argument("csv", type=Path, nargs="+", help="CSV files in the lesion or answer layout")
+    i.add_argument("--no-washout-check", action="store_true",
+                   help="do not check the phases' washout against the reads' timestamps")
+    i.set_defaults(func=_import)
+
+    e = rs.add_parser("export-reads", help="export every submitted read as answer rows and lesion rows")
+    e.add_argument("--db", type=Path, required=True)
+    e.add_argument("out", type=Path, help="answer rows (CSV); lesion rows go to OUT_lesions.csv unless --lesions-out")
+    e.add_argument("--lesions-out", type=Path, default=None)
+    e.set_defaults(func=_export)
+
+    a = rs.add_parser("analyze", help="detection, comparisons, agreement, Turing test, quality, times -> CSV/JSON/MD/HTML")
+    a.add_argument("--db", type=Path, required=True)
+    a.add_argument("--out", type=Path, required=True, help="output folder")
+    a.add_argument("--thresholds", default="0,2.5,5,7.5,10", help="lesion size thresholds, long axis mm (default: %(default)s)")
+    a.add_argument("--match-axes", choices=("reference", "detection", "mean", "max", "min"), default="reference",
+                   help="whose axes set the matching radius (half the mean of long and short axes; default: %(default)s)")
+    a.add_argument("--match-assignment", choices=("hungarian", "greedy", "none"), default="hungarian",
+                   help="one-to-one assignment of detections to reference lesions (default: %(default)s)")
+    a.add_argument("--match-inclusive", action="store_true", help="pair at distance <= radius (default: strictly <)")
+    a.add_argument("--reference-reader", default=None, help="reference reader (default: the first one)")
+    a.set_defaults(func=_analyze)
+
+    s = rs.add_parser("status", help="progress per reader and phase, and when closed phases open")
+    s.add_argument("--db", type=Path, required=True)
+    s.set_defaults(func=_status)
+
+
+def _create(args) -> int:
+    from neuroshift.readerstudy.definition import load_study, missing_images
+    from neuroshift.readerstudy.errors import StudyDefinitionError
+    from neuroshift.readerstudy.store import StudyStore
+
+    study = load_study(args.study)
+    missing = missing_images(study)
+    if missing and not args.allow_missing_images:
+        raise StudyDefinitionError(
+            f"{len(missing)} image file(s) do not exist, e.g. {missing[0]} "
+            "(use --allow-missing-images for a study whose reads are imported)")
+    with StudyStore.create(args.db, study) as store:
+        n = len(store.schedule())
+        print(f"created {args.db}: study '{study.name}', {len(study.cases)} cases, {len(study.readers)} readers, "
+              f"{len(study.all_phases)} phases, {n} scheduled reads, seed {study.seed}, "
+              f"blinding {'on' if study.blinding else 'off'}")
+        if missing:
+            print(f"warning: {len(missing)} image file(s) do not exist yet", file=sys.stderr)
+    return 0
+
+
+def _import(args) -> int:
+    from neuroshift.readerstudy.exchange import import_reads
+    from neuroshift.readerstudy.store import StudyStore
+
+    with StudyStore(args.db) as store:
+        n = import_reads(store, args.csv, check_washout=not args.no_washout_check)
+    print(f"imported {n} reads into {args.db}")
+    return 0
+
+
+def _export(args) -> int:
+    from neuroshift.readerstudy.exchange import export_reads
+    from neuroshift.readerstudy.store import StudyStore
+
+    lesions = args.lesions_out or args.out.with_name(args.out.stem + "_lesions.csv")
+    with StudyStore(args.db) as store:
+        n = export_reads(store, args.out, lesions)
+    print(f"exported {n} reads: answers {args.out}, lesions {lesions}")
+    return 0
+
+
+def _thresholds(text: str) -> tuple[float, ...]:
+    from neuroshift.errors import InputError
+
+    try:
+        vals = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--thresholds: comma-separated numbers in mm, got '{text}'") from None
+    if not vals or any(v < 0 for v in vals):
+        raise InputError(f"--thresholds: non-negative numbers in mm, got '{text}'")
+    return vals
+
+
+def _analyze(args) -> int:
+    from neuroshift.readerstudy.analysis import AnalysisOptions, analyze_store
+    from neuroshift.readerstudy.matching import MatchRule
+    from neuroshift.readerstudy.report import write_report
+    from neuroshift.readerstudy.store import StudyStore
+
+    opts = AnalysisOptions(thresholds_mm=_thresholds(args.thresholds),
+                           match=MatchRule(args.match_axes, not args.match_inclusive, args.match_assignment),
+                           reference_reader=args.reference_reader)
+    with StudyStore(args.db) as store:
+        result = analyze_store(store, opts)
+    files = write_report(result, args.out)
+    print(f"analysed {result['study']['n_reads']} reads; wrote {len(files)} files to {args.out}")
+    return 0
+
+
+def _status(args) -> int:
+    from neuroshift.readerstudy.schedule import phase_opens_at
+    from neuroshift.readerstudy.store import StudyStore
+
+    with StudyStore(args.db) as store:
+        meta = store.meta()
+        rows = store.progress()
+        submitted = store.submitted()
+        print(f"study '{meta['study_name']}' (seed {meta['seed']}, blinding {meta['blinding']}, "
+              f"schedule {meta['schedule_sha256'][:12]})")
+        print(f"{'reader':<10} {'phase':<18} {'done':>9} {'in progress':>12}  state")
+        for r in rows:
+            if r["submitted"] == r["scheduled"]:
+                state = "complete"
+            else:
+                opens, why = phase_opens_at(store.study, store.schedule(), submitted, r["reader"], r["phase"])
+                state = "waiting: " + why if opens is None else f"opens {opens.isoformat(timespec='minutes')}" \
+                    if opens.year > 1 else "open"
+            print(f"{r['reader']:<10} {str(r['phase']) + ' ' + r['phase_name']:<18} "
+                  f"{r['submitted']:>4}/{r['scheduled']:<4} {r['in_progress']:>12}  {state}")
+        total = sum(r["scheduled"] for r in rows)
+        done = sum(r["submitted"] for r in rows)
+        print(f"total: {done}/{total} reads submitted ({100.0 * done / total if total else 0:.0f}%)")
+    return 0
