@@ -12,7 +12,6 @@ import pytest
 from neuroshift.cli.main import main
 from neuroshift.readerstudy.analysis import analyze_store
 from neuroshift.readerstudy.answers import Read
-from neuroshift.readerstudy.definition import load_study
 from neuroshift.readerstudy.stats import icc_2_1
 from neuroshift.readerstudy.store import StudyStore
 

@@ -1,7 +1,5 @@
 """Reference values G and H: lesion matching and size thresholds."""
 
-import pytest
-
 from neuroshift.readerstudy.answers import Lesion
 from neuroshift.readerstudy.matching import MatchRule, count_at_threshold, match_lesions
 

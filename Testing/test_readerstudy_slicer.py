@@ -2,10 +2,8 @@
 lesion axes from line markups in RAS mm, active reading time, submit, resume."""
 
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))

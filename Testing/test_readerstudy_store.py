@@ -1,6 +1,5 @@
 """Storage: immutable reads, resume from drafts, concurrent readers, and a writer killed mid-session."""
 
-import json
 import multiprocessing as mp
 import os
 import signal

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from neuroshift.cli.main import main
-from neuroshift.readerstudy.stats import fixed, format_duration, format_p, percent
+from neuroshift.readerstudy.stats import fixed, format_p, percent
 from neuroshift.readerstudy.store import StudyStore
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))

@@ -33,7 +33,7 @@ from .. import __version__
 from .answers import Lesion, Read
 from .definition import StudyDefinition
 from .errors import InputError
-from .matching import MatchRule, count_at_threshold, match_lesions
+from .matching import MatchRule, match_lesions
 from . import stats as st
 
 THRESHOLDS_MM = (0.0, 2.5, 5.0, 7.5, 10.0)

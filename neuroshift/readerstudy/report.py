@@ -28,7 +28,7 @@ import re
 
 from ..io.atomic import write_text_atomic
 from .analysis import DETECTION_COLUMNS
-from .stats import fixed, format_duration, format_p, percent
+from .stats import fixed, format_p, percent
 
 
 _P = re.compile(r"^p([<=])(\.\d+)")
