@@ -121,3 +121,16 @@ def test_reads_are_validated_against_the_study(study):
         validate_read(study, _read(lesions=(Lesion("a", (0, 0, 0), 6, 4), Lesion("a", (9, 0, 0), 6, 4))))
     with pytest.raises(InvalidAnswerError, match="finite"):
         validate_read(study, _read(lesions=(Lesion("a", (float("nan"), 0, 0), 6, 4),)))
+
+
+def test_what_each_read_shows_can_be_set_per_image_set(tmp_path):
+    doc, folder = _doc(tmp_path)
+    doc["image_sets"]["reference"]["shows"] = []  # the reference read: the reference image alone
+    study = parse_study(doc, folder)
+    assert study.shows_for("reference") == ("reference",)
+    assert study.shows_for("low") == ("low", "t1")
+    sched = build_schedule(study)
+    assert {r.shows for r in sched if r.kind == "reference"} == {("reference",)}
+    doc["image_sets"]["low"]["shows"] = ["pet"]
+    with pytest.raises(StudyDefinitionError, match="unknown image set 'pet'"):
+        parse_study(doc, folder)

@@ -12,7 +12,7 @@ otherwise, symbolic links included). Example (paper 004's protocol)::
       low:       {label: low-T1c, synthetic: false}
       virtual:   {label: vir-T1c, synthetic: true}
       t1:        {label: T1, kind: context, display_name: Pre-contrast T1}
-    shows: [t1]                 # context images shown with every read (besides the target)
+    shows: [t1]                 # context images shown with every read (an image set may override: shows: [...])
     cases:
       - {id: P01, images: {reference: P01/ref.nii.gz, low: P01/low.nii.gz, virtual: P01/vir.nii.gz, t1: P01/t1.nii.gz}}
     readers:
@@ -65,6 +65,8 @@ class ImageSet:
     synthetic: bool | None = None
     reference: bool = False
     display_name: str = ""
+    #: context image sets shown with a read of this set (None: the study's ``shows``)
+    shows: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,8 +175,13 @@ class StudyDefinition:
         return len(self.phases) + 1 if self.reference_reads else None
 
     def shows_for(self, image_set: str) -> tuple[str, ...]:
-        """Image sets loaded for a read of ``image_set``: the target first, then the context."""
-        return (image_set,) + tuple(s for s in self.shows if s != image_set)
+        """Image sets loaded for a read of ``image_set``: the target first, then the context.
+
+        The context is the image set's own ``shows`` when declared, else the study's ``shows``.
+        """
+        own = self.image_sets[image_set].shows
+        context = self.shows if own is None else own
+        return (image_set,) + tuple(s for s in context if s != image_set)
 
 
 # ---------------------------------------------------------------- parsing
@@ -310,10 +317,14 @@ def parse_study(raw: Any, folder: str | os.PathLike) -> StudyDefinition:
         synthetic = spec.get("synthetic", None)
         if synthetic is not None and not isinstance(synthetic, bool):
             raise StudyDefinitionError(f"image_sets.{sid}.synthetic: true/false, got {synthetic!r}")
+        own_shows = spec.get("shows", None)
+        if own_shows is not None and not isinstance(own_shows, list):
+            raise StudyDefinitionError(f"image_sets.{sid}.shows: a list of context image sets")
         image_sets[sid] = ImageSet(
             id=sid, label=str(spec.get("label", sid)), kind=kind, synthetic=synthetic,
             reference=bool(spec.get("reference", False)),
             display_name=str(spec.get("display_name", "")),
+            shows=None if own_shows is None else tuple(str(x) for x in own_shows),
         )
 
     # cases
@@ -377,6 +388,10 @@ def parse_study(raw: Any, folder: str | os.PathLike) -> StudyDefinition:
     for s in shows:
         if s not in image_sets:
             raise StudyDefinitionError(f"shows: unknown image set '{s}'")
+    for spec in image_sets.values():
+        for s in spec.shows or ():
+            if s not in image_sets:
+                raise StudyDefinitionError(f"image_sets.{spec.id}.shows: unknown image set '{s}'")
 
     # design
     raw_design = _need(raw, "design", "study")
@@ -438,7 +453,7 @@ def parse_study(raw: Any, folder: str | os.PathLike) -> StudyDefinition:
         readers = [Reader(r.id, r.role, r.reference or r.id in rreaders) for r in readers]
 
     # every case needs the images its reads show
-    needed = set(design.image_sets) | set(shows)
+    needed = set(design.image_sets) | set(shows) | {x for sp in image_sets.values() for x in (sp.shows or ())}
     if reference_reads:
         needed.add(reference_reads.image_set)
     if dtype != "turing":
