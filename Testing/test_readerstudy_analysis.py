@@ -16,7 +16,7 @@ from neuroshift.readerstudy.stats import icc_2_1
 from neuroshift.readerstudy.store import StudyStore
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))
-from helpers import small_study_folder  # noqa: E402
+from readerstudy_helpers import small_study_folder  # noqa: E402
 
 
 def test_turing_accuracy_and_plausibility(tmp_path):

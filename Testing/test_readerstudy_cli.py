@@ -13,7 +13,7 @@ from neuroshift.readerstudy.store import StudyStore
 
 FIX = Path(__file__).parent / "fixtures" / "readerstudy"
 sys.path.insert(0, str(FIX))
-from helpers import small_study_folder  # noqa: E402
+from readerstudy_helpers import small_study_folder  # noqa: E402
 
 ANSWERS = ["reader", "case", "image_set", "phase", "question", "answer"]
 LESIONS = ["reader", "case", "image_set", "phase", "lesion_id", "center_r_mm", "center_a_mm", "center_s_mm",

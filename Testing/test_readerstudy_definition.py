@@ -15,7 +15,7 @@ from neuroshift.readerstudy.errors import (InvalidAnswerError, NotScheduledError
 from neuroshift.readerstudy.schedule import build_schedule
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))
-from helpers import small_study_folder  # noqa: E402
+from readerstudy_helpers import small_study_folder  # noqa: E402
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from neuroshift.readerstudy.schedule import build_schedule, check_phase_open, sc
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))
 import paper004  # noqa: E402
-from helpers import small_study_folder  # noqa: E402
+from readerstudy_helpers import small_study_folder  # noqa: E402
 
 
 def paper_study(tmp_path, seed):

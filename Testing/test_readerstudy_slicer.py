@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))
-from helpers import small_study_folder  # noqa: E402
+from readerstudy_helpers import small_study_folder  # noqa: E402
 
 from neuroshift.readerstudy.definition import load_study
 from neuroshift.readerstudy.errors import InvalidAnswerError, UnknownReaderError
