@@ -136,3 +136,26 @@ def test_positive_mask():
     assert positive_mask(lab, None).tolist() == [False, True, True, True]
     assert positive_mask(lab, [1]).tolist() == [False, True, False, False]
     assert positive_mask(np.array([0.2, 0.7]), None).tolist() == [False, True]
+
+
+def test_patch_batches_are_seeded_and_centred_on_foreground():
+    subs = []
+    for n in range(2):
+        flair, t1, label, brain = toy_volumes(n)
+        subs.append(prepare_subject(Subject(f"s{n}", {"FLAIR": flair, "T1": t1}, label, brain), MANIFEST))
+    ds = SliceDataset(subs, "axial", (40, 36), slices="positive")
+    idx = list(range(len(ds)))
+    x1, y1 = ds.patch_batch(idx, (16, 16), np.random.default_rng(3), foreground_prob=1.0)
+    x2, y2 = ds.patch_batch(idx, (16, 16), np.random.default_rng(3), foreground_prob=1.0)
+    assert tuple(x1.shape) == (len(ds), 2, 16, 16) and tuple(y1.shape) == (len(ds), 1, 16, 16)
+    assert np.array_equal(x1.numpy(), x2.numpy()) and np.array_equal(y1.numpy(), y2.numpy())
+    assert (y1.reshape(len(ds), -1).sum(1) > 0).all()  # every patch of a positive slice holds foreground
+    # patches are cut from the slices: image and label stay aligned
+    full_x, full_y = ds.batch(idx)
+    for n in range(len(ds)):
+        hits = [(a, b) for a in range(40 - 15) for b in range(36 - 15)
+                if np.array_equal(full_x[n, :, a:a + 16, b:b + 16].numpy(), x1[n].numpy())]
+        assert hits and np.array_equal(full_y[n, :, hits[0][0]:hits[0][0] + 16, hits[0][1]:hits[0][1] + 16].numpy(),
+                                       y1[n].numpy())
+    big, _ = ds.patch_batch([0], (64, 64), np.random.default_rng(0))
+    assert tuple(big.shape[-2:]) == (40, 36)  # never larger than the slice

@@ -93,6 +93,12 @@ def register(sub) -> None:
     p.add_argument("--slices", choices=("all", "brain", "positive"), help="training slice selection (default brain)")
     p.add_argument("--negative-fraction", type=float, help="fraction of foreground-free slices kept")
     p.add_argument("--steps-per-epoch", type=int, help="cap on batches per epoch")
+    p.add_argument("--loss", choices=("dice", "dice+bce"), help="batch-global Dice (as released; default) or Dice + "
+                                                               "binary cross-entropy")
+    p.add_argument("--patch", type=_hw, metavar="HxW", help="train on random patches of this size (half centred on "
+                                                           "foreground; see --foreground-prob) instead of whole slices")
+    p.add_argument("--foreground-prob", type=float, help="share of patches centred on foreground (default 0.5)")
+    p.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm (default: no clipping)")
     p.add_argument("--amp", action="store_true", default=None, help="bfloat16 mixed precision on CUDA")
     p.add_argument("--keep-best", action="store_true", default=None, help="package the best-validation epoch")
     p.add_argument("--description", help="description stored in the manifest")
@@ -104,7 +110,8 @@ def register(sub) -> None:
 _DIRECT = ("task", "images", "labels", "val_images", "val_labels", "val_fraction", "channels", "views",
            "models_per_view", "epochs", "batch_size", "lr", "init", "recipe", "folds", "out", "work_dir", "resume",
            "device", "seed", "threshold", "slab_fraction", "positive_labels", "ignore_labels", "slices",
-           "negative_fraction", "steps_per_epoch", "amp", "keep_best", "description")
+           "negative_fraction", "steps_per_epoch", "amp", "keep_best", "description", "loss", "foreground_prob",
+           "grad_clip")
 
 
 def build_config(args) -> "TrainConfig":  # noqa: F821 - imported lazily
@@ -116,6 +123,8 @@ def build_config(args) -> "TrainConfig":  # noqa: F821 - imported lazily
         v = getattr(args, key, None)
         if v is not None:
             data[key] = v
+    if args.patch is not None:
+        data["patch_hw"] = args.patch
     if args.arch:
         data["architecture"] = {**dict(data.get("architecture") or {}), "preset": args.arch}
     pre = dict(data.get("preprocessing") or {})

@@ -131,6 +131,10 @@ class TrainConfig:
     demo: bool = False
     keep_best: bool = False  # package the best-validation epoch instead of the last
     head_bias: float | None = None  # from-scratch only: initial bias of the 1x1 output conv (logit of a prior)
+    grad_clip: float | None = None  # clip the global gradient norm (None: no clipping, as released)
+    loss: str = "dice"  # "dice" (batch-global Dice, as released) or "dice+bce" (plus binary cross-entropy)
+    patch_hw: list[int] | None = None  # train on random patches of this size instead of whole slices
+    foreground_prob: float = 0.5  # share of patches centred on foreground (with patch_hw)
     provenance: dict | None = None  # extra provenance merged into manifest["training"]
     verbose: bool = True
 
@@ -526,7 +530,8 @@ def _fingerprint(r: Resolved, spec: MemberSpec, train_ids: Sequence[str], cfg: T
     key = json.dumps(dict(arch=r.architecture, view=spec.view, seed=spec.seed, lr=r.lr, batch=r.batch_size,
                           aug=r.augmentation.to_dict(), pre=r.preprocessing, channels=r.channels,
                           data=sorted(train_ids), init=r.init_path, steps=cfg.steps_per_epoch,
-                          slices=cfg.slices, neg=cfg.negative_fraction, head_bias=cfg.head_bias),
+                          slices=cfg.slices, neg=cfg.negative_fraction, head_bias=cfg.head_bias,
+                          clip=cfg.grad_clip, patch=cfg.patch_hw, fg=cfg.foreground_prob, loss=cfg.loss),
                      sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -580,14 +585,16 @@ def train_member(spec: MemberSpec, r: Resolved, cfg: TrainConfig, train_ds: Slic
     if start_epoch:
         _log(cfg, dist, f"[{spec.view} {spec.index}] resuming after epoch {start_epoch} (step {step})")
 
-    net = model
+    if cfg.loss not in ("dice", "dice+bce"):
+        raise InputError(f"unknown loss '{cfg.loss}'; use dice or dice+bce")
+    net = _Logits(model)
     sampler = None
     per_rank_batch = r.batch_size
     if dist.active:
         from torch.nn.parallel import DistributedDataParallel as DDP
         from torch.utils.data.distributed import DistributedSampler
 
-        net = DDP(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+        net = DDP(net, device_ids=[dist.local_rank] if device.type == "cuda" else None)
         sampler = DistributedSampler(range(len(train_ds)), num_replicas=dist.world_size, rank=dist.rank,
                                      shuffle=True, seed=spec.seed, drop_last=False)
         per_rank_batch = max(1, r.batch_size // dist.world_size)
@@ -616,16 +623,25 @@ def train_member(spec: MemberSpec, r: Resolved, cfg: TrainConfig, train_ds: Slic
             chunks = chunks[: int(cfg.steps_per_epoch)]
         net.train()
         losses, seen = [], 0
+        patch_rng = np.random.default_rng(_epoch_seed(spec.seed, epoch, dist.rank) ^ 0x5EED)
         for chunk in chunks:
-            x, y = train_ds.batch(chunk.numpy())
+            if cfg.patch_hw:
+                x, y = train_ds.patch_batch(chunk.numpy(), cfg.patch_hw, patch_rng, cfg.foreground_prob)
+            else:
+                x, y = train_ds.batch(chunk.numpy())
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if aug_cfg.enabled:
                 x, y = augment(x, y, gen)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                p = net(x)
-            loss = batch_dice_loss(p.float(), y)
+                logits = net(x)
+            logits = logits.float()
+            loss = batch_dice_loss(torch.sigmoid(logits), y)
+            if cfg.loss == "dice+bce":
+                loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.grad_clip))
             optimizer.step()
             losses.append(float(loss.detach()))
             seen += x.shape[0]
@@ -666,6 +682,26 @@ def train_member(spec: MemberSpec, r: Resolved, cfg: TrainConfig, train_ds: Slic
         final_sd = best_sd
     final = {k: v for k, v in (history[-1] if history else {}).items() if k.startswith(("val_", "train_"))}
     return MemberResult(spec.view, spec.index, spec.seed, r.epochs, step, final_sd, history, start_epoch, final)
+
+
+def _logits_wrapper():
+    import torch
+
+    class Logits(torch.nn.Module):
+        """Calls ``forward_logits`` of the wrapped U-Net (what DDP wraps; the parameters are shared)."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner.forward_logits(x)
+
+    return Logits
+
+
+def _Logits(model):
+    return _logits_wrapper()(model)
 
 
 def _append_log(path: Path, row: Mapping[str, Any]) -> None:
@@ -709,10 +745,12 @@ def _provenance(r: Resolved, cfg: TrainConfig, train_subj: Sequence[Subject], va
         "software": {"neuroshift": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "recipe": cfg.recipe or r.task,
-        "loss": "batch-global Dice, 1 - (2 sum(p g) + 1) / (sum p + sum g + 1)",
+        "loss": ("batch-global Dice, 1 - (2 sum(p g) + 1) / (sum p + sum g + 1)"
+                 + (" + binary cross-entropy" if cfg.loss == "dice+bce" else "")),
         "optimizer": {"name": "Adam", "lr": r.lr},
         "epochs": r.epochs, "batch_size": r.batch_size, "steps_per_epoch": cfg.steps_per_epoch,
-        "head_bias_init": cfg.head_bias,
+        "head_bias_init": cfg.head_bias, "grad_clip": cfg.grad_clip,
+        "patches": ({"hw": list(cfg.patch_hw), "foreground_prob": cfg.foreground_prob} if cfg.patch_hw else None),
         "augmentation": r.augmentation.to_dict(),
         "slices": {"selection": cfg.slices, "negative_fraction": cfg.negative_fraction,
                    **{v: {"train_slices": len(ds), "positive_slices": ds.positive_slices} for v, ds in datasets.items()}},
