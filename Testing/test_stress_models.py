@@ -130,3 +130,38 @@ def test_stress_test_of_an_external_tool_on_the_phantom(tool, tmp_path):
     assert all(0.0 <= v <= 1.0 for v in f1.values())
     out = write_report(run, form="linear")
     assert out["paths"]["html"].is_file()
+
+
+class ThresholdModel:
+    """In-process stand-in: FLAIR above its 99th percentile is lesion (records the images it saw)."""
+
+    name = "threshold"
+    image_channel = "FLAIR"
+    extra_inputs = ()
+
+    def __init__(self):
+        self.seen = {}
+
+    def predict(self, inputs, *, case_id=""):
+        img = inputs["FLAIR"]
+        self.seen[str(img.meta.get("grid_point"))] = np.array(img.data)
+        return img.with_data((img.data > np.percentile(img.data, 99)).astype(np.uint8))
+
+
+def test_field_noise_and_slice_thickness_axes_with_the_physics_simulator(tmp_path):
+    pytest.importorskip("neuroshift.simulate.shifts")
+    from neuroshift.phantom.make import make_phantom
+    from neuroshift.stress.runner import run_stress_test
+
+    make_phantom(tmp_path / "cases" / "sub-01", seed=3)
+    model = ThresholdModel()
+    run = run_stress_test(tmp_path / "cases", model, "field=1.5|3,noise=0|20,slice_mm=2|6", tmp_path / "out")
+    assert not run.failures and len(run.records) == 9
+    (base,) = run.baseline_records()
+    assert base["grid"] == {"field": 3.0, "noise": 0.0, "slice_mm": 2.0}
+    assert base["baseline_check"]["max_abs_diff"] == 0.0
+    images = {k: v for k, v in model.seen.items()}
+    ref = images[str({"field": 3.0, "noise": 0.0, "slice_mm": 2.0})]
+    for point, data in images.items():
+        same = np.array_equal(data, ref)
+        assert same == (point == str({"field": 3.0, "noise": 0.0, "slice_mm": 2.0})), point
