@@ -40,6 +40,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from ..errors import InputError, PathEscapeError, UnreadableFileError
+from ..io.atomic import split_suffix
 from ..io.params import ALIASES, AcquisitionParams
 from ..io.volume import Volume
 
@@ -294,11 +295,7 @@ def _volumes(d: Path) -> list[Path]:
 
 
 def _stem(f: Path) -> str:
-    name = f.name
-    for s in SUFFIXES:
-        if name.lower().endswith(s):
-            return name[: -len(s)]
-    return name
+    return split_suffix(f)[0]
 
 
 def _find(d: Path, stems: tuple[str, ...]) -> Path | None:

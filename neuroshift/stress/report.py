@@ -29,6 +29,7 @@ import numpy as np
 from ..io.atomic import write_bytes_atomic, write_text_atomic
 from .runner import METRICS, StressRun
 from .simulator import UNITS
+from .store import json_safe
 from .surface import SurfaceFit, fit_surface
 
 LABELS = {"lesion_f1": "lesion F1", "dice": "DSC", "lesion_recall": "lesion recall",
@@ -281,7 +282,7 @@ def write_report(run: StressRun, outdir: str | Path | None = None, *, metric: st
         raise InputError(f"metric '{metric}' is not among the results ({', '.join(names)})")
     surfaces = fit_run_surfaces(run, surf_metrics, form=form)
     doc = surface_document(run, surfaces, metric)
-    write_text_atomic(outdir / "surface.json", json.dumps(_json_safe(doc), indent=2) + "\n")
+    write_text_atomic(outdir / "surface.json", json.dumps(json_safe(doc), indent=2) + "\n")
     paths["surface"] = outdir / "surface.json"
     images: dict[str, bytes] = {}
     if run.grid_records():
@@ -300,18 +301,6 @@ def write_report(run: StressRun, outdir: str | Path | None = None, *, metric: st
     write_text_atomic(outdir / "report.html", render_html(run, surfaces, metric, images))
     paths["html"] = outdir / "report.html"
     return {"paths": paths, "surfaces": surfaces}
-
-
-def _json_safe(v):
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if isinstance(v, (np.floating, np.integer)):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def _num(v, digits: int = 4) -> str:

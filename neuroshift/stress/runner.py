@@ -37,7 +37,6 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError, NeuroShiftError
-from ..io.params import AcquisitionParams
 from ..io.volume import Volume
 from ..progress import Cancelled, ProgressCallback, report
 from .cases import Case, LoadedCase, load_cases

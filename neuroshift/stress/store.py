@@ -27,12 +27,12 @@ class RunMismatchError(InputError):
     """The output folder holds the results of a different stress test."""
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: NaN/inf become null, numpy scalars become Python numbers."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -52,7 +52,7 @@ class ResultStore:
     def open(self, fingerprint: dict, *, restart: bool = False) -> None:
         """Create the folder; refuse (or with ``restart`` discard) results of a different run."""
         self.outdir.mkdir(parents=True, exist_ok=True)
-        fingerprint = _clean(fingerprint)
+        fingerprint = json_safe(fingerprint)
         if restart:
             self.path.unlink(missing_ok=True)
         elif self.run_path.is_file():
@@ -100,7 +100,7 @@ class ResultStore:
 
     def append(self, records: Iterable[dict]) -> None:
         """Append records, one line each, and fsync before returning."""
-        lines = "".join(json.dumps(_clean(r), separators=(",", ":")) + "\n" for r in records)
+        lines = "".join(json.dumps(json_safe(r), separators=(",", ":")) + "\n" for r in records)
         if not lines:
             return
         with open(self.path, "a", encoding="utf-8") as fh:
