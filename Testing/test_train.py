@@ -123,6 +123,7 @@ def test_fine_tuning_loads_all_weights_and_updates_every_layer(tmp_path):
                        augmentation=None))
     assert (r.epochs, r.batch_size, r.lr) == (30, 60, 2e-4) and r.views == ["axial", "coronal"]
     assert r.models_per_view == 2 and r.preprocessing["crop_hw"] == [200, 200] and r.slab_fraction == 0.25
+    assert r.preprocessing["spacing_mm"] == 0.5
     assert r.augmentation.translate == 0.1 and r.augmentation.shear_deg == 4.0
     assert r.architecture == load_package(tmp_path / "adult").manifest["architecture"]["params"]
     # one step of fine-tuning
@@ -131,7 +132,7 @@ def test_fine_tuning_loads_all_weights_and_updates_every_layer(tmp_path):
     train(cfg)
     neo = weights(tmp_path / "neo")
     man = load_package(tmp_path / "neo").manifest
-    assert man["training"]["init"]["fine_tuned"] == "all layers"
+    assert man["training"]["init"]["fine_tuned"] == "all layers" and man["training"]["population"] == "neonatal"
     assert man["training"]["init"]["files"] == load_package(tmp_path / "adult").manifest["files"]
     assert man["views"] == ["axial", "coronal"] and man["models_per_view"] == 2
     for view in ("axial", "coronal"):
@@ -252,7 +253,8 @@ def test_torchrun_two_processes_on_cpu(tmp_path):
     out = tmp_path / "model"
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "neuroshift", "train", "--config", str(tmp_path / "train.yaml"), "--out", str(out),
-                           "--device", "cpu", "--quiet"], capture_output=True, text=True, timeout=600)
+                           "--device", "cpu", "--quiet"], capture_output=True, text=True, encoding="utf-8",
+                          errors="replace", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines() == [str(out)]  # printed once, by rank 0
     man = load_package(out).manifest

@@ -84,8 +84,9 @@ GENERIC_DEFAULTS: dict[str, Any] = dict(
 #: Named training recipes (applied over the task defaults / init package, under explicit settings).
 RECIPES: dict[str, dict[str, Any]] = {
     # Neubauer, Li et al. 2022: all adult weights, every layer fine-tuned on 20 neonatal scans.
+    # dHCP T2w at 0.5 mm; give --channels T2w when the adult package names its channel T1.
     "neonatal": dict(epochs=30, batch_size=60, lr=2e-4, augmentation={"preset": "neonatal"},
-                     preprocessing={"crop_hw": [200, 200]}, slab_fraction=0.25),
+                     preprocessing={"crop_hw": [200, 200], "spacing_mm": 0.5}, slab_fraction=0.25),
     "wmh": dict(epochs=50, batch_size=30, lr=2e-4, augmentation={"preset": "wmh"}),
 }
 
@@ -769,6 +770,8 @@ def _provenance(r: Resolved, cfg: TrainConfig, train_subj: Sequence[Subject], va
                         "description": r.init_manifest.get("description"),
                         "files": r.init_manifest.get("files"),
                         "fine_tuned": "all layers"}
+    if cfg.recipe == "neonatal":
+        prov["population"] = "neonatal"  # QC: flags scans younger than 35 gestational weeks
     if cfg.provenance:
         prov.update(copy.deepcopy(cfg.provenance))
     return prov
