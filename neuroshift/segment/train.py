@@ -28,6 +28,13 @@ Fine-tuning (``init=PACKAGE``): every member starts from the package's weights o
 *every* layer is trained, as in the neonatal transfer learning (recipe ``neonatal``: 30 epochs,
 batch 60, lr 2e-4, Adam, Dice loss, scale/translate/rotate/shear augmentation).
 
+Options beyond the papers (off by default, recorded in the provenance when used): ``loss="dice+bce"``
+(batch Dice plus binary cross-entropy on the logits), ``patch_hw`` (random patches instead of whole
+slices, a share ``foreground_prob`` of them centred on foreground), ``grad_clip`` (gradient-norm
+clipping) and ``head_bias`` (initial output bias). Small networks trained from scratch on tiny lesions
+need them: with the batch Dice loss alone, a narrow U-Net without batch norm first pushes every output
+towards 0, its sigmoid saturates and it never finds the lesions (``dev/train_demo_wmh.py``).
+
 Multi-GPU: launched with ``torchrun --nproc_per_node N -m neuroshift train ...`` each process
 trains the same member on its share of the slices (``DistributedSampler``, ``DistributedDataParallel``;
 NCCL on GPUs, Gloo on CPUs). ``batch_size`` stays the global batch (each rank takes
