@@ -132,3 +132,13 @@ def test_outputs_get_normal_permissions(tmp_path):
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_dicom_io_keeps_the_process_locale(tmp_path):
+    """GDCM sets the C locale; Python's default text encoding must not silently become ASCII."""
+    import locale
+
+    before = locale.getpreferredencoding(False)
+    write_volume(oblique_volume(), tmp_path / "series")
+    read_volume(tmp_path / "series")
+    assert locale.getpreferredencoding(False) == before

@@ -7,6 +7,8 @@ Writing is atomic: a failed write never leaves a partial file.
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import os
 from pathlib import Path
 
@@ -32,6 +34,25 @@ DICOM_TAGS = {
 }
 
 
+_LOCALE_CATEGORIES = tuple(
+    getattr(locale, name) for name in ("LC_CTYPE", "LC_NUMERIC", "LC_COLLATE", "LC_TIME", "LC_MONETARY", "LC_MESSAGES")
+    if hasattr(locale, name)
+)
+
+
+@contextlib.contextmanager
+def _locale_preserved():
+    """GDCM switches the process locale to "C" while it works on DICOM and does not restore LC_CTYPE,
+    which silently turns Python's default text encoding into ASCII; put every category back."""
+    saved = [(cat, locale.setlocale(cat)) for cat in _LOCALE_CATEGORIES]
+    try:
+        yield
+    finally:
+        for cat, value in saved:
+            with contextlib.suppress(locale.Error):
+                locale.setlocale(cat, value)
+
+
 def is_volume_path(path: str | os.PathLike) -> bool:
     """True when the file name has a supported volume suffix (or names a DICOM folder)."""
     p = Path(path)
@@ -47,10 +68,8 @@ def read_volume(path: str | os.PathLike, *, dtype=None, allow_nonfinite: bool = 
     p = Path(path)
     if not p.exists():
         raise UnreadableFileError(f"{p}: no such file or folder")
-    if p.is_dir():
-        vol = _read_dicom_series(p)
-    else:
-        vol = _read_file(p)
+    with _locale_preserved():
+        vol = _read_dicom_series(p) if p.is_dir() else _read_file(p)
     if dtype is not None:
         vol.data = vol.data.astype(dtype, copy=False)
     if not allow_nonfinite:
@@ -153,7 +172,7 @@ def write_volume(vol: Volume, path: str | os.PathLike) -> Path:
             f"{p}: unsupported output type '{p.suffix}'; use one of {', '.join(VOLUME_SUFFIXES)} "
             "or a folder name (no suffix) for a DICOM series"
         )
-    with atomic_dir(p) as tmp:
+    with atomic_dir(p) as tmp, _locale_preserved():
         _write_dicom_series(vol, tmp)
     return p
 
