@@ -59,6 +59,9 @@ def test_stress_test_bad_input_exits_with_code_2(phantom_cases, tmp_path, capsys
     assert "no {output}" in capsys.readouterr().err
     assert main(["stress-test", str(tmp_path / "o"), "--cases", str(cases), "--model", "no-such-model"]) == 2
     assert "not found" in capsys.readouterr().err
+    assert main(["stress-test", str(tmp_path / "o"), "--cases", str(cases), "--model", model, "--metric", "f2"]) == 2
+    assert "unknown metric 'f2'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # bad input leaves no output behind
 
 
 def test_a_run_where_every_case_fails_exits_1_and_names_the_problems(tmp_path, capsys):

@@ -64,12 +64,14 @@ def run(args) -> int:
     from ..progress import cli_progress
     from ..stress.models import resolve_model
     from ..stress.report import LABELS, write_report
-    from ..stress.runner import run_stress_test
+    from ..stress.runner import METRICS, run_stress_test
     from ..stress.simulator import PhysicsSimulator
     from ..stress.surface import SurfaceFit
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
+    if args.metric not in METRICS:
+        raise InputError(f"unknown metric '{args.metric}'; choose one of {', '.join(METRICS)}")
     inputs = tuple(s.strip() for s in args.inputs.split(",") if s.strip())
     model = resolve_model(args.model, device=args.device, sequence=args.sequence, timeout_s=args.timeout,
                           inputs=inputs)
