@@ -7,6 +7,13 @@ from slicer-core). This file only binds the GUI (``parameterNodeWrapper`` +
 ``SlicerParameterName`` properties in the .ui), calls the logic, runs long jobs
 in a background ``PythonSlicer`` process with progress and Cancel, and holds the
 in-Slicer self test.
+
+The "Stress test" section runs ``neuroshift stress-test`` on the scene's case (the
+input volume, tissues and source parameters above plus a lesion mask) or on a
+folder / CSV of cases, through the Qt-free ``ShiftSimulatorLib/stress_logic.py``
+(:class:`StressTestLogic`), and shows the results as a table node, a plot chart
+(metric against the first grid axis, one series per value of the second) and a
+heat-map volume, with the HTML report one click away.
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+import typing
 from typing import Annotated, Optional
 
+import ctk
 import qt
 import vtk
 
@@ -33,7 +43,13 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import (
+    Choice,
+    GuiConnector,
+    WithinRange,
+    parameterNodeGuiConnector,
+    parameterNodeWrapper,
+)
 from slicer.util import VTKObservationMixin
 
 try:
@@ -47,9 +63,20 @@ from ShiftSimulatorLib.logic import ShiftSimulatorLogic as CoreLogic
 
 #: Engine dependencies that Slicer's Python may lack (import name -> pip requirement).
 ENGINE_REQUIREMENTS = {"scipy": "scipy", "SimpleITK": "SimpleITK", "nibabel": "nibabel"}
+#: Extra dependencies of the stress test (report plots; plot colours) and of NeuroShift model packages
+#: (not needed by ``cmd:`` models, which run their own tool).
+STRESS_REQUIREMENTS = {"matplotlib": "matplotlib"}
+MODEL_REQUIREMENTS = {"torch": "torch", "safetensors": "safetensors"}
 
 TISSUE_MODES = ("label map", "segmentation", "partial-volume maps")
 UNKNOWN = -1.0  # spin-box value shown as "unknown" / "same as source"
+
+# Stress-test panel (the choices of ``neuroshift stress-test``)
+STRESS_SOURCES = ("scene", "folder")
+STRESS_METRICS = ("lesion_f1", "dice", "lesion_recall", "lesion_precision")
+STRESS_SURFACES = ("quadratic", "linear", "interaction", "cubic", "auto")
+DEFAULT_STRESS_MODEL = "wmh-demo"
+DEFAULT_STRESS_GRID = "TE=84:150:7,TI=2200:2900:7"
 
 
 #
@@ -103,6 +130,96 @@ class ShiftSimulatorParameterNode:
     targetFA: Annotated[float, WithinRange(UNKNOWN, 180.0)] = UNKNOWN
     outputVolume: vtkMRMLScalarVolumeNode
     runInBackground: bool = True
+    # Stress test
+    stressSource: Annotated[str, Choice(list(STRESS_SOURCES))] = "scene"
+    stressLesionMask: vtkMRMLLabelMapVolumeNode
+    stressCasesPath: str = ""
+    stressModel: str = DEFAULT_STRESS_MODEL
+    stressGrid: str = DEFAULT_STRESS_GRID
+    stressMetric: Annotated[str, Choice(list(STRESS_METRICS))] = "lesion_f1"
+    stressSurface: Annotated[str, Choice(list(STRESS_SURFACES))] = "quadratic"
+    stressOutputFolder: str = ""
+    stressWorkers: Annotated[int, WithinRange(1, 64)] = 1
+
+
+#
+# GUI connectors for two bindings Slicer does not provide (plain text in an editable combo box and in a
+# path line edit, where empty means "not set"); everything else binds through Slicer's own connectors.
+#
+def _isPlainStr(datatype) -> bool:
+    if typing.get_origin(datatype) is Annotated:
+        datatype = typing.get_args(datatype)[0]
+    return datatype is str
+
+
+@parameterNodeGuiConnector
+class EditableComboBoxToStrConnector(GuiConnector):
+    """``str`` <-> the text of an editable ``ctkComboBox`` (its items are suggestions; free text allowed)."""
+
+    @staticmethod
+    def canRepresent(widget, datatype) -> bool:
+        return type(widget) == ctk.ctkComboBox and bool(widget.editable) and _isPlainStr(datatype)
+
+    @staticmethod
+    def create(widget, datatype):
+        if EditableComboBoxToStrConnector.canRepresent(widget, datatype):
+            return EditableComboBoxToStrConnector(widget)
+        return None
+
+    def __init__(self, widget) -> None:
+        super().__init__()
+        self._widget = widget
+
+    def _connect(self):
+        self._widget.editTextChanged.connect(self.changed)  # typing and picking an item both change the text
+
+    def _disconnect(self):
+        self._widget.editTextChanged.disconnect(self.changed)
+
+    def widget(self):
+        return self._widget
+
+    def read(self) -> str:
+        return self._widget.currentText
+
+    def write(self, value: str) -> None:
+        if self._widget.currentText != value:
+            self._widget.setEditText(value)
+
+
+@parameterNodeGuiConnector
+class PathLineEditToStrConnector(GuiConnector):
+    """``str`` <-> ``ctkPathLineEdit.currentPath`` (Slicer's own connector binds ``pathlib.Path``, where empty is ".")."""
+
+    @staticmethod
+    def canRepresent(widget, datatype) -> bool:
+        return type(widget) == ctk.ctkPathLineEdit and _isPlainStr(datatype)
+
+    @staticmethod
+    def create(widget, datatype):
+        if PathLineEditToStrConnector.canRepresent(widget, datatype):
+            return PathLineEditToStrConnector(widget)
+        return None
+
+    def __init__(self, widget) -> None:
+        super().__init__()
+        self._widget = widget
+
+    def _connect(self):
+        self._widget.currentPathChanged.connect(self.changed)
+
+    def _disconnect(self):
+        self._widget.currentPathChanged.disconnect(self.changed)
+
+    def widget(self):
+        return self._widget
+
+    def read(self) -> str:
+        return self._widget.currentPath
+
+    def write(self, value: str) -> None:
+        if self._widget.currentPath != value:
+            self._widget.currentPath = value
 
 
 def _params(te, ti, tr, fa, field=UNKNOWN):
@@ -127,6 +244,10 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._runContext = None
         self._timer = None
         self._cancelRequested = False
+        self._stressRun = None
+        self._stressContext = None
+        self._stressTimer = None
+        self._stressCancelRequested = False
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -150,10 +271,18 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onInputChanged)
         self.ui.cancelButton.enabled = False
         self.ui.progressBar.setVisible(False)
+        # Stress test (the model list is filled before the parameter node binds the combo box's text)
+        self.ui.stressModelComboBox.addItems(_modelNames())
+        self.ui.stressRunButton.connect("clicked(bool)", self.onStressRun)
+        self.ui.stressCancelButton.connect("clicked(bool)", self.onStressCancel)
+        self.ui.stressReportButton.connect("clicked(bool)", self.onStressOpenReport)
+        self.ui.stressCancelButton.enabled = False
+        self.ui.stressProgressBar.setVisible(False)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.onCancelButton()
+        self.onStressCancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -206,6 +335,21 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.applyButton.enabled = bool(p.inputVolume) and has_tissues and not busy
         self.ui.applyButton.toolTip = (_("Simulate the derivative") if self.ui.applyButton.enabled
                                        else _("Choose an input volume and its tissue segmentation"))
+        # Stress test
+        scene_mode = p.stressSource == "scene"
+        self.ui.stressSceneFrame.setVisible(scene_mode)
+        self.ui.stressFolderFrame.setVisible(not scene_mode)
+        if scene_mode:
+            cases_ready = bool(p.inputVolume) and has_tissues and p.stressLesionMask is not None
+            why = _("Choose the input volume and its tissues above, and the lesion mask")
+        else:
+            cases_ready = bool(p.stressCasesPath.strip())
+            why = _("Choose the cases folder or CSV")
+        ready = cases_ready and bool(p.stressModel.strip()) and bool(p.stressGrid.strip())
+        self.ui.stressRunButton.enabled = ready and self._stressRun is None
+        self.ui.stressRunButton.toolTip = (_("Run (or resume) the stress test in a separate process") if ready
+                                           else why if not cases_ready else _("Enter the model and the grid"))
+        self.ui.stressReportButton.enabled = self._stressReportPath() is not None
 
     # ---------------------------------------------------------------- source parameters
     def onInputChanged(self, node) -> None:
@@ -293,11 +437,7 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         workdir = tempfile.mkdtemp(prefix="ShiftSimulator-")
         args, out_path = self.logic.prepare_cli_run(p.inputVolume, tissues, p.sequence, target, workdir,
                                                     source=source, field_T=field, label_mapping=mapping)
-        import neuroshift
-
-        engine_root = os.path.dirname(os.path.dirname(neuroshift.__file__))
-        env = {"PYTHONPATH": os.pathsep.join(filter(None, [engine_root, os.environ.get("PYTHONPATH", "")]))}
-        python = shutil.which("PythonSlicer") or sys.executable
+        python, env = _engineProcess()
         self._run = BackgroundRun(args, python=python, env=env)
         self._runContext = (workdir, out_path, p.inputVolume, target, p.sequence, p.outputVolume)
         self._setBusy(True)
@@ -349,12 +489,159 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.util.setSliceViewerLayers(background=node, fit=True)
         self.ui.statusLabel.text = _("Created {name}").format(name=node.GetName())
 
+    # ---------------------------------------------------------------- stress test
+    def _stressOutdir(self, p) -> str:
+        """The output folder; when empty, a new one (stored, so Run again resumes into it)."""
+        outdir = p.stressOutputFolder.strip()
+        if not outdir:
+            base = slicer.app.defaultScenePath or tempfile.gettempdir()
+            outdir = os.path.join(base, "NeuroShift-stress-" + time.strftime("%Y%m%d-%H%M%S"))
+            p.stressOutputFolder = outdir
+        return outdir
 
-def _ensureEngineDependencies() -> bool:
+    def _stressReportPath(self) -> Optional[str]:
+        p = self._parameterNode
+        outdir = p.stressOutputFolder.strip() if p else ""
+        path = os.path.join(outdir, "report.html") if outdir else ""
+        return path if path and os.path.isfile(path) else None
+
+    def _stressCases(self, logic, p):
+        """Scene mode: one in-memory case from the simulation panel's selections; folder mode: the path."""
+        if p.stressSource == "folder":
+            path = p.stressCasesPath.strip()
+            if not os.path.exists(path):
+                raise ValueError(_("Cases folder or CSV not found: {path}").format(path=path))
+            return path
+        tissues, mapping, source, _target, _field = self._request()
+        return [logic.case_from_nodes(_caseId(p.inputVolume), p.inputVolume, p.stressLesionMask, tissues,
+                                      params=source, label_mapping=mapping, sequence=p.sequence)]
+
+    def onStressRun(self) -> None:
+        from ShiftSimulatorLib.stress_logic import StressTestLogic
+
+        with slicer.util.tryWithErrorDisplay(_("Could not start the stress test."), waitCursor=True):
+            p = self._parameterNode
+            model = p.stressModel.strip()
+            extra = {**STRESS_REQUIREMENTS, **({} if model.startswith("cmd:") else MODEL_REQUIREMENTS)}
+            if not _ensureEngineDependencies(extra):
+                return
+            logic = StressTestLogic(slicer.mrmlScene)
+            cases = self._stressCases(logic, p)
+            outdir = self._stressOutdir(p)
+            python, env = _engineProcess()
+            self._stressRun = logic.start_background(cases, model, p.stressGrid.strip(), outdir,
+                                                     sequence=p.sequence, metric=p.stressMetric,
+                                                     form=p.stressSurface, workers=p.stressWorkers,
+                                                     python=python, env=env)
+            self._stressContext = (logic, outdir, p.stressMetric)
+            self._stressCancelRequested = False
+            self._setStressBusy(True)
+            self._stressTimer = qt.QTimer()
+            self._stressTimer.setInterval(300)
+            self._stressTimer.connect("timeout()", self._pollStress)
+            self._stressTimer.start()
+
+    def _pollStress(self) -> None:
+        if self._stressRun is None:
+            return
+        state = self._stressRun.poll()
+        self.ui.stressProgressBar.value = int(100 * state.progress)
+        if state.message:
+            self.ui.stressStatusLabel.text = state.message
+        if state.returncode is None:
+            return
+        self._stressTimer.stop()
+        logic, outdir, metric = self._stressContext
+        cancelled = self._stressCancelRequested
+        self._stressRun, self._stressContext, self._stressCancelRequested = None, None, False
+        self._setStressBusy(False)
+        if cancelled:
+            self.ui.stressStatusLabel.text = _(
+                "Cancelled. Finished points are kept in {outdir}; Run again resumes.").format(outdir=outdir)
+        elif state.returncode == 0:
+            with slicer.util.tryWithErrorDisplay(_("Could not load the stress-test results."), waitCursor=True):
+                nodes = logic.load_results(outdir, metric=metric)["nodes"]
+                self._showStressResults(nodes)
+                self.ui.stressStatusLabel.text = _("Done: results in {outdir}").format(outdir=outdir)
+        else:
+            self.ui.stressStatusLabel.text = _("Stress test failed (exit code {code}).").format(code=state.returncode)
+            slicer.util.errorDisplay(_("Stress test failed."), detailedText="\n".join(state.log[-20:]))
+        self._updateGui()
+
+    def onStressCancel(self) -> None:
+        if self._stressRun is not None:
+            self._stressCancelRequested = True
+            self._stressRun.cancel()
+            self.ui.stressStatusLabel.text = _("Cancelling...")
+
+    def onStressOpenReport(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not open the report.")):
+            path = self._stressReportPath()
+            if path is None:
+                raise ValueError(_("No report.html in the output folder yet"))
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(path))
+
+    def _setStressBusy(self, busy: bool) -> None:
+        self.ui.stressProgressBar.setVisible(busy)
+        self.ui.stressProgressBar.value = 0
+        self.ui.stressCancelButton.enabled = busy
+        if busy:
+            self.ui.stressStatusLabel.text = _("Running...")
+        self._updateGui()
+
+    def _showStressResults(self, nodes: dict) -> None:
+        """Table in the table view, chart in the plot view, heat map in the slice views."""
+        appLogic = slicer.app.applicationLogic()
+        layout = getattr(slicer.vtkMRMLLayoutNode, "SlicerLayoutFourUpPlotTableView", None)
+        if layout is not None and slicer.app.layoutManager() is not None:
+            slicer.app.layoutManager().setLayout(layout)
+        appLogic.GetSelectionNode().SetActiveTableID(nodes["table"].GetID())
+        appLogic.PropagateTableSelection()
+        if nodes.get("chart") is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(nodes["chart"])
+        heatmap = nodes.get("heatmap")
+        if heatmap is not None:
+            colors = slicer.mrmlScene.GetFirstNodeByName("Viridis")
+            display = heatmap.GetDisplayNode()
+            if display is not None and colors is not None:
+                display.SetAndObserveColorNodeID(colors.GetID())
+            slicer.util.setSliceViewerLayers(background=heatmap, fit=True)
+
+
+def _caseId(node) -> str:
+    """A file-name-safe case id from a node name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", node.GetName()).strip("._") or "case"
+
+
+def _modelNames() -> list:
+    """Installed model packages (the bundled demo first), as suggestions for the editable model combo box."""
+    try:
+        from neuroshift.segment.registry import list_models
+
+        names = [m["name"] for m in list_models() if not m.get("error")]
+    except Exception as exc:  # a broken model folder must not break the GUI
+        logging.warning(f"ShiftSimulator: could not list the model packages: {exc}")
+        names = []
+    return [DEFAULT_STRESS_MODEL] + [n for n in names if n != DEFAULT_STRESS_MODEL]
+
+
+def _engineProcess():
+    """Interpreter and environment of a background ``neuroshift`` process (Slicer's Python, engine on the path)."""
+    import neuroshift
+
+    engine_root = os.path.dirname(os.path.dirname(neuroshift.__file__))
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [engine_root, os.environ.get("PYTHONPATH", "")]))}
+    return shutil.which("PythonSlicer") or sys.executable, env
+
+
+def _ensureEngineDependencies(extra: Optional[dict] = None) -> bool:
     """Install missing engine wheels into Slicer's Python after asking (nothing is installed silently)."""
     import importlib.util
 
-    missing = [req for mod, req in ENGINE_REQUIREMENTS.items() if importlib.util.find_spec(mod) is None]
+    required = {**ENGINE_REQUIREMENTS, **(extra or {})}
+    missing = [req for mod, req in required.items() if importlib.util.find_spec(mod) is None]
     if not missing:
         return True
     if not slicer.util.confirmOkCancelDisplay(
@@ -390,6 +677,8 @@ class ShiftSimulatorTest(ScriptedLoadableModuleTest):
         self.test_PhantomDerivative()
         self.setUp()
         self.test_MissingSourceParameters()
+        self.setUp()
+        self.test_StressTest()
 
     def _phantom(self):
         from neuroshift.phantom import make_phantom
@@ -439,3 +728,76 @@ class ShiftSimulatorTest(ScriptedLoadableModuleTest):
         with self.assertRaises(MissingParameterError):
             ShiftSimulatorLogic().simulate(node, labels, "flair", "TE=150,TI=2900")
         self.delayDisplay("Test passed")
+
+    def test_StressTest(self):
+        """The stress-test panel's logic on the phantom: 2×2 grid, cancel + resume, result nodes, report."""
+        import numpy as np
+
+        from ShiftSimulatorLib.stress_logic import StressTestLogic
+        from neuroshift.phantom.make import make_phantom
+        from neuroshift.progress import Cancelled
+
+        tmp = tempfile.mkdtemp(prefix="ShiftSimulatorStressTest-")
+        try:
+            self.delayDisplay("Making the phantom")
+            paths = make_phantom(os.path.join(tmp, "phantom"), seed=0)
+            flair = slicer.util.loadVolume(str(paths["FLAIR"]))
+            labels = slicer.util.loadLabelVolume(str(paths["tissue_labels"]))
+            lesions = slicer.util.loadLabelVolume(str(paths["lesion_mask"]))
+            logic = StressTestLogic(slicer.mrmlScene)
+            case = logic.case_from_nodes("phantom", flair, lesions, labels)
+            self.assertEqual((case.params.TE_ms, case.params.TI_ms), (112.0, 2500.0))
+            grid, outdir, model = "TE=84|150,TI=2200|2900", os.path.join(tmp, "stress"), ThresholdModel()
+
+            self.delayDisplay("Stress test, cancelled after the first points")
+            calls = []
+
+            def cancel():
+                calls.append(1)
+                return len(calls) > 3
+
+            with self.assertRaises(Cancelled):
+                logic.run([case], model, grid, outdir, form="linear", cancel=cancel, show=False)
+            with open(os.path.join(outdir, "points.jsonl"), encoding="utf-8") as f:
+                finished = len(f.read().splitlines())
+            self.assertTrue(0 < finished < 5, finished)
+
+            self.delayDisplay("Resuming")
+            out = logic.run([case], model, grid, outdir, form="linear")
+            self.assertEqual(out["run"].computed, 5 - finished)  # baseline + 4 grid points, none recomputed
+            nodes = out["nodes"]
+            table = nodes["table"].GetTable()
+            self.assertEqual(table.GetNumberOfRows(), 5)
+            names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
+            self.assertEqual(names[:5], ["case", "point", "baseline", "TE", "TI"])
+            f1 = [table.GetValue(r, names.index("lesion_f1")).ToDouble() for r in range(5)]
+            self.assertTrue(all(0.0 <= v <= 1.0 for v in f1), f1)
+            chart = nodes["chart"]
+            self.assertEqual(chart.GetNumberOfPlotSeriesNodes(), 2)  # one series per TI
+            self.assertEqual(chart.GetNthPlotSeriesNode(0).GetXColumnName(), "TE")
+            heat = slicer.util.arrayFromVolume(nodes["heatmap"])
+            self.assertEqual(heat.shape, (1, 2, 2))
+            self.assertTrue(np.all(np.isfinite(heat)))
+            self.assertTrue(os.path.isfile(nodes["files"]["html"]))
+            slicer.modules.plots.logic().ShowChartInLayout(chart)
+
+            again = logic.load_results(outdir)["nodes"]  # as after a background run
+            self.assertEqual(again["table"].GetTable().GetNumberOfRows(), 5)
+            self.delayDisplay("Test passed")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ThresholdModel:
+    """A stand-in segmentation model for the self test (no torch needed): FLAIR above its 99.5th percentile."""
+
+    name = "threshold"
+    image_channel = "FLAIR"
+    extra_inputs = ()
+
+    def predict(self, inputs, *, case_id=""):
+        import numpy as np
+
+        image = inputs["FLAIR"]
+        data = np.asarray(image.data, dtype=np.float32)
+        return image.with_data((data > np.percentile(data, 99.5)).astype(np.uint8))
