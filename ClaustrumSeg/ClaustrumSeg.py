@@ -21,7 +21,7 @@ class ClaustrumSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "ClaustrumSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.categories = ["NeuroShift"]
         self.parent.dependencies = []
         self.parent.contributors = ["NeuroShift developers"]
         self.parent.helpText = (

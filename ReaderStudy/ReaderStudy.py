@@ -37,7 +37,7 @@ class ReaderStudy(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "ReaderStudy"
-        self.parent.categories = ["Quantification"]
+        self.parent.categories = ["NeuroShift"]
         self.parent.dependencies = ["Markups"]
         self.parent.contributors = ["NeuroShift developers"]
         self.parent.helpText = (
