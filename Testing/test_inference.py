@@ -223,5 +223,17 @@ def test_cuda_mixed_precision_matches_cpu(tmp_path):
     vol = phantom_ras()
     cpu = segment_volume(vol, str(pkg_path), device="cpu")
     gpu = segment_volume(vol, str(pkg_path), device="cuda")
-    assert gpu.info["mixed_precision"] is True
+    assert gpu.info["precision"] == "float16"
     np.testing.assert_allclose(gpu.probability.data, cpu.probability.data, atol=2e-2)
+
+
+def test_cpu_bfloat16_is_close_to_float32_and_fp16_needs_cuda(tmp_path):
+    pkg = load_package(tiny_unet_package(tmp_path / "pkg"), "cpu")
+    vol = phantom_ras()
+    fp32 = segment_volume(vol, pkg, device="cpu", precision="fp32")
+    bf16 = segment_volume(vol, pkg, device="cpu", precision="bf16")
+    assert fp32.info["precision"] == "float32" and bf16.info["precision"] == "bfloat16"
+    np.testing.assert_allclose(bf16.probability.data, fp32.probability.data, atol=2e-2)
+    assert np.abs(bf16.probability.data - fp32.probability.data).max() > 0  # really ran in bfloat16
+    with pytest.raises(InputError, match="fp16 needs a CUDA"):
+        segment_volume(vol, pkg, device="cpu", precision="fp16")

@@ -56,6 +56,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mask-thresholds", type=key_value_arg, metavar="CH=V,...",
                    help="brain-mask thresholds per channel, e.g. FLAIR=70,T1=30 (absolute) or FLAIR=0.1 (relative)")
     p.add_argument("--json", metavar="FILE", help="write volumes (mm^3), QC warnings and run information as JSON")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="network arithmetic: auto (float16 on CUDA, float32 on CPU), bf16 (about 2x faster on CPUs "
+                        "with AVX512-BF16/AMX, probabilities within ~2e-3), fp16 (CUDA only), fp32")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: all)")
 
 
@@ -183,7 +186,8 @@ def run(args) -> int:
         result = segment_volume(inputs, pkg, device=device, tta=args.tta, progress=progress,
                                 batch_size=args.batch_size, threshold=args.threshold,
                                 slab_fraction=args.slab_fraction, uncertainty=args.uncertainty_kind,
-                                age_weeks=args.age_weeks, brain_mask=brain_mask, mask_spec=mask_spec)
+                                age_weeks=args.age_weeks, brain_mask=brain_mask, mask_spec=mask_spec,
+                                precision=args.precision)
     write_volume(result.label, args.output)
     if args.probabilities:
         write_volume(result.probability, args.probabilities)
