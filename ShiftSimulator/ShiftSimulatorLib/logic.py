@@ -191,14 +191,8 @@ class ShiftSimulatorLogic:
 
         if input_node is None:
             raise InputError("choose an input volume")
-        seq = str(sequence).lower()
-        if seq not in SEQUENCES:
-            raise InputError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
+        seq, src = self._checked_source(input_node, sequence, source)
         target = _as_params(target)
-        src = self.source_parameters(input_node)
-        if source is not None:
-            src = src.merged(source)
-        require_source(src, seq, input_node.GetName())
 
         def step(fraction: float, message: str) -> None:
             if cancel is not None and cancel():
@@ -224,6 +218,17 @@ class ShiftSimulatorLogic:
         step(1.0, "done")
         return node
 
+    def _checked_source(self, input_node, sequence: str, source: AcquisitionParams | None):
+        """(sequence, source parameters) of the input node, refusing unknown sequences and missing parameters."""
+        seq = str(sequence).lower()
+        if seq not in SEQUENCES:
+            raise InputError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
+        src = self.source_parameters(input_node)
+        if source is not None:
+            src = src.merged(source)
+        require_source(src, seq, input_node.GetName())
+        return seq, src
+
     # ------------------------------------------------------------------ background run (CLI)
     def prepare_cli_run(self, input_node, tissues, sequence: str, target: AcquisitionParams | Mapping | str,
                         workdir: str | os.PathLike, *, source: AcquisitionParams | None = None,
@@ -237,14 +242,8 @@ class ShiftSimulatorLogic:
         from neuroshift.io.files import write_volume
         from neuroshift_slicer.volume_nodes import volume_from_node
 
-        seq = str(sequence).lower()
-        if seq not in SEQUENCES:
-            raise InputError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
+        seq, src = self._checked_source(input_node, sequence, source)
         target = _as_params(target)
-        src = self.source_parameters(input_node)
-        if source is not None:
-            src = src.merged(source)
-        require_source(src, seq, input_node.GetName())
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)
         image = volume_from_node(input_node)
