@@ -73,3 +73,15 @@ def test_unreadable_sidecar(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(UnreadableFileError, match="bad.json"):
         AcquisitionParams.from_sidecar(tmp_path / "bad.json")
+
+
+def test_sidecar_and_dicom_writers_invert_the_readers(tmp_path):
+    p = AcquisitionParams(TE_ms=150, TI_ms=2900, TR_ms=9000, FA_deg=150, field_T=3, N=16, TX_ms=7.1)
+    doc = p.to_sidecar()
+    assert doc["EchoTime"] == 0.15 and doc["InversionTime"] == 2.9 and doc["EchoTrainLength"] == 16
+    (tmp_path / "x.json").write_text(json.dumps(doc), encoding="utf-8")
+    assert AcquisitionParams.from_sidecar(tmp_path / "x.json") == p
+    meta = p.to_dicom_meta()
+    assert meta["dicom:EchoTime"] == "150"
+    assert AcquisitionParams.from_dicom_meta(meta) == AcquisitionParams(TE_ms=150, TI_ms=2900, TR_ms=9000,
+                                                                        FA_deg=150, field_T=3, N=16)

@@ -204,12 +204,7 @@ def run_synth(args) -> int:
                      t2star_for_t2=args.t2star_for_t2)
     out = Path(args.output)
     sidecar = {"NeuroShiftSequence": seq, "GeneratedBy": "neuroshift qmri synth", "SourceMaps": str(args.mapdir)}
-    for key, field, factor in (("EchoTime", "TE_ms", 1e-3), ("InversionTime", "TI_ms", 1e-3),
-                               ("RepetitionTime", "TR_ms", 1e-3), ("FlipAngle", "FA_deg", 1.0),
-                               ("RepetitionTimeExcitation", "TX_ms", 1e-3), ("EchoTrainLength", "N", 1.0)):
-        value = getattr(target, field)
-        if value is not None:
-            sidecar[key] = value * factor
+    sidecar.update(target.to_sidecar())
     if args.noise:
         sidecar["NeuroShiftRicianSigma"] = args.noise
         sidecar["NeuroShiftSeed"] = args.seed

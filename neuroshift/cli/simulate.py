@@ -104,14 +104,11 @@ def _sidecar_doc(args, model, target, source) -> dict:
                 doc.update(loaded)
         except (OSError, ValueError):
             pass
-    for key, name, factor in (("EchoTime", "TE_ms", 1e-3), ("RepetitionTime", "TR_ms", 1e-3),
-                              ("InversionTime", "TI_ms", 1e-3), ("FlipAngle", "FA_deg", 1.0),
-                              ("MagneticFieldStrength", "field_T", 1.0)):
-        value = getattr(target, name)
-        if value is not None:
-            doc[key] = round(value * factor, 9)
-        else:
-            doc.pop(key, None)
+    from ..io.params import BIDS_KEYS
+
+    for key in BIDS_KEYS:  # the source's acquisition entries are replaced by the target's
+        doc.pop(key, None)
+    doc.update(target.to_sidecar())
     report = model.report.as_dict() if model.report is not None else {}
     doc["NeuroShift"] = {
         "method": "tissue-wise acquisition-shift derivative (Posselt et al., paper 000)",

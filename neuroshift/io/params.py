@@ -131,7 +131,7 @@ class AcquisitionParams:
             if isinstance(value, list):  # multi-echo sidecars list several values
                 value = value[0] if value else None
             if value is not None:
-                out[name] = _to_float(value, f"{p.name}:{key}") * factor
+                out[name] = round(_to_float(value, f"{p.name}:{key}") * factor, 9)  # s -> ms without 1e-16 noise
         return cls(**out)
 
     @classmethod
@@ -176,6 +176,20 @@ class AcquisitionParams:
         if seq in ("ir", "flair") and self.TI_ms > self.TR_ms:
             raise ParameterRangeError(f"TI ({self.TI_ms:g} ms) cannot exceed TR ({self.TR_ms:g} ms)")
         return self
+
+    def to_sidecar(self) -> dict[str, float | int]:
+        """The known parameters as BIDS sidecar entries (times in seconds; inverse of :meth:`from_sidecar`)."""
+        doc: dict[str, float | int] = {}
+        for key, (name, factor) in BIDS_KEYS.items():
+            value = getattr(self, name)
+            if value is not None:
+                doc[key] = int(value) if name == "N" else round(value / factor, 9)
+        return doc
+
+    def to_dicom_meta(self) -> dict[str, str]:
+        """The known parameters as ``dicom:<Keyword>`` entries of ``Volume.meta`` (ms, degrees, tesla)."""
+        return {f"dicom:{keyword}": f"{getattr(self, name):.10g}"
+                for keyword, name in DICOM_KEYS.items() if getattr(self, name) is not None}
 
     def known(self) -> dict[str, float]:
         """The known parameters as a dict of field name -> value."""

@@ -113,17 +113,11 @@ def tissue_signals(field_T: float = FIELD_T, relaxation=None) -> dict[str, dict[
 
 def _sidecar(name: str) -> dict:
     seq, p, _, _ = IMAGES[name]
-    doc = {
-        "Modality": "MR",
-        "MagneticFieldStrength": p["field_T"],
-        "EchoTime": p["TE_ms"] / 1000.0,
-        "RepetitionTime": p["TR_ms"] / 1000.0,
-        "InversionTime": p["TI_ms"] / 1000.0,
-    }
+    from ..io.params import AcquisitionParams
+
+    doc = {"Modality": "MR", **AcquisitionParams.from_mapping(p).to_sidecar()}
     if name == "T1w":
-        doc.update({"FlipAngle": p["FA_deg"], "RepetitionTimeExcitation": p["TX_ms"] / 1000.0,
-                    "EchoTrainLength": int(p["N"]), "MRAcquisitionType": "3D", "ScanningSequence": "GR_IR",
-                    "PulseSequenceType": "MPRAGE"})
+        doc.update({"MRAcquisitionType": "3D", "ScanningSequence": "GR_IR", "PulseSequenceType": "MPRAGE"})
     else:
         doc.update({"MRAcquisitionType": "2D", "ScanningSequence": "SE_IR", "PulseSequenceType": "FLAIR"})
     doc.update({"NeuroShiftSequence": seq, "SeriesDescription": f"NeuroShift phantom {name}",

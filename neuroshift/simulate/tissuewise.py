@@ -193,12 +193,7 @@ def derivative_meta(sequence: str, params: AcquisitionParams) -> dict:
     """``Volume.meta`` entries that describe a derivative (DICOM tags rewritten to the target)."""
     meta = {"neuroshift:sequence": sequence, "neuroshift:params": params.label(),
             "dicom:SeriesDescription": f"NeuroShift {sequence.upper()} {params.label()}"}
-    for key, name in (("dicom:EchoTime", "TE_ms"), ("dicom:RepetitionTime", "TR_ms"),
-                      ("dicom:InversionTime", "TI_ms"), ("dicom:FlipAngle", "FA_deg"),
-                      ("dicom:MagneticFieldStrength", "field_T")):
-        value = getattr(params, name)
-        if value is not None:
-            meta[key] = f"{value:.10g}"
+    meta.update(params.to_dicom_meta())
     return meta
 
 
