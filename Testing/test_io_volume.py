@@ -142,3 +142,15 @@ def test_dicom_io_keeps_the_process_locale(tmp_path):
     write_volume(oblique_volume(), tmp_path / "series")
     read_volume(tmp_path / "series")
     assert locale.getpreferredencoding(False) == before
+
+
+def test_json_safe_turns_numpy_and_non_finite_values_into_json():
+    import json
+    from pathlib import Path
+
+    from neuroshift.io.jsonsafe import json_safe
+
+    doc = json_safe({"a": np.float32(0.5), "b": [np.nan, float("inf"), np.int64(3)], 1: np.arange(2),
+                     "p": Path("x/y"), "t": (1.5, None)})
+    assert json.loads(json.dumps(doc, allow_nan=False)) == {"a": 0.5, "b": [None, None, 3], "1": [0, 1],
+                                                           "p": "x/y", "t": [1.5, None]}

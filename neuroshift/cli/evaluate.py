@@ -62,17 +62,12 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run(args) -> int:
     import numpy as np
 
     from ..errors import InputError
     from ..io.atomic import write_text_atomic
+    from ..io.jsonsafe import json_safe
     from ..io.files import read_volume
     from ..segment.metrics import evaluate_masks
 
@@ -95,7 +90,7 @@ def run(args) -> int:
     if args.json:
         doc = {
             "pred": str(args.pred), "gt": str(args.gt),
-            "metrics": {k: _clean(v) for k, v in metrics.items()},
+            "metrics": json_safe(metrics),
             "conventions": {"ignore_label": args.ignore_label, "hd95_boundary": args.boundary,
                             "prediction_threshold": args.threshold, "connectivity": 26,
                             "spacing_mm": [float(s) for s in gt.spacing]},

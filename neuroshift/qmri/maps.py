@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import MissingParameterError, NonFiniteError, ParameterRangeError, UnreadableFileError
 from ..io.atomic import atomic_dir
 from ..io.files import read_volume, write_volume
+from ..io.jsonsafe import json_safe
 from ..io.volume import Volume
 
 __all__ = ["MAP_NAMES", "MAP_FILES", "QMRIMaps", "read_maps", "write_maps", "check_volume"]
@@ -139,15 +140,7 @@ def write_maps(maps: QMRIMaps | Mapping[str, Volume], folder: str | os.PathLike,
                 raise ParameterRangeError(f"unknown map name '{name}'")
             write_volume(vol.with_data(np.asarray(vol.data, dtype=np.float32)), tmp / MAP_FILES[name])
         if report is not None:
-            (tmp / "qmri.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n", encoding="utf-8")
+            (tmp / "qmri.json").write_text(json.dumps(json_safe(report), indent=2) + "\n", encoding="utf-8")
     return out
 
 
-def _jsonable(obj):
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

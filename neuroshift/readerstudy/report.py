@@ -27,21 +27,12 @@ from pathlib import Path
 import re
 
 from ..io.atomic import write_text_atomic
+from ..io.jsonsafe import json_safe
 from .analysis import DETECTION_COLUMNS
 from .stats import fixed, format_p, percent
 
 
 _P = re.compile(r"^p([<=])(\.\d+)")
-
-
-def _clean(x):
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
 
 
 def _csv_text(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
@@ -272,7 +263,7 @@ def write_report(result: dict, outdir: str | os.PathLike) -> list[Path]:
     for name, rows in tables.items():
         if rows:
             texts[f"{name}.csv"] = _csv_text(rows)
-    texts["results.json"] = json.dumps(_clean(result), indent=2, sort_keys=False, default=str) + "\n"
+    texts["results.json"] = json.dumps(json_safe(result), indent=2, sort_keys=False, default=str) + "\n"
     texts["report.md"] = markdown_report(result)
     texts["report.html"] = html_report(result)
     outdir = Path(outdir)

@@ -27,9 +27,9 @@ from typing import Sequence
 import numpy as np
 
 from ..io.atomic import write_bytes_atomic, write_text_atomic
+from ..io.jsonsafe import json_safe
 from .runner import METRICS, StressRun
 from .simulator import UNITS
-from .store import json_safe
 from .surface import SurfaceFit, fit_surface
 
 LABELS = {"lesion_f1": "lesion F1", "dice": "DSC", "lesion_recall": "lesion recall",

@@ -11,13 +11,13 @@ ever lost and nothing unfinished is mistaken for a result.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from ..errors import InputError
 from ..io.atomic import write_text_atomic
+from ..io.jsonsafe import json_safe
 
 POINTS_FILE = "points.jsonl"
 RUN_FILE = "run.json"
@@ -25,19 +25,6 @@ RUN_FILE = "run.json"
 
 class RunMismatchError(InputError):
     """The output folder holds the results of a different stress test."""
-
-
-def json_safe(value: Any) -> Any:
-    """JSON-safe copy: NaN/inf become null, numpy scalars become Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 class ResultStore:
