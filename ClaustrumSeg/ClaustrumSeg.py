@@ -13,6 +13,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+from neuroshift_slicer.environment import MODEL_REQUIREMENTS, engine_process, ensure_requirements
 from ClaustrumSegLib.logic import ClaustrumSegLogic as _CoreLogic
 from ClaustrumSegLib.logic import SegmentationParameters
 
@@ -32,22 +33,6 @@ class ClaustrumSeg(ScriptedLoadableModule):
             "packages imported from the authors' Keras files ('neuroshift models import-keras') or trained "
             "with 'neuroshift train'. No claustrum weights are bundled.")
         self.parent.acknowledgementText = "Method: Hongwei Li, Bjoern Menze and co-authors (TU Munich)."
-
-
-def _ensure_engine() -> None:
-    """Install the engine's third-party wheels into Slicer's Python on first use."""
-    missing = []
-    for module, wheel in (("torch", "torch"), ("SimpleITK", "SimpleITK"), ("safetensors", "safetensors"),
-                          ("scipy", "scipy")):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(wheel)
-    if missing:
-        if not slicer.util.confirmOkCancelDisplay(
-                f"ClaustrumSeg needs these Python packages: {', '.join(missing)}. Install them now?"):
-            raise RuntimeError("required Python packages are not installed")
-        slicer.util.pip_install(" ".join(missing))
 
 
 class ClaustrumSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -133,11 +118,13 @@ class ClaustrumSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------------ run
     def onApply(self):
         try:
-            _ensure_engine()
+            if not ensure_requirements("ClaustrumSeg", MODEL_REQUIREMENTS):
+                return
             inputs = {"input": self.ui.inputSelector.currentNode()}
             if self.task() == "wmh" and self.ui.t1Selector.currentNode() is not None:
                 inputs["T1"] = self.ui.t1Selector.currentNode()
-            self.job = self.logic.core.start_background(inputs, self.parameters())
+            python, env = engine_process()
+            self.job = self.logic.core.start_background(inputs, self.parameters(), python=python, env=env)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             slicer.util.errorDisplay(f"Could not start the segmentation: {exc}")
             self.job = None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import typing
@@ -58,15 +57,9 @@ except ImportError:  # Slicer < 5.4
     def _(text):
         return text
 
+from neuroshift_slicer.environment import MODEL_REQUIREMENTS, REPORT_REQUIREMENTS, engine_process, ensure_requirements
 from ShiftSimulatorLib.logic import SEQUENCES
 from ShiftSimulatorLib.logic import ShiftSimulatorLogic as CoreLogic
-
-#: Engine dependencies that Slicer's Python may lack (import name -> pip requirement).
-ENGINE_REQUIREMENTS = {"scipy": "scipy", "SimpleITK": "SimpleITK", "nibabel": "nibabel"}
-#: Extra dependencies of the stress test (report plots; plot colours) and of NeuroShift model packages
-#: (not needed by ``cmd:`` models, which run their own tool).
-STRESS_REQUIREMENTS = {"matplotlib": "matplotlib"}
-MODEL_REQUIREMENTS = {"torch": "torch", "safetensors": "safetensors"}
 
 TISSUE_MODES = ("label map", "segmentation", "partial-volume maps")
 UNKNOWN = -1.0  # spin-box value shown as "unknown" / "same as source"
@@ -399,7 +392,7 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Simulation failed."), waitCursor=True):
-            if not _ensureEngineDependencies():
+            if not ensure_requirements("ShiftSimulator"):
                 return
             p = self._parameterNode
             tissues, mapping, source, target, field = self._request()
@@ -437,7 +430,7 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         workdir = tempfile.mkdtemp(prefix="ShiftSimulator-")
         args, out_path = self.logic.prepare_cli_run(p.inputVolume, tissues, p.sequence, target, workdir,
                                                     source=source, field_T=field, label_mapping=mapping)
-        python, env = _engineProcess()
+        python, env = engine_process()
         self._run = BackgroundRun(args, python=python, env=env)
         self._runContext = (workdir, out_path, p.inputVolume, target, p.sequence, p.outputVolume)
         self._setBusy(True)
@@ -522,13 +515,13 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not start the stress test."), waitCursor=True):
             p = self._parameterNode
             model = p.stressModel.strip()
-            extra = {**STRESS_REQUIREMENTS, **({} if model.startswith("cmd:") else MODEL_REQUIREMENTS)}
-            if not _ensureEngineDependencies(extra):
+            extra = {**REPORT_REQUIREMENTS, **({} if model.startswith("cmd:") else MODEL_REQUIREMENTS)}
+            if not ensure_requirements("ShiftSimulator", extra):
                 return
             logic = StressTestLogic(slicer.mrmlScene)
             cases = self._stressCases(logic, p)
             outdir = self._stressOutdir(p)
-            python, env = _engineProcess()
+            python, env = engine_process()
             self._stressRun = logic.start_background(cases, model, p.stressGrid.strip(), outdir,
                                                      sequence=p.sequence, metric=p.stressMetric,
                                                      form=p.stressSurface, workers=p.stressWorkers,
@@ -625,30 +618,6 @@ def _modelNames() -> list:
         logging.warning(f"ShiftSimulator: could not list the model packages: {exc}")
         names = []
     return [DEFAULT_STRESS_MODEL] + [n for n in names if n != DEFAULT_STRESS_MODEL]
-
-
-def _engineProcess():
-    """Interpreter and environment of a background ``neuroshift`` process (Slicer's Python, engine on the path)."""
-    import neuroshift
-
-    engine_root = os.path.dirname(os.path.dirname(neuroshift.__file__))
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [engine_root, os.environ.get("PYTHONPATH", "")]))}
-    return shutil.which("PythonSlicer") or sys.executable, env
-
-
-def _ensureEngineDependencies(extra: Optional[dict] = None) -> bool:
-    """Install missing engine wheels into Slicer's Python after asking (nothing is installed silently)."""
-    import importlib.util
-
-    required = {**ENGINE_REQUIREMENTS, **(extra or {})}
-    missing = [req for mod, req in required.items() if importlib.util.find_spec(mod) is None]
-    if not missing:
-        return True
-    if not slicer.util.confirmOkCancelDisplay(
-            _("ShiftSimulator needs these Python packages: {names}. Install them now?").format(names=", ".join(missing))):
-        return False
-    slicer.util.pip_install(missing)
-    return True
 
 
 #

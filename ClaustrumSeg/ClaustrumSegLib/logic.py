@@ -200,8 +200,12 @@ class ClaustrumSegLogic:
         return args, outputs
 
     def start_background(self, inputs: Mapping[str, Any], params: SegmentationParameters,
-                         name: str | None = None, python: str | None = None) -> BackgroundJob:
-        """Export the inputs and start the CLI in a child process; poll ``job.run.poll()``."""
+                         name: str | None = None, python: str | None = None,
+                         env: Mapping[str, str] | None = None) -> BackgroundJob:
+        """Export the inputs and start the CLI in a child process; poll ``job.run.poll()``.
+
+        ``python``/``env``: interpreter and extra environment (see ``neuroshift_slicer.environment.engine_process``).
+        """
         from neuroshift.errors import InputError
         from neuroshift.io.files import write_volume
         from neuroshift_slicer.background import BackgroundRun
@@ -217,7 +221,7 @@ class ClaustrumSegLogic:
             write_volume(volume_from_node(node), paths[key])
         args, outputs = self.build_command(paths, params, workdir)
         reference = next(iter(nodes.values()))
-        run = BackgroundRun(args, python=python)
+        run = BackgroundRun(args, python=python, env=dict(env or {}))
         return BackgroundJob(run, workdir, outputs, params, reference,
                              name or f"{reference.GetName()}_{'claustrum' if params.task == 'claustrum' else 'WMH'}")
 
