@@ -5,11 +5,20 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from ..io.params import AcquisitionParams
 
 
-def params_arg(text: str) -> AcquisitionParams:
-    """argparse type for ``TE=150,TI=2900[,TR=..]`` (ms, degrees, tesla)."""
+def plain(text: str | None) -> str | None:
+    """A docstring as ``--help`` text: reStructuredText literal quotes (double backquotes) removed."""
+    return None if text is None else text.replace("``", "")
+
+
+def params_arg(text: str):
+    """argparse type for ``TE=150,TI=2900[,TR=..]`` (ms, degrees, tesla) -> AcquisitionParams.
+
+    The import is deferred so that building the parser (``--help``) does not load numpy.
+    """
+    from ..io.params import AcquisitionParams
+
     try:
         return AcquisitionParams.parse(text)
     except InputError as exc:

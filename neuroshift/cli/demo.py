@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_device_arg
+from .common import add_device_arg, plain
 from .stress_test import DEFAULT_GRID
 
 EPILOG = """\
@@ -20,7 +20,7 @@ workflow, not a clinical model.
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="phantom + stress test of the demo model + HTML report (start here)",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("outdir", nargs="?", default="demo-output", metavar="OUTDIR",
                    help="output folder (default ./demo-output)")
     p.add_argument("--subjects", type=int, default=3, metavar="N", help="phantom subjects (default 3)")

@@ -8,9 +8,9 @@ import json
 EPILOG = """\
 examples:
   neuroshift models list
-  neuroshift models import-keras models/axial_*.h5 models/coronal_*.h5 --task claustrum --name claustrum-adult
+  neuroshift models import-keras models/axial_*.h5 models/coronal_*.h5 --task claustrum --name claustrum
   neuroshift models import-keras FLAIR_T1/0.h5 FLAIR_T1/1.h5 FLAIR_T1/2.h5 --task wmh --out wmh-keras/
-  neuroshift models verify claustrum-adult
+  neuroshift models verify claustrum
 
 Packages are folders with manifest.json and one .safetensors file per network (SHA-256 in the manifest).
 Named packages are looked up in $NEUROSHIFT_MODELS, ~/.neuroshift/models, then the bundled models.

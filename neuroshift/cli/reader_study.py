@@ -17,10 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from .common import plain
+
 
 def register(sub) -> None:
     p = sub.add_parser("reader-study", help="blinded, randomised reader studies (create, import/export reads, analyze)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     rs = p.add_subparsers(dest="reader_study_command", metavar="SUBCOMMAND", parser_class=type(p))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

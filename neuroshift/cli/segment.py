@@ -8,9 +8,9 @@ from .common import add_device_arg, key_value_arg
 
 EPILOG = """\
 examples:
-  neuroshift segment wmh --flair FLAIR.nii.gz --t1 T1.nii.gz wmh.nii.gz           # bundled demo model
-  neuroshift segment wmh --flair FLAIR.nii.gz wmh.nii.gz --model my-flair-only-model
-  neuroshift segment claustrum T1_brain.nii.gz claustrum.nii.gz --model claustrum-adult \\
+  neuroshift segment wmh --flair FLAIR.nii.gz wmh.nii.gz         # bundled wmh-demo model (FLAIR only)
+  neuroshift segment wmh --flair FLAIR.nii.gz --t1 T1_in_FLAIR_space.nii.gz wmh.nii.gz --model my-wmh
+  neuroshift segment claustrum T1_brain.nii.gz claustrum.nii.gz --model claustrum \\
       --probabilities prob.nii.gz --uncertainty unc.nii.gz --tta --json volumes.json
   neuroshift segment claustrum T2w.nii.gz out.nii.gz --model claustrum-neonatal --age-weeks 37
 

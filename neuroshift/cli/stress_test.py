@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_device_arg
+from .common import add_device_arg, plain
 
 DEFAULT_GRID = "TE=84:150:7,TI=2200:2900:7"
 
 EPILOG = """\
 examples:
   neuroshift stress-test out --cases cases/ --model wmh-demo
-  neuroshift stress-test out --cases cases.csv --model my-package --grid TE=84:150:7,TI=2200:2900:7 --workers 4
+  neuroshift stress-test out --cases cases.csv --model my-wmh --grid TE=84:150:7,TI=2200:2900:7 --workers 4
   neuroshift stress-test out --cases cases/ --model 'cmd:"lst --flair {input} --output {output}"'
   neuroshift stress-test out --cases cases/ --model 'cmd:"nnUNetv2_predict -i {input_dir} -o {output_dir} -d 1"'
   neuroshift stress-test out --cases cases/ --model wmh-demo --grid TE=84:150:5,noise=0|10|20 --scheduler tcp://host:8786
@@ -29,7 +29,7 @@ Outputs: results.csv, surface.json, heatmap/surface PNGs, report.html, points.js
 
 def register(sub) -> None:
     p = sub.add_parser("stress-test", help="stress-test a segmentation model over simulated acquisition shifts",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("outdir", metavar="OUTDIR", help="output folder (rerun the same command to resume)")
     p.add_argument("--cases", required=True, metavar="CASES", help="case folder or CSV file")
     p.add_argument("--model", required=True, metavar="MODEL",

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from .common import plain
+
 EPILOG = """\
 examples:
   neuroshift train --task wmh --images data.csv --out my-wmh
@@ -56,7 +58,7 @@ def _spacing(text: str):
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train / cross-validate / fine-tune a U-Net ensemble into a model package",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file with the settings (keys = long option names)")
     p.add_argument("--task", help="wmh, claustrum or a name of your own (sets defaults; default wmh)")
     p.add_argument("--images", nargs="+", metavar="IMAGES",

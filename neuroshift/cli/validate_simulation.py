@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import plain
+
 EPILOG = """\
 examples:
   neuroshift validate-simulation --baseline flair_112_2500.nii.gz \\
@@ -22,7 +24,7 @@ is at least --purity.
 
 def register(sub) -> None:
     p = sub.add_parser("validate-simulation", help="compare simulated and really acquired images per tissue",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--baseline", required=True, metavar="IMG", help="the image the simulation starts from")
     p.add_argument("--real", required=True, nargs="+", metavar="IMG",
                    help="images really acquired with other parameters (same subject, baseline grid)")
