@@ -80,16 +80,17 @@ def test_flair_sign_and_trec():
     assert float(d) == pytest.approx(expected, rel=1e-12)
 
 
-def test_mprage_tends_to_pd_b1_as_td_grows():
+def test_mprage_eq6_tends_to_pd_b1_as_td_grows():
     t1 = np.array([832.0, 1331.0, 4163.0])
     for td in (1e5, 1e6, 1e8):
-        s = S.mprage(0.8, t1, 60.0, te_ms=0.0, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7, n=100, b1=1.25, td_ms=td)
+        s = S.mprage_eq6_paper002(0.8, t1, 60.0, te_ms=0.0, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7, n=100,
+                                  b1=1.25, td_ms=td)
         tol = np.exp(-td / t1.max()) + 1e-12
         np.testing.assert_allclose(s, 0.8 * 1.25, atol=tol)
     # TD -> inf through the timing: TR -> inf with TI, TX, n fixed
-    s = S.mprage(1.0, t1, 60.0, te_ms=0.0, ti_ms=900, tr_ms=1e9, fa_deg=9, tx_ms=7, n=100)
+    s = S.mprage_eq6_paper002(1.0, t1, 60.0, te_ms=0.0, ti_ms=900, tr_ms=1e9, fa_deg=9, tx_ms=7, n=100)
     np.testing.assert_allclose(s, 1.0, atol=1e-12)
-    s = S.mprage(1.0, t1, 60.0, te_ms=0.0, ti_ms=900, tr_ms=INF, fa_deg=9, tx_ms=7, n=100)
+    s = S.mprage_eq6_paper002(1.0, t1, 60.0, te_ms=0.0, ti_ms=900, tr_ms=INF, fa_deg=9, tx_ms=7, n=100)
     np.testing.assert_allclose(s, 1.0, atol=1e-12)
 
 
@@ -99,7 +100,7 @@ def test_mprage_published_form_exact():
     core = math.sin(a) * ((1 - math.exp(-r1 * tr)) / (1 - math.cos(a) * math.exp(-r1 * tr))
                           * (1 - (math.cos(a) * math.exp(-tx * r1)) ** n))
     expected = abs(core * math.exp(-td * r1) + (1 - math.exp(-td * r1))) * 0.8 * math.exp(-te / 0.066)
-    got = S.mprage(0.8, 1331.0, 66.0, te_ms=3, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7, n=100)
+    got = S.mprage_eq6_paper002(0.8, 1331.0, 66.0, te_ms=3, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7, n=100)
     assert float(got) == pytest.approx(expected, rel=1e-12)
     assert float(S.mprage_delay_time(900, 2300, 7, 100)) == pytest.approx(700.0)
     assert float(S.mprage_delay_time(900, 2300, 8, 200)) == 0.0  # clamped
@@ -111,13 +112,14 @@ def test_mprage_finite_nonnegative_random_sweep():
     kw = dict(te_ms=g.uniform(0, 20, m), ti_ms=g.uniform(0, 5000, m), tr_ms=g.uniform(1, 10000, m),
               fa_deg=g.uniform(0, 180, m), tx_ms=g.uniform(0.1, 50, m), n=g.integers(1, 400, m).astype(float))
     pd, t1, t2s = g.uniform(0, 1.2, m), 10 ** g.uniform(0, 4.5, m), 10 ** g.uniform(0, 3, m)
-    for fn in (S.mprage, S.mprage_steady_state):
+    for fn in (S.mprage_eq6_paper002, S.mprage):
         s = fn(pd, t1, t2s, **kw)
         assert np.all(np.isfinite(s)) and np.all(s >= 0)
     # also with the paper's own distributions and extreme T1 (0 and inf)
-    s = S.mprage(np.ones(3), np.array([0.0, INF, 1000.0]), 50.0, te_ms=3, ti_ms=900, tr_ms=2300, fa_deg=0,
-                 tx_ms=7, n=100)
-    assert np.all(np.isfinite(s)) and np.all(s >= 0)
+    for fn in (S.mprage_eq6_paper002, S.mprage):
+        s = fn(np.ones(3), np.array([0.0, INF, 1000.0]), 50.0, te_ms=3, ti_ms=900, tr_ms=2300, fa_deg=0,
+               tx_ms=7, n=100)
+        assert np.all(np.isfinite(s)) and np.all(s >= 0)
 
 
 def test_mprage_steady_state_contrast_and_limits():
@@ -169,7 +171,8 @@ def test_background_zero_without_warnings():
         for fn, kw in [(S.spin_echo, dict(te_ms=10, tr_ms=500)),
                        (S.flair, dict(te_ms=100, ti_ms=2500, tr_ms=9000)),
                        (S.spoiled_gre, dict(te_ms=5, tr_ms=20, fa_deg=15)),
-                       (S.mprage, dict(te_ms=3, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7, n=100))]:
+                       (S.mprage, dict(te_ms=3, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7, n=100)),
+                       (S.mprage_eq6_paper002, dict(te_ms=3, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7, n=100))]:
             out = fn(z, z, z, **kw)
             assert out.dtype == np.float32 and np.all(out == 0)
 
@@ -204,8 +207,8 @@ CASES = [
     (S.flair, "t2", dict(te_ms=112.0, ti_ms=2500.0, tr_ms=9000.0, trec_ms=7000.0)),
     (S.double_inversion_recovery, "t2", dict(te_ms=25.0, ti1_ms=3400.0, ti2_ms=325.0, tr_ms=11000.0)),
     (S.spoiled_gre, "t2s", dict(te_ms=5.0, tr_ms=20.0, fa_deg=15.0)),
-    (S.mprage, "t2s", dict(te_ms=3.0, ti_ms=900.0, tr_ms=2300.0, fa_deg=9.0, tx_ms=7.0, n=100)),
-    (S.mprage_steady_state, "t2s", dict(te_ms=3.0, ti_ms=900.0, tr_ms=2300.0, fa_deg=9.0, tx_ms=7.0, n=176)),
+    (S.mprage_eq6_paper002, "t2s", dict(te_ms=3.0, ti_ms=900.0, tr_ms=2300.0, fa_deg=9.0, tx_ms=7.0, n=100)),
+    (S.mprage, "t2s", dict(te_ms=3.0, ti_ms=900.0, tr_ms=2300.0, fa_deg=9.0, tx_ms=7.0, n=176)),
 ]
 
 

@@ -6,6 +6,7 @@ from .signal import (
     flair,
     inversion_recovery,
     mprage,
+    mprage_eq6_paper002,
     mprage_steady_state,
     sequence_signal,
     spin_echo,
@@ -15,5 +16,5 @@ from .signal import (
 __all__ = [
     "TISSUES", "TissueParameters", "relaxation_table",
     "spin_echo", "inversion_recovery", "flair", "double_inversion_recovery", "spoiled_gre", "mprage",
-    "mprage_steady_state", "sequence_signal",
+    "mprage_eq6_paper002", "mprage_steady_state", "sequence_signal",
 ]

@@ -30,8 +30,12 @@ IR            S = B1·PD·|1 − 2e^{−TI/T1} + e^{−TR/T1}|·e^{−TE/T2}
 FLAIR         S = B1·PD·|1 − 2e^{−TI/T1} + e^{−Trec/T1}|·e^{−TE/T2}    (000, 002)
 DIR           S = B1·PD·|1 − 2e^{−TI2/T1} + 2e^{−TI1/T1} − e^{−TR/T1}|·e^{−TE/T2}
 spoiled GRE   S = B1·PD·sin α·(1 − E_TR)/(1 − cos α·E_TR)·e^{−TE/T2*}   (002)
-MPRAGE        S = B1·PD·|sin α·[(1 − E_TR)/(1 − cos α·E_TR)·(1 − (cos α·E_TX)^n)]·E_TD
-                        + (1 − E_TD)|·e^{−TE/T2*}                       (002 Eq. 6)
+MPRAGE        S = B1·PD·sin α·|M_kc|·e^{−TE/T2*}, M_kc the steady-state Mz before the
+              k-space-centre pulse of a cycle-consistent inversion + readout train
+              (Deichmann et al. 2000; :func:`mprage`)
+MPRAGE (002)  S = B1·PD·|sin α·[(1 − E_TR)/(1 − cos α·E_TR)·(1 − (cos α·E_TX)^n)]·E_TD
+                        + (1 − E_TD)|·e^{−TE/T2*}   (002 Eq. 6 as printed:
+              :func:`mprage_eq6_paper002`, for reproducing paper 002 only)
 ============  =================================================================
 
 The IR form is exact for a 90° excitation that leaves Mz = 0, with TR
@@ -58,6 +62,7 @@ __all__ = [
     "double_inversion_recovery",
     "spoiled_gre",
     "mprage",
+    "mprage_eq6_paper002",
     "mprage_delay_time",
     "mprage_steady_state",
     "sequence_signal",
@@ -258,8 +263,14 @@ def mprage_delay_time(ti_ms, tr_ms, tx_ms, n):
     return be.finish(be.maximum(tr - ti - be.xp.round(n) * tx, 0.0))
 
 
-def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.0, td_ms=None):
-    """MPRAGE in the published form of paper 002 (Eq. 6), with PD, receive field and T2*.
+def mprage_eq6_paper002(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.0, td_ms=None):
+    """MPRAGE in the published form of paper 002 (Eq. 6), with PD, receive field and T2*: for reproducing 002 only.
+
+    **Not a physical MPRAGE**: the printed equation lost the inversion time
+    (TI enters only through TD) and the inversion itself, so it has almost no T1
+    contrast (README protocol on the phantom: CSF 0.17, GM 0.19, WM 0.20).
+    Use :func:`mprage` for simulation; this form exists so that paper 002's
+    synthetic images can be reproduced.
 
     ``S = B1·PD·| sin α·[(1 − E_TR)/(1 − cos α·E_TR)·(1 − (cos α·E_TX)^n)]·E_TD + (1 − E_TD) |·e^{−TE/T2*}``
 
@@ -275,8 +286,7 @@ def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.
     ≥ 0 for every non-negative input (the denominators are ≥ 1 − cos α·E_TR > 0
     unless the numerator is 0 too, which is handled).
 
-    For a cycle-consistent steady-state MPRAGE with an explicit inversion see
-    :func:`mprage_steady_state`.
+    For the physical, cycle-consistent steady-state MPRAGE see :func:`mprage`.
     """
     be, (pd, t1, t2s, te, ti, tr, fa, tx, n, b1, td) = _setup(
         pd, t1_ms, t2star_ms, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1, td_ms)
@@ -295,9 +305,15 @@ def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.
     return be.finish(be.where(valid, s, 0.0))
 
 
-def mprage_steady_state(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.0,
-                        inversion_efficiency=1.0, magnitude=True):
-    """Cycle-consistent steady-state MPRAGE (not the published Eq. 6; a physical model for comparison).
+def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.0,
+           inversion_efficiency=1.0, magnitude=True):
+    """MPRAGE: the physical, cycle-consistent steady state (the model every caller uses).
+
+    Assumptions: instantaneous pulses, ideal spoiling of the transverse
+    magnetisation between readout pulses (Mz → cos α·Mz per pulse), a perfect
+    inversion scaled by η, and the signal read at the k-space-centre pulse
+    (linear phase encoding; the T1-blurring of the other lines is not modelled).
+    Checked against a step-by-step Bloch simulation in ``Testing/test_bloch_sequences.py``.
 
     Timing (Deichmann et al. 2000, Siemens convention): an inversion every TR;
     TI from the inversion to the k-space-centre excitation, which is pulse
@@ -314,6 +330,25 @@ def mprage_steady_state(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx
     then ``M_1 = 1 − A − η·A·M_a`` before the first pulse and
     ``M_kc = M* + (M_1 − M*)(cE)^{k_c}``; ``S = B1·PD·sin α·M_kc·e^{−TE/T2*}``
     (magnitude by default). The denominator is ≥ 1, so S is always finite.
+    When the train does not fit (TA + n·TX > TR) TD is clamped to 0 and the
+    cycle is longer than TR.
+
+    Differences from NiTorch's ``mprage()`` (balbasty/nitorch,
+    ``nitorch/tools/qmri/generators/mprage.py``; the generator paper 002 used):
+    NiTorch has no TX parameter (pulse spacing ``2·TE``), measures TI from the
+    inversion to the *first* readout pulse (``TD = TR − TI − n·2TE``) with the
+    centre at pulse n/2, assumes a perfect inversion, returns the signed
+    signal (no magnitude), and takes times in s and R1 in 1/s. Here TI is the
+    Siemens convention (inversion to the k-space-centre pulse), TX is explicit,
+    η is a parameter and the magnitude is returned. Numerically (PD = 1, no
+    T2*, README protocol TI 900, TR 2300, FA 9°, n 176, NiTorch's TX = 6 ms,
+    our TI moved to its centre pulse, 1428 ms): NiTorch gives WM 0.181,
+    GM 0.143, CSF 0.063, this model 0.060, 0.042, 0.014. Our reading of the
+    difference: NiTorch's expression does not attenuate the post-inversion
+    recovery by the ``(cos α·e^{−TX/T1})^k`` of the readout pulses before the
+    centre (adding that factor gives 0.072, 0.058, 0.027); the remaining gap
+    is in its recovery/periodicity term. The Bloch check in the tests
+    supports this model.
     """
     be, (pd, t1, t2s, te, ti, tr, fa, tx, n, b1, eta) = _setup(
         pd, t1_ms, t2star_ms, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1, inversion_efficiency)
@@ -339,6 +374,10 @@ def mprage_steady_state(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx
         sig = be.abs(sig)
     s = b1 * pd * sig * _rec(be, te, t2s)
     return be.finish(be.where(valid, s, 0.0))
+
+
+#: Former name of :func:`mprage` (the phantom and older code call it so).
+mprage_steady_state = mprage
 
 
 # --------------------------------------------------------------------------- helpers
