@@ -1,21 +1,36 @@
 """What the modules need from Slicer's Python: the engine's wheels and a background interpreter.
 
-Shared by the ShiftSimulator, ClaustrumSeg and ReaderStudy widgets. Nothing is installed without asking.
+Shared by the ShiftSimulator, ClaustrumSeg and ReaderStudy widgets. Nothing is installed without
+asking (except in self-tests, which pass ``ask=False``).
+
+Slicer bundles numpy, scipy, SimpleITK, requests, pydicom and packaging (Slicer
+``SuperBuild/External_python-*.cmake``), not the rest of what the engine imports, so every
+module calls :func:`ensure_requirements` before the first engine call that needs them.
+
+Torch is installed through the PyTorch extension (``PyTorchUtilsLogic().installTorch``, declared
+as ``EXTENSION_DEPENDS PyTorch``), which picks the CUDA build that matches the GPU driver (a plain
+``pip install torch`` gets a CPU-only wheel on Windows and an unchecked CUDA build on Linux). When
+that extension is missing, the CPU wheel from PyPI is the fallback.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import sys
 from typing import Mapping
 
-#: import name -> pip requirement, per feature.
+#: import name -> pip requirement, per feature. psutil ends background runs (whole process tree).
 ENGINE_REQUIREMENTS = {"numpy": "numpy", "scipy": "scipy", "SimpleITK": "SimpleITK", "nibabel": "nibabel",
-                       "yaml": "pyyaml", "tqdm": "tqdm"}
-MODEL_REQUIREMENTS = {"torch": "torch", "safetensors": "safetensors"}
+                       "yaml": "pyyaml", "tqdm": "tqdm", "h5py": "h5py", "psutil": "psutil"}
+MODEL_REQUIREMENTS = {"torch": "torch>=2.1", "safetensors": "safetensors"}
 REPORT_REQUIREMENTS = {"matplotlib": "matplotlib"}
+#: The torch versions the engine supports (pyproject.toml).
+TORCH_REQUIREMENT = ">=2.1"
+#: Approximate download sizes (MB), shown before installing.
+DOWNLOAD_MB = {"torch": 200, "torch-cuda": 2500, "engine": 60, "matplotlib": 10}
 
 
 def missing_requirements(extra: Mapping[str, str] | None = None) -> list[str]:
@@ -24,18 +39,45 @@ def missing_requirements(extra: Mapping[str, str] | None = None) -> list[str]:
     return [req for module, req in required.items() if importlib.util.find_spec(module) is None]
 
 
-def ensure_requirements(module_title: str, extra: Mapping[str, str] | None = None) -> bool:
-    """Ask, then ``pip_install`` the missing wheels into Slicer's Python; False if the user declines."""
+def _install_torch(ask: bool) -> bool:
+    """Torch through the PyTorch extension (GPU-matched build); the CPU wheel when the extension is absent."""
+    import slicer
+
+    try:
+        import PyTorchUtils  # the PyTorch extension (EXTENSION_DEPENDS PyTorch)
+    except ModuleNotFoundError:
+        logging.warning("NeuroShift: the PyTorch extension is not installed; installing the CPU build of torch")
+        slicer.util.pip_install(f"torch{TORCH_REQUIREMENT}")
+        return importlib.util.find_spec("torch") is not None
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=ask,
+                                                          torchVersionRequirement=TORCH_REQUIREMENT)
+    return torch is not None
+
+
+def ensure_requirements(module_title: str, extra: Mapping[str, str] | None = None, *, ask: bool = True) -> bool:
+    """Ask, then install the missing wheels into Slicer's Python; False if the user declines.
+
+    Cheap when nothing is missing (one ``find_spec`` per package), so widgets call it at the
+    start of every action that reaches the engine.
+    """
     missing = missing_requirements(extra)
     if not missing:
         return True
     import slicer
 
-    if not slicer.util.confirmOkCancelDisplay(
-            f"{module_title} needs these Python packages: {', '.join(missing)}. Install them now?"):
+    wants_torch = any(req.startswith("torch") for req in missing)
+    others = [req for req in missing if not req.startswith("torch")]
+    size = DOWNLOAD_MB["engine"] + (DOWNLOAD_MB["torch"] if wants_torch else 0)
+    if ask and not slicer.util.confirmOkCancelDisplay(
+            f"{module_title} needs these Python packages: {', '.join(missing)} "
+            f"(about {size} MB to download; torch with CUDA is about {DOWNLOAD_MB['torch-cuda']} MB). "
+            "Install them now?"):
         return False
-    slicer.util.pip_install(missing)
-    return True
+    if others:
+        slicer.util.pip_install(others)
+    if wants_torch and not _install_torch(ask=False):
+        return False
+    return not missing_requirements(extra)
 
 
 def engine_process() -> tuple[str, dict[str, str]]:
