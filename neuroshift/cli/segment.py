@@ -57,9 +57,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="brain-mask thresholds per channel, e.g. FLAIR=70,T1=30 (absolute) or FLAIR=0.1 (relative)")
     p.add_argument("--json", metavar="FILE", help="write volumes (mm^3), QC warnings and run information as JSON")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="network arithmetic: auto (float16 on CUDA, float32 on CPU), bf16 (about 2x faster on CPUs "
-                        "with AVX512-BF16/AMX, probabilities within ~2e-3), fp16 (CUDA only), fp32")
-    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch (default: all)")
+                   help="network arithmetic: auto (float16 on CUDA; bfloat16 on CPUs that run it natively, "
+                        "AVX512-BF16/AMX; else float32), bf16, fp16 (CUDA only), fp32. Reduced precision is "
+                        "checked against float32 on a few slices; the JSON run info gives the agreement")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch (default: $NEUROSHIFT_THREADS, else the cores available to the process)")
 
 
 def register(sub) -> None:
@@ -128,13 +130,16 @@ def run(args) -> int:
     import json
     import sys
 
+    from ..threads import configure as configure_threads, prepare_environment
+
+    prepare_environment()  # OMP_WAIT_POLICY=PASSIVE before torch is imported (OpenMP reads it once)
     import numpy as np
 
     from ..errors import InputError
     from ..io.atomic import write_text_atomic
     from ..io.files import read_volume, write_volume
     from ..progress import cli_progress
-    from ..segment.inference import segment_volume, set_cpu_threads
+    from ..segment.inference import segment_volume
     from ..segment.preprocess import BrainMaskSpec
     from ..torch_device import resolve_device
 
@@ -147,7 +152,9 @@ def run(args) -> int:
     outputs = [p for p in (args.output, args.probabilities, args.uncertainty, args.json) if p]
     if len(set(outputs)) != len(outputs):
         raise InputError("the output, --probabilities, --uncertainty and --json files must differ")
-    set_cpu_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    configure_threads(args.threads)
     device = resolve_device(args.device)
     pkg = _load_package(args, device)
     channels = list(pkg.manifest["input_channels"])
@@ -171,7 +178,8 @@ def run(args) -> int:
         current = BrainMaskSpec.from_manifest((pkg.manifest.get("preprocessing", {}) or {}).get("brain_mask"),
                                               str(pkg.manifest.get("task", "")))
         mode = args.mask_mode or current.mode
-        spec = {"mode": mode, "largest_component": current.largest_component, "fill_holes": current.fill_holes}
+        spec = {"mode": mode, "largest_component": current.largest_component, "fill_holes": current.fill_holes,
+                "channel": current.channel}
         if args.mask_thresholds:
             try:
                 spec["thresholds"] = {k: float(v) for k, v in args.mask_thresholds.items()}

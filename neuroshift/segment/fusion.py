@@ -23,6 +23,11 @@ from .views import SLICING_AXIS, check_view
 
 #: Slab fractions of the papers (applied along each slicing axis of the model's views).
 SLAB_FRACTIONS = {"wmh": 0.10, "claustrum": 0.20, "claustrum-neonatal": 0.25}
+#: Slab rules (manifest ``slab_fill``): ``zero`` clears the union of every view's slabs in the fused
+#: probability (our packages; the WMH release, one view); ``view-min``: each view fills what it did not
+#: predict (its slabs, cropped-away borders) with the minimum of its mean probability and nothing is
+#: cleared after fusion, as the authors' claustrum release does (``test_two_views.py``, ``crop_or_pad``).
+SLAB_FILLS = ("zero", "view-min")
 #: Thresholds of the released code.
 THRESHOLDS = {"wmh": 0.5, "claustrum": 0.40}
 
@@ -106,5 +111,5 @@ def remove_slabs(array: np.ndarray, views: Iterable[str], fraction: float | Mapp
     return out
 
 
-__all__ = ["SLAB_FRACTIONS", "THRESHOLDS", "ensemble_mean", "fuse", "fuse_views", "kept_slices", "remove_slabs",
+__all__ = ["SLAB_FILLS", "SLAB_FRACTIONS", "THRESHOLDS", "ensemble_mean", "fuse", "fuse_views", "kept_slices", "remove_slabs",
            "slab_count", "slab_fractions", "slab_keep_mask", "threshold"]

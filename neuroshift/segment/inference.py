@@ -9,20 +9,22 @@ The pipeline of dissertation 003 (see ``docs/segmentation.md`` §2), driven by t
    test-time augmentation (left-right flip of axial and coronal slices; each flipped pass counts as
    one more member of its view); slices back into the volume;
 3. mean of the members of each view, equal-weight mean of the views
-   (:mod:`~neuroshift.segment.fusion`); slab removal; ``probability > threshold``;
+   (:mod:`~neuroshift.segment.fusion`); slab rule (``slab_fill``); ``probability > threshold``;
 4. back to the input grid: nearest neighbour for the label, linear for probability and uncertainty;
    the outputs have the input's (first channel's) spacing, origin and direction;
 5. volumes in mm³ (input grid), uncertainty (:mod:`~neuroshift.segment.uncertainty`), QC warnings
-   (:mod:`~neuroshift.segment.qc`).
+   (:mod:`~neuroshift.segment.qc`), run information.
 
-Devices: ``auto`` uses CUDA when available (slices in batches, ``torch.autocast`` float16 mixed
-precision), else the CPU (float32). A CUDA out-of-memory error stops with a message suggesting
-``--device cpu`` or a smaller ``--batch-size``.
+Named steps: :func:`_plan` (settings), :func:`_predict_view` (one view's networks), :func:`_fuse`,
+:func:`_volumes`, :func:`_run_info`. Speed: channels-last memory, ``torch.inference_mode``, reduced
+precision where native (:mod:`~neuroshift.segment.precision`; its agreement with float32 is measured
+in the run and recorded), CUDA batches sized to the free memory; CPU threads follow
+:mod:`neuroshift.threads`. A CUDA out-of-memory error stops with a message suggesting ``--device cpu``
+or a smaller ``--batch-size``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -33,11 +35,13 @@ from ..errors import InputError, NeuroShiftError
 from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import fusion
-from .preprocess import BrainMaskSpec, prepare_inputs
+from .precision import PRECISIONS, agreement, autocast_dtype, dtype_name
+from .preprocess import BrainMaskSpec, crop_overlap, prepare_inputs
 from .qc import hemisphere_counts, is_bilateral, midline_x_ras, qc_warnings
 from .uncertainty import KINDS, uncertainty_map
-from .views import LR_FLIP_AXIS, SLICING_AXIS, batches, check_view, view_slices
+from .views import LR_FLIP_AXIS, SLICING_AXIS, VIEW_ORDER, batches, check_view, view_slices
 
+#: Slices per network call: CPU default; on CUDA the batch is sized to the free memory (:func:`_cuda_batch_size`).
 DEFAULT_BATCH = {"cuda": 64, "cpu": 16}
 SEGMENT_NAMES = {"claustrum": "claustrum", "wmh": "WMH"}
 
@@ -84,13 +88,13 @@ def resolve_package(package: Any, device):
     return load_package(find_model(package), device)
 
 
-def _module_device(model):
+def _prepare_models(pkg, dev) -> None:
+    """Move every network to ``dev`` in eval mode, channels-last memory (oneDNN/cuDNN's fast layout)."""
     import torch
 
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
+    for view_models in pkg.models.values():
+        for i, m in enumerate(view_models):
+            view_models[i] = m.to(device=dev, memory_format=torch.channels_last).eval()
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -100,34 +104,14 @@ def _is_oom(exc: BaseException) -> bool:
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def autocast_dtype(precision: str, device):
-    """The autocast dtype for a precision choice, or None for float32.
-
-    ``auto``: float16 on CUDA, float32 on the CPU; ``bf16`` works on both (on CPUs with AVX512-BF16/AMX it
-    roughly halves CPU time, probabilities within ~2e-3 of float32); ``fp16`` needs CUDA.
-    """
-    import torch
-
-    from ..errors import InputError
-
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type != "cuda":
-        raise InputError("--precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
 def predict_slices(model, slices, *, device, batch_size: int, precision: str = "auto",
                    flip_axis: int | None = None, on_batch=None, as_tensor: bool = False):
     """Probabilities ``(N, H, W)`` of one network on ``(N, C, H, W)`` slices (optionally W-flipped).
 
-    ``slices`` is a numpy array (copied batch by batch to ``device``) or a tensor already there.
-    Returns a numpy array, or with ``as_tensor`` a float32 tensor on ``device``.
+    ``slices`` is a numpy array (copied batch by batch to ``device``) or a tensor already there. Batches
+    go in channels-last memory under ``torch.inference_mode``, with autocast for reduced precision
+    (:func:`~neuroshift.segment.precision.autocast_dtype`). Returns a numpy array, or with
+    ``as_tensor`` a float32 tensor on ``device``.
     """
     import torch
 
@@ -137,14 +121,12 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
     on_device = torch.is_tensor(slices)
     with torch.inference_mode():
         for b, sl in enumerate(batches(slices.shape[0], batch_size)):
-            if on_device:
-                x = slices[sl]
-            else:
-                x = torch.from_numpy(slices[sl])
-                if device.type == "cuda":
-                    x = x.pin_memory().to(device, non_blocking=True)
+            x = slices[sl] if on_device else torch.from_numpy(slices[sl])
+            if not on_device and device.type == "cuda":
+                x = x.pin_memory().to(device, non_blocking=True)
             if flip_axis is not None:
                 x = torch.flip(x, dims=(flip_axis,))
+            x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
                 if hasattr(model, "forward_logits"):
@@ -159,19 +141,203 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
     return out if as_tensor else out.cpu().numpy()
 
 
-def _overlap_slices(info):
-    """``(src, dst)`` index pairs: original-slice pixels ``src`` correspond to model-input pixels ``dst``."""
-    from .preprocess import _overlap
-
-    src, dst = _overlap(info)
-    return src, dst
-
-
 def _view_of(volume_t, view: str):
     """The ``(N, H, W)`` view-ordered alias of a ``(K, J, I)`` tensor (writes go through)."""
-    from .views import _ORDER
+    return volume_t.permute(*VIEW_ORDER[view])
 
-    return volume_t.permute(*_ORDER[view])
+
+def _cuda_batch_size(pkg, hw, n_channels: int, amp_dtype) -> int:
+    """Slices per batch that fit in half the free GPU memory (rough activation estimate; 1-256)."""
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    net = next(iter(pkg.models.values()))[0]
+    width = int(net.config().get("encoder", [64])[0]) if hasattr(net, "config") else 64
+    per_slice = 10 * int(hw[0]) * int(hw[1]) * max(width, n_channels) * (2 if amp_dtype is not None else 4)
+    return int(min(256, max(1, free // 2 // max(per_slice, 1))))
+
+
+@dataclass
+class _Plan:
+    """What one run does: views, slabs, threshold, batch, precision, slab rule, uncertainty."""
+
+    views: list[str]
+    fractions: dict[str, float]
+    threshold: float
+    batch_size: int
+    precision: str
+    amp_dtype: Any
+    crop_hw: Any
+    shape: tuple[int, int, int]
+    slab_fill: str
+    tta: bool
+    uncertainty: str
+
+
+def _plan(pkg, prepared, dev, *, tta, batch_size, threshold, slab_fraction, uncertainty, precision) -> _Plan:
+    """Resolve the run's settings from the manifest and the caller's overrides (errors before any work)."""
+    manifest = pkg.manifest
+    pre = manifest.get("preprocessing", {}) or {}
+    crop_hw = pre.get("crop_hw")
+    if crop_hw is not None and min(int(v) for v in crop_hw) < 1:
+        raise InputError(f"invalid crop size {crop_hw}")
+    views = [check_view(v) for v in manifest["views"]]
+    fractions = fusion.slab_fractions(views, manifest.get("slab_fraction") if slab_fraction is None else slab_fraction)
+    slab_fill = str(manifest.get("slab_fill", "zero")).lower()
+    if slab_fill not in fusion.SLAB_FILLS:
+        raise InputError(f"unknown slab_fill '{slab_fill}' in the manifest; use {' or '.join(fusion.SLAB_FILLS)}")
+    amp = autocast_dtype(precision, dev)
+    if batch_size:
+        bs = int(batch_size)
+    elif dev.type == "cuda":
+        bs = _cuda_batch_size(pkg, crop_hw or prepared.channels.shape[-2:], prepared.channels.shape[0], amp)
+    else:
+        bs = DEFAULT_BATCH["cpu"]
+    thr = float(manifest.get("threshold", 0.5) if threshold is None else threshold)
+    return _Plan(views, fractions, thr, bs, precision, amp, crop_hw, tuple(prepared.channels.shape[1:]), slab_fill,
+                 bool(tta), uncertainty)
+
+
+@dataclass
+class _Accumulators:
+    """Device tensors on the model grid: fused probability, and member sum / sum of squares for the variance."""
+
+    fused: Any
+    member_sum: Any = None
+    member_sq: Any = None
+    n_members: int = 0
+    network_seconds: float = 0.0
+    passes_done: int = 0
+    precision_check: dict | None = None
+
+
+def _run_network(model, model_input, plan: _Plan, dev, flip, on_batch):
+    """One network pass on a view's slices; a CUDA out-of-memory error becomes :class:`DeviceMemoryError`."""
+    import torch
+
+    try:
+        return predict_slices(model, model_input, device=dev, batch_size=plan.batch_size, precision=plan.precision,
+                              flip_axis=flip, on_batch=on_batch, as_tensor=True)
+    except (RuntimeError, MemoryError) as exc:
+        if dev.type == "cuda" and _is_oom(exc):
+            torch.cuda.empty_cache()
+            raise DeviceMemoryError(
+                f"the GPU ran out of memory with batches of {plan.batch_size} slices of "
+                f"{model_input.shape[-2]}x{model_input.shape[-1]} pixels; use a smaller --batch-size "
+                f"(e.g. {max(1, plan.batch_size // 4)}) or --device cpu") from None
+        raise
+
+
+def _check_precision(model, model_input, pred, plan: _Plan, dev) -> dict:
+    """Reduced precision vs float32 on up to 4 evenly spaced slices of the first network (same run)."""
+    n = int(model_input.shape[0])
+    idx = np.unique(np.linspace(0, n - 1, num=min(4, n)).round().astype(int))
+    sample = model_input[idx] if not hasattr(model_input, "device") else model_input[idx.tolist()]
+    ref = predict_slices(model, sample, device=dev, batch_size=len(idx), precision="fp32", as_tensor=True)
+    return {**agreement(pred[idx.tolist()], ref, plan.threshold), "slices": int(len(idx)), "of_slices": n}
+
+
+def _predict_view(view: str, models, prepared, plan: _Plan, acc: _Accumulators, dev, progress,
+                  total_passes: int) -> None:
+    """Every network (and flipped pass) of one view on its kept slices; its mean goes into ``acc.fused``.
+
+    Pixels the view did not predict (its removed slabs, cropped-away borders) get 0, or with
+    ``slab_fill="view-min"`` the minimum of the view's mean probability over its predicted slices,
+    as the authors' claustrum release does (``crop_or_pad`` in ``test_two_views.py`` fills with
+    ``np.min`` of the prediction).
+    """
+    import torch
+
+    flips = [None] + ([LR_FLIP_AXIS[view]] if plan.tta and LR_FLIP_AXIS[view] is not None else [])
+    n_members = len(models) * len(flips)
+    keep = fusion.kept_slices(plan.shape[SLICING_AXIS[view]], plan.fractions[view])
+    if keep.size == 0:
+        acc.passes_done += n_members
+        return
+    lo, hi = int(keep[0]), int(keep[-1]) + 1
+    slices, info = view_slices(prepared.channels, view, plan.crop_hw, prepared.pad_value, indices=keep)
+    model_input = slices
+    if dev.type == "cuda":
+        try:  # one copy per view, shared by all its networks
+            model_input = torch.from_numpy(slices).to(dev)
+        except (RuntimeError, MemoryError) as exc:
+            if not _is_oom(exc):
+                raise
+            torch.cuda.empty_cache()
+    src, dst = crop_overlap(info)
+    crop_sum = torch.zeros((hi - lo,) + tuple(slices.shape[-2:]), dtype=torch.float32, device=dev)
+    for mi, model in enumerate(models):
+        for flip in flips:
+            def on_batch(frac, _done=acc.passes_done, _mi=mi, _flip=flip):
+                report(progress, 0.05 + 0.85 * (_done + frac) / total_passes,
+                       f"{view} network {_mi + 1}/{len(models)}" + (" (flipped)" if _flip else ""))
+            ts = time.perf_counter()
+            pred = _run_network(model, model_input, plan, dev, flip, on_batch)
+            acc.network_seconds += time.perf_counter() - ts
+            if plan.amp_dtype is not None and acc.precision_check is None:
+                acc.precision_check = _check_precision(model, model_input, pred, plan, dev)
+            crop_sum += pred
+            if acc.member_sum is not None:  # undo crop/pad: predicted pixels back where they came from
+                _view_of(acc.member_sum, view)[lo:hi, src[0], src[1]] += pred[:, dst[0], dst[1]]
+                _view_of(acc.member_sq, view)[lo:hi, src[0], src[1]] += pred[:, dst[0], dst[1]] ** 2
+            acc.n_members += 1
+            acc.passes_done += 1
+    view_mean = crop_sum / float(n_members)
+    base = float(view_mean.min().item()) if plan.slab_fill == "view-min" else 0.0
+    target = _view_of(acc.fused, view)
+    if base:
+        target += base
+    target[lo:hi, src[0], src[1]] += view_mean[:, dst[0], dst[1]] - base
+
+
+def _fuse(acc: _Accumulators, plan: _Plan, dev):
+    """Equal-weight mean of the views, slab rule, threshold; numpy ``(fused, label, uncertainty)`` on the model grid."""
+    import torch
+
+    fused_t = acc.fused / float(len(plan.views))
+    if plan.slab_fill == "zero":
+        keep_mask = torch.from_numpy(fusion.slab_keep_mask(plan.shape, plan.views, plan.fractions)).to(dev)
+        fused_t = torch.where(keep_mask, fused_t, torch.zeros((), dtype=fused_t.dtype, device=dev))
+    fused = fused_t.cpu().numpy()
+    if acc.member_sum is not None:
+        mean_t = acc.member_sum / max(acc.n_members, 1)
+        unc = torch.clamp(acc.member_sq / max(acc.n_members, 1) - mean_t * mean_t, min=0.0).cpu().numpy()
+    else:
+        unc = uncertainty_map(plan.uncertainty, probability=fused)
+    return fused, fusion.threshold(fused, plan.threshold), unc
+
+
+def _volumes(label: Volume, prepared, manifest, name: str) -> dict[str, float]:
+    """Segment volumes in mm³ on the input grid (and left/right for bilateral structures)."""
+    voxel_mm3 = float(np.prod(label.spacing))
+    volumes = {name: round(float(np.count_nonzero(label.data)) * voxel_mm3, 3)}
+    if is_bilateral(manifest):
+        left, right = hemisphere_counts(label, midline_x_ras(prepared))
+        volumes[f"{name}_left"] = round(left * voxel_mm3, 3)
+        volumes[f"{name}_right"] = round(right * voxel_mm3, 3)
+    return volumes
+
+
+def _run_info(pkg, manifest, plan: _Plan, acc: _Accumulators, prepared, dev, name, volumes, t0) -> dict[str, Any]:
+    """Run information for the JSON summary (settings, precision and its measured agreement, threads, times)."""
+    from ..threads import policy_info
+
+    pre = manifest.get("preprocessing", {}) or {}
+    info = {
+        "model": str(getattr(pkg, "path", "") or manifest.get("description", "")),
+        "task": manifest.get("task"), "views": plan.views, "models_per_view": manifest.get("models_per_view"),
+        "threshold": plan.threshold, "slab_fraction": plan.fractions, "slab_fill": plan.slab_fill,
+        "tta": plan.tta, "device": str(dev), "precision": dtype_name(plan.amp_dtype),
+        "precision_check": acc.precision_check, "batch_size": plan.batch_size,
+        "threads": policy_info() if dev.type == "cpu" else None,
+        "orientation": pre.get("orientation", "RAS"), "settings_source": manifest.get("settings_source"),
+        "model_grid_shape_kji": list(plan.shape), "model_spacing_mm": [round(float(s), 4) for s in prepared.grid.spacing],
+        "resampled": prepared.resampled, "input_orientation": prepared.reorientation.original_code,
+        "network_seconds": round(acc.network_seconds, 3), "total_seconds": round(time.perf_counter() - t0, 3),
+        "hemisphere_split": "left/right volumes split at the sagittal plane through the brain-mask centroid "
+                            "(RAS x); not part of the papers" if f"{name}_left" in volumes else None,
+    }
+    return {k: v for k, v in info.items() if v is not None}
 
 
 def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, device: str = "auto",
@@ -187,7 +353,13 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
     manifest is the reference grid of the outputs. ``package``: a
     :class:`~neuroshift.segment.package.LoadedPackage`, a package folder or a registered name.
     ``threshold``/``slab_fraction`` override the manifest; ``uncertainty`` is ``"variance"`` or
-    ``"entropy"`` (see :mod:`neuroshift.segment.uncertainty`).
+    ``"entropy"`` (see :mod:`neuroshift.segment.uncertainty`); ``precision`` see
+    :mod:`neuroshift.segment.precision`. Threads: as set by the caller (the CLI applies
+    :func:`neuroshift.threads.configure`).
+
+    Raises:
+        InputError: unknown options, missing channels, an empty brain mask.
+        DeviceMemoryError: the GPU ran out of memory.
     """
     import torch
 
@@ -198,142 +370,50 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
     if uncertainty not in KINDS:
         raise InputError(f"unknown uncertainty kind '{uncertainty}'; use {' or '.join(KINDS)}")
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    autocast_dtype(precision, dev)  # a bad precision fails before loading anything
     report(progress, 0.0, "loading model")
     pkg = resolve_package(package, dev)
     manifest = dict(pkg.manifest)
-    for view_models in pkg.models.values():
-        for i, m in enumerate(view_models):
-            if _module_device(m) != dev:
-                view_models[i] = m.to(dev)
-            view_models[i].eval()
+    _prepare_models(pkg, dev)
     if isinstance(inputs, Volume):
         inputs = {manifest["input_channels"][0]: inputs}
     report(progress, 0.02, "preprocessing")
     prepared = prepare_inputs(inputs, manifest, brain_mask_volume=brain_mask, mask_spec=mask_spec)
-    pre = manifest.get("preprocessing", {}) or {}
-    crop_hw = pre.get("crop_hw")
-    views = [check_view(v) for v in manifest["views"]]
-    fractions = fusion.slab_fractions(views, manifest.get("slab_fraction") if slab_fraction is None else slab_fraction)
-    thr = float(manifest.get("threshold", 0.5) if threshold is None else threshold)
-    bs = int(batch_size or DEFAULT_BATCH.get(dev.type, 16))
-    shape = prepared.channels.shape[1:]
+    plan = _plan(pkg, prepared, dev, tta=tta, batch_size=batch_size, threshold=threshold,
+                 slab_fraction=slab_fraction, uncertainty=uncertainty, precision=precision)
 
-    passes = []
-    for view in views:
-        n_members = len(pkg.models[view]) * (2 if tta and LR_FLIP_AXIS[view] is not None else 1)
-        passes.append(n_members)
-    total_passes = max(1, sum(passes))
-    done = 0
-    t_model = 0.0
-    # Accumulators live on the device (torch ops: multi-threaded on the CPU, no round trips on a GPU).
-    fused_t = torch.zeros(shape, dtype=torch.float32, device=dev)
+    zeros = lambda: torch.zeros(plan.shape, dtype=torch.float32, device=dev)  # noqa: E731
     want_var = uncertainty == "variance"
-    sum_t = torch.zeros(shape, dtype=torch.float32, device=dev) if want_var else None
-    sq_t = torch.zeros(shape, dtype=torch.float32, device=dev) if want_var else None
-    n_all = 0
-    if crop_hw is not None and min(int(v) for v in crop_hw) < 1:
-        raise InputError(f"invalid crop size {crop_hw}")
-    for view, n_members in zip(views, passes):
-        axis = SLICING_AXIS[view]
-        keep = fusion.kept_slices(shape[axis], fractions[view])
-        if keep.size == 0:
-            done += n_members
-            continue
-        lo, hi = int(keep[0]), int(keep[-1]) + 1
-        slices, info = view_slices(prepared.channels, view, crop_hw, prepared.pad_value, indices=keep)
-        view_sum = torch.zeros((hi - lo,) + tuple(info.original_hw), dtype=torch.float32, device=dev)
-        model_input = slices
-        if dev.type == "cuda":
-            try:  # one copy per view, shared by all its networks
-                model_input = torch.from_numpy(slices).to(dev)
-            except (RuntimeError, MemoryError) as exc:
-                if not _is_oom(exc):
-                    raise
-                torch.cuda.empty_cache()
-        src, dst = _overlap_slices(info)
-        flips = [None] + ([LR_FLIP_AXIS[view]] if tta and LR_FLIP_AXIS[view] is not None else [])
-        for mi, model in enumerate(pkg.models[view]):
-            for flip in flips:
-                def on_batch(frac, _done=done, _mi=mi, _flip=flip):
-                    report(progress, 0.05 + 0.85 * (_done + frac) / total_passes,
-                           f"{view} network {_mi + 1}/{len(pkg.models[view])}" + (" (flipped)" if _flip else ""))
-                ts = time.perf_counter()
-                try:
-                    pred = predict_slices(model, model_input, device=dev, batch_size=bs, precision=precision,
-                                          flip_axis=flip, on_batch=on_batch, as_tensor=True)
-                except (RuntimeError, MemoryError) as exc:
-                    if dev.type == "cuda" and _is_oom(exc):
-                        torch.cuda.empty_cache()
-                        raise DeviceMemoryError(
-                            f"the GPU ran out of memory with batches of {bs} slices of "
-                            f"{slices.shape[-2]}x{slices.shape[-1]} pixels; use a smaller --batch-size "
-                            f"(e.g. {max(1, bs // 4)}) or --device cpu") from None
-                    raise
-                t_model += time.perf_counter() - ts
-                # undo crop/pad: the predicted pixels go back where they came from (cropped-away ones stay 0)
-                full = torch.zeros_like(view_sum)
-                full[:, src[0], src[1]] = pred[:, dst[0], dst[1]]
-                view_sum += full
-                if want_var:
-                    _view_of(sum_t, view)[lo:hi] += full
-                    _view_of(sq_t, view)[lo:hi] += full * full
-                n_all += 1
-                done += 1
-        _view_of(fused_t, view)[lo:hi] += view_sum / float(n_members)
-        del model_input, view_sum
-    fused_t /= float(len(views))
+    acc = _Accumulators(zeros(), zeros() if want_var else None, zeros() if want_var else None)
+    flips = {v: 2 if tta and LR_FLIP_AXIS[v] is not None else 1 for v in plan.views}
+    total_passes = max(1, sum(len(pkg.models[v]) * flips[v] for v in plan.views))
+    for view in plan.views:
+        _predict_view(view, pkg.models[view], prepared, plan, acc, dev, progress, total_passes)
 
     report(progress, 0.92, "fusing views")
-    keep_mask = torch.from_numpy(fusion.slab_keep_mask(shape, views, fractions)).to(dev)
-    fused_t = torch.where(keep_mask, fused_t, torch.zeros((), dtype=fused_t.dtype, device=dev))
-    if want_var:
-        mean_t = sum_t / max(n_all, 1)
-        unc_t = torch.clamp(sq_t / max(n_all, 1) - mean_t * mean_t, min=0.0)
-        del sum_t, sq_t, mean_t
-    fused = fused_t.cpu().numpy()
-    label_model = fusion.threshold(fused, thr)
-    unc_model = unc_t.cpu().numpy() if want_var else uncertainty_map(uncertainty, probability=fused)
+    fused, label_model, unc_model = _fuse(acc, plan, dev)
+    del acc.fused, acc.member_sum, acc.member_sq
 
     report(progress, 0.95, "back to the input grid")
     label = prepared.to_input_grid(label_model, interpolation="nearest", dtype=np.uint8)
     probability = prepared.to_input_grid(fused, interpolation="linear")
     unc = prepared.to_input_grid(unc_model, interpolation="linear")
-    label.meta = {}
-    probability.meta = {}
-    unc.meta = {}
-
+    for v in (label, probability, unc):
+        v.meta = {}
     name = segment_name(manifest)
-    voxel_mm3 = float(np.prod(label.spacing))
-    volumes = {name: round(float(np.count_nonzero(label.data)) * voxel_mm3, 3)}
-    if is_bilateral(manifest):
-        left, right = hemisphere_counts(label, midline_x_ras(prepared))
-        volumes[f"{name}_left"] = round(left * voxel_mm3, 3)
-        volumes[f"{name}_right"] = round(right * voxel_mm3, 3)
+    volumes = _volumes(label, prepared, manifest, name)
     warnings = list(prepared.warnings) + qc_warnings(prepared, manifest, label, age_weeks=age_weeks)
     report(progress, 1.0, "done")
-    info = {
-        "model": str(getattr(pkg, "path", "") or manifest.get("description", "")),
-        "task": manifest.get("task"), "views": views, "models_per_view": manifest.get("models_per_view"),
-        "threshold": thr, "slab_fraction": fractions, "tta": bool(tta), "device": str(dev),
-        "precision": str(autocast_dtype(precision, dev) or "float32").replace("torch.", ""), "batch_size": bs,
-        "model_grid_shape_kji": list(shape), "model_spacing_mm": [round(float(s), 4) for s in prepared.grid.spacing],
-        "resampled": prepared.resampled, "input_orientation": prepared.reorientation.original_code,
-        "network_seconds": round(t_model, 3), "total_seconds": round(time.perf_counter() - t0, 3),
-        "hemisphere_split": "left/right volumes split at the sagittal plane through the brain-mask centroid "
-                            "(RAS x); not part of the papers" if f"{name}_left" in volumes else None,
-    }
-    return SegmentationResult(label, probability, unc, volumes, warnings, uncertainty, name,
-                              {k: v for k, v in info.items() if v is not None})
+    info = _run_info(pkg, manifest, plan, acc, prepared, dev, name, volumes, t0)
+    return SegmentationResult(label, probability, unc, volumes, warnings, uncertainty, name, info)
 
 
 def set_cpu_threads(n: int | None) -> None:
-    """Limit torch's CPU threads (``NEUROSHIFT_THREADS`` or ``n``)."""
-    import torch
+    """Apply the thread policy (:func:`neuroshift.threads.configure`): ``n``, ``NEUROSHIFT_THREADS`` or all cores."""
+    from ..threads import configure
 
-    n = n or int(os.environ.get("NEUROSHIFT_THREADS", "0") or 0)
-    if n > 0:
-        torch.set_num_threads(n)
+    configure(n)
 
 
-__all__ = ["DeviceMemoryError", "SegmentationResult", "predict_slices", "resolve_package", "segment_name",
-           "segment_volume"]
+__all__ = ["PRECISIONS", "DeviceMemoryError", "SegmentationResult", "autocast_dtype", "predict_slices",
+           "resolve_package", "segment_name", "segment_volume", "set_cpu_threads"]

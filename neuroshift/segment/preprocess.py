@@ -10,7 +10,9 @@ The chain, applied by :func:`prepare_inputs` and undone by :meth:`PreparedInput.
    and a *sagittal* one ``array[:, :, i]`` (see :mod:`neuroshift.segment.views`). The same scan
    stored RAS, LPS or with permuted axes gives the same canonical array, so the segmentation does
    not depend on how the file was written. Oblique scans keep their obliquity (the closest
-   permutation is chosen); nothing is resampled by this step.
+   permutation is chosen); nothing is resampled by this step. ``"stored"`` keeps the stored array
+   order (no reorientation), as the authors' released claustrum inference does; the imported WMH
+   package uses ``"LPS"``, the stored order of the challenge files its networks were trained on.
 2. **Resampling** to the model's voxel spacing (``preprocessing.spacing_mm``: a number, a list of
    three in canonical ``(i, j, k)`` order where ``null`` keeps the input's spacing on that axis, or
    ``null`` for no resampling), centre-aligned, linear for images (:func:`model_grid`,
@@ -77,7 +79,14 @@ def _best_assignment(ras: np.ndarray) -> tuple[int, int, int]:
     return best
 
 
+#: Orientation value that keeps the stored array order (no reorientation), as the authors' released
+#: claustrum inference does (``sitk.GetArrayFromImage`` of the file, whatever its orientation).
+STORED = "stored"
+
+
 def _check_code(code: str) -> str:
+    if str(code).lower() == STORED:
+        return STORED
     code = str(code).upper()
     if len(code) != 3 or any(c not in _PHYS_AXIS for c in code) or len({_PHYS_AXIS[c] for c in code}) != 3:
         raise InputError(f"'{code}' is not an orientation code such as RAS, LPS or LAS")
@@ -122,6 +131,10 @@ def reorient(vol: Volume, code: str = CANONICAL) -> tuple[Volume, Reorientation]
     that :meth:`Reorientation.invert` uses to bring a canonical array back.
     """
     code = _check_code(code)
+    if code == STORED:  # the stored array order as it is: identity, geometry unchanged
+        ro = Reorientation((0, 1, 2), (), tuple(vol.data.shape), orientation_code(vol.direction), STORED)
+        return Volume(np.ascontiguousarray(vol.data), vol.spacing.copy(), vol.origin.copy(), vol.direction.copy(),
+                      dict(vol.meta)), ro
     ras = LPS_TO_RAS @ vol.direction
     perm_phys = _best_assignment(ras)  # index axis c runs along physical axis perm_phys[c]
     phys_to_index = {p: c for c, p in enumerate(perm_phys)}
@@ -216,6 +229,8 @@ class BrainMaskSpec:
       synthetic, or rescaled by a conversion tool) where raw 70/30 mean nothing.
     * ``thresholds``: ``{channel name: value}``; ``"*"`` applies to channels not named.
     * ``largest_component`` / ``fill_holes``: per axial slice (2D, 8-connected), as in the release.
+    * ``channel``: compute one mask from this channel and z-score every channel inside it (the newest
+      WMH release, ``test_tf2.py``: FLAIR >= 30 for FLAIR and T1); ``None``: each channel its own mask.
     * ``enabled=False``: no mask; z-score over the whole field of view.
     """
 
@@ -224,6 +239,7 @@ class BrainMaskSpec:
     largest_component: bool = True
     fill_holes: bool = True
     enabled: bool = True
+    channel: str | None = None
 
     @classmethod
     def from_manifest(cls, value: Any, task: str = "") -> "BrainMaskSpec":
@@ -240,12 +256,17 @@ class BrainMaskSpec:
             raise InputError(f"brain mask mode must be 'absolute' or 'relative', got '{mode}'")
         base = default if mode == "absolute" else dict(RELATIVE_THRESHOLDS)
         thresholds = {**base, **{str(k): float(v) for k, v in dict(value.get("thresholds", {})).items()}}
+        channel = value.get("channel")
         return cls(mode, thresholds, bool(value.get("largest_component", True)),
-                   bool(value.get("fill_holes", True)), bool(value.get("enabled", True)))
+                   bool(value.get("fill_holes", True)), bool(value.get("enabled", True)),
+                   str(channel) if channel else None)
 
     def to_manifest(self) -> dict[str, Any]:
-        return {"mode": self.mode, "thresholds": dict(self.thresholds), "largest_component": self.largest_component,
-                "fill_holes": self.fill_holes, "enabled": self.enabled}
+        out = {"mode": self.mode, "thresholds": dict(self.thresholds), "largest_component": self.largest_component,
+               "fill_holes": self.fill_holes, "enabled": self.enabled}
+        if self.channel:
+            out["channel"] = self.channel
+        return out
 
     def threshold_for(self, channel: str, array: np.ndarray) -> float:
         value = _lookup(self.thresholds, channel)
@@ -386,6 +407,11 @@ def _overlap(info: CropPad) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
     return (src[0], src[1]), (dst[0], dst[1])
 
 
+def crop_overlap(info: CropPad) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """``(src, dst)``: the original-slice pixels ``src`` sit at model-input pixels ``dst`` (rows, columns)."""
+    return _overlap(info)
+
+
 # ============================================================== the whole chain
 @dataclass
 class PreparedInput:
@@ -495,6 +521,16 @@ def prepare_inputs(inputs: Mapping[str, Volume], manifest: Mapping[str, Any], *,
             ext = resample_to_grid(ext, grid, interpolation="nearest", dtype=np.uint8)
         external = np.asarray(ext.data) != 0
     zscore = pre.get("zscore", True)
+    if spec.channel and external is None and spec.enabled:
+        src = match_channels(dict(zip(names, names)), [spec.channel])[0]  # the manifest's spelling
+        src_arr = np.asarray(canon_vols[names.index(src)].data, dtype=np.float32)
+        external = brain_mask(src_arr, spec.threshold_for(src, src_arr), largest_component=spec.largest_component,
+                              fill_holes=spec.fill_holes)
+        if external.sum() < 2:
+            raise InputError(
+                f"the brain mask from channel {src} is empty (threshold {spec.threshold_for(src, src_arr):.4g}, "
+                f"{spec.mode}); raw thresholds need scanner-scaled intensities - use relative thresholds "
+                "(--mask-mode relative) or give --brain-mask")
     channel_masks: dict[str, np.ndarray] = {}
     channels = []
     for name, vol in zip(names, canon_vols):
@@ -512,7 +548,7 @@ def prepare_inputs(inputs: Mapping[str, Volume], manifest: Mapping[str, Any], *,
                 f"the brain mask of channel {name} is empty (threshold {spec.threshold_for(name, arr):.4g}, "
                 f"{spec.mode}); raw thresholds (WMH FLAIR 70 / T1 30) need scanner-scaled intensities - "
                 "use relative thresholds (--mask-mode relative) or give --brain-mask")
-        if frac > 0.98 and spec.enabled and external is None:
+        if frac > 0.98 and spec.enabled and brain_mask_volume is None:
             warnings.append(f"the brain mask of channel {name} covers {100 * frac:.0f}% of the field of view: "
                             "the threshold is probably too low for this intensity scale")
         channel_masks[name] = m
@@ -532,7 +568,8 @@ def prepare_label(label: Volume, prepared: PreparedInput) -> np.ndarray:
 
 
 __all__ = [
-    "CANONICAL", "BrainMaskSpec", "CropPad", "PreparedInput", "Reorientation", "brain_mask", "crop_or_pad",
+    "CANONICAL", "STORED", "BrainMaskSpec", "CropPad", "PreparedInput", "Reorientation", "brain_mask", "crop_or_pad",
+    "crop_overlap",
     "match_channels", "model_grid", "orientation_code", "parse_spacing", "prepare_inputs", "prepare_label",
     "reorient", "resample_to_grid", "uncrop", "zscore_in_mask",
 ]

@@ -24,6 +24,7 @@ from .preprocess import CropPad, crop_or_pad, uncrop
 VIEWS = ("axial", "coronal", "sagittal")
 #: For each view: the permutation of the ``(K, J, I)`` axes that puts the slicing axis first.
 _ORDER = {"axial": (0, 1, 2), "coronal": (1, 0, 2), "sagittal": (2, 0, 1)}
+VIEW_ORDER = _ORDER
 #: For each view: the ``(K, J, I)`` axis its slices run along.
 SLICING_AXIS = {"axial": 0, "coronal": 1, "sagittal": 2}
 #: For each view: the in-plane axis (W) along which a left-right flip happens (None: LR is the slicing axis).
@@ -90,5 +91,5 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + batch_size))
 
 
-__all__ = ["VIEWS", "SLICING_AXIS", "LR_FLIP_AXIS", "assemble", "batches", "check_view", "from_view", "to_view",
+__all__ = ["VIEWS", "VIEW_ORDER", "SLICING_AXIS", "LR_FLIP_AXIS", "assemble", "batches", "check_view", "from_view", "to_view",
            "view_slices"]
