@@ -42,3 +42,14 @@ class IntegrityError(InputError):
 
 class PathEscapeError(InputError):
     """A path points outside the folder a study or dataset declares."""
+
+
+class OutputPathError(InputError):
+    """An output cannot go where it was asked for: a read-only folder, a file in the way, or one of the inputs."""
+
+
+class WriteFailedError(NeuroShiftError):
+    """Writing an output failed or the written file did not read back intact (disk full, file-size limit).
+
+    Nothing is left under the output's name; the CLI exits with code 1.
+    """

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DimensionError, NonFiniteError, UnreadableFileError
-from .atomic import atomic_dir, atomic_path
+from .atomic import atomic_dir, atomic_path, check_gzip
 from .volume import Volume
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mnc", ".mha", ".mhd")
@@ -68,6 +68,7 @@ def read_volume(path: str | os.PathLike, *, dtype=None, allow_nonfinite: bool = 
     p = Path(path)
     if not p.exists():
         raise UnreadableFileError(f"{p}: no such file or folder")
+    _check_complete(p)
     with _locale_preserved():
         vol = _read_dicom_series(p) if p.is_dir() else _read_file(p)
     if dtype is not None:
@@ -79,6 +80,39 @@ def read_volume(path: str | os.PathLike, *, dtype=None, allow_nonfinite: bool = 
             raise NonFiniteError(f"{p}: {bad} voxel(s) are NaN or infinite")
     vol.meta.setdefault("source_path", str(p))
     return vol
+
+
+def _check_complete(p: Path) -> None:
+    """Refuse a truncated file: SimpleITK reads a cut .nii.gz or .nii as a full image with the back part zero."""
+    name = p.name.lower()
+    if not p.is_file() or not name.endswith((".gz", ".nii")):
+        return
+    try:
+        size = check_gzip(p) if name.endswith(".gz") else p.stat().st_size
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"{p}: ")
+        raise UnreadableFileError(f"{p}: cannot read image: {why}; copy or write the file again") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"{p}: cannot read image ({exc.strerror or exc})") from None
+    if name.endswith((".nii", ".nii.gz")):
+        expected = _nifti_expected_bytes(p)
+        if expected is not None and size < expected:
+            raise UnreadableFileError(
+                f"{p}: cannot read image: the file is truncated (its NIfTI header announces {expected} bytes "
+                f"of header and data, the file has {size}); copy or write it again")
+
+
+def _nifti_expected_bytes(p: Path) -> int | None:
+    """Header offset + voxel bytes a NIfTI file must hold (None when nibabel cannot parse the header)."""
+    import nibabel as nib
+
+    try:
+        hdr = nib.load(str(p)).header
+        n = int(np.prod(hdr.get_data_shape(), dtype=np.int64)) * hdr.get_data_dtype().itemsize
+        # vox_offset 0 (as ITK writes it) means "right after the header" in a single .nii file
+        return max(int(hdr.get_data_offset()), int(getattr(hdr, "single_vox_offset", 0))) + n
+    except (OSError, ValueError, EOFError, nib.filebasedimages.ImageFileError):
+        return None  # not parseable by nibabel: SimpleITK's reader decides
 
 
 def _nifti_nonfinite_count(p: Path) -> int:
@@ -161,7 +195,7 @@ def write_volume(vol: Volume, path: str | os.PathLike) -> Path:
         import SimpleITK as sitk
 
         img = vol.to_sitk()
-        with atomic_path(p) as tmp:
+        with atomic_path(p, verify=lambda tmp: _verify_image_file(tmp, img)) as tmp:
             try:
                 sitk.WriteImage(img, str(tmp), useCompression=p.name.lower().endswith((".gz", ".nrrd", ".mha")))
             except RuntimeError as exc:
@@ -172,9 +206,41 @@ def write_volume(vol: Volume, path: str | os.PathLike) -> Path:
             f"{p}: unsupported output type '{p.suffix}'; use one of {', '.join(VOLUME_SUFFIXES)} "
             "or a folder name (no suffix) for a DICOM series"
         )
-    with atomic_dir(p) as tmp, _locale_preserved():
+    with atomic_dir(p, verify=lambda tmp: _verify_dicom_folder(tmp, vol)) as tmp, _locale_preserved():
         _write_dicom_series(vol, tmp)
     return p
+
+
+def _verify_image_file(path: Path, img) -> None:
+    """Read a just-written image back (SimpleITK, as it was written) and compare grid and every voxel.
+
+    SimpleITK does not raise on a short write (full disk, ``ulimit -f``) and reads a truncated
+    file as zeros, so the voxels themselves are compared; raises ``ValueError`` on any difference.
+    """
+    import SimpleITK as sitk
+
+    try:
+        back = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise ValueError(f"the written file cannot be read back ({_first_line(exc)})") from None
+    if back.GetSize() != img.GetSize() or back.GetPixelID() != img.GetPixelID():
+        raise ValueError(f"the written file reads back as {back.GetPixelIDTypeAsString()} {back.GetSize()}, "
+                         f"not {img.GetPixelIDTypeAsString()} {img.GetSize()}")
+    a, b = sitk.GetArrayViewFromImage(img), sitk.GetArrayViewFromImage(back)
+    equal_nan = np.issubdtype(a.dtype, np.floating)
+    if not np.array_equal(a, b, equal_nan=equal_nan):
+        raise ValueError("the voxels read back differ from those written (incomplete file)")
+
+
+def _verify_dicom_folder(folder: Path, vol: Volume) -> None:
+    """Read a just-written DICOM series back and compare its grid (values are quantised, so not compared)."""
+    with _locale_preserved():
+        try:
+            back = _read_dicom_series(folder)
+        except UnreadableFileError as exc:
+            raise ValueError(str(exc)) from None
+    if back.data.shape != vol.data.shape:
+        raise ValueError(f"the written series reads back with shape {back.data.shape}, not {vol.data.shape}")
 
 
 def _write_dicom_series(vol: Volume, folder: Path) -> None:
