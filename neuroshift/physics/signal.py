@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from .kernels import fused_signal as _fused
+
 __all__ = [
     "spin_echo",
     "fast_spin_echo",
@@ -166,6 +168,9 @@ def spin_echo(pd, t1_ms, t2_ms, *, te_ms, tr_ms, b1=1.0):
     times (ms), ``te_ms`` echo time (ms; for an FSE the effective TE), ``tr_ms``
     repetition time (ms), ``b1`` receive field (gain). TE = 0, TR → ∞ gives B1·PD.
     """
+    fast = _fused("se", pd, t1_ms, t2_ms, b1, {"te": te_ms, "tr": tr_ms})
+    if fast is not None:  # numpy maps, scalar parameters: fused block kernel (same formula)
+        return fast
     be, (pd, t1, t2, te, tr, b1) = _setup(pd, t1_ms, t2_ms, te_ms, tr_ms, b1)
     valid = _valid_times(be, t1, t2)
     e1 = _rec(be, tr, t1)
@@ -199,6 +204,9 @@ def flair(pd, t1_ms, t2_ms, *, te_ms, ti_ms, tr_ms, trec_ms=None, b1=1.0, magnit
     magnitude image does (CSF's Mz is negative at short TI).
     """
     trec = tr_ms if trec_ms is None else trec_ms
+    fast = _fused("ir", pd, t1_ms, t2_ms, b1, {"te": te_ms, "ti": ti_ms, "trec": trec, "magnitude": magnitude})
+    if fast is not None:
+        return fast
     be, (pd, t1, t2, te, ti, trec, b1) = _setup(pd, t1_ms, t2_ms, te_ms, ti_ms, trec, b1)
     valid = _valid_times(be, t1, t2)
     mz = 1.0 - 2.0 * _rec(be, ti, t1) + _rec(be, trec, t1)
@@ -218,6 +226,10 @@ def double_inversion_recovery(pd, t1_ms, t2_ms, *, te_ms, ti1_ms, ti2_ms, tr_ms,
     excitation leaving Mz = 0. Special cases: TI1 = TI2 → saturation recovery
     ``1 − e^{−TR/T1}``; TI1 = TR → IR with TI = TI2; TI1, TR → ∞ → ``1 − 2e^{−TI2/T1}``.
     """
+    fast = _fused("dir", pd, t1_ms, t2_ms, b1, {"te": te_ms, "ti1": ti1_ms, "ti2": ti2_ms, "tr": tr_ms,
+                                               "magnitude": magnitude})
+    if fast is not None:
+        return fast
     be, (pd, t1, t2, te, ti1, ti2, tr, b1) = _setup(pd, t1_ms, t2_ms, te_ms, ti1_ms, ti2_ms, tr_ms, b1)
     valid = _valid_times(be, t1, t2)
     mz = 1.0 - 2.0 * _rec(be, ti2, t1) + 2.0 * _rec(be, ti1, t1) - _rec(be, tr, t1)
@@ -233,6 +245,9 @@ def spoiled_gre(pd, t1_ms, t2star_ms, *, te_ms, tr_ms, fa_deg, b1=1.0):
     ``S = B1·PD·sin α·(1 − e^{−TR/T1})/(1 − cos α·e^{−TR/T1})·e^{−TE/T2*}``, α = ``fa_deg``
     in degrees. Maximal at the Ernst angle ``arccos(e^{−TR/T1})`` (:func:`ernst_angle`).
     """
+    fast = _fused("gre", pd, t1_ms, t2star_ms, b1, {"te": te_ms, "tr": tr_ms, "fa": fa_deg})
+    if fast is not None:
+        return fast
     be, (pd, t1, t2s, te, tr, fa, b1) = _setup(pd, t1_ms, t2star_ms, te_ms, tr_ms, fa_deg, b1)
     valid = _valid_times(be, t1, t2s)
     a = fa * _DEG

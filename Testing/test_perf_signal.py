@@ -1,0 +1,121 @@
+"""Fused signal kernels (neuroshift.physics.kernels) equal the reference formulas of neuroshift.physics.signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from neuroshift.physics import kernels as K
+from neuroshift.physics import signal as S
+
+SHAPE = (7, 9, 11)  # 693 voxels: several blocks with the small BLOCK set below, plus a partial one
+
+CASES = [
+    ("se", S.spin_echo, dict(te_ms=15.0, tr_ms=600.0), "t2"),
+    ("ir", S.inversion_recovery, dict(te_ms=12.0, ti_ms=400.0, tr_ms=3000.0), "t2"),
+    ("flair", S.flair, dict(te_ms=112.0, ti_ms=2500.0, tr_ms=9000.0, trec_ms=7000.0), "t2"),
+    ("flair signed", S.flair, dict(te_ms=112.0, ti_ms=2500.0, tr_ms=9000.0, magnitude=False), "t2"),
+    ("dir", S.double_inversion_recovery, dict(te_ms=25.0, ti1_ms=3400.0, ti2_ms=325.0, tr_ms=15000.0), "t2"),
+    ("dir signed", S.double_inversion_recovery,
+     dict(te_ms=25.0, ti1_ms=3400.0, ti2_ms=325.0, tr_ms=15000.0, magnitude=False), "t2"),
+    ("gre", S.spoiled_gre, dict(te_ms=5.0, tr_ms=20.0, fa_deg=15.0), "t2s"),
+    ("gre 170deg", S.spoiled_gre, dict(te_ms=5.0, tr_ms=20.0, fa_deg=170.0), "t2s"),
+]
+
+
+@pytest.fixture
+def maps():
+    g = np.random.default_rng(1)
+    pd = g.uniform(0.5, 1.0, SHAPE)
+    t1 = g.uniform(300.0, 4500.0, SHAPE)
+    t2 = g.uniform(40.0, 2000.0, SHAPE)
+    t2s = t2 * g.uniform(0.2, 0.9, SHAPE)
+    b1 = g.uniform(0.8, 1.2, SHAPE)
+    # background and edge cases: zero, negative, NaN and infinite relaxation times
+    t1.flat[:6] = [0.0, -5.0, np.nan, np.inf, 800.0, 800.0]
+    t2.flat[4:8] = [0.0, np.nan, np.inf, 60.0]
+    t2s.flat[4:8] = [-1.0, np.nan, np.inf, 30.0]
+    return dict(pd=pd, t1=t1, t2=t2, t2s=t2s, b1=b1)
+
+
+def _call(fn, m, t2key, dtype, kw, b1=True):
+    args = [m["pd"].astype(dtype), m["t1"].astype(dtype), m[t2key].astype(dtype)]
+    return fn(*args, b1=m["b1"].astype(dtype) if b1 else 1.0, **kw)
+
+
+def _reference(fn, *a, **kw):
+    old = K.ENABLED
+    K.ENABLED = False
+    try:
+        return fn(*a, **kw)
+    finally:
+        K.ENABLED = old
+
+
+@pytest.mark.parametrize("name,fn,kw,t2key", CASES, ids=[c[0] for c in CASES])
+def test_fused_equals_reference(name, fn, kw, t2key, maps, monkeypatch):
+    monkeypatch.setattr(K, "BLOCK", 100)
+    with np.errstate(all="raise"):  # the fused path must not warn (background voxels included)
+        fast64 = _call(fn, maps, t2key, np.float64, kw)
+        fast32 = _call(fn, maps, t2key, np.float32, kw)
+    ref64 = _reference(_call, fn, maps, t2key, np.float64, kw)
+    ref32 = _reference(_call, fn, maps, t2key, np.float32, kw)
+    assert fast64.dtype == np.float64 and fast32.dtype == np.float32 and fast32.shape == SHAPE
+    scale = float(np.max(np.abs(ref64)))
+    assert scale > 1e-3
+    np.testing.assert_allclose(fast64, ref64, rtol=1e-12, atol=1e-14 * scale)
+    # float32: within float32 rounding of the float64 formula (1 - e^{-x} as -expm1(-x): no cancellation) ...
+    np.testing.assert_allclose(fast32, ref64, rtol=2e-6, atol=3e-7 * scale)  # atol: cancellation at a null
+    # ... and about as close to it as the reference's own float32 path (within 1.5x)
+    assert np.max(np.abs(fast32 - ref64)) <= 1.5 * np.max(np.abs(ref32 - ref64)) + 1e-9 * scale
+    # background voxels (T1 or T2 not > 0, NaN) are exactly 0, as in the reference
+    bad = ~((maps["t1"] > 0) & (maps[t2key] > 0))
+    assert bad.sum() >= 5 and np.all(fast32[bad] == 0) and np.all(ref32[bad] == 0)
+
+
+def test_fused_limits_and_scalars(maps):
+    m = maps
+    # TE = 0, TR -> inf: spin echo gives B1·PD exactly
+    s = S.spin_echo(m["pd"], np.full(SHAPE, 900.0), np.full(SHAPE, 80.0), te_ms=0.0, tr_ms=np.inf, b1=2.0)
+    np.testing.assert_allclose(s, 2.0 * m["pd"], rtol=1e-15)
+    # FLAIR with Trec = TR equals IR; DIR with TI1 = TI2 is saturation recovery 1 - e^{-TR/T1}
+    t1, t2, pd = np.abs(m["t1"]) + 100, np.abs(m["t2"]) + 10, m["pd"]
+    t1[~np.isfinite(t1)] = 1000.0
+    t2[~np.isfinite(t2)] = 100.0
+    np.testing.assert_allclose(S.flair(pd, t1, t2, te_ms=10, ti_ms=500, tr_ms=5000, trec_ms=5000),
+                               S.inversion_recovery(pd, t1, t2, te_ms=10, ti_ms=500, tr_ms=5000), rtol=1e-15)
+    d = S.double_inversion_recovery(pd, t1, t2, te_ms=0, ti1_ms=700, ti2_ms=700, tr_ms=2000)
+    np.testing.assert_allclose(d, pd * (1 - np.exp(-2000 / t1)), rtol=1e-12)
+    # scalar maps mixed with arrays, and a scalar non-positive T1 -> all zero
+    g = S.spoiled_gre(0.8, t1.astype(np.float32), 50.0, te_ms=4, tr_ms=25, fa_deg=20)
+    r = _reference(S.spoiled_gre, 0.8, t1.astype(np.float32).astype(np.float64), 50.0, te_ms=4, tr_ms=25, fa_deg=20)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, r, rtol=2e-6)
+    assert np.all(S.spin_echo(pd, 0.0, t2, te_ms=10, tr_ms=500) == 0)
+
+
+def test_fallbacks_keep_reference_semantics(maps):
+    t1 = np.abs(maps["t1"][..., 0]) + 100
+    t1[~np.isfinite(t1)] = 1000.0
+    # broadcasting of a parameter vector against maps is not fused but still works
+    te = np.array([10.0, 50.0])[:, None, None]
+    s = S.spin_echo(1.0, t1[None], 100.0, te_ms=te, tr_ms=1000.0)
+    assert s.shape == (2,) + t1.shape
+    np.testing.assert_allclose(s[1], (1 - np.exp(-1000 / t1)) * np.exp(-0.5), rtol=1e-12)
+    # a numpy float64 parameter promotes float32 maps, as in the reference
+    assert S.spin_echo(np.float32(1.0), t1.astype(np.float32), np.float32(80.0), te_ms=np.float64(10.0),
+                       tr_ms=500.0).dtype == np.float64
+    # α = 0: fall back to the reference (0/0 at T1 = inf handled there)
+    z = S.spoiled_gre(1.0, np.array([np.inf, 500.0]), 50.0, te_ms=4, tr_ms=25, fa_deg=0.0)
+    np.testing.assert_array_equal(z, [0.0, 0.0])
+
+
+def test_torch_path_still_differentiable():
+    torch = pytest.importorskip("torch")
+    t1 = torch.tensor([900.0, 1500.0], dtype=torch.float64, requires_grad=True)
+    s = S.spoiled_gre(1.0, t1, 60.0, te_ms=4.0, tr_ms=25.0, fa_deg=20.0)
+    s.sum().backward()
+    h = 1e-3
+    num = (S.spoiled_gre(1.0, np.array([900.0 + h, 1500.0 + h]), 60.0, te_ms=4.0, tr_ms=25.0, fa_deg=20.0)
+           - S.spoiled_gre(1.0, np.array([900.0 - h, 1500.0 - h]), 60.0, te_ms=4.0, tr_ms=25.0, fa_deg=20.0)) / (2 * h)
+    np.testing.assert_allclose(t1.grad.numpy(), num, rtol=1e-6)

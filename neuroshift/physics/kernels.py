@@ -1,0 +1,213 @@
+"""Fused, allocation-light numpy kernels of the signal equations (the fast path of :mod:`.signal`).
+
+The reference formulas in :mod:`neuroshift.physics.signal` build several
+full-size temporaries per call (``exp``, masks, ``where``). For the common
+case — numpy maps of one shape and scalar sequence parameters — the functions
+here evaluate the same equations block by block: every block of
+:data:`BLOCK` voxels is written straight into the output with in-place ufuncs
+(``out=``) and two block-sized scratch buffers that stay in the CPU cache, so
+the only full-size memory traffic is reading the maps and writing the result
+once. Same equations, same dtype as the reference; ``1 − e^{−x}`` is evaluated as
+``−expm1(−x)``, which removes a cancellation of the reference at short TR /
+long T1, so the float32 kernel is within ~1e-6 of the float64 formula
+(``Testing/test_perf_signal.py``).
+
+Units: times in ms, flip angles in degrees (as in :mod:`.signal`). A voxel
+whose T1 or T2/T2* is not > 0 (or NaN) gives 0, as in the reference.
+
+Why numpy and not torch: measured on 256×256×176 float32 maps (``bench/signal.py``)
+the blocked numpy kernel runs single-threaded at about 2× a copy of its input
+maps; torch's elementwise ops allocate a full-size tensor per operation unless
+written with ``out=`` everywhere and then gain nothing over numpy on one core.
+The torch path of :mod:`.signal` stays as it was (differentiable, any device).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["BLOCK", "ENABLED", "fused_signal", "eligible"]
+
+#: Voxels per block (float32: 64 KiB per scratch buffer, well inside L2).
+BLOCK = 1 << 14
+
+#: Switch for the fused path (tests and ``bench/signal.py`` turn it off to run the reference formulas).
+ENABLED = True
+
+_DEG = math.pi / 180.0
+
+
+def _scalar(x) -> float | None:
+    """``x`` as a Python float when it is a real scalar (Python number, numpy scalar or 0-d array)."""
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return float(x)
+    if isinstance(x, np.ndarray) and x.ndim == 0 and np.issubdtype(x.dtype, np.number):
+        return float(x)
+    return None
+
+
+def eligible(maps: tuple, params: tuple):
+    """``(shape, dtype)`` when the fused path applies, else ``None``.
+
+    Applies when every sequence parameter is a real scalar, every map is a real
+    scalar or a numpy array, the arrays share one shape of at least one voxel,
+    and the working dtype (numpy promotion of the floating arrays, as in the
+    reference) is float32 or float64.
+    """
+    if any(_scalar(p) is None for p in params):
+        return None
+    shape = None
+    # precision as in the reference: every numpy array or numpy scalar counts, Python numbers do not
+    floats = [x.dtype for x in maps + params
+              if isinstance(x, (np.ndarray, np.generic)) and np.issubdtype(x.dtype, np.floating)]
+    for m in maps:
+        if _scalar(m) is not None:
+            continue
+        if not isinstance(m, np.ndarray) or m.ndim == 0 or not np.issubdtype(m.dtype, np.number) \
+                or np.issubdtype(m.dtype, np.complexfloating):
+            return None
+        if shape is None:
+            shape = m.shape
+        elif m.shape != shape:
+            return None
+    if shape is None or 0 in shape:
+        return None
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return None
+    return shape, dtype
+
+
+# --------------------------------------------------------------------------- per-block kernels
+# Each kernel writes the relaxation factor f(T1, T2 | T2*) of one block into ``o`` (PD and B1 are
+# multiplied in by the driver) using the scratch buffers ``a`` (and ``b``) of the same length.
+# 1 − e^{−t/T1} is computed as −expm1(−t/T1): the same value without the cancellation of 1 − e^{−x}
+# at small x (short TR, long T1), so float32 results are closer to the float64 formula than the
+# reference's float32 path is.
+def _exp_neg(t, T, out):
+    """out = exp(−t/T) for a scalar time t (ms) and a block of T (ms)."""
+    np.divide(-t, T, out=out)
+    np.exp(out, out=out)
+    return out
+
+
+def _expm1_neg(t, T, out):
+    """out = exp(−t/T) − 1 (≤ 0), accurate when t/T is small."""
+    np.divide(-t, T, out=out)
+    np.expm1(out, out=out)
+    return out
+
+
+def _k_se(o, a, b, t1, t2, p):
+    _expm1_neg(p["tr"], t1, o)
+    np.negative(o, out=o)                 # 1 − E_TR
+    o *= _exp_neg(p["te"], t2, a)
+
+
+def _k_ir(o, a, b, t1, t2, p):
+    # mz = 1 − 2e^{−TI/T1} + e^{−Trec/T1} = (e^{−Trec/T1} − 1) − 2(e^{−TI/T1} − 1)
+    _expm1_neg(p["ti"], t1, o)
+    o *= -2.0
+    o += _expm1_neg(p["trec"], t1, a)
+    if p["magnitude"]:
+        np.abs(o, out=o)
+    o *= _exp_neg(p["te"], t2, a)
+
+
+def _k_dir(o, a, b, t1, t2, p):
+    # mz = 1 − 2e^{−TI2/T1} + 2e^{−TI1/T1} − e^{−TR/T1} = 2(E_TI1 − 1) − 2(E_TI2 − 1) − (E_TR − 1)
+    _expm1_neg(p["ti1"], t1, o)
+    o -= _expm1_neg(p["ti2"], t1, a)
+    o *= 2.0
+    o -= _expm1_neg(p["tr"], t1, a)
+    if p["magnitude"]:
+        np.abs(o, out=o)
+    o *= _exp_neg(p["te"], t2, a)
+
+
+def _k_gre(o, a, b, t1, t2s, p):
+    # sin α (1 − E1)/(1 − cos α E1) e^{−TE/T2*} with m = E1 − 1: −m / ((1 − cos α) − cos α·m);
+    # the denominator is > 0 (cos α < 1 is checked by the caller)
+    _expm1_neg(p["tr"], t1, o)
+    np.multiply(o, -p["cos"], out=a)
+    a += 1.0 - p["cos"]
+    o /= a
+    o *= _exp_neg(p["te"], t2s, a)
+    o *= -p["sin"]
+
+
+_KERNELS = {"se": _k_se, "ir": _k_ir, "dir": _k_dir, "gre": _k_gre}
+
+
+def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
+    """Signal of ``kind`` ("se", "ir" (also FLAIR), "dir", "gre") evaluated block-wise, or ``None``.
+
+    ``None`` means the fused path does not apply (see :func:`eligible`) and the
+    caller must use the reference formula. ``params`` holds scalar times in ms
+    (``te``, ``tr``, ``ti``, ``trec``, ``ti1``, ``ti2``), ``fa`` in degrees and
+    the ``magnitude`` flag; ``t2_ms`` is T2* for "gre".
+    """
+    if not ENABLED:
+        return None
+    scal = {k: v for k, v in params.items() if k != "magnitude"}
+    elig = eligible((pd, t1_ms, t2_ms, b1), tuple(scal.values()))
+    if elig is None:
+        return None
+    shape, dtype = elig
+    p = {k: _scalar(v) for k, v in scal.items()}
+    p["magnitude"] = bool(params.get("magnitude", True))
+    if kind == "gre":
+        a = p["fa"] * _DEG
+        p["sin"], p["cos"] = math.sin(a), math.cos(a)
+        if not p["cos"] < 1.0:  # α = 0 (mod 360°): 0/0 at T1 = ∞; the reference handles it
+            return None
+    kernel = _KERNELS[kind]
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)
+    n = flat.size
+
+    def view(x):
+        s = _scalar(x)
+        return s if s is not None else np.ravel(x)  # a copy only for non-contiguous input
+
+    pd_v, t1_v, t2_v, b1_v = (view(x) for x in (pd, t1_ms, t2_ms, b1))
+    gain = 1.0
+    for v in (pd_v, b1_v):
+        if not isinstance(v, np.ndarray):
+            gain *= v
+    if not isinstance(t1_v, np.ndarray) and not t1_v > 0 or not isinstance(t2_v, np.ndarray) and not t2_v > 0:
+        flat[:] = 0.0  # a scalar T1/T2 that is not > 0: every voxel is background
+        return out
+    block = min(BLOCK, n)
+    a = np.empty(block, dtype)
+    ok = np.empty(block, bool)
+    ok2 = np.empty(block, bool)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        for s in range(0, n, block):
+            e = min(s + block, n)
+            m = e - s
+            o = flat[s:e]
+            t1 = t1_v[s:e] if isinstance(t1_v, np.ndarray) else t1_v
+            t2 = t2_v[s:e] if isinstance(t2_v, np.ndarray) else t2_v
+            kernel(o, a[:m], None, t1, t2, p)
+            if isinstance(pd_v, np.ndarray):
+                o *= pd_v[s:e]
+            if isinstance(b1_v, np.ndarray):
+                o *= b1_v[s:e]
+            if gain != 1.0:
+                o *= gain
+            # background: T1 or T2 not > 0 (NaN included) -> 0
+            valid = None
+            for t in (t1, t2):
+                if isinstance(t, np.ndarray):
+                    if valid is None:
+                        valid = np.greater(t, 0.0, out=ok[:m])
+                    else:
+                        valid &= np.greater(t, 0.0, out=ok2[:m])
+            if valid is not None:
+                np.logical_not(valid, out=valid)
+                np.putmask(o, valid, 0.0)
+    return out
