@@ -38,6 +38,10 @@ def register(sub) -> None:
     dest = pi.add_mutually_exclusive_group()
     dest.add_argument("--out", metavar="DIR", help="write the package to DIR")
     dest.add_argument("--name", metavar="NAME", help="install as ~/.neuroshift/models/NAME (default: the task name)")
+    pi.add_argument("--orientation", metavar="CODE",
+                    help="orientation of the networks' training data: 'stored' (feed the file's stored array order) "
+                         "or an axis code such as LPS or RAS (default: what the authors' release does: wmh LPS, "
+                         "claustrum stored; the manifest's settings_source names the release)")
     pi.add_argument("--version", default="1", help="model version recorded in the manifest (default 1)")
     pi.add_argument("--description", help="manifest description (default from the task)")
     pi.add_argument("--force", action="store_true", help="replace an existing package")
@@ -88,13 +92,17 @@ def run_import(args) -> int:
     if args.description:
         overrides["description"] = args.description
     out = import_keras(args.h5, target, task=args.task, views=_split(args.views),
-                       input_channels=_split(args.channels), overrides=overrides)
+                       input_channels=_split(args.channels), orientation=args.orientation, overrides=overrides)
     from ..segment.package import load_package
 
     pkg = load_package(out, device="cpu")
     n = count_parameters(next(iter(pkg.models.values()))[0])
+    pre = pkg.manifest.get("preprocessing", {}) or {}
     print(f"{out}: task {pkg.task}, views {', '.join(f'{v} x{len(ms)}' for v, ms in pkg.models.items())}, "
-          f"channels {', '.join(pkg.input_channels)}, {n:,} parameters per network")
+          f"channels {', '.join(pkg.input_channels)}, {n:,} parameters per network; orientation "
+          f"{pre.get('orientation')}, threshold {pkg.manifest.get('threshold')}, slabs "
+          f"{pkg.manifest.get('slab_fraction')} ({pkg.manifest.get('slab_fill', 'zero')}); settings follow "
+          f"{(pkg.manifest.get('settings_source') or {}).get('release', 'the task defaults')}")
     return 0
 
 

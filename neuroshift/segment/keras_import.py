@@ -31,9 +31,17 @@ import numpy as np
 
 from ..errors import InputError, IntegrityError, UnreadableFileError
 
-#: Manifest defaults per task, from the released pipelines (segmentation.md section 2); the
-#: preprocessing keys are those :mod:`neuroshift.segment.preprocess` reads. WMH threshold 0.45 and
-#: 10 % slabs: the newest release of the weights these files come from (the paper used 0.5).
+#: The authors' released inference scripts the imported packages follow (read, not copied).
+WMH_RELEASE = "hongweilibran/wmh_ibbmTum test_tf2.py (commit f87d0fb, 2025-11-04)"
+CLAUSTRUM_RELEASE = "hongweilibran/claustrum_multi_view test_two_views.py (commit 99e85a3)"
+
+#: Manifest defaults per task: what the authors' released inference does (``settings_source`` in the
+#: manifest says which release each setting follows); the preprocessing keys are those
+#: :mod:`neuroshift.segment.preprocess` reads. Both releases feed the networks the stored array order of
+#: the file (``sitk.GetArrayFromImage``, no reorientation): the WMH networks were trained on the
+#: challenge files, stored LPS (``orientation: "LPS"`` reorients any input to that order, identical to
+#: the release on LPS-stored files); the claustrum training data's orientation is not published, so the
+#: package keeps the stored order as the release does (``"stored"``; ``--orientation`` overrides).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "claustrum": {
         "task": "claustrum",
@@ -41,11 +49,24 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "views": ["axial", "coronal"],
         "threshold": 0.40,
         "slab_fraction": 0.20,
-        "preprocessing": {"orientation": "RAS", "spacing_mm": [1.0, 1.0, 1.0], "crop_hw": [180, 180],
+        "slab_fill": "view-min",
+        "preprocessing": {"orientation": "stored", "spacing_mm": [1.0, 1.0, 1.0], "crop_hw": [180, 180],
                           "zscore": True, "pad_value": "min",
                           "brain_mask": {"mode": "absolute", "thresholds": {"*": 10}, "largest_component": False,
                                          "fill_holes": True},
-                          "input": "skull-stripped, ANLM-denoised T1w MPRAGE"},
+                          "input": "skull-stripped, ANLM-denoised T1w MPRAGE resampled to 1 mm"},
+        "settings_source": {
+            "release": CLAUSTRUM_RELEASE,
+            "orientation": "stored array order (sitk.GetArrayFromImage, no reorientation); axial = array[k], "
+                           "coronal = transpose(1, 0, 2)",
+            "brain_mask": "T1 >= 10, binary_fill_holes per axial slice, no largest component; z-score inside",
+            "crop_hw": "centre crop/pad to 180x180, pad value = minimum of the z-scored volume",
+            "slab_fraction": "per = 0.2: first/last int(0.2 n) slices of each view not predicted",
+            "slab_fill": "crop_or_pad fills each view's unpredicted voxels with the minimum of its mean "
+                         "probability; no clearing after the view average",
+            "threshold": "(axial mean + coronal mean) / 2 > 0.40",
+            "spacing_mm": "README step a: resample to 1 mm before inference (the script itself does not)",
+        },
         "description": "Adult claustrum, multi-view 2D U-Net ensemble (Li et al., Hum Brain Mapp 2021)",
     },
     "claustrum-neonatal": {
@@ -54,11 +75,18 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "views": ["axial", "coronal"],
         "threshold": 0.40,
         "slab_fraction": 0.25,
-        "preprocessing": {"orientation": "RAS", "spacing_mm": [0.5, 0.5, 0.5], "crop_hw": [200, 200],
+        "slab_fill": "view-min",
+        "preprocessing": {"orientation": "stored", "spacing_mm": [0.5, 0.5, 0.5], "crop_hw": [200, 200],
                           "zscore": True, "pad_value": "min",
                           "brain_mask": {"mode": "absolute", "thresholds": {"*": 10}, "largest_component": False,
                                          "fill_holes": True},
                           "input": "dHCP T2w, 0.5 mm", "min_age_weeks": 35.0},
+        "settings_source": {
+            "release": CLAUSTRUM_RELEASE + " (the README runs the neonatal models with it)",
+            "orientation": "stored array order, as the release", "slab_fill": "as the release",
+            "crop_hw": "200x200 and 25 % slabs from the paper (Neubauer et al. 2022); the release script "
+                       "hard-codes 180x180 and 20 %",
+        },
         "description": "Neonatal claustrum, transfer-learned multi-view 2D U-Net ensemble (Neubauer, Li et al., "
                        "Clin Neuroradiol 2022)",
     },
@@ -67,12 +95,26 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "input_channels": ["FLAIR", "T1"],
         "views": ["axial"],
         "threshold": 0.45,
-        "slab_fraction": 0.10,
-        "preprocessing": {"orientation": "RAS", "spacing_mm": None, "crop_hw": [200, 200], "zscore": True,
+        "slab_fraction": 0.125,
+        "slab_fill": "zero",
+        "preprocessing": {"orientation": "LPS", "spacing_mm": None, "crop_hw": [200, 200], "zscore": True,
                           "pad_value": 0.0,
-                          "brain_mask": {"mode": "absolute", "thresholds": {"FLAIR": 70, "T1": 30},
-                                         "largest_component": True, "fill_holes": True},
+                          "brain_mask": {"mode": "absolute", "thresholds": {"FLAIR": 30}, "channel": "FLAIR",
+                                         "largest_component": False, "fill_holes": True},
                           "input": "FLAIR with T1 registered to it, both bias-corrected"},
+        "settings_source": {
+            "release": WMH_RELEASE,
+            "orientation": "stored array order of the LPS-stored challenge files the networks were trained on "
+                           "(sitk.GetArrayFromImage, no reorientation)",
+            "brain_mask": "FLAIR >= 30 (thresh = 30), binary_fill_holes per axial slice, no largest component; "
+                          "FLAIR and T1 z-scored inside this one mask",
+            "crop_hw": "centre crop/pad to 200x200 after the z-score, pad value 0",
+            "slab_fraction": "per = 0.125: first/last int(0.125 n) axial slices cleared",
+            "threshold": "mean of the 3 networks > 0.45",
+            "spacing_mm": "native resolution, no resampling",
+            "older_release": "submission_sysu_.py (2017-2020): FLAIR >= 70 and T1 >= 30 masks per channel, "
+                             "threshold 0.5",
+        },
         "description": "White-matter hyperintensities, 2D U-Net ensemble (Li et al., NeuroImage 2018; MICCAI 2017 "
                        "WMH challenge winner)",
     },
@@ -254,18 +296,25 @@ def group_by_view(paths: Sequence[str | os.PathLike], views: Sequence[str]) -> d
 
 def import_keras(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, *, task: str = "claustrum",
                  views: Iterable[str] | None = None, input_channels: Sequence[str] | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> Path:
+                 orientation: str | None = None, overrides: Mapping[str, Any] | None = None) -> Path:
     """Convert the authors' Keras files into a model package at ``out_dir``; return its path.
 
     ``task`` picks the manifest defaults (:data:`TASK_DEFAULTS`); ``views`` and ``input_channels``
     override them (a 1-channel WMH network gets ``["FLAIR"]``). Provenance (source file names and their
-    SHA-256) goes into ``training``.
+    SHA-256) goes into ``training``. ``orientation`` replaces the release's orientation (e.g. the axis
+    code your training data had); ``settings_source`` then says so.
+
+    Raises:
+        InputError: unknown task or orientation, files that do not split over the views, channel mismatch.
+        IntegrityError, UnreadableFileError: files that are not the released U-Net layout.
     """
     from .package import save_package, sha256_file
 
     if task not in TASK_DEFAULTS:
         raise InputError(f"unknown task '{task}'; use one of {', '.join(TASK_DEFAULTS)}")
-    manifest = {k: (v.copy() if isinstance(v, (dict, list)) else v) for k, v in TASK_DEFAULTS[task].items()}
+    import copy
+
+    manifest = copy.deepcopy(TASK_DEFAULTS[task])
     view_list = list(views) if views else list(manifest["views"])
     grouped = group_by_view(paths, view_list)
     models: dict[str, list] = {}
@@ -296,5 +345,10 @@ def import_keras(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
         "keras_files": {view: [{"name": f.name, "sha256": sha256_file(f)} for f in files]
                         for view, files in grouped.items()},
     }
+    if orientation:
+        from .preprocess import check_orientation
+
+        manifest["preprocessing"]["orientation"] = check_orientation(orientation)
+        manifest.setdefault("settings_source", {})["orientation"] = f"set at import ({orientation})"
     manifest.update(dict(overrides or {}))
     return save_package(out_dir, manifest, models)

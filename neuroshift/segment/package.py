@@ -16,8 +16,13 @@ Manifest keys (``format`` = :data:`FORMAT`):
 * ``input_channels``: ordered channel names, e.g. ``["FLAIR", "T1"]``;
 * ``views`` (e.g. ``["axial", "coronal"]``), ``models_per_view`` (int), ``weights``:
   ``{view: [file, ...]}`` (default ``<view>_<i>.safetensors``);
-* ``preprocessing``: ``{"spacing_mm", "crop_hw", "zscore", "brain_mask", ...}``; ``threshold``;
-  ``slab_fraction`` (fraction of slices removed at each end of each slicing axis);
+* ``preprocessing``: ``{"orientation", "spacing_mm", "crop_hw", "zscore", "pad_value", "brain_mask", ...}``
+  (the orientation and preprocessing the networks' training data had: ``orientation`` ``"RAS"`` for our
+  own packages, ``"LPS"`` or ``"stored"`` for the authors' releases, see
+  :mod:`~neuroshift.segment.preprocess`); ``threshold``; ``slab_fraction`` (fraction of slices removed
+  at each end of each slicing axis); ``slab_fill`` (``"zero"`` or ``"view-min"``, see
+  :data:`~neuroshift.segment.fusion.SLAB_FILLS`); ``settings_source`` (imported packages: which
+  release each setting follows);
 * ``training``: provenance (data, recipe, seeds, software, date, source of imported weights);
 * ``files``: ``{file name: SHA-256 hex}`` of every weight file (and any other file shipped).
 

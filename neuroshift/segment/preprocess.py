@@ -84,6 +84,11 @@ def _best_assignment(ras: np.ndarray) -> tuple[int, int, int]:
 STORED = "stored"
 
 
+def check_orientation(code: str) -> str:
+    """A valid orientation value: ``"stored"`` or an axis code such as ``"RAS"`` (upper-cased); InputError otherwise."""
+    return _check_code(code)
+
+
 def _check_code(code: str) -> str:
     if str(code).lower() == STORED:
         return STORED
@@ -569,7 +574,7 @@ def prepare_label(label: Volume, prepared: PreparedInput) -> np.ndarray:
 
 __all__ = [
     "CANONICAL", "STORED", "BrainMaskSpec", "CropPad", "PreparedInput", "Reorientation", "brain_mask", "crop_or_pad",
-    "crop_overlap",
+    "check_orientation", "crop_overlap",
     "match_channels", "model_grid", "orientation_code", "parse_spacing", "prepare_inputs", "prepare_label",
     "reorient", "resample_to_grid", "uncrop", "zscore_in_mask",
 ]
