@@ -1,0 +1,122 @@
+"""Guards from the mutation audit (issue 13): grid comparison, sidecar units, file hashing, atomic writes.
+
+Literal values only: a sidecar in seconds is written by hand, a digest is compared with hashlib on
+the whole file, a failed atomic write must leave the folder exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from neuroshift.io.atomic import atomic_dir, atomic_path, write_text_atomic
+from neuroshift.io.params import AcquisitionParams
+from neuroshift.io.volume import Volume
+from neuroshift.segment.package import sha256_file
+
+
+# --------------------------------------------------------------------------- same_grid (item 3)
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_same_grid_sees_an_origin_shift_on_every_axis(axis):
+    a = Volume(np.zeros((3, 4, 5), np.float32), spacing=(1.0, 1.0, 2.0), origin=(10.0, -5.0, 3.0))
+    shift = np.zeros(3)
+    shift[axis] = 2.0  # one voxel along k for axis 2, two along i/j
+    b = Volume(a.data, spacing=a.spacing, origin=np.asarray(a.origin) + shift)
+    assert not a.same_grid(b) and not b.same_grid(a)
+    near = Volume(a.data, spacing=a.spacing, origin=np.asarray(a.origin) + shift * 1e-4)  # 0.2 µm
+    assert a.same_grid(near)
+
+
+def test_same_grid_sees_spacing_direction_and_shape():
+    a = Volume(np.zeros((3, 4, 5), np.float32), spacing=(1.0, 1.0, 2.0))
+    assert not a.same_grid(Volume(a.data, spacing=(1.0, 1.0, 2.5)))
+    assert not a.same_grid(Volume(np.zeros((3, 4, 6), np.float32), spacing=(1.0, 1.0, 2.0)))
+    flipped = Volume(a.data, spacing=a.spacing, direction=np.diag([-1.0, 1.0, 1.0]))
+    assert not a.same_grid(flipped)
+    assert a.same_grid(Volume(a.data.copy(), spacing=(1.0, 1.0, 2.0)))
+
+
+# --------------------------------------------------------------------------- sidecar units (item 8)
+def test_sidecar_seconds_become_milliseconds_literally(tmp_path):
+    p = tmp_path / "t1w.json"
+    p.write_text(json.dumps({"EchoTime": 0.00298, "InversionTime": 0.9, "RepetitionTime": 2.3, "FlipAngle": 9,
+                             "RepetitionTimeExcitation": 0.0071, "EchoTrainLength": 176,
+                             "MagneticFieldStrength": 3}))
+    acq = AcquisitionParams.from_sidecar(p)
+    assert acq.TE_ms == 2.98 and acq.TI_ms == 900.0 and acq.TR_ms == 2300.0
+    assert acq.TX_ms == 7.1  # RepetitionTimeExcitation is in seconds too
+    assert acq.FA_deg == 9.0 and acq.N == 176 and acq.field_T == 3.0
+
+
+def test_multi_echo_sidecar_takes_the_first_echo(tmp_path):
+    p = tmp_path / "me.json"
+    p.write_text(json.dumps({"EchoTime": [0.012, 0.024, 0.036], "RepetitionTime": 0.03, "FlipAngle": 20}))
+    acq = AcquisitionParams.from_sidecar(p)
+    assert acq.TE_ms == 12.0 and acq.TR_ms == 30.0 and acq.FA_deg == 20.0
+
+
+def test_sidecar_writer_gives_seconds_literally():
+    doc = AcquisitionParams(TE_ms=2.98, TI_ms=900, TR_ms=2300, FA_deg=9, TX_ms=7.1, N=176, field_T=3).to_sidecar()
+    assert doc == {"EchoTime": 0.00298, "InversionTime": 0.9, "RepetitionTime": 2.3, "FlipAngle": 9.0,
+                   "MagneticFieldStrength": 3.0, "EchoTrainLength": 176, "RepetitionTimeExcitation": 0.0071}
+
+
+# --------------------------------------------------------------------------- hashing (item 4)
+def test_sha256_covers_the_whole_file_beyond_the_first_mebibyte(tmp_path):
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3 * (1 << 20) + 123, dtype=np.uint8).tobytes())
+    p = tmp_path / "weights.bin"
+    p.write_bytes(bytes(data))
+    assert sha256_file(p) == hashlib.sha256(bytes(data)).hexdigest()
+    before = sha256_file(p)
+    data[-1] ^= 0x01  # tamper with the last byte, 3 MiB in
+    p.write_bytes(bytes(data))
+    assert sha256_file(p) != before
+    assert sha256_file(p) == hashlib.sha256(bytes(data)).hexdigest()
+
+
+# --------------------------------------------------------------------------- atomic writes (item 6)
+def _entries(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_atomic_path_error_removes_the_temporary_and_keeps_the_target(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half written")
+            assert tmp.exists() and tmp.parent == tmp_path
+            raise RuntimeError("boom")
+    assert _entries(tmp_path) == ["out.txt"]
+    assert target.read_text() == "old"
+    write_text_atomic(target, "new")
+    assert _entries(tmp_path) == ["out.txt"] and target.read_text() == "new"
+
+
+def test_atomic_path_error_without_a_previous_target_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError):
+        with atomic_path(tmp_path / "image.nii.gz") as tmp:
+            tmp.write_bytes(b"\x1f\x8b partial")
+            raise ValueError("conversion failed")
+    assert _entries(tmp_path) == []
+
+
+def test_atomic_dir_error_after_writing_keeps_the_old_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights.pt").write_text("old weights")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights.pt").write_text("new weights")
+            (tmp / "manifest.json").write_text("{}")
+            raise RuntimeError("interrupted")
+    assert _entries(tmp_path) == ["model"]
+    assert _entries(target) == ["weights.pt"] and (target / "weights.pt").read_text() == "old weights"
+    with atomic_dir(target) as tmp:
+        (tmp / "weights.pt").write_text("new weights")
+    assert _entries(tmp_path) == ["model"]
+    assert _entries(target) == ["weights.pt"] and (target / "weights.pt").read_text() == "new weights"

@@ -1,0 +1,116 @@
+"""Guards from the mutation audit (issue 13): signal-equation masking and tissue-wise GRE/MPRAGE.
+
+Expected values come from the signal equations written out here with literal 3 T relaxation
+values, never from the production helpers, so a wrong parameter lookup (T2* taken from T2)
+or a loosened validity mask cannot hide behind a test that shares the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from neuroshift.io.params import AcquisitionParams
+from neuroshift.physics import signal as sig
+from neuroshift.physics.relaxation import relaxation_table
+from neuroshift.simulate.tissuewise import fit_tissue_model
+
+#: 3 T relaxation values (PD, T1 ms, T2 ms, T2* ms) as documented in physics/relaxation.py
+#: (Wansapura1999, Peters2007, Lu2005, paper 000 Table 4); written out so the tests do not read them
+#: back through the code under test.
+LIT_3T = {
+    "CSF": (1.0, 4163.0, 379.0, 190.0),
+    "GM": (0.8, 1331.0, 110.0, 66.0),
+    "WM": (0.7, 832.0, 79.6, 53.2),
+    "lesion": (0.8, 1350.0, 130.0, 60.0),
+}
+ORDER = tuple(LIT_3T)
+
+
+def gre_by_hand(pd, t1, t2s, te, tr, fa_deg):
+    """S = PD·sin α·(1 − e^{−TR/T1}) / (1 − cos α·e^{−TR/T1})·e^{−TE/T2*}."""
+    a = math.radians(fa_deg)
+    e1 = math.exp(-tr / t1)
+    return pd * math.sin(a) * (1 - e1) / (1 - math.cos(a) * e1) * math.exp(-te / t2s)
+
+
+def test_literal_table_is_the_3t_table():
+    table = relaxation_table(3.0)
+    for t, (pd, t1, t2, t2s) in LIT_3T.items():
+        p = table[t]
+        assert (p.pd, p.t1_ms, p.t2_ms, p.t2star_ms) == (pd, t1, t2, t2s), t
+
+
+def test_hand_equations_agree_with_a_literal_value():
+    # WM, GRE TE 10 / TR 30 / FA 25, step by step: e1 = exp(-30/832) = 0.964585, 1 - e1 = 0.035415,
+    # 1 - cos25*e1 = 1 - 0.906308*0.964585 = 0.125789, ratio 0.281543, x sin25 (0.422618) x PD 0.7
+    # = 0.083290, x exp(-10/53.2) = 0.828640 -> 0.069017
+    assert gre_by_hand(0.7, 832.0, 53.2, 10, 30, 25) == pytest.approx(0.069017, abs=2e-6)
+    assert float(sig.spoiled_gre(0.7, 832.0, 53.2, te_ms=10, tr_ms=30, fa_deg=25)) == pytest.approx(0.069017, abs=2e-6)
+
+
+# --------------------------------------------------------------------------- item 9: T <= 0 gives 0
+@pytest.mark.parametrize("t1,t2", [(0.0, 80.0), (800.0, 0.0), (-5.0, 80.0), (800.0, -1.0)])
+def test_non_positive_relaxation_time_gives_zero_signal_with_nonzero_pd(t1, t2):
+    kw = dict(te_ms=10.0, tr_ms=1000.0)
+    assert float(sig.spin_echo(1.0, t1, t2, **kw)) == 0.0
+    assert float(sig.flair(1.0, t1, t2, te_ms=10.0, ti_ms=300.0, tr_ms=1000.0)) == 0.0
+    assert float(sig.spoiled_gre(1.0, t1, t2, te_ms=5.0, tr_ms=30.0, fa_deg=20.0)) == 0.0
+    assert float(sig.mprage(1.0, t1, t2, te_ms=3.0, ti_ms=900.0, tr_ms=2300.0, fa_deg=9.0, tx_ms=7.0, n=10)) == 0.0
+    # the neighbouring valid voxel is not zero (so the zero above is the mask, not an underflow)
+    assert float(sig.spin_echo(1.0, 800.0, 80.0, **kw)) == pytest.approx((1 - math.exp(-1000 / 800)) *
+                                                                          math.exp(-10 / 80), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- item 1: T2* of GRE/MPRAGE
+def _fractions(shape=(4, 8, 8)):
+    """Four pure-tissue blocks and a mixed block (SYNTHETIC fractions)."""
+    fr = {t: np.zeros(shape, np.float32) for t in ORDER}
+    rows = shape[0]
+    for k, t in enumerate(ORDER):
+        fr[t][k % rows, :, :6] = 1.0
+    for k, t in enumerate(ORDER):  # columns 6-7: equal mixture of all four
+        fr[t][:, :, 6:] = 0.25
+    return fr
+
+
+def _image(fr, equation, c=1000.0):
+    img = np.zeros(next(iter(fr.values())).shape, np.float64)
+    for t in ORDER:
+        img += c * equation(*LIT_3T[t]) * fr[t]
+    return img.astype(np.float32)
+
+
+GRE = AcquisitionParams(TE_ms=10, TR_ms=30, FA_deg=25, field_T=3.0)
+MPRAGE = AcquisitionParams(TE_ms=3, TI_ms=900, TR_ms=2300, FA_deg=9, TX_ms=7, N=176, field_T=3.0)
+
+
+def test_tissuewise_gre_uses_t2star_and_moves_with_te():
+    fr = _fractions()
+    img = _image(fr, lambda pd, t1, t2, t2s: gre_by_hand(pd, t1, t2s, 10, 30, 25))
+    model = fit_tissue_model(img, fr, "gre", GRE)
+    for t in ORDER:
+        assert model.tissues[t].t2star_ms == pytest.approx(LIT_3T[t][3], rel=1e-4), t
+    assert model.scale_c == pytest.approx(1000.0, rel=1e-5)
+    out = model.simulate(AcquisitionParams(TE_ms=25))
+    for k, t in enumerate(ORDER):
+        pd, t1, _, t2s = LIT_3T[t]
+        expected = 1000.0 * gre_by_hand(pd, t1, t2s, 25, 30, 25)
+        assert out[k, 0, 0] == pytest.approx(expected, rel=1e-4), t
+
+
+def test_tissuewise_mprage_uses_t2star_and_moves_with_te():
+    """Whatever the T1 part of the MPRAGE equation, S ∝ PD·M(T1)·e^{−TE/T2*}: a TE change from 3 to
+    20 ms multiplies each pure tissue by exp(−17/T2*) with the literal T2*."""
+    fr = _fractions()
+    img = _image(fr, lambda pd, t1, t2, t2s: float(sig.mprage(pd, t1, t2s, te_ms=3, ti_ms=900, tr_ms=2300,
+                                                              fa_deg=9, tx_ms=7, n=176)))
+    model = fit_tissue_model(img, fr, "mprage", MPRAGE)
+    for t in ORDER:
+        assert model.tissues[t].t2star_ms == pytest.approx(LIT_3T[t][3], rel=1e-4), t
+    out = model.simulate(AcquisitionParams(TE_ms=20))
+    for k, t in enumerate(ORDER):
+        ratio = out[k, 0, 0] / img[k, 0, 0]
+        assert ratio == pytest.approx(math.exp(-17.0 / LIT_3T[t][3]), rel=1e-4), t
