@@ -32,7 +32,7 @@ def register(sub) -> None:
     from ..training.config import add_arguments
 
     p = sub.add_parser("train", help="train / cross-validate / fine-tune a U-Net ensemble into a model package",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file with the settings (keys = long option names)")
     add_arguments(p, TrainConfig)
     p.add_argument("--json", metavar="FILE", help="write a JSON summary of the run (packages, members, CV)")

@@ -18,7 +18,6 @@ from typing import Any, Mapping
 from ..errors import InputError
 from ..training.config import (Flag, csv_list, deep_update, fingerprint, from_dict, height_width, int_list,
                                internal, load_yaml, setting)
-from .augment import AugmentConfig
 
 #: Defaults of the published pipelines (see ``docs``/segmentation note, section 2).
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -182,7 +181,7 @@ class Resolved:
     preprocessing: dict
     threshold: float
     slab_fraction: float
-    augmentation: AugmentConfig
+    augmentation: AugmentConfig  # noqa: F821 - neuroshift.segment.augment (numpy), imported when resolving
     positive_labels: list[int] | None
     ignore_labels: list[int] | None
     init_manifest: dict | None = None
@@ -288,6 +287,8 @@ def resolve(cfg: TrainConfig) -> Resolved:
             raise InputError(f"{key} must be at least {lo}, got {eff[key]}")
     if not float(eff["lr"]) > 0:
         raise InputError(f"learning rate must be positive, got {eff['lr']}")
+    from .augment import AugmentConfig
+
     try:
         aug = AugmentConfig.from_dict(eff["augmentation"])
     except (TypeError, ValueError) as exc:
