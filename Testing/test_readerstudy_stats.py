@@ -12,20 +12,42 @@ from neuroshift.readerstudy import stats as st
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "readerstudy"))
 
 
-def f1(tp, fp, fn):
-    return 2 * tp / (2 * tp + fp + fn)
+@pytest.fixture(scope="module")
+def paper004_detection(tmp_path_factory):
+    """Detection rows of the paper-004 study (published counts) through create -> import-reads -> analysis."""
+    import paper004
+
+    from neuroshift.cli.main import main
+    from neuroshift.readerstudy.analysis import analyze_store
+    from neuroshift.readerstudy.store import StudyStore
+
+    tmp = tmp_path_factory.mktemp("stats_paper004")
+    db = tmp / "study.sqlite"
+    assert main(["reader-study", "create", str(paper004.study_yaml(tmp / "study")), "--db", str(db)]) == 0
+    with StudyStore(db) as store:
+        lesions_csv, answers_csv = paper004.write_csvs(tmp, store.schedule())
+    assert main(["reader-study", "import-reads", "--db", str(db), str(lesions_csv), str(answers_csv)]) == 0
+    with StudyStore(db) as store:
+        rows = analyze_store(store)["detection"]
+    return {(r["reader"], r["image_set"], r["threshold_mm"]): r for r in rows}
 
 
-def test_A_se_ppv_fdr_f1_from_counts():
-    tp, fp, n_ref, n_pat = 48, 18, 91, 38
-    se, ppv, fdr = tp / n_ref, tp / (tp + fp), fp / n_pat
-    assert round(se, 4) == 0.5275 and round(ppv, 4) == 0.7273 and round(fdr, 4) == 0.4737
-    assert round(2 * se * ppv / (se + ppv), 4) == 0.6115 == round(f1(tp, fp, n_ref - tp), 4)
+def test_A_se_ppv_fdr_f1_from_counts(paper004_detection):
+    # Reference value A: 91 reference lesions, TP 48, FP 18, 38 patients (R1 virtual, all sizes)
+    row = paper004_detection[("R1", "virtual", 0.0)]
+    assert (row["n_ref"], row["tp"], row["fp"], row["fn"], row["n_patients"]) == (91, 48, 18, 43, 38)
+    assert round(row["se"], 4) == 0.5275 and round(row["ppv"], 4) == 0.7273
+    assert round(row["fdr"], 4) == 0.4737 and round(row["f1"], 4) == 0.6115
 
 
-def test_B_f1():
-    assert f1(35, 1, 7) == pytest.approx(70 / 78) and round(70 / 78, 4) == 0.8974
-    assert f1(35, 5, 7) == pytest.approx(70 / 82) and round(70 / 82, 4) == 0.8537
+def test_B_f1(paper004_detection):
+    # Reference value B: TP 35, FP 1, FN 7 -> F1 = 70/78 (R1 virtual >= 10 mm); FP 5 -> 70/82 (R2 virtual)
+    r1 = paper004_detection[("R1", "virtual", 10.0)]
+    assert (r1["tp"], r1["fp"], r1["fn"]) == (35, 1, 7)
+    assert r1["f1"] == pytest.approx(70 / 78, abs=1e-12) and round(r1["f1"], 4) == 0.8974
+    r2 = paper004_detection[("R2", "virtual", 10.0)]
+    assert (r2["tp"], r2["fp"], r2["fn"]) == (35, 5, 7)
+    assert r2["f1"] == pytest.approx(70 / 82, abs=1e-12) and round(r2["f1"], 4) == 0.8537
 
 
 @pytest.mark.parametrize("k,n,lo,hi", [(38, 91, 0.3150, 0.5257), (48, 91, 0.4200, 0.6331), (35, 42, 0.6864, 0.9303),
@@ -105,13 +127,22 @@ def test_cohen_kappa_textbook_and_weighted():
         assert st.cohen_kappa(x, y, categories=[1, 2, 3, 4, 5], weights=w) == pytest.approx(ref, abs=1e-12)
 
 
-def test_wilcoxon_and_t_tests_match_scipy():
+def test_wilcoxon_and_t_tests_against_hand_statistics():
+    """Statistics derived by hand (ranks, sums of squares); only the reference distributions come from scipy."""
     from scipy import stats
     x = np.array([0, 1, 0, 2, 0, 0, 1, 3, 0, 1] * 4, float)
     y = np.array([0, 0, 0, 1, 0, 0, 0, 0, 0, 1] * 4, float)
-    ref = stats.wilcoxon(x - y, zero_method="wilcox", correction=False, method="approx").pvalue
-    assert st.wilcoxon_signed_rank(x, y) == pytest.approx(ref)
+    # Wilcoxon: d = x - y has 16 non-zero values, all positive: twelve 1s (ranks 1-12, mean 6.5) and four 3s
+    # (ranks 13-16, mean 14.5); W- = 0. Normal approximation without continuity correction:
+    # mean n(n+1)/4 = 68; variance n(n+1)(2n+1)/24 - sum(t^3 - t)/48 = 374 - (1716 + 60)/48 = 337.
+    z = (0 - 68) / math.sqrt(337)
+    assert st.wilcoxon_signed_rank(x, y) == pytest.approx(math.erfc(abs(z) / math.sqrt(2)), rel=1e-9)
+    assert st.wilcoxon_signed_rank(x, y) == pytest.approx(2.1206e-4, rel=1e-4)
     assert st.wilcoxon_signed_rank(x, x) == 1.0
-    assert st.paired_t(x, y) == pytest.approx(stats.ttest_rel(x, y).pvalue)
-    assert st.unpaired_t(x, y) == pytest.approx(stats.ttest_ind(x, y).pvalue)
+    # paired t: d sums to 24 over 40 pairs (mean 0.6), sum of squares 48 -> SS 33.6, sd sqrt(33.6/39)
+    t_paired = 0.6 / (math.sqrt(33.6 / 39) / math.sqrt(40))
+    assert st.paired_t(x, y) == pytest.approx(2 * stats.t.sf(t_paired, 39), rel=1e-9)
+    # Student t: means 0.8 and 0.2, SS 38.4 and 6.4, pooled variance 44.8/78, df 78
+    t_pooled = 0.6 / math.sqrt(44.8 / 78 * (2 / 40))
+    assert st.unpaired_t(x, y) == pytest.approx(2 * stats.t.sf(t_pooled, 78), rel=1e-9)
     assert math.isnan(st.unpaired_t([1], [2]))
