@@ -8,222 +8,270 @@ counts, free text) and line markups for the long and short axes of lesions.
 A clock counts active reading time and pauses with the reader. "Submit" writes
 the read at once as an immutable record; drafts allow stopping and resuming.
 
-This file only binds the GUI; the logic lives in :mod:`ReaderStudyLib` (Qt-free,
-tested against real MRML with slicer-core) and the science in
-:mod:`neuroshift.readerstudy`.
+Module -> Parameter node -> Widget -> Logic -> Test, as in Slicer's scripted-module template
+(Slicer >= 5.10). This file only binds the GUI; the Qt-free core is
+:class:`ReaderStudyLib.reading.ReaderStudyCore` (tested against real MRML with slicer-core),
+held by :class:`ReaderStudyLogic` by composition; the science is in :mod:`neuroshift.readerstudy`.
 """
 
 from __future__ import annotations
 
 import os
-import pathlib
+from typing import Optional
 
 import qt
+import vtk
+
 import slicer
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-try:
-    from slicer.parameterNodeWrapper import parameterNodeWrapper
-except ImportError:  # Slicer < 5.2
-    parameterNodeWrapper = None
-
-from ReaderStudyLib import scene as rs_scene
-from ReaderStudyLib.session import ReadingSession
+import neuroshift_slicer.connectors  # noqa: F401  (registers the str path connector used by databasePath)
+from neuroshift_slicer.environment import ensure_requirements
+from ReaderStudyLib.reading import ReaderStudyCore, answer_index, answer_items, answer_value
 
 
+#
+# Module
+#
 class ReaderStudy(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "ReaderStudy"
-        self.parent.categories = ["NeuroShift"]
+        self.parent.title = _("ReaderStudy")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "NeuroShift")]
         self.parent.dependencies = ["Markups"]
         self.parent.contributors = ["NeuroShift developers"]
-        self.parent.helpText = (
+        self.parent.helpText = _(
             "Blinded, randomised reader studies of real and synthetic images: seeded balanced schedules "
             "with washout between phases, neutral image names, Likert/stars/real-or-synthetic/lesion-count "
             "questions, lesion long and short axes as line markups, active reading time, immutable reads in "
             "an SQLite database. Analyse with 'neuroshift reader-study analyze' (paper 004's Table 5 layout).")
-        self.parent.acknowledgementText = (
+        self.parent.acknowledgementText = _(
             "Protocols: Ammari et al., Invest Radiol 2021 (virtual contrast reader study); H. Li, dissertation "
             "(visual Turing test, synthDIR lesion counting).")
 
 
-if parameterNodeWrapper is not None:
-    @parameterNodeWrapper
-    class ReaderStudyParameterNode:
-        databasePath: pathlib.Path
-        reader: str
-else:  # pragma: no cover - old Slicer
-    ReaderStudyParameterNode = None
+#
+# Parameter node (the reader list is filled from the database, so the reader combo box is not bound:
+# its choice is kept in ``reader`` and restored after the list is refilled)
+#
+@parameterNodeWrapper
+class ReaderStudyParameterNode:
+    databasePath: str = ""
+    reader: str = ""
 
 
+#
+# Widget
+#
 class ReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    def __init__(self, parent=None):
+    def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._guiObserver = None
-        self.questionWidgets = {}
+        self._parameterNodeGuiTag = None
+        self._readersFor = None  # database path the reader list was filled from
+        self.questionWidgets = {}  # question id -> (task, widget, {class: spin box} for lesion counts)
+        self._placing = None
         self.clock = None
 
-    def setup(self):
+    def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
-        ui_widget = slicer.util.loadUI(self.resourcePath("UI/ReaderStudy.ui"))
-        self.layout.addWidget(ui_widget)
-        self.ui = slicer.util.childWidgetVariables(ui_widget)
-        ui_widget.setMRMLScene(slicer.mrmlScene)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ReaderStudy.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = ReaderStudyLogic()
-        self.ui.databasePathLineEdit.connect("currentPathChanged(QString)", self.onDatabaseChanged)
-        self.ui.startButton.clicked.connect(self.onNextRead)
-        self.ui.pauseButton.toggled.connect(self.onPause)
-        self.ui.addLesionButton.clicked.connect(self.onAddLesion)
-        self.ui.saveDraftButton.clicked.connect(self.onSaveDraft)
-        self.ui.submitButton.clicked.connect(self.onSubmit)
-        self.ui.refreshProgressButton.clicked.connect(self.onRefreshProgress)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.readerComboBox.connect("currentTextChanged(QString)", self.onReaderChanged)
+        self.ui.startButton.connect("clicked(bool)", self.onNextRead)
+        self.ui.pauseButton.connect("toggled(bool)", self.onPause)
+        self.ui.addLesionButton.connect("clicked(bool)", self.onAddLesion)
+        self.ui.saveDraftButton.connect("clicked(bool)", self.onSaveDraft)
+        self.ui.submitButton.connect("clicked(bool)", self.onSubmit)
+        self.ui.refreshProgressButton.connect("clicked(bool)", self.onRefreshProgress)
         self.clock = qt.QTimer()
         self.clock.setInterval(1000)
-        self.clock.timeout.connect(self.onTick)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, lambda *a: self.onSaveDraft())
+        self.clock.connect("timeout()", self.onTick)
         self.initializeParameterNode()
-        self.updateButtons()
 
-    # ------------------------------------------------------------ parameter node
-    def initializeParameterNode(self):
-        if ReaderStudyParameterNode is None:
-            return
-        self._parameterNode = ReaderStudyParameterNode(self.logic.getParameterNode())
-        self._guiObserver = self._parameterNode.connectGui(self.ui)
-
-    def enter(self):
-        self.logic.resume()
-
-    def exit(self):
-        self.logic.pause()
-
-    def cleanup(self):
+    def cleanup(self) -> None:
         self.onSaveDraft()
+        self.clock.stop()
         self.removeObservers()
-        if self._parameterNode and self._guiObserver:
-            self._parameterNode.disconnectGui(self._guiObserver)
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        self.logic.core.resume()
+
+    def exit(self) -> None:
+        self.logic.core.pause()
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.onSaveDraft()  # the read's lesion lines are about to be removed
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode: Optional[ReaderStudyParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+            self._updateGui()
+
+    def _updateGui(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p is None:
+            return
+        if p.databasePath != self._readersFor:
+            self._fillReaders(p)
+        reading = self.logic.core.reading
+        self.ui.startButton.enabled = bool(p.databasePath) and bool(p.reader) and not reading
+        for button in (self.ui.addLesionButton, self.ui.saveDraftButton, self.ui.submitButton, self.ui.pauseButton):
+            button.enabled = reading
+        if reading:
+            n = self.logic.core.lesion_count(slicer.mrmlScene)
+            self.ui.lesionsLabel.text = _("{n} lesion(s)").format(n=n)
 
     # ------------------------------------------------------------ study and reader
-    def onDatabaseChanged(self, path):
+    def _fillReaders(self, p) -> None:
+        """Refill the reader list from the database and restore the saved reader."""
+        self._readersFor = p.databasePath
+        wasBlocked = self.ui.readerComboBox.blockSignals(True)
         self.ui.readerComboBox.clear()
-        with slicer.util.tryWithErrorDisplay("Cannot open the study database.", waitCursor=True):
-            if path and os.path.isfile(path):
-                for reader in self.logic.readers(path):
-                    self.ui.readerComboBox.addItem(reader)
-        self.updateButtons()
+        with slicer.util.tryWithErrorDisplay(_("Cannot open the study database."), waitCursor=True):
+            if p.databasePath and os.path.isfile(p.databasePath) and ensure_requirements("ReaderStudy"):
+                self.ui.readerComboBox.addItems(self.logic.core.readers(p.databasePath))
+        self.ui.readerComboBox.blockSignals(wasBlocked)
+        index = self.ui.readerComboBox.findText(p.reader)
+        if index >= 0:
+            self.ui.readerComboBox.currentIndex = index
+        elif self.ui.readerComboBox.count:
+            p.reader = self.ui.readerComboBox.currentText
+        else:
+            p.reader = ""
 
-    def onNextRead(self):
-        with slicer.util.tryWithErrorDisplay("Cannot open the next read.", waitCursor=True):
-            self.logic.open(self.ui.databasePathLineEdit.currentPath, self.ui.readerComboBox.currentText)
-            current = self.logic.nextRead(slicer.mrmlScene)
+    def onReaderChanged(self, text) -> None:
+        if self._parameterNode is not None:
+            self._parameterNode.reader = text
+
+    def onNextRead(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Cannot open the next read."), waitCursor=True):
+            if not ensure_requirements("ReaderStudy"):
+                return
+            p = self._parameterNode
+            self.logic.core.open(p.databasePath, p.reader)
+            current = self.logic.core.next_read(slicer.mrmlScene)
             self.buildQuestions()
             if current is None:
-                self.ui.caseLabel.text = "All reads of your schedule are submitted. Thank you!"
+                self.clock.stop()
+                self.ui.caseLabel.text = _("All reads of your schedule are submitted. Thank you!")
             else:
                 s = current.scheduled
-                phase = self.logic.session.study.all_phases[s.phase - 1].name
+                phase = self.logic.core.session.study.all_phases[s.phase - 1].name
                 self.ui.caseLabel.text = f"{current.case_label} - {phase}, read {s.position}"
                 self.restoreAnswers(current.answers)
                 self.clock.start()
         self.updateProgress()
-        self.updateButtons()
+        self._updateGui()
 
     # ------------------------------------------------------------ questions
-    def buildQuestions(self):
+    def buildQuestions(self) -> None:
         layout = self.ui.questionsWidget.layout()
         while layout.count():
             item = layout.takeAt(0)
             if item.widget():
                 item.widget().deleteLater()
         self.questionWidgets = {}
-        if self.logic.session is None or self.logic.session.current is None:
+        if not self.logic.core.reading:
             return
-        for task in self.logic.session.study.tasks:
+        for task in self.logic.core.session.study.tasks:
             label = task.prompt or task.id.replace("_", " ").capitalize()
-            if task.type in ("likert", "stars"):
+            spins = {}
+            if task.type in ("likert", "stars", "real_or_synthetic"):
                 w = qt.QComboBox()
-                w.addItem("", None)
-                for g in range(task.min, task.max + 1):
-                    text = ("\u2605" * g) if task.type == "stars" else str(g)
-                    if g in task.anchors:
-                        text += f" - {task.anchors[g]}"
-                    w.addItem(text, g)
-            elif task.type == "real_or_synthetic":
-                w = qt.QComboBox()
-                for text in ("", "real", "synthetic"):
+                for text, _value in answer_items(task):
                     w.addItem(text)
             elif task.type == "lesion_counts":
                 w = qt.QWidget()
                 form = qt.QFormLayout(w)
-                w.spins = {}
                 for cls in task.classes:
-                    sb = qt.QSpinBox()
-                    sb.setRange(0, 999)
-                    form.addRow(cls, sb)
-                    w.spins[cls] = sb
+                    spin = qt.QSpinBox()
+                    spin.setRange(0, 999)
+                    form.addRow(cls, spin)
+                    spins[cls] = spin  # kept in a dict: PythonQt refuses new attributes on Qt objects
             elif task.type == "free_text":
                 w = qt.QPlainTextEdit()
                 w.setMaximumHeight(60)
             else:  # lesion_axes: markups
                 continue
             layout.addRow(label + ":", w)
-            self.questionWidgets[task.id] = (task, w)
+            self.questionWidgets[task.id] = (task, w, spins)
 
-    def restoreAnswers(self, answers):
-        for qid, (task, w) in self.questionWidgets.items():
+    def restoreAnswers(self, answers: dict) -> None:
+        for qid, (task, w, spins) in self.questionWidgets.items():
             if qid not in answers:
                 continue
             value = answers[qid]
-            if task.type in ("likert", "stars"):
-                w.setCurrentIndex(int(value) - task.min + 1)
-            elif task.type == "real_or_synthetic":
-                w.setCurrentText(value)
+            if task.type in ("likert", "stars", "real_or_synthetic"):
+                w.currentIndex = answer_index(task, value)
             elif task.type == "lesion_counts":
                 for cls, n in value.items():
-                    w.spins[cls].value = n
+                    if cls in spins:
+                        spins[cls].value = n
             elif task.type == "free_text":
                 w.setPlainText(value)
 
-    def collectAnswers(self):
+    def collectAnswers(self) -> dict:
         answers = {}
-        for qid, (task, w) in self.questionWidgets.items():
-            if task.type in ("likert", "stars"):
-                if w.currentIndex > 0:
-                    answers[qid] = task.min + w.currentIndex - 1
-            elif task.type == "real_or_synthetic":
-                if w.currentText:
-                    answers[qid] = w.currentText
+        for qid, (task, w, spins) in self.questionWidgets.items():
+            if task.type in ("likert", "stars", "real_or_synthetic"):
+                value = answer_value(task, w.currentIndex)
+                if value is not None:
+                    answers[qid] = value
             elif task.type == "lesion_counts":
-                answers[qid] = {cls: int(sb.value) for cls, sb in w.spins.items()}
-            elif task.type == "free_text":
-                if w.toPlainText():
-                    answers[qid] = w.toPlainText()
+                answers[qid] = {cls: int(spin.value) for cls, spin in spins.items()}
+            elif task.type == "free_text" and w.toPlainText():
+                answers[qid] = w.toPlainText()
         return answers
 
     # ------------------------------------------------------------ lesions
-    def onAddLesion(self):
-        with slicer.util.tryWithErrorDisplay("Cannot add a lesion."):
-            long_node, short_node = self.logic.newLesion(slicer.mrmlScene)
-            self._placing = [long_node, short_node]
-            self.addObserver(long_node, long_node.PointPositionDefinedEvent, self.onLongAxisPlaced)
-            self.placeLine(long_node)
-        self.updateButtons()
+    def onAddLesion(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Cannot add a lesion.")):
+            longNode, shortNode = self.logic.core.new_lesion(slicer.mrmlScene)
+            self._placing = [longNode, shortNode]
+            self.addObserver(longNode, longNode.PointPositionDefinedEvent, self.onLongAxisPlaced)
+            self.placeLine(longNode)
+        self._updateGui()
 
-    def onLongAxisPlaced(self, caller, event):
-        if caller.GetNumberOfDefinedControlPoints() >= 2 and getattr(self, "_placing", None):
+    def onLongAxisPlaced(self, caller, event) -> None:
+        if caller.GetNumberOfDefinedControlPoints() >= 2 and self._placing:
             self.removeObserver(caller, caller.PointPositionDefinedEvent, self.onLongAxisPlaced)
             self.placeLine(self._placing[1])
             self._placing = None
-        self.updateButtons()
+        self._updateGui()
 
     @staticmethod
-    def placeLine(node):
+    def placeLine(node) -> None:
         selection = slicer.app.applicationLogic().GetSelectionNode()
         selection.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsLineNode")
         selection.SetActivePlaceNodeID(node.GetID())
@@ -231,164 +279,84 @@ class ReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         interaction.SetCurrentInteractionMode(interaction.Place)
 
     # ------------------------------------------------------------ timer, draft, submit
-    def onTick(self):
-        if self.logic.session and self.logic.session.timer:
+    def onTick(self) -> None:
+        session = self.logic.core.session
+        if session and session.timer:
             from neuroshift.readerstudy.stats import format_duration
 
-            self.ui.timerLabel.text = format_duration(self.logic.session.timer.elapsed())
+            self.ui.timerLabel.text = format_duration(session.timer.elapsed())
 
-    def onPause(self, paused):
-        (self.logic.pause if paused else self.logic.resume)()
-        self.ui.pauseButton.text = "Resume" if paused else "Pause"
+    def onPause(self, paused) -> None:
+        (self.logic.core.pause if paused else self.logic.core.resume)()
+        self.ui.pauseButton.text = _("Resume") if paused else _("Pause")
 
-    def onSaveDraft(self):
-        if self.logic and self.logic.session and self.logic.session.current:
-            with slicer.util.tryWithErrorDisplay("Cannot save the draft."):
-                self.logic.saveDraft(slicer.mrmlScene, self.collectAnswers())
+    def onSaveDraft(self) -> None:
+        if self.logic and self.logic.core.reading:
+            with slicer.util.tryWithErrorDisplay(_("Cannot save the draft.")):
+                self.logic.core.save_draft(slicer.mrmlScene, self.collectAnswers())
 
-    def onSubmit(self):
-        with slicer.util.tryWithErrorDisplay("The read was not submitted.", waitCursor=True):
-            problems = self.logic.submit(slicer.mrmlScene, self.collectAnswers())
+    def onSubmit(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("The read was not submitted."), waitCursor=True):
+            problems = self.logic.core.submit(slicer.mrmlScene, self.collectAnswers())
             if problems:
-                slicer.util.warningDisplay("Submitted. Note: " + "; ".join(problems))
+                slicer.util.warningDisplay(_("Submitted. Note: {notes}").format(notes="; ".join(problems)))
             self.onNextRead()
 
     # ------------------------------------------------------------ progress
-    def updateProgress(self):
-        if self.logic.session:
-            done, total = self.logic.session.progress()
+    def updateProgress(self) -> None:
+        session = self.logic.core.session
+        if session:
+            done, total = session.progress()
             self.ui.progressBar.maximum = max(total, 1)
             self.ui.progressBar.value = done
-            self.ui.progressBar.format = f"{done}/{total} reads"
+            self.ui.progressBar.format = _("{done}/{total} reads").format(done=done, total=total)
 
-    def onRefreshProgress(self):
-        with slicer.util.tryWithErrorDisplay("Cannot read the progress."):
-            self.ui.ownerProgressText.setPlainText(self.logic.progressText(self.ui.databasePathLineEdit.currentPath))
-
-    def updateButtons(self):
-        has_db = bool(self.ui.databasePathLineEdit.currentPath) and self.ui.readerComboBox.count > 0
-        reading = bool(self.logic and self.logic.session and self.logic.session.current)
-        self.ui.startButton.enabled = has_db and not reading
-        for b in (self.ui.addLesionButton, self.ui.saveDraftButton, self.ui.submitButton, self.ui.pauseButton):
-            b.enabled = reading
-        if reading:
-            n = len(rs_scene.lesions_from_scene(slicer.mrmlScene)[0])
-            self.ui.lesionsLabel.text = f"{n} lesion{'s' if n != 1 else ''}"
+    def onRefreshProgress(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Cannot read the progress.")):
+            if ensure_requirements("ReaderStudy"):
+                text = self.logic.core.progress_text(self._parameterNode.databasePath)
+                self.ui.ownerProgressText.setPlainText(text)
 
 
+#
+# Logic
+#
 class ReaderStudyLogic(ScriptedLoadableModuleLogic):
-    """Slicer-facing logic: a :class:`ReadingSession` plus the MRML scene helpers."""
+    """Slicer-facing logic: the parameter node, and the Qt-free :class:`ReaderStudyCore` as ``self.core``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        self.session = None
-        self._lesion_counter = 0
+        self.core = ReaderStudyCore()
 
     def getParameterNode(self):
-        return ScriptedLoadableModuleLogic.getParameterNode(self)
-
-    @staticmethod
-    def readers(db_path):
-        from neuroshift.readerstudy.store import StudyStore
-
-        with StudyStore(db_path) as store:
-            return [r.id for r in store.study.readers]
-
-    def open(self, db_path, reader):
-        if self.session and (str(self.session.store.path) != str(db_path) or self.session.reader != reader):
-            self.session.close()
-            self.session = None
-        if self.session is None:
-            self.session = ReadingSession(db_path, reader)
-
-    def nextRead(self, scene):
-        current = self.session.next_read()
-        rs_scene.clear_read(scene)
-        if current is not None:
-            rs_scene.load_read_volumes(scene, self.session.image_paths(), current.names)
-            self._lesion_counter = 0
-            for les in current.lesions:  # restore draft lesions as lines
-                self._lesion_counter += 1
-                self._drawLesion(scene, les)
-        return current
-
-    def _drawLesion(self, scene, les):
-        import numpy as np
-
-        c = np.array(les.center_ras_mm)
-        half_l, half_s = les.long_mm / 2, les.short_mm / 2
-        rs_scene.add_lesion_lines(scene, les.lesion_id, [c - [half_l, 0, 0], c + [half_l, 0, 0]],
-                                  [c - [0, half_s, 0], c + [0, half_s, 0]])
-
-    def newLesion(self, scene):
-        self._lesion_counter += 1
-        lid = f"L{self._lesion_counter}"
-        nodes = []
-        for axis in ("long", "short"):
-            node = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", f"Lesion {lid} {axis}")
-            node.SetAttribute(rs_scene.ROLE, "lesion")
-            node.SetAttribute(rs_scene.LESION_ID, lid)
-            node.SetAttribute(rs_scene.AXIS, axis)
-            nodes.append(node)
-        return tuple(nodes)
-
-    def _tolerance(self):
-        tasks = [t for t in self.session.study.tasks if t.type == "lesion_axes"]
-        return tasks[0].orthogonality_tolerance_deg if tasks else 10.0
-
-    def saveDraft(self, scene, answers):
-        self.session.current.answers = dict(answers)
-        self.session.set_lesions(rs_scene.lesions_from_scene(scene, tolerance_deg=self._tolerance())[0])
-        self.session.save_draft()
-
-    def submit(self, scene, answers):
-        for q, v in answers.items():
-            self.session.set_answer(q, v)
-        lesions, problems = rs_scene.lesions_from_scene(scene, tolerance_deg=self._tolerance())
-        self.session.set_lesions(lesions)
-        self.session.submit()
-        flagged = [les.lesion_id for les in lesions if les.orthogonality_flag]
-        if flagged:
-            problems.append(f"axes of {', '.join(flagged)} are far from orthogonal (flagged)")
-        rs_scene.clear_read(scene)
-        return problems
-
-    def pause(self):
-        if self.session:
-            self.session.pause()
-
-    def resume(self):
-        if self.session:
-            self.session.resume()
-
-    @staticmethod
-    def progressText(db_path):
-        from neuroshift.readerstudy.store import StudyStore
-
-        with StudyStore(db_path) as store:
-            lines = [f"{r['reader']}  phase {r['phase']} ({r['phase_name']}): {r['submitted']}/{r['scheduled']} "
-                     f"submitted, {r['in_progress']} in progress" for r in store.progress()]
-        return "\n".join(lines)
+        return ReaderStudyParameterNode(super().getParameterNode())
 
 
+#
+# Test (runs inside Slicer; the core is tested with pytest + slicer-core in Testing/)
+#
 class ReaderStudyTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer: a one-case study, one read with a lesion, submitted and read back."""
+    """A one-case study, one read with a lesion, submitted and read back."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
+        self.assertTrue(ensure_requirements("ReaderStudy", ask=False))
 
     def runTest(self):
         self.setUp()
         self.test_one_read()
 
     def test_one_read(self):
+        import pathlib
         import tempfile
 
         import numpy as np
         import yaml
+
         from neuroshift.io import Volume, write_volume
         from neuroshift.readerstudy.definition import load_study
         from neuroshift.readerstudy.store import StudyStore
+        from ReaderStudyLib import scene as rs_scene
 
         folder = pathlib.Path(tempfile.mkdtemp())
         for name in ("a.nii.gz", "t1.nii.gz"):
@@ -401,13 +369,13 @@ class ReaderStudyTest(ScriptedLoadableModuleTest):
             "readers": ["R1"], "design": {"type": "full", "image_sets": ["syn"]},
             "tasks": [{"id": "quality", "type": "likert"}, {"id": "lesions", "type": "lesion_axes"}]}))
         StudyStore.create(folder / "s.sqlite", load_study(folder / "STUDY.yaml")).close()
-        logic = ReaderStudyLogic()
-        logic.open(folder / "s.sqlite", "R1")
-        logic.nextRead(slicer.mrmlScene)
+        core = ReaderStudyLogic().core
+        core.open(folder / "s.sqlite", "R1")
+        core.next_read(slicer.mrmlScene)
         names = sorted(n.GetName() for n in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"))
         self.assertEqual(names, ["Image A", "Pre-contrast T1"])
         rs_scene.add_lesion_lines(slicer.mrmlScene, "L1", [[0, 0, 0], [10, 0, 0]], [[5, -3, 0], [5, 3, 0]])
-        logic.submit(slicer.mrmlScene, {"quality": 4})
+        core.submit(slicer.mrmlScene, {"quality": 4})
         with StudyStore(folder / "s.sqlite") as store:
             reads = store.reads()
         self.assertEqual(len(reads), 1)

@@ -36,14 +36,14 @@ def _geometry(node):
 
 
 def test_run_makes_named_segment_on_input_geometry_and_volume_table(mrml_scene):
-    from ClaustrumSegLib import ClaustrumSegLogic, SegmentationParameters, segment_array, table_rows
+    from ClaustrumSegLib import ClaustrumSegCore, SegmentationParameters, segment_array, table_rows
     from neuroshift.segment.inference import segment_volume
     from neuroshift_slicer.volume_nodes import add_volume_node
 
     scan = _scan()
     node = add_volume_node(mrml_scene, scan, "T1")
     pkg = threshold_package(views=("axial", "coronal"))
-    logic = ClaustrumSegLogic(mrml_scene)
+    logic = ClaustrumSegCore(mrml_scene)
     params = SegmentationParameters(task="claustrum", model=pkg, device="cpu", probabilities=True, uncertainty=True)
     out = logic.run({"T1": node}, params)
 
@@ -71,14 +71,14 @@ def test_run_makes_named_segment_on_input_geometry_and_volume_table(mrml_scene):
 
 
 def test_wmh_segment_name_and_reuse_of_the_output_node(mrml_scene):
-    from ClaustrumSegLib import ClaustrumSegLogic, SegmentationParameters
+    from ClaustrumSegLib import ClaustrumSegCore, SegmentationParameters
     from neuroshift_slicer.volume_nodes import add_volume_node
 
     scan = _scan()
     flair = add_volume_node(mrml_scene, scan, "FLAIR")
     t1 = add_volume_node(mrml_scene, scan.with_data(scan.data * 0.5), "T1")
     pkg = threshold_package(task="wmh", channels=("FLAIR", "T1"), views=("axial",), slab_fraction=0.1)
-    logic = ClaustrumSegLogic(mrml_scene)
+    logic = ClaustrumSegCore(mrml_scene)
     params = SegmentationParameters(task="wmh", model=pkg, device="cpu")
     first = logic.run({"FLAIR": flair, "T1": t1}, params)
     assert first.segmentation.GetSegmentation().GetNthSegment(0).GetName() == "WMH"
@@ -89,36 +89,36 @@ def test_wmh_segment_name_and_reuse_of_the_output_node(mrml_scene):
 
 
 def test_empty_result_still_gives_the_named_segment(mrml_scene):
-    from ClaustrumSegLib import ClaustrumSegLogic, SegmentationParameters
+    from ClaustrumSegLib import ClaustrumSegCore, SegmentationParameters
     from neuroshift_slicer.volume_nodes import add_volume_node
 
     node = add_volume_node(mrml_scene, _scan(), "T1")
     pkg = threshold_package(views=("axial",), threshold=1.0)
-    out = ClaustrumSegLogic(mrml_scene).run({"T1": node}, SegmentationParameters(model=pkg, device="cpu"))
+    out = ClaustrumSegCore(mrml_scene).run({"T1": node}, SegmentationParameters(model=pkg, device="cpu"))
     assert out.segmentation.GetSegmentation().GetNthSegment(0).GetName() == "claustrum"
     assert out.volumes_mm3["claustrum"] == 0
     assert any("nothing was segmented" in w for w in out.warnings)
 
 
 def test_no_claustrum_model_message(mrml_scene):
-    from ClaustrumSegLib import ClaustrumSegLogic, SegmentationParameters
+    from ClaustrumSegLib import ClaustrumSegCore, SegmentationParameters
     from neuroshift.errors import InputError
     from neuroshift_slicer.volume_nodes import add_volume_node
 
     node = add_volume_node(mrml_scene, _scan(), "T1")
-    logic = ClaustrumSegLogic(mrml_scene)
+    logic = ClaustrumSegCore(mrml_scene)
     assert logic.available_models("claustrum") == []
     with pytest.raises(InputError, match="import-keras"):
         logic.run({"T1": node}, SegmentationParameters(task="claustrum", device="cpu"))
 
 
 def test_background_run_through_the_cli_and_cancel(mrml_scene, tmp_path):
-    from ClaustrumSegLib import ClaustrumSegLogic, SegmentationParameters, segment_array, table_rows
+    from ClaustrumSegLib import ClaustrumSegCore, SegmentationParameters, segment_array, table_rows
     from neuroshift_slicer.volume_nodes import add_volume_node
 
     pkg = tiny_unet_package(tmp_path / "home/.neuroshift/models/claustrum")
     node = add_volume_node(mrml_scene, _scan(), "T1")
-    logic = ClaustrumSegLogic(mrml_scene)
+    logic = ClaustrumSegCore(mrml_scene)
     assert [m["name"] for m in logic.available_models("claustrum")] == ["claustrum"]
     assert logic.default_model("claustrum") == "claustrum"
     params = SegmentationParameters(task="claustrum", model=str(pkg), device="cpu", uncertainty=True)
@@ -144,9 +144,9 @@ def test_background_run_through_the_cli_and_cancel(mrml_scene, tmp_path):
 
 
 def test_build_command_mirrors_the_cli_options(mrml_scene, tmp_path):
-    from ClaustrumSegLib import ClaustrumSegLogic, SegmentationParameters
+    from ClaustrumSegLib import ClaustrumSegCore, SegmentationParameters
 
-    logic = ClaustrumSegLogic(mrml_scene)
+    logic = ClaustrumSegCore(mrml_scene)
     params = SegmentationParameters(task="wmh", model="wmh-demo", device="cuda", tta=True, probabilities=True,
                                     batch_size=8, threshold=0.45, age_weeks=None, mask_mode="relative")
     args, outputs = logic.build_command({"FLAIR": "f.nii.gz", "T1": "t.nii.gz"}, params, tmp_path)

@@ -2,10 +2,10 @@
 
 Two ways to run, same outputs:
 
-* :meth:`ClaustrumSegLogic.run` segments in this process (tests, scripting, the module's self-test);
-* :meth:`ClaustrumSegLogic.start_background` exports the input nodes to a temporary folder and starts
+* :meth:`ClaustrumSegCore.run` segments in this process (tests, scripting, the module's self-test);
+* :meth:`ClaustrumSegCore.start_background` exports the input nodes to a temporary folder and starts
   ``neuroshift segment ...`` in a child process (:class:`neuroshift_slicer.background.BackgroundRun`,
-  progress and Cancel); :meth:`ClaustrumSegLogic.finish_background` loads the files it wrote.
+  progress and Cancel); :meth:`ClaustrumSegCore.finish_background` loads the files it wrote.
 
 Outputs: a ``vtkMRMLSegmentationNode`` with one named segment (``claustrum`` or ``WMH``) on the
 input's geometry, optional probability and uncertainty ``vtkMRMLScalarVolumeNode``\\ s, and a
@@ -14,6 +14,7 @@ input's geometry, optional probability and uncertainty ``vtkMRMLScalarVolumeNode
 
 from __future__ import annotations
 
+import enum
 import json
 import shutil
 import tempfile
@@ -25,6 +26,32 @@ import numpy as np
 
 TASKS = ("claustrum", "wmh")
 SEGMENT_COLORS = {"claustrum": (0.95, 0.55, 0.15), "WMH": (0.9, 0.2, 0.2)}
+
+
+class SegmentationTask(enum.Enum):
+    """The module's task choice (bound to the task combo box by Slicer's enum connector, which shows ``label``)."""
+
+    claustrum = "claustrum"
+    wmh = "wmh"
+
+    def label(self) -> str:
+        return {"claustrum": "Claustrum", "wmh": "White-matter hyperintensities (WMH)"}[self.value]
+
+
+#: Device and uncertainty choices offered by the module.
+DEVICES = ("auto", "cpu", "cuda")
+UNCERTAINTY_KINDS = ("variance", "entropy")
+
+
+def parameters_from_fields(*, task: str, model: Any, device: str, tta: bool, probabilities: bool,
+                           uncertainty: bool, uncertainty_kind: str, batch_size: int, threshold: float,
+                           use_age: bool, age_weeks: float, relative_mask: bool) -> "SegmentationParameters":
+    """:class:`SegmentationParameters` from the panel's values (0 batch size / threshold = the model's own)."""
+    return SegmentationParameters(
+        task=task, model=model, device=device, tta=tta, probabilities=probabilities, uncertainty=uncertainty,
+        uncertainty_kind=uncertainty_kind, batch_size=int(batch_size) or None,
+        threshold=float(threshold) if threshold > 0 else None, age_weeks=float(age_weeks) if use_age else None,
+        mask_mode="relative" if relative_mask else None)
 
 
 @dataclass
@@ -48,7 +75,7 @@ class SegmentationParameters:
 
         if self.task not in TASKS:
             raise InputError(f"unknown task '{self.task}'; use {' or '.join(TASKS)}")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICES:
             raise InputError(f"unknown device '{self.device}'")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError("batch size must be at least 1")
@@ -76,7 +103,7 @@ class BackgroundJob:
     name: str
 
 
-class ClaustrumSegLogic:
+class ClaustrumSegCore:
     """Qt-free logic of the ClaustrumSeg module, working on a ``vtkMRMLScene``."""
 
     def __init__(self, scene):
@@ -356,7 +383,7 @@ def segment_array(segmentation_node, segment_name: str, reference_node):
 
 
 def table_rows(table_node) -> dict[str, float]:
-    """``{segment: volume mm3}`` of a table made by :meth:`ClaustrumSegLogic.create_volume_table`."""
+    """``{segment: volume mm3}`` of a table made by :meth:`ClaustrumSegCore.create_volume_table`."""
     table = table_node.GetTable()
     names = table.GetColumnByName("Segment")
     values = table.GetColumnByName("Volume (mm3)")

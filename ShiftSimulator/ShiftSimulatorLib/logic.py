@@ -52,7 +52,7 @@ NAME_ORDER = (("TE_ms", "TE"), ("TI_ms", "TI"), ("TI1_ms", "TI1"), ("TI2_ms", "T
 CancelFlag = Callable[[], bool]
 
 
-class ShiftSimulatorLogic:
+class ShiftSimulationCore:
     """Simulate acquisition-shift derivatives of volume nodes (no Qt, no ``slicer.app``)."""
 
     def __init__(self, scene):
@@ -349,3 +349,42 @@ def require_source(params: AcquisitionParams, sequence: str, node_name: str) -> 
     except MissingParameterError as exc:
         raise MissingParameterError(f"{exc}. Enter them under 'Source parameters' or load the volume "
                                     "with its BIDS sidecar / from DICOM") from None
+
+
+#: Value of a parameter field that is not known ("unknown" source / "same as source" target).
+UNKNOWN = -1.0
+#: Parameter-node field suffix -> AcquisitionParams field (units: ms, degrees, tesla).
+PARAMETER_FIELDS = (("TE", "TE_ms"), ("TI", "TI_ms"), ("TR", "TR_ms"), ("FA", "FA_deg"), ("Field", "field_T"))
+
+
+def params_from_fields(te_ms: float, ti_ms: float, tr_ms: float, fa_deg: float,
+                       field_T: float = UNKNOWN) -> AcquisitionParams:
+    """AcquisitionParams from the panel's values; a negative value (``UNKNOWN``) means unknown / keep."""
+    values = {"TE_ms": te_ms, "TI_ms": ti_ms, "TR_ms": tr_ms, "FA_deg": fa_deg, "field_T": field_T}
+    return AcquisitionParams(**{k: float(v) for k, v in values.items() if v is not None and v >= 0})
+
+
+def fields_from_params(params: AcquisitionParams, prefix: str = "source") -> dict[str, float]:
+    """Parameter-node values (``sourceTE`` ... ``sourceField``) for ``params``; ``UNKNOWN`` where not known."""
+    out = {}
+    for suffix, name in PARAMETER_FIELDS:
+        value = getattr(params, name)
+        out[prefix + suffix] = float(value) if value is not None else UNKNOWN
+    return out
+
+
+def header_needs_reading(node_id: str | None, read_for_id: str) -> bool:
+    """Whether selecting ``node_id`` should pre-fill the source parameters from its header.
+
+    Only when the user picks a node other than the one the header was last read for
+    (``read_for_id``, saved in the parameter node): the wrapper also sets the input when a scene
+    is loaded or the module is entered, and must not overwrite values typed or saved since.
+    """
+    return bool(node_id) and node_id != read_for_id
+
+
+def case_id(name: str) -> str:
+    """A file-name-safe case id from a node name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "case"

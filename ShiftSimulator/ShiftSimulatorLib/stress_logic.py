@@ -1,7 +1,7 @@
 """Qt-free logic of ShiftSimulator's stress-test panel: cases, model, grid -> results as MRML nodes.
 
 Cases come from the scene (an image node with its tissues and ground-truth lesion
-mask; parameters found as by :class:`ShiftSimulatorLogic.source_parameters`) or
+mask; parameters found as by :class:`ShiftSimulationCore.source_parameters`) or
 from a folder / CSV (:mod:`neuroshift.stress.cases`). The run is the engine's
 (:func:`neuroshift.stress.run_stress_test`), either in this process
 (:meth:`StressTestLogic.run`, Cancel through a flag) or, for the GUI, in a
@@ -48,11 +48,11 @@ class StressTestLogic:
         from neuroshift.stress.cases import LoadedCase
         from neuroshift_slicer.volume_nodes import volume_from_node
 
-        from .logic import ShiftSimulatorLogic
+        from .logic import ShiftSimulationCore
 
         if image_node is None or mask_node is None:
             raise InputError("choose the image and its ground-truth lesion mask")
-        sim_logic = ShiftSimulatorLogic(self.scene)
+        sim_logic = ShiftSimulationCore(self.scene)
         found = sim_logic.source_parameters(image_node)
         if params is not None:
             found = found.merged(params)
