@@ -9,7 +9,7 @@ from neuroshift.errors import DimensionError, GeometryError, InputError, Missing
 from neuroshift.io.params import AcquisitionParams
 from neuroshift.io.volume import Volume
 from neuroshift.physics.relaxation import relaxation_table
-from neuroshift.simulate import estimate as est
+from neuroshift.physics.signal import mprage
 from neuroshift.simulate.synthetic import synthetic_fractions
 from neuroshift.simulate.tissuewise import fit_tissue_model, simulate_derivative
 
@@ -26,23 +26,68 @@ SOURCES = {
 }
 
 
+#: Literal relaxation values (PD, T1 ms, T2 ms, T2* ms) of physics/relaxation.py, written out so the
+#: expected images below never go through the code under test (test_literal_tables_are_the_builtin_ones
+#: pins them to the table).
+LIT = {
+    3.0: {"CSF": (1.0, 4163.0, 379.0, 190.0), "GM": (0.8, 1331.0, 110.0, 66.0),
+          "WM": (0.7, 832.0, 79.6, 53.2), "lesion": (0.8, 1350.0, 130.0, 60.0)},
+    1.5: {"CSF": (1.0, 4163.0, 329.0, 165.0), "GM": (0.8, 1124.0, 95.0, 84.0),
+          "WM": (0.7, 884.0, 72.0, 64.9), "lesion": (0.8, 1150.0, 130.0, 75.0)},
+}
+
+
 @pytest.fixture(scope="module")
 def fractions():
     return synthetic_fractions(SHAPE, brain_semi_axes_mm=(15, 20, 18), n_lesions=4, seed=3)
 
 
+def _values(p):
+    """(PD, T1, T2, T2*) of a literal tuple or of a TissueParameters-like object."""
+    return p if isinstance(p, tuple) else (p.pd, p.t1_ms, p.t2_ms, p.t2star_ms)
+
+
+def signal_by_hand(sequence, a, pd, t1, t2, t2s):
+    """The signal equations written out (times in ms); MPRAGE only builds input images (any form will do)."""
+    e = lambda t: np.exp(-t / t1)  # noqa: E731
+    if sequence == "se":
+        return pd * (1 - e(a.TR_ms)) * np.exp(-a.TE_ms / t2)
+    if sequence == "flair":
+        return pd * abs(1 - 2 * e(a.TI_ms) + e(a.TR_ms)) * np.exp(-a.TE_ms / t2)
+    if sequence == "dir":
+        return pd * abs(1 - 2 * e(a.TI2_ms) + 2 * e(a.TI1_ms) - e(a.TR_ms)) * np.exp(-a.TE_ms / t2)
+    if sequence == "gre":
+        al = np.radians(a.FA_deg)
+        return pd * np.sin(al) * (1 - e(a.TR_ms)) / (1 - np.cos(al) * e(a.TR_ms)) * np.exp(-a.TE_ms / t2s)
+    assert sequence == "mprage"
+    return float(mprage(pd, t1, t2s, te_ms=a.TE_ms, ti_ms=a.TI_ms, tr_ms=a.TR_ms, fa_deg=a.FA_deg, tx_ms=a.TX_ms,
+                        n=a.N))
+
+
 def analytic(fr, sequence, params, table, c):
-    pd, t1, t2, t2s = est._param_arrays(ORDER, table)
-    s = est.tissue_signals(sequence, params, pd, t1, t2, t2s)
-    return sum(np.float64(c * s[i]) * fr[t].astype(np.float64) for i, t in enumerate(ORDER))
+    """c·Σ_t f_t·S_t(θ) with S_t from :func:`signal_by_hand` and ``table`` {tissue: values} (float64)."""
+    return sum(np.float64(c * signal_by_hand(sequence, params, *_values(table[t]))) * fr[t].astype(np.float64)
+               for t in ORDER if t in fr)
 
 
 def make_image(fr, sequence="flair", params=FLAIR0, table=None, c=1000.0, noise=0.0, seed=0):
-    table = table or relaxation_table(3.0)
+    table = table or LIT[3.0]
     clean = analytic(fr, sequence, params, table, c)
     rng = np.random.default_rng(seed)
     tex = rng.normal(0.0, noise, clean.shape) if noise else np.zeros(clean.shape)
     return (clean + tex).astype(np.float32), clean, tex
+
+
+@pytest.mark.parametrize("field", [3.0, 1.5])
+def test_literal_tables_are_the_builtin_ones(field):
+    table = relaxation_table(field)
+    assert {t: _values(table[t]) for t in ORDER} == LIT[field]
+
+
+def test_hand_flair_literal_value():
+    # WM at the source: |1 - 2e^{-2500/832} + e^{-9000/832}| = 1 - 2*0.0495483 + 0.0000200 = 0.900923,
+    # e^{-112/79.6} = 0.244868, x PD 0.7 -> 0.154425
+    assert signal_by_hand("flair", FLAIR0, *LIT[3.0]["WM"]) == pytest.approx(0.154425, rel=1e-5)
 
 
 @pytest.mark.parametrize("sequence", sorted(SOURCES))
@@ -86,7 +131,7 @@ def test_simulated_matches_analytic_per_tissue(fractions):
     img, clean, tex = make_image(fractions, noise=2.0, c=1234.0)
     model = fit_tissue_model(img, fractions, "flair", FLAIR0)
     assert model.scale_c == pytest.approx(1234.0, rel=2e-3)
-    table = relaxation_table(3.0)
+    table = LIT[3.0]
     for te, ti in CORNERS:
         target = FLAIR0.merged(AcquisitionParams(TE_ms=te, TI_ms=ti))
         sim = model.simulate(target)
@@ -102,10 +147,10 @@ def test_simulated_matches_analytic_per_tissue(fractions):
 def test_noise_free_image_from_priors_is_recovered_exactly(fractions):
     img, clean, _ = make_image(fractions, c=500.0)
     model = fit_tissue_model(img, fractions, "flair", FLAIR0)
-    table = relaxation_table(3.0)
+    table = LIT[3.0]
     for t in ORDER:
-        assert model.tissues[t].t1_ms == pytest.approx(table[t].t1_ms, rel=1e-4)
-        assert model.tissues[t].t2_ms == pytest.approx(table[t].t2_ms, rel=1e-4)
+        assert model.tissues[t].t1_ms == pytest.approx(table[t][1], rel=1e-4)
+        assert model.tissues[t].t2_ms == pytest.approx(table[t][2], rel=1e-4)
     assert model.scale_c == pytest.approx(500.0, rel=1e-5)
     assert np.abs(model.texture).max() < 1e-3 * img.max()
     target = AcquisitionParams(TE_ms=84, TI_ms=2200)
@@ -115,10 +160,8 @@ def test_noise_free_image_from_priors_is_recovered_exactly(fractions):
 
 def test_contrast_of_other_relaxation_times_is_reproduced(fractions):
     """Truth differs from the priors: apparent parameters reproduce the measured contrast ratios."""
-    table = relaxation_table(3.0)
-    from dataclasses import replace
-
-    truth = {t: replace(p, t1_ms=p.t1_ms * 1.1, t2_ms=p.t2_ms * 0.9) for t, p in table.items()}
+    table = LIT[3.0]
+    truth = {t: (pd, t1 * 1.1, t2 * 0.9, t2s) for t, (pd, t1, t2, t2s) in table.items()}
     img, _, _ = make_image(fractions, table=truth, c=800.0)
     model = fit_tissue_model(img, fractions, "flair", FLAIR0)
     rep = model.report
@@ -128,15 +171,14 @@ def test_contrast_of_other_relaxation_times_is_reproduced(fractions):
     assert set(rep.fitted_parameters) >= {"GM.T1", "GM.T2", "CSF.PD"}
     # parameters move toward the truth (T2 down, T1 up or the equivalent contrast) but stay within the bounds
     for t in ORDER:
-        assert 0.5 <= model.tissues[t].t1_ms / table[t].t1_ms <= 2.0
-        assert 0.4 <= model.tissues[t].t2_ms / table[t].t2_ms <= 2.5
+        assert 0.5 <= model.tissues[t].t1_ms / table[t][1] <= 2.0
+        assert 0.4 <= model.tissues[t].t2_ms / table[t][2] <= 2.5
 
 
 def test_pure_method_and_missing_tissue(fractions):
     img, _, _ = make_image(fractions, noise=1.0)
     fr = {t: fractions[t] for t in ("CSF", "GM", "WM")}
-    img3 = img - (1000.0 * est.tissue_signals("flair", FLAIR0, *est._param_arrays(("lesion",), relaxation_table(3.0)))[0]
-                  * fractions["lesion"]).astype(np.float32)
+    img3 = img - (1000.0 * signal_by_hand("flair", FLAIR0, *LIT[3.0]["lesion"]) * fractions["lesion"]).astype(np.float32)
     model = fit_tissue_model(img3, fr, "flair", FLAIR0, method="pure")
     assert set(model.tissues) == {"CSF", "GM", "WM"}
     assert np.array_equal(model.simulate(FLAIR0), img3)
@@ -194,8 +236,7 @@ def test_field_change_uses_prior_ratios(fractions):
     img, _, _ = make_image(fractions)
     model = fit_tissue_model(img, fractions, "flair", FLAIR0)
     at15 = model.simulate(AcquisitionParams(field_T=1.5))
-    t15, t3 = relaxation_table(1.5), relaxation_table(3.0)
-    truth = analytic(fractions, "flair", FLAIR0, {t: t15[t] for t in ORDER}, model.scale_c)
+    truth = analytic(fractions, "flair", FLAIR0, LIT[1.5], model.scale_c)
     wm = fractions["WM"] > 0.99
     assert at15[wm].mean() == pytest.approx(truth[wm].mean(), rel=1e-3)
     assert not np.allclose(at15, img)
