@@ -75,7 +75,14 @@ def test_quarter_turn_matches_rot90_with_nearest_labels():
                   flip=torch.zeros(1, dtype=torch.bool))
     _, out = apply_params(torch.zeros(1, 1, 21, 21), torch.from_numpy(lab), params)
     out = out.numpy()[0, 0]
-    assert np.array_equal(out, np.rot90(lab[0, 0], 1)) or np.array_equal(out, np.rot90(lab[0, 0], -1))
+    # forward map R(+90°) = [[0, -1], [1, 0]] on (x = column, y = row down): (x, y) -> (-y, x), so a
+    # point right of the centre moves below it: clockwise on screen, np.rot90(k=-1) (one direction only)
+    assert np.array_equal(out, np.rot90(lab[0, 0], -1))
+    assert not np.array_equal(out, np.rot90(lab[0, 0], 1))
+    dot = np.zeros((1, 1, 21, 21), np.uint8)
+    dot[0, 0, 10, 15] = 1  # row 10 (centre), column 15: 5 pixels right of the centre
+    _, moved = apply_params(torch.zeros(1, 1, 21, 21), torch.from_numpy(dot), params)
+    assert np.argwhere(moved.numpy()[0, 0]).tolist() == [[15, 10]]  # 5 pixels below the centre
 
 
 def test_parameter_ranges_are_respected():
