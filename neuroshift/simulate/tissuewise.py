@@ -17,11 +17,14 @@ the input itself (bit for bit) at ``θ_new = θ_0``.
 Performance: the fractions are stored once as a contiguous float32 stack
 ``(tissues, voxels)`` restricted to the tissue support, in one of two layouts
 chosen by estimated memory traffic. *Box*: the bounding box of the brain; a
-derivative is 4 scalar signal evaluations, one copy of the image and one BLAS
-``sgemv`` plus an in-place add over the box. *Slab* (tissue everywhere, box
+derivative is 4 scalar signal evaluations, one copy of the image and, plane by
+plane of the box, ``Σ_t Δ_t·f_t`` into a plane-sized buffer added in place. *Slab* (tissue everywhere, box
 widened to whole slices so it is contiguous): the image slab is stored as row 0
 of ``[S; f_CSF; f_GM; ...]`` and one ``sgemv`` with ``[1, Δ_CSF, Δ_GM, ...]``
-writes the derivative straight into the output, copying only the slices outside.
+writes the derivative straight into the output, copying only the slices outside;
+slabs under :data:`BLAS_MIN_VOXELS` use the same sum block by block on one thread
+(a multithreaded BLAS call costs more than the whole sum there). Memory beyond
+the output: one plane or block (``Testing/test_perf_derivative.py``).
 Nothing that does not depend on ``θ`` is recomputed between grid points, and
 ``simulate(target, out=buffer)`` reuses an output buffer (see ``bench/simulate.py``).
 """
@@ -148,15 +151,23 @@ class TissueModel:
             a, b = self._slab
             flat[:a] = src[:a]
             flat[b:] = src[b:]
-            np.matmul(np.concatenate([np.ones(1, np.float32), delta]), self._joint, out=flat[a:b])
+            if b - a >= BLAS_MIN_VOXELS:
+                np.matmul(np.concatenate([np.ones(1, np.float32), delta]), self._joint, out=flat[a:b])
+            else:
+                _axpy_blocked(flat[a:b], self._joint[0], self._stack, delta)
             return out
         # Box mode: copy the image, add Σ_t Δ_t·f_t over the bounding box of the tissue support.
         if out is None:
             out = self._image.copy()
         else:
             np.copyto(out, self._image)
+        # Plane by plane with one plane-sized scratch buffer (no box-sized temporary, no BLAS threads).
         region = out[self._box]
-        region += (delta @ self._stack).reshape(region.shape)
+        plane = int(np.prod(region.shape[1:]))
+        tmp = np.empty(plane, np.float32)
+        for i in range(region.shape[0]):
+            _axpy_blocked(tmp, None, self._stack[:, i * plane:(i + 1) * plane], delta)
+            region[i] += tmp.reshape(region.shape[1:])
         return out
 
     @property
@@ -187,6 +198,34 @@ class TissueModel:
         for i, target in enumerate(targets):
             yield target, self.simulate(target)
             report(progress, (i + 1) / max(len(targets), 1), f"derivative {i + 1}/{len(targets)}")
+
+
+#: Slabs with fewer voxels than this are combined by :func:`_axpy_blocked` (one thread) instead of a BLAS
+#: ``sgemv``: multithreaded BLAS costs a thread wake-up per call, which dominates small volumes and on a
+#: busy machine made a 64³ derivative ~400× a copy (``bench/simulate.py --sizes``).
+BLAS_MIN_VOXELS = 1 << 22
+
+#: Voxels per block of :func:`_axpy_blocked` (float32: 256 KiB per row, inside L2).
+AXPY_BLOCK = 1 << 16
+
+
+def _axpy_blocked(dst: np.ndarray, base: np.ndarray | None, stack: np.ndarray, delta: np.ndarray) -> None:
+    """``dst = base + Σ_t delta[t]·stack[t]`` (``base`` None: 0) block by block, single-threaded."""
+    n = dst.size
+    block = max(1, min(AXPY_BLOCK, n // 8))  # scratch <= 1/8 of the output
+    tmp = np.empty(block, np.float32)
+    rows = [(stack[t], np.float32(delta[t])) for t in range(stack.shape[0]) if delta[t] != 0]
+    for s in range(0, n, block):
+        e = min(s + block, n)
+        o = dst[s:e]
+        if base is None:
+            o.fill(0.0)
+        else:
+            np.copyto(o, base[s:e])
+        t = tmp[:e - s]
+        for row, d in rows:
+            np.multiply(row[s:e], d, out=t)
+            o += t
 
 
 def derivative_meta(sequence: str, params: AcquisitionParams) -> dict:
