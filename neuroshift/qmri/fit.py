@@ -45,6 +45,7 @@ from ..io.volume import Volume
 from ..physics.relaxation import relaxation_table
 from ..physics.signal import sequence_signal
 from .maps import QMRIMaps, check_volume
+from .nlls import fit_nlls
 from .synth import T2_FAMILY, T2STAR_FAMILY
 
 __all__ = ["fit", "FitResult", "identify", "Identification", "BOUNDS_MS", "PARAMS"]
@@ -52,10 +53,6 @@ __all__ = ["fit", "FitResult", "identify", "Identification", "BOUNDS_MS", "PARAM
 PARAMS = ("PD", "T1", "T2", "T2star")
 #: Clipping range of fitted relaxation times (ms).
 BOUNDS_MS = {"T1": (1.0, 10000.0), "T2": (1.0, 5000.0), "T2star": (0.5, 3000.0)}
-#: Neutral values of unidentified relaxation times (their factor becomes 1).
-_NEUTRAL = {"T1": 1e-9, "T2": np.inf, "T2star": np.inf}
-_GRID = {"T1": np.geomspace(100.0, 8000.0, 48), "T2": np.geomspace(8.0, 3000.0, 40),
-         "T2star": np.geomspace(4.0, 2000.0, 40)}
 
 
 @dataclass
@@ -209,54 +206,43 @@ def fit(images: Sequence[Volume], sequence: str | Sequence[str], params: Sequenc
             + "; vary one parameter at a time (e.g. two TEs at one TR for T2, two flip angles at one TR/TE for T1) "
               "or add acquisitions")
 
-    Y = np.stack([np.asarray(v.data, dtype=np.float64).reshape(-1) for v in images], axis=-1)  # (V, m)
-    valid = np.any(Y > 0, axis=1)
-    if mask is not None:
-        valid &= np.asarray(mask.data).reshape(-1) > 0
     acqs = list(zip(seqs, params))
     notes: list[str] = []
-
     closed = _closed_form_kind(acqs, ident)
     if method == "closed" and closed is None:
         raise InputError("no closed form applies to these acquisitions (needs echoes differing only in TE, or "
                          "GRE flip angles at one TR and TE); use method 'auto' or 'nlls'")
-    out = {k: np.zeros(Y.shape[0]) for k in ["PD"] + ident.identified}
-    Yv = Y[valid]
     if closed is not None and method != "nlls":
-        kind, res = closed
-        used = kind
-        if kind == "echo":
-            pd_app, tt = _fit_echoes(Yv, np.array([p.TE_ms for _, p in acqs]))
+        used = closed[0]
+        if used == "echo":
+            te = np.array([p.TE_ms for _, p in acqs])
             key = ident.identified[0]
-            out["PD"][valid], out[key][valid] = pd_app, tt
+
+            def solve(Yv):
+                pd_app, tt = _fit_echoes(Yv, te)
+                return {"PD": pd_app, key: tt}
         else:  # despot1
-            pd_app, t1 = _fit_despot1(Yv, np.array([p.FA_deg for _, p in acqs]), acqs[0][1].TR_ms)
-            out["PD"][valid], out["T1"][valid] = pd_app, t1
+            fa, tr = np.array([p.FA_deg for _, p in acqs]), acqs[0][1].TR_ms
+
+            def solve(Yv):
+                pd_app, t1 = _fit_despot1(Yv, fa, tr)
+                return {"PD": pd_app, "T1": t1}
+        block = CLOSED_BLOCK
     else:
         used = "nlls"
-        fitted = _fit_nlls(Yv, acqs, ident.identified, max_iter=max_iter, chunk=chunk)
-        for k, v in fitted.items():
-            out[k][valid] = v
 
-    # clip and clean
+        def solve(Yv):
+            return fit_nlls(Yv, acqs, ident.identified, BOUNDS_MS, max_iter=max_iter, chunk=chunk)
+        block = chunk
+    out, n_clip = _blockwise(images, mask, b1, ["PD"] + ident.identified, solve, block)
     for k in ident.identified:
-        lo, hi = BOUNDS_MS[k]
-        x = out[k][valid]
-        bad = ~np.isfinite(x)
-        n_clip = int(np.count_nonzero(bad | (x < lo) | (x > hi)))
-        x = np.clip(np.nan_to_num(x, nan=hi, posinf=hi, neginf=lo), lo, hi)
-        out[k][valid] = x
-        if n_clip:
-            notes.append(f"{k}: {n_clip} voxel(s) outside [{lo:g}, {hi:g}] ms were clipped")
-    pd = np.nan_to_num(out["PD"], nan=0.0, posinf=0.0, neginf=0.0)
-    pd[pd < 0] = 0.0
+        if n_clip[k]:
+            lo, hi = BOUNDS_MS[k]
+            notes.append(f"{k}: {n_clip[k]} voxel(s) outside [{lo:g}, {hi:g}] ms were clipped")
     if b1 is not None:
-        b = np.asarray(b1.data, dtype=np.float64).reshape(-1)
-        pd = np.where(b > 0, pd / np.where(b > 0, b, 1.0), 0.0)
         notes.append("PD divided by the receive field (B1 map)")
     else:
         notes.append("PD includes the receive field B1 (no B1 map given)")
-    out["PD"] = pd
     if ident.apparent_pd and ident.absorbed:
         notes.append("PD is apparent: it absorbs the " + ", ".join(
             {"T1": "T1 weighting (1 - e^{-TR/T1} etc.)", "T2": "T2 decay e^{-TE/T2}",
@@ -265,11 +251,60 @@ def fit(images: Sequence[Volume], sequence: str | Sequence[str], params: Sequenc
     if not_written:
         notes.append("not identified by these inputs, so not written: " + ", ".join(not_written))
     shape = ref.data.shape
-    maps = QMRIMaps({k: ref.with_data(v.reshape(shape).astype(np.float32)) for k, v in out.items()})
+    maps = QMRIMaps({k: ref.with_data(v.reshape(shape)) for k, v in out.items()})
     identified = ["PD (apparent)" if ident.apparent_pd and ident.absorbed else "PD"] + ident.identified
     method_name = {"echo": "log-linear echo fit (closed form)", "despot1": "DESPOT1 variable flip angle (closed form)",
                    "nlls": "Levenberg-Marquardt least squares (variable projection, grid start)"}[used]
     return FitResult(maps, identified, method_name, notes, ident)
+
+
+# --------------------------------------------------------------------------- block-wise driver
+#: Voxels per block of the closed-form fits (float64 scratch of a few hundred KiB: stays in cache).
+CLOSED_BLOCK = 1 << 14
+
+
+def _blockwise(images, mask, b1, names, solve, block):
+    """Run ``solve`` on the fitted voxels block by block and write float32 maps straight into the outputs.
+
+    Per block: the signals (float64, block × m), the voxels to fit (any signal > 0, inside ``mask``),
+    ``solve`` on those, then clipping of the relaxation times to :data:`BOUNDS_MS` (non-finite -> the
+    nearest bound), PD cleaned (non-finite or negative -> 0) and divided by ``b1`` where it is > 0 (0
+    elsewhere). Full-size memory: the output maps only. Returns (maps as flat float32, clip counts).
+    """
+    flats = [np.ravel(v.data) for v in images]
+    n, m = flats[0].size, len(flats)
+    mflat = None if mask is None else np.ravel(mask.data)
+    bflat = None if b1 is None else np.ravel(b1.data)
+    out = {k: np.zeros(n, np.float32) for k in names}
+    n_clip = {k: 0 for k in names if k != "PD"}
+    block = max(1, min(int(block), n))
+    Yb = np.empty((block, m))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        for s in range(0, n, block):
+            e = min(s + block, n)
+            y = Yb[:e - s]
+            for j, f in enumerate(flats):
+                y[:, j] = f[s:e]
+            valid = (y > 0).any(1)
+            if mflat is not None:
+                valid &= mflat[s:e] > 0
+            idx = np.flatnonzero(valid)
+            if idx.size == 0:
+                continue
+            res = solve(y if idx.size == e - s else y[idx])
+            for k in names:
+                x = np.asarray(res[k], dtype=np.float64)
+                if k == "PD":
+                    x = np.where(np.isfinite(x) & (x > 0), x, 0.0)
+                    if bflat is not None:
+                        b = bflat[s:e][idx].astype(np.float64)
+                        x = np.where(b > 0, x / np.where(b > 0, b, 1.0), 0.0)
+                else:
+                    lo, hi = BOUNDS_MS[k]
+                    n_clip[k] += int(np.count_nonzero(~((x >= lo) & (x <= hi))))
+                    x = np.clip(np.nan_to_num(x, nan=hi, posinf=hi, neginf=lo), lo, hi)
+                out[k][s + idx] = x
+    return out, n_clip
 
 
 # --------------------------------------------------------------------------- closed forms
@@ -343,144 +378,3 @@ def _fit_despot1(Y: np.ndarray, fa_deg: np.ndarray, tr_ms: float):
         M0 = np.where(e1_ok, icpt / np.where(e1_ok, 1 - e1, 1.0), my)
     del m
     return M0, T1
-
-
-# --------------------------------------------------------------------------- nonlinear least squares
-def _model_unit_pd(acqs, free: Sequence[str], logt: np.ndarray) -> np.ndarray:
-    """Signals with PD = 1 for log relaxation times ``logt`` (..., k) of the ``free`` parameters."""
-    vals = dict(_NEUTRAL)
-    for i, name in enumerate(free):
-        vals[name] = np.exp(logt[..., i])
-    shape = logt.shape[:-1]
-    return _forward(acqs, np.ones(shape), np.broadcast_to(vals["T1"], shape), np.broadcast_to(vals["T2"], shape),
-                    np.broadcast_to(vals["T2star"], shape))
-
-
-def _project(Y, F):
-    """Optimal PD per voxel (>= 0) and residual for unit-PD signals F."""
-    ff = (F * F).sum(-1)
-    pd = np.where(ff > 0, (F * Y).sum(-1) / np.where(ff > 0, ff, 1.0), 0.0)
-    pd = np.maximum(pd, 0.0)
-    return pd, Y - pd[..., None] * F
-
-
-def _fit_nlls(Y: np.ndarray, acqs, free: Sequence[str], *, max_iter: int, chunk: int, n_starts: int = 8
-              ) -> dict[str, np.ndarray]:
-    k = len(free)
-    out = {name: np.zeros(Y.shape[0]) for name in ["PD"] + list(free)}
-    if Y.shape[0] == 0:
-        return out
-    # grid start: unit-PD signals at every grid point, PD projected out analytically
-    axes = [np.log(_GRID[name]) for name in free]
-    G = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, k)  # (g, k)
-    FG = _model_unit_pd(acqs, free, G)  # (g, m)
-    norms = np.sqrt((FG * FG).sum(-1))
-    FGn = FG / np.where(norms > 0, norms, 1.0)[:, None]
-    lo = np.log([BOUNDS_MS[n][0] for n in free])
-    hi = np.log([BOUNDS_MS[n][1] for n in free])
-    for start in range(0, Y.shape[0], chunk):
-        y = Y[start:start + chunk]
-        scale = np.abs(y).max(1)
-        scale = np.where(scale > 0, scale, 1.0)
-        yn = y / scale[:, None]
-        # best grid points; sub-chunks keep the (voxels x grid) score matrix near 2e7 entries
-        sub = max(1, int(2e7 // FGn.shape[0]))
-        parts = []
-        for s0 in range(0, yn.shape[0], sub):
-            proj = yn[s0:s0 + sub] @ FGn.T  # larger projection -> smaller residual (PD >= 0 branch)
-            np.maximum(proj, 0.0, out=proj)
-            parts.append(_starts(proj, free, n_starts))  # ranking by projection = ranking by its square
-        starts = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
-        theta = _levenberg_marquardt(yn, acqs, free, G[starts[0]].copy(), lo, hi, max_iter)
-        cost = _cost(yn, acqs, free, theta)
-        # further starts only where the fit is clearly worse than typical (a local minimum)
-        rms = np.sqrt(cost / yn.shape[1])
-        thresh = max(1e-6, 2.0 * float(np.median(rms)))
-        redo = np.flatnonzero(rms > thresh)
-        for gi in starts[1:]:
-            if redo.size == 0:
-                break
-            th = _levenberg_marquardt(yn[redo], acqs, free, G[gi[redo]].copy(), lo, hi, max_iter)
-            c_new = _cost(yn[redo], acqs, free, th)
-            better = c_new < cost[redo]
-            theta[redo[better]], cost[redo[better]] = th[better], c_new[better]
-            redo = redo[np.sqrt(cost[redo] / yn.shape[1]) > thresh]
-        F = _model_unit_pd(acqs, free, theta)
-        pd, _ = _project(yn, F)
-        out["PD"][start:start + chunk] = pd * scale
-        for i, name in enumerate(free):
-            out[name][start:start + chunk] = np.exp(theta[:, i])
-    return out
-
-
-def _cost(y, acqs, free, theta):
-    _, r = _project(y, _model_unit_pd(acqs, free, theta))
-    return (r * r).sum(-1)
-
-
-def _starts(score: np.ndarray, free: Sequence[str], n_starts: int) -> list[np.ndarray]:
-    """Grid indices (per voxel) of the best ``n_starts`` starting points, each from a different T1 row.
-
-    Magnitude IR/FLAIR data have local minima on both sides of the null, i.e. at
-    different T1; starting from the best points of distinct T1 values finds the
-    global one.
-    """
-    c, g = score.shape
-    if "T1" not in free or n_starts <= 1:
-        return [np.argmax(score, axis=1)]
-    n1 = len(_GRID["T1"])
-    rest = g // n1  # T1 is the first grid axis
-    s3 = score.reshape(c, n1, rest)
-    best_rest = np.argmax(s3, axis=2)                       # (c, n1)
-    per_t1 = np.take_along_axis(s3, best_rest[..., None], 2)[..., 0]
-    order = np.argsort(-per_t1, axis=1)[:, :n_starts]       # (c, K) T1 indices
-    out = []
-    for k in range(order.shape[1]):
-        i1 = order[:, k]
-        out.append(i1 * rest + best_rest[np.arange(c), i1])
-    return out
-
-
-def _levenberg_marquardt(y, acqs, free, theta, lo, hi, max_iter, h=1e-6):
-    n, k = theta.shape
-    lam = np.full(n, 1e-3)
-
-    def cost_and_res(th, yy):
-        F = _model_unit_pd(acqs, free, th)
-        _, r = _project(yy, F)
-        return (r * r).sum(-1), r
-
-    cost, r = cost_and_res(theta, y)
-    active = np.ones(n, dtype=bool)
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        th, yy, rr = theta[idx], y[idx], r[idx]
-        J = np.empty(rr.shape + (k,))
-        for j in range(k):
-            tp, tm = th.copy(), th.copy()
-            tp[:, j] += h
-            tm[:, j] -= h
-            J[..., j] = (cost_and_res(tp, yy)[1] - cost_and_res(tm, yy)[1]) / (2 * h)
-        JtJ = np.einsum("nmi,nmj->nij", J, J)
-        g = np.einsum("nmi,nm->ni", J, rr)
-        diag = np.einsum("nii->ni", JtJ)
-        A = JtJ + (lam[idx, None] * np.maximum(diag, 1e-12))[:, :, None] * np.eye(k)
-        try:
-            step = -np.linalg.solve(A, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = -g / np.maximum(np.einsum("nii->ni", A), 1e-12)
-        step = np.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
-        trial = np.clip(th + step, lo, hi)
-        c_new, r_new = cost_and_res(trial, yy)
-        better = c_new < cost[idx]
-        acc = idx[better]
-        theta[acc], cost[acc], r[acc] = trial[better], c_new[better], r_new[better]
-        lam[acc] = np.maximum(lam[acc] / 5.0, 1e-12)
-        lam[idx[~better]] *= 4.0
-        moved = np.abs(trial - th).max(-1)
-        small = moved < 1e-8
-        done = (better & small) | (cost[idx] < 1e-24) | (lam[idx] > 1e10)
-        active[idx[done]] = False
-    return theta
