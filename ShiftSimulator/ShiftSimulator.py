@@ -12,7 +12,6 @@ calls the logic and runs long jobs in a background ``PythonSlicer`` process thro
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from typing import Annotated, Optional
@@ -409,60 +408,7 @@ class ShiftSimulatorTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_StressTest(self):
-        """The stress-test panel's logic on the phantom: 2×2 grid, cancel + resume, result nodes, report."""
-        import numpy as np
+        """The stress-test panel's logic on the phantom: 2x2 grid, cancel + resume, result nodes, report."""
+        from ShiftSimulatorLib.selftest import check_stress_test
 
-        from ShiftSimulatorLib.stress_logic import StressTestLogic
-        from ShiftSimulatorLib.testing import ThresholdModel
-        from neuroshift.phantom.make import make_phantom
-        from neuroshift.progress import Cancelled
-
-        tmp = tempfile.mkdtemp(prefix="ShiftSimulatorStressTest-")
-        try:
-            self.delayDisplay("Making the phantom")
-            paths = make_phantom(os.path.join(tmp, "phantom"), seed=0)
-            flair = slicer.util.loadVolume(str(paths["FLAIR"]))
-            labels = slicer.util.loadLabelVolume(str(paths["tissue_labels"]))
-            lesions = slicer.util.loadLabelVolume(str(paths["lesion_mask"]))
-            logic = StressTestLogic(slicer.mrmlScene)
-            case = logic.case_from_nodes("phantom", flair, lesions, labels)
-            self.assertEqual((case.params.TE_ms, case.params.TI_ms), (112.0, 2500.0))
-            grid, outdir, model = "TE=84|150,TI=2200|2900", os.path.join(tmp, "stress"), ThresholdModel()
-
-            self.delayDisplay("Stress test, cancelled after the first points")
-            calls = []
-
-            def cancel():
-                calls.append(1)
-                return len(calls) > 3
-
-            with self.assertRaises(Cancelled):
-                logic.run([case], model, grid, outdir, form="linear", cancel=cancel, show=False)
-            with open(os.path.join(outdir, "points.jsonl"), encoding="utf-8") as f:
-                finished = len(f.read().splitlines())
-            self.assertTrue(0 < finished < 5, finished)
-
-            self.delayDisplay("Resuming")
-            out = logic.run([case], model, grid, outdir, form="linear")
-            self.assertEqual(out["run"].computed, 5 - finished)  # baseline + 4 grid points, none recomputed
-            nodes = out["nodes"]
-            table = nodes["table"].GetTable()
-            self.assertEqual(table.GetNumberOfRows(), 5)
-            names = [table.GetColumnName(i) for i in range(table.GetNumberOfColumns())]
-            self.assertEqual(names[:5], ["case", "point", "baseline", "TE", "TI"])
-            f1 = [table.GetValue(r, names.index("lesion_f1")).ToDouble() for r in range(5)]
-            self.assertTrue(all(0.0 <= v <= 1.0 for v in f1), f1)
-            chart = nodes["chart"]
-            self.assertEqual(chart.GetNumberOfPlotSeriesNodes(), 2)  # one series per TI
-            self.assertEqual(chart.GetNthPlotSeriesNode(0).GetXColumnName(), "TE")
-            heat = slicer.util.arrayFromVolume(nodes["heatmap"])
-            self.assertEqual(heat.shape, (1, 2, 2))
-            self.assertTrue(np.all(np.isfinite(heat)))
-            self.assertTrue(os.path.isfile(nodes["files"]["html"]))
-            slicer.modules.plots.logic().ShowChartInLayout(chart)
-
-            again = logic.load_results(outdir)["nodes"]  # as after a background run
-            self.assertEqual(again["table"].GetTable().GetNumberOfRows(), 5)
-            self.delayDisplay("Test passed")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        check_stress_test(self)
