@@ -114,6 +114,7 @@ def load_checkpoint(directory: str | Path, models: Mapping[str, torch.nn.Module]
         InputError: the checkpoint has another layout or other model/optimiser names than this run.
         IntegrityError: a file of the checkpoint is missing or unreadable.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -137,7 +138,7 @@ def load_checkpoint(directory: str | Path, models: Mapping[str, torch.nn.Module]
         for name, opt in optimizers.items():
             opt.load_state_dict(torch.load(str(directory / optimizer_file(name)), map_location=device,
                                            weights_only=True))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise IntegrityError(f"{directory}: cannot read the checkpoint ({exc}); remove the folder to start "
                              "again") from None
     return state
@@ -164,6 +165,7 @@ def load_best(directory: str | Path, names: list[str] | tuple[str, ...]) -> dict
     Raises:
         IntegrityError: a best-weights file exists but cannot be read.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     directory = Path(directory)
@@ -172,7 +174,7 @@ def load_best(directory: str | Path, names: list[str] | tuple[str, ...]) -> dict
         return None
     try:
         return {n: load_file(str(p), device="cpu") for n, p in paths.items()}
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise IntegrityError(f"{directory}: cannot read the best weights ({exc})") from None
 
 
