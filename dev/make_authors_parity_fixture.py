@@ -151,26 +151,60 @@ def wmh(keras, sitk, rng, out: Path) -> None:
     save_expected(out / "wmh_expected.npz", prob, label, keras)
 
 
+#: the claustrum release's views: name -> transpose of the stored [k, j, i] array (coronal first, as released)
+CLAUSTRUM_VIEWS = {"coronal": (1, 0, 2), "axial": (0, 1, 2)}
+
+
+def claustrum_zscore(arr, threshold=10.0):
+    """The release's normalisation: mask ``arr >= 10`` with holes filled per slice, z-score inside it."""
+    mask = fill_per_slice(arr >= threshold) == 1
+    arr = arr - np.mean(arr[mask])
+    return arr / np.std(arr[mask]), mask
+
+
+def claustrum_view_input(z, order, size=180, per=0.2):
+    """One view's network input ``(N, size, size, 1)`` (slabs dropped, min padding) and how to go back."""
+    varr = np.transpose(z, order)
+    n = varr.shape[0]
+    cut = int(n * per)
+    x, index = centre_crop_pad(varr.astype(np.float32), size, size, float(np.min(varr)))
+    return x[cut:n - cut, ..., None], (index, varr.shape, cut)
+
+
+def claustrum_view_back(pred, order, back):
+    """A view's mean prediction back to the stored array; unpredicted voxels = its minimum (as released)."""
+    index, vshape, cut = back
+    fill = float(np.min(pred))
+    full = np.full(vshape, fill, dtype=np.float32)
+    full[cut:vshape[0] - cut] = back_to_volume(pred, vshape[1], vshape[2], index, fill)
+    return np.transpose(full, np.argsort(order))
+
+
+def claustrum_release(arr, models_by_view, size=180, per=0.2, batch_size=1):
+    """The released claustrum inference on a stored ``[k, j, i]`` array: fused probability (threshold it at 0.40)."""
+    z, _ = claustrum_zscore(arr)
+    probs = []
+    for view, order in CLAUSTRUM_VIEWS.items():
+        x, back = claustrum_view_input(z, order, size, per)
+        pred = np.mean([np.asarray(m.predict(x, batch_size=batch_size, verbose=0))[..., 0]
+                        for m in models_by_view[view]], axis=0)
+        probs.append(claustrum_view_back(pred, order, back))
+    return ((probs[0] + probs[1]) / 2).astype(np.float32)
+
+
 def claustrum(keras, sitk, rng, out: Path) -> None:
     size = 180
     shape = (20, 182, 16)  # [k, j, i], 1 mm: axial slices 182x16 (crop rows, pad columns); coronal 20x16
     raw = synthetic_head(shape, 3, 100.0, 6.0, 60.0)
     write_lps(sitk, raw, (1.0, 1.0, 1.0), out / "claustrum_T1.nii.gz")
     arr = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "claustrum_T1.nii.gz")))
-    mask = fill_per_slice(arr >= 10) == 1
-    arr = arr - np.mean(arr[mask])
-    arr = arr / np.std(arr[mask])
     from make_keras_fixture import build_keras_unet, randomise
 
-    views = {"coronal": (1, 0, 2), "axial": (0, 1, 2)}
-    view_probs = {}
-    for view, order in views.items():
-        varr = np.transpose(arr, order)
-        n = varr.shape[0]
-        cut = int(n * 0.2)
-        x, index = centre_crop_pad(varr.astype(np.float32), size, size, float(np.min(varr)))
-        x = x[cut:n - cut, ..., None]
-        vmask = np.transpose(mask, order)[cut:n - cut]
+    z, mask = claustrum_zscore(arr)
+    models_by_view = {}
+    for view, order in CLAUSTRUM_VIEWS.items():
+        x, (index, _, cut) = claustrum_view_input(z, order, size)
+        vmask = np.transpose(mask, order)[cut:cut + x.shape[0]]
         inside = np.zeros(x.shape[:3], dtype=bool)
         inside[:, index[1], index[3]] = vmask[:, index[0], index[2]]
         models = []
@@ -179,14 +213,11 @@ def claustrum(keras, sitk, rng, out: Path) -> None:
             randomise(m, rng)
             models.append(m)
         calibrate(models, x, 0.40, inside)
-        pred = np.mean([np.asarray(m.predict(x, batch_size=1, verbose=0))[..., 0] for m in models], axis=0)
-        fill = float(np.min(pred))
-        full = np.full((n,) + varr.shape[1:], fill, dtype=np.float32)
-        full[cut:n - cut] = back_to_volume(pred, varr.shape[1], varr.shape[2], index, fill)
-        view_probs[view] = np.transpose(full, np.argsort(order))
+        models_by_view[view] = models
+    prob = claustrum_release(arr, models_by_view, size)
+    for view, models in models_by_view.items():
         for k, m in enumerate(models):
             save_weights(m, out / f"{view}_{k}.weights.h5")
-    prob = ((view_probs["coronal"] + view_probs["axial"]) / 2).astype(np.float32)
     label = (prob > 0.40).astype(np.uint8)
     save_expected(out / "claustrum_expected.npz", prob, label, keras)
 
