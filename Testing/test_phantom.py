@@ -141,20 +141,27 @@ def test_sidecars_in_seconds_and_readable(phantom_dir):
     assert gt["field_T"] == 3.0 and set(gt["relaxation"]) == set(TISSUES)
 
 
-def test_ground_truth_signals_are_the_physics_equations(phantom):
-    """Independent recomputation through the dispatcher of neuroshift.physics.signal."""
-    from neuroshift.physics.relaxation import relaxation_table
-    from neuroshift.physics.signal import mprage_steady_state, sequence_signal
+#: 3 T (PD, T1 ms, T2 ms, T2* ms) of physics/relaxation.py, literal so the check does not reuse the engine.
+LIT_3T = {"CSF": (1.0, 4163.0, 379.0, 190.0), "GM": (0.8, 1331.0, 110.0, 66.0), "WM": (0.7, 832.0, 79.6, 53.2),
+          "lesion": (0.8, 1350.0, 130.0, 60.0)}
 
-    table = relaxation_table(3.0)
+
+def test_ground_truth_signals_are_the_physics_equations(phantom):
+    """FLAIR written out by hand with literal relaxation values; T1w through the steady-state MPRAGE."""
+    from neuroshift.physics.signal import mprage_steady_state
+
     g = phantom.ground_truth["images"]
-    fl = AcquisitionParams(TE_ms=112.0, TI_ms=2500.0, TR_ms=9000.0)
+    assert g["FLAIR"]["params_ms"]["TE_ms"] == 112.0 and g["FLAIR"]["params_ms"]["TI_ms"] == 2500.0
+    assert g["FLAIR"]["params_ms"]["TR_ms"] == 9000.0
     for t in TISSUES:
-        tp = table[t]
-        s = float(sequence_signal("flair", fl, pd=tp.pd, t1_ms=tp.t1_ms, t2_ms=tp.t2_ms))
+        pd, t1, t2, _ = LIT_3T[t]
+        s = pd * abs(1 - 2 * np.exp(-2500.0 / t1) + np.exp(-9000.0 / t1)) * np.exp(-112.0 / t2)
         assert g["FLAIR"]["tissue_signal_unscaled"][t] == pytest.approx(s, rel=1e-12)
-        s = float(mprage_steady_state(tp.pd, tp.t1_ms, tp.t2star_ms, te_ms=2.98, ti_ms=900, tr_ms=2300,
-                                      fa_deg=9, tx_ms=7.1, n=176))
+    # WM by hand: 0.7 * (1 - 2*0.0495483 + 0.0000200) * 0.244868 = 0.154425
+    assert g["FLAIR"]["tissue_signal_unscaled"]["WM"] == pytest.approx(0.154425, rel=1e-5)
+    for t in TISSUES:
+        pd, t1, _, t2s = LIT_3T[t]
+        s = float(mprage_steady_state(pd, t1, t2s, te_ms=2.98, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7.1, n=176))
         assert g["T1w"]["tissue_signal_unscaled"][t] == pytest.approx(s, rel=1e-12)
     # contrasts a reader expects: T1w WM > GM > CSF; FLAIR lesion > GM > WM > CSF (CSF nulled)
     t1 = g["T1w"]["tissue_signal"]

@@ -98,8 +98,10 @@ MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------------ physics: noise
     M("physics", "rician-same-noise-twice", NOISE, "    out = np.sqrt((x + s * n1) ** 2 + (s * n2) ** 2)",
       "    out = np.sqrt((x + s * n1) ** 2 + (s * n1) ** 2)", T_NOISE),
-    M("physics", "rician-sqrt2-sigma", NOISE, "    out = np.sqrt((x + s * n1) ** 2 + (s * n2) ** 2)",
-      "    out = np.sqrt(2.0) * np.sqrt((x + s * n1) ** 2 + (s * n2) ** 2) - (np.sqrt(2.0) - 1.0) * x", T_NOISE),
+    M("physics", "rician-sigma-split-sqrt2", NOISE,
+      "    n1 = g.standard_normal(x.shape)\n    n2 = g.standard_normal(x.shape)",
+      "    n1 = g.standard_normal(x.shape) / np.sqrt(2.0)\n    n2 = g.standard_normal(x.shape) / np.sqrt(2.0)",
+      T_NOISE),
     M("physics", "rician-gaussian-only", NOISE, "    out = np.sqrt((x + s * n1) ** 2 + (s * n2) ** 2)",
       "    out = np.abs(x + s * n1)", T_NOISE),
     M("physics", "rician-mean-constant", NOISE, "return s * math.sqrt(math.pi / 2) * lag",
