@@ -28,7 +28,8 @@ examples:
 
 MAPDIR holds PD.nii.gz, T1.nii.gz, T2.nii.gz (spin echoes), T2star.nii.gz (gradient echoes), all
 times in ms, and optionally B1.nii.gz (receive field). A BIDS sidecar (OUTPUT name .json,
-seconds) with the target parameters is written next to OUTPUT.
+seconds) with the target parameters and MagneticFieldStrength (--field, or the field_T recorded
+in MAPDIR/qmri.json by 'qmri fit' or 'sample-data') is written next to OUTPUT.
 """
 
 SEQUENCES = ("se", "fse", "ir", "flair", "dir", "gre", "mprage")
@@ -97,6 +98,9 @@ def register(sub) -> None:
     s.add_argument("--sequence", required=True, choices=SEQUENCES, help="sequence to simulate")
     s.add_argument("--target", required=True, metavar="TE=..,TR=..[,TI=..,FA=..]",
                    help="acquisition parameters (ms, degrees)")
+    s.add_argument("--field", type=float, default=None, metavar="T",
+                   help="field strength (tesla) for the sidecar's MagneticFieldStrength (default: the maps' "
+                        "qmri.json, i.e. the field of the images they were fitted from)")
     s.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
                    help="Rician noise standard deviation in signal units (default 0: none)")
     s.add_argument("--seed", type=int, default=None, metavar="N", help="seed of the noise (reproducible output)")
@@ -177,6 +181,9 @@ def run_fit(args) -> int:
         **result.report(),
         "units": {"PD": "a.u.", "T1": "ms", "T2": "ms", "T2star": "ms"},
     }
+    fields = {p.field_T for p in params}
+    if len(fields) == 1 and None not in fields:
+        report["field_T"] = fields.pop()
     write_maps(result.maps, outdir, report=report)
     print(f"wrote {', '.join(k + '.nii.gz' for k in result.maps)} to {outdir} ({result.method})")
     print(f"identified: {', '.join(result.identified)}")
@@ -185,8 +192,19 @@ def run_fit(args) -> int:
     return 0
 
 
+def maps_field_T(info) -> float | None:
+    """Field strength (T) recorded in a map folder's qmri.json: ``field_T``, or the one all fit inputs share."""
+    if not isinstance(info, dict):
+        return None
+    if isinstance(info.get("field_T"), (int, float)):
+        return float(info["field_T"])
+    fields = {i.get("params_ms_deg", {}).get("field_T") for i in info.get("inputs", []) if isinstance(i, dict)}
+    return float(fields.pop()) if len(fields) == 1 and isinstance(next(iter(fields)), (int, float)) else None
+
+
 def run_synth(args) -> int:
     import json
+    import sys
     from pathlib import Path
 
     from ..errors import InputError
@@ -200,7 +218,15 @@ def run_synth(args) -> int:
     target = AcquisitionParams.parse(args.target)
     seq = "se" if args.sequence == "fse" else args.sequence
     target.require(seq, context="--target")
-    vol = synthesize(args.mapdir, seq, target, noise_sigma=args.noise, rng=args.seed,
+    from ..qmri.maps import read_maps
+
+    maps = read_maps(args.mapdir)
+    field_T = args.field if args.field is not None else target.field_T
+    if field_T is None:
+        field_T = maps_field_T(maps.info)
+    if field_T is not None:
+        target = target.merged(AcquisitionParams(field_T=field_T))
+    vol = synthesize(maps, seq, target, noise_sigma=args.noise, rng=args.seed,
                      t2star_for_t2=args.t2star_for_t2)
     out = Path(args.output)
     sidecar = {"NeuroShiftSequence": seq, "GeneratedBy": "neuroshift qmri synth", "SourceMaps": str(args.mapdir)}
@@ -211,6 +237,9 @@ def run_synth(args) -> int:
     if "t2_stand_in" in vol.meta:
         sidecar["NeuroShiftWarning"] = vol.meta["t2_stand_in"]
         print(f"warning: {vol.meta['t2_stand_in']}")
+    if field_T is None:
+        print("note: field strength unknown (no --field, no field_T in the maps' qmri.json): the sidecar has no "
+              "MagneticFieldStrength", file=sys.stderr)
     write_volume(vol, out)
     stem, _ = split_suffix(out)
     write_text_atomic(out.with_name(stem + ".json"), json.dumps(sidecar, indent=2) + "\n")

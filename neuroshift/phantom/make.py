@@ -206,19 +206,25 @@ def build_phantom(*, seed: int = 0, field_T: float = FIELD_T) -> Phantom:
     return Phantom(fractions, labels, lesion_mask, brain_mask, images, clean, sidecars, gt, lesions)
 
 
-def make_phantom(outdir: str | os.PathLike, *, seed: int = 0) -> dict[str, Path]:
+def make_phantom(outdir: str | os.PathLike, *, seed: int = 0, quantitative: bool = False) -> dict[str, Path]:
     """Write the phantom into ``outdir`` (created if needed); returns output key -> path.
 
-    Everything is computed before the first file is written, and each file is
-    written atomically, so an error never leaves a partial file.
+    ``quantitative=True`` also writes the ground-truth maps ``maps/PD|T1|T2|T2star.nii.gz`` (ms, with a
+    JSON sidecar each and ``maps/qmri.json``) and the image sets of :mod:`neuroshift.phantom.quantitative`
+    in ``qmri/`` (multi-echo SE, variable flip angle GRE, SE + IR; BIDS sidecars), keys ``map_*`` and
+    ``qmri_*``. Everything is computed before the first file is written, and each file is written
+    atomically, so an error never leaves a partial file.
     """
     from ..io.atomic import write_text_atomic
     from ..io.files import write_volume
 
     ph = build_phantom(seed=seed)
+    quant = _quantitative(ph, seed) if quantitative else None
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / v for k, v in OUTPUT_FILES.items()}
+    if quant is not None:
+        _write_quantitative(quant, out, paths)
     for name in IMAGES:
         write_volume(ph.images[name], paths[name])
         write_text_atomic(paths[f"{name}_json"], json.dumps(ph.sidecars[name], indent=2) + "\n")
@@ -230,3 +236,37 @@ def make_phantom(outdir: str | os.PathLike, *, seed: int = 0) -> dict[str, Path]
     write_text_atomic(paths["ground_truth"], json.dumps(ph.ground_truth, indent=2) + "\n")
     write_text_atomic(paths["notice"], notice_text())
     return paths
+
+
+def _quantitative(ph: Phantom, seed: int) -> dict:
+    """Maps, their sidecars and the qMRI image sets of ``ph`` (in memory)."""
+    from .quantitative import map_sidecar, phantom_maps, qmri_sets
+
+    field_T = float(ph.ground_truth["field_T"])
+    maps = phantom_maps(ph)
+    wm = np.asarray(ph.fractions["WM"].data) >= 0.99
+    sets = qmri_sets(maps, np.random.default_rng([seed, 2]), field_T=field_T, wm_mask=wm)
+    info = {"description": "SYNTHETIC ground-truth maps of the NeuroShift digital phantom (fraction-weighted "
+                           "tissue values; 0 outside the brain)", "field_T": field_T, "seed": int(seed),
+            "units": {"PD": "a.u.", "T1": "ms", "T2": "ms", "T2star": "ms"},
+            "identified": ["PD", "T1", "T2", "T2star"]}
+    return {"maps": maps, "sidecars": {k: map_sidecar(k, field_T) for k in maps}, "info": info, "sets": sets}
+
+
+def _write_quantitative(quant: dict, out: Path, paths: dict[str, Path]) -> None:
+    from ..io.atomic import write_text_atomic
+    from ..io.files import write_volume
+    from .quantitative import MAPS_DIR, QMRI_DIR
+
+    (out / MAPS_DIR).mkdir(exist_ok=True)
+    (out / QMRI_DIR).mkdir(exist_ok=True)
+    for name, vol in quant["maps"].items():
+        paths[f"map_{name}"] = out / MAPS_DIR / f"{name}.nii.gz"
+        write_volume(vol, paths[f"map_{name}"])
+        write_text_atomic(out / MAPS_DIR / f"{name}.json", json.dumps(quant["sidecars"][name], indent=2) + "\n")
+    paths["maps_info"] = out / MAPS_DIR / "qmri.json"
+    write_text_atomic(paths["maps_info"], json.dumps(quant["info"], indent=2) + "\n")
+    for name, (vol, sidecar) in quant["sets"].items():
+        paths[f"qmri_{name}"] = out / QMRI_DIR / f"{name}.nii.gz"
+        write_volume(vol, paths[f"qmri_{name}"])
+        write_text_atomic(out / QMRI_DIR / f"{name}.json", json.dumps(sidecar, indent=2) + "\n")
