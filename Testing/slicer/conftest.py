@@ -64,13 +64,18 @@ class WithinRange(_Annotation):
     pass
 
 
+class BUILTINS:
+    """Marks where Slicer's built-in connectors sit in the registry (see slicer_facts.BUILTIN_CONNECTORS)."""
+
+
 def _stand_in_modules() -> dict:
     sli = types.ModuleType("slicer.ScriptedLoadableModule")
     sli.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
     for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleTest"):
         setattr(sli, name, type(name, (_Base,), {}))
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.guiConnectors = types.SimpleNamespace(_registeredGuiConnectors=[])
+    # Slicer registers its built-ins first; @parameterNodeGuiConnector appends after them.
+    pnw.guiConnectors = types.SimpleNamespace(_registeredGuiConnectors=[BUILTINS])
 
     def parameterNodeGuiConnector(cls):
         pnw.guiConnectors._registeredGuiConnectors.append(cls)

@@ -92,7 +92,7 @@ def test_first_claiming_connector_can_represent_each_bound_field(load_module_fil
     ``reader: str`` on a ``QComboBox`` (5.4+, defect 3) raised in ``connectGui``; ClaustrumSeg had no bindings."""
     module = load_module_file(name)
     fields = _parameter_fields(module, name)
-    custom = module.STAND_INS["slicer.parameterNodeWrapper"].guiConnectors._registeredGuiConnectors
+    registry = module.STAND_INS["slicer.parameterNodeWrapper"].guiConnectors._registeredGuiConnectors
     qt_like = {"qt": module.STAND_INS["qt"], "ctk": module.STAND_INS["ctk"]}
     bindings = _bindings(name)
     assert bindings, f"{name}.ui binds nothing to its parameter node"
@@ -101,19 +101,32 @@ def test_first_claiming_connector_can_represent_each_bound_field(load_module_fil
         kind, annotations = _field_kind(fields[field])
         namespace = qt_like["ctk"] if widget_class.startswith("ctk") else qt_like["qt"]
         widget = getattr(namespace, widget_class)()
-        # our connectors are registered first (neuroshift_slicer.connectors.register_first)
-        winner = next((c.__name__ for c in custom if c.canRepresent(widget, fields[field])), None)
-        if winner is None:
-            claim = next((c for c in BUILTIN_CONNECTORS[version] if widget_class in c[1] and kind in c[2]), None)
-            assert claim is not None, f"{version}: no connector for {widget_class} {widget_name} <-> {field}: {kind}"
-            winner, requirement = claim[0], claim[3]
-            if requirement == "Choice":
-                assert any(type(a).__name__ == "Choice" for a in annotations), \
-                    f"{version}: {winner} requires a Choice for {field} ({widget_name})"
-            if requirement and requirement.startswith("bounded if ") and widget_class == requirement.split()[-1]:
-                assert any(type(a).__name__ == "WithinRange" for a in annotations), field
-        # any built-in listed earlier that claims the widget class but not the type would be a silent mismatch
-        assert winner
+        for prop, value in _bool_properties(name, widget_name).items():  # e.g. editable
+            setattr(widget, prop, value)
+        winner = None
+        for entry in registry:  # in createGuiConnector's order: ours moved first, built-ins, then appended ones
+            if entry.__name__ == "BUILTINS":
+                claim = next((c for c in BUILTIN_CONNECTORS[version] if widget_class in c[1] and kind in c[2]), None)
+                if claim is None:
+                    continue
+                winner, requirement = claim[0], claim[3]
+                if requirement == "Choice":
+                    assert any(type(a).__name__ == "Choice" for a in annotations), \
+                        f"{version}: {winner} requires a Choice for {field} ({widget_name})"
+                if requirement and requirement.startswith("bounded if ") and widget_class == requirement.split()[-1]:
+                    assert any(type(a).__name__ == "WithinRange" for a in annotations), field
+                break
+            if entry.canRepresent(widget, fields[field]):
+                winner = entry.__name__
+                break
+        assert winner, f"{version}: no connector for {widget_class} {widget_name} <-> {field}: {kind}"
+
+
+def _bool_properties(name: str, widget_name: str) -> dict:
+    for w in _ui(name).iter("widget"):
+        if w.get("name") == widget_name:
+            return {p.get("name"): p.findtext("bool") == "true" for p in w.findall("property") if p.find("bool") is not None}
+    return {}
 
 
 @pytest.mark.parametrize("name", MODULES)
