@@ -39,3 +39,19 @@ def key_value_arg(text: str) -> dict[str, str]:
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where torch runs: auto picks CUDA when available (default: auto)")
+
+
+def refuse_overwriting_inputs(inputs, outputs, *, replaced_folders=()) -> None:
+    """Exit 2 before any work when an output would write over an input (see :mod:`neuroshift.io.guard`)."""
+    from ..io.guard import refuse_overwriting_inputs as _refuse
+
+    _refuse(inputs, outputs, replaced_folders=replaced_folders)
+
+
+def is_folder_output(path) -> bool:
+    """An output path without a volume suffix is written as a DICOM series folder (replaced as a whole)."""
+    from pathlib import Path
+
+    from ..io.files import VOLUME_SUFFIXES
+
+    return not Path(path).name.lower().endswith(VOLUME_SUFFIXES) and not Path(path).suffix

@@ -73,6 +73,9 @@ def run(args) -> int:
 
     if not 0.0 < args.threshold < 1.0 + 1e-9:
         raise InputError(f"--threshold must be in (0, 1], got {args.threshold:g}")
+    from .common import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([("PRED", args.pred), ("GT", args.gt)], [("--json", args.json)])
     pred = read_volume(args.pred)
     gt = read_volume(args.gt)
     pred.require_same_grid(gt, f"PRED {args.pred} vs GT {args.gt}")

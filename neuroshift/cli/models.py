@@ -88,6 +88,9 @@ def run_import(args) -> int:
     target = Path(args.out) if args.out else user_models_dir() / (args.name or args.task)
     if target.exists() and not args.force:
         raise InputError(f"{target} already exists; use --force to replace it")
+    from .common import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([("H5", p) for p in args.h5], [], replaced_folders=[("the package folder", target)])
     overrides = {"version": str(args.version)}
     if args.description:
         overrides["description"] = args.description

@@ -155,6 +155,10 @@ def run_fit(args) -> int:
             raise InputError(f"unknown sequence '{s}'; choose one of {', '.join(SEQUENCES)}")
     if Path(outdir).exists() and not Path(outdir).is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
+    from .common import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([*((f"IMAGE {i + 1}", p) for i, p in enumerate(image_paths)), ("--mask", args.mask),
+                               ("--b1", args.b1)], [], replaced_folders=[("OUTDIR", outdir)])
     images = [read_volume(p, dtype=np.float32) for p in image_paths]
     if args.params:
         params = _parse_param_list(args.params, n, names)
@@ -215,6 +219,17 @@ def run_synth(args) -> int:
 
     if args.noise < 0 or args.noise != args.noise:
         raise InputError(f"--noise must be >= 0, got {args.noise}")
+    from .common import is_folder_output, refuse_overwriting_inputs
+
+    out = Path(args.output)
+    stem, _ = split_suffix(out)
+    maps = Path(args.mapdir)
+    inputs = [("MAPDIR", maps), *((f"MAPDIR/{p.name}", p) for p in (maps.iterdir() if maps.is_dir() else ()))]
+    sidecar_out = [("OUTPUT's sidecar", out.with_name(stem + ".json"))]
+    if is_folder_output(out):
+        refuse_overwriting_inputs(inputs, sidecar_out, replaced_folders=[("OUTPUT", out)])
+    else:
+        refuse_overwriting_inputs(inputs, [("OUTPUT", out), *sidecar_out])
     target = AcquisitionParams.parse(args.target)
     seq = "se" if args.sequence == "fse" else args.sequence
     target.require(seq, context="--target")
@@ -228,7 +243,6 @@ def run_synth(args) -> int:
         target = target.merged(AcquisitionParams(field_T=field_T))
     vol = synthesize(maps, seq, target, noise_sigma=args.noise, rng=args.seed,
                      t2star_for_t2=args.t2star_for_t2)
-    out = Path(args.output)
     sidecar = {"NeuroShiftSequence": seq, "GeneratedBy": "neuroshift qmri synth", "SourceMaps": str(args.mapdir)}
     sidecar.update(target.to_sidecar())
     if args.noise:
@@ -241,7 +255,6 @@ def run_synth(args) -> int:
         print("note: field strength unknown (no --field, no field_T in the maps' qmri.json): the sidecar has no "
               "MagneticFieldStrength", file=sys.stderr)
     write_volume(vol, out)
-    stem, _ = split_suffix(out)
     write_text_atomic(out.with_name(stem + ".json"), json.dumps(sidecar, indent=2) + "\n")
     print(f"wrote {out} ({seq.upper()} {target.label()})")
     return 0

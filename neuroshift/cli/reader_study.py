@@ -68,6 +68,9 @@ def _create(args) -> int:
     from neuroshift.readerstudy.errors import StudyDefinitionError
     from neuroshift.readerstudy.store import StudyStore
 
+    from .common import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([("STUDY", args.study)], [("--db", args.db)])
     study = load_study(args.study)
     missing = missing_images(study)
     if missing and not args.allow_missing_images:
@@ -98,11 +101,19 @@ def _export(args) -> int:
     from neuroshift.readerstudy.exchange import export_reads
     from neuroshift.readerstudy.store import StudyStore
 
+    from .common import refuse_overwriting_inputs
+
     lesions = args.lesions_out or args.out.with_name(args.out.stem + "_lesions.csv")
+    refuse_overwriting_inputs(_db_files(args.db), [("OUT", args.out), ("--lesions-out", lesions)])
     with StudyStore(args.db) as store:
         n = export_reads(store, args.out, lesions)
     print(f"exported {n} reads: answers {args.out}, lesions {lesions}")
     return 0
+
+
+def _db_files(db: Path) -> list[tuple[str, Path]]:
+    """The database and its SQLite companions (write-ahead log, shared memory): inputs never to write over."""
+    return [("--db", db), ("--db's WAL", Path(f"{db}-wal")), ("--db's shared memory", Path(f"{db}-shm"))]
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
@@ -126,6 +137,9 @@ def _analyze(args) -> int:
     opts = AnalysisOptions(thresholds_mm=_thresholds(args.thresholds),
                            match=MatchRule(args.match_axes, not args.match_inclusive, args.match_assignment),
                            reference_reader=args.reference_reader)
+    from .common import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs(_db_files(args.db), [("--out", args.out)])
     with StudyStore(args.db) as store:
         result = analyze_store(store, opts)
     files = write_report(result, args.out)

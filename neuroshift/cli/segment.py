@@ -149,9 +149,14 @@ def run(args) -> int:
         raise InputError(f"--threshold must be in [0, 1], got {args.threshold:g}")
     if args.slab_fraction is not None and not 0.0 <= args.slab_fraction < 0.5:
         raise InputError(f"--slab-fraction must be in [0, 0.5), got {args.slab_fraction:g}")
-    outputs = [p for p in (args.output, args.probabilities, args.uncertainty, args.json) if p]
-    if len(set(outputs)) != len(outputs):
-        raise InputError("the output, --probabilities, --uncertainty and --json files must differ")
+    from .common import is_folder_output, refuse_overwriting_inputs
+
+    outputs = [("OUTPUT", args.output), ("--probabilities", args.probabilities),
+               ("--uncertainty", args.uncertainty), ("--json", args.json)]
+    inputs = [("--flair", getattr(args, "flair", None)), ("--t1", getattr(args, "t1", None)),
+              ("INPUT", getattr(args, "input", None)), ("--brain-mask", args.brain_mask), ("--model", args.model)]
+    folders = [(n, p) for n, p in outputs[:3] if p and is_folder_output(p)]
+    refuse_overwriting_inputs(inputs, [o for o in outputs if o not in folders], replaced_folders=folders)
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
     configure_threads(args.threads)

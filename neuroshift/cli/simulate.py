@@ -145,8 +145,7 @@ def run(args) -> int:
         raise InputError(f"--slice-mm must be positive, got {args.slice_mm:g}")
     if args.field is not None and not (0 < args.field <= 21):
         raise InputError(f"--field must be a field strength in tesla in (0, 21], got {args.field:g}")
-    if output.resolve() == Path(args.input).resolve():
-        raise InputError("OUTPUT must differ from INPUT")
+    _refuse_overwrite(args, output)
 
     image, source, fractions, mask = _load_inputs(args)
     source.require(args.sequence, context=f"INPUT {args.input}")
@@ -182,6 +181,20 @@ def run(args) -> int:
     print(f"wrote {output} and {sidecar} ({args.sequence.upper()} {target.label()}, "
           f"c = {model.scale_c:.6g})")
     return 0
+
+
+def _refuse_overwrite(args, output: Path) -> None:
+    from ..io.params import sidecar_path
+    from .common import is_folder_output, refuse_overwriting_inputs
+
+    inputs = [("INPUT", args.input), ("INPUT's sidecar", sidecar_path(args.input)), ("--tissues", args.tissues),
+              ("--brain-mask", args.brain_mask), ("--relaxation", args.relaxation)]
+    inputs += [(f"--pv {t}", p) for t, p in (args.pv or {}).items()]
+    outputs = [("OUTPUT's sidecar", _sidecar_for(output))]
+    if is_folder_output(output):
+        refuse_overwriting_inputs(inputs, outputs, replaced_folders=[("OUTPUT", output)])
+    else:
+        refuse_overwriting_inputs(inputs, [("OUTPUT", output), *outputs])
 
 
 def _remove(path: Path) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .common import add_device_arg, plain
 
 DEFAULT_GRID = "TE=84:150:7,TI=2200:2900:7"
+
+#: Files a stress test writes into OUTDIR (checked against the inputs before it starts).
+OUTPUT_FILES = ("points.jsonl", "run.json", "results.csv", "surface.json", "report.html")
 
 EPILOG = """\
 examples:
@@ -60,7 +64,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from ..errors import InputError, OutputPathError
     from ..progress import cli_progress
     from ..stress.models import resolve_model
     from ..stress.report import LABELS, write_report
@@ -72,6 +76,14 @@ def run(args) -> int:
         raise InputError("--workers must be at least 1")
     if args.metric not in METRICS:
         raise InputError(f"unknown metric '{args.metric}'; choose one of {', '.join(METRICS)}")
+    from .common import refuse_overwriting_inputs
+
+    outdir = Path(args.outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputPathError(f"OUTDIR {outdir} exists and is not a folder; give a folder (created if needed)")
+    refuse_overwriting_inputs(
+        [("--cases", args.cases), ("--model", args.model if Path(args.model).exists() else None)],
+        [("OUTDIR", outdir), *((f"OUTDIR/{n}", outdir / n) for n in OUTPUT_FILES)])
     inputs = tuple(s.strip() for s in args.inputs.split(",") if s.strip())
     model = resolve_model(args.model, device=args.device, sequence=args.sequence, timeout_s=args.timeout,
                           inputs=inputs)

@@ -47,6 +47,13 @@ def run(args) -> int:
 
     if args.mrf_beta < 0:
         raise InputError(f"--mrf-beta must be >= 0, got {args.mrf_beta:g}")
+    from .common import refuse_overwriting_inputs
+
+    out = Path(args.outdir)
+    refuse_overwriting_inputs(
+        [("INPUT", args.input), ("--flair", args.flair), ("--mask", args.mask), ("--lesion-mask", args.lesion_mask)],
+        [(f"OUTDIR/{n}", out / n) for n in ("pv_CSF.nii.gz", "pv_GM.nii.gz", "pv_WM.nii.gz", "pv_lesion.nii.gz",
+                                             "tissue_labels.nii.gz", "tissues.json")])
     t1w = read_volume(args.input, dtype=np.float32)
     flair = read_volume(args.flair, dtype=np.float32) if args.flair else None
     mask = read_volume(args.mask) if args.mask else None
@@ -68,7 +75,6 @@ def run(args) -> int:
         "brain_volume_ml": float((total > 0.5).sum() * voxel_ml),
     }
     # everything is computed: now write, each file atomically
-    out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for tissue, vol in fractions.items():

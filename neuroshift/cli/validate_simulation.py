@@ -83,6 +83,12 @@ def run(args) -> int:
     from ..io.params import AcquisitionParams
     from ..stress.validate import validate_simulation
 
+    from .common import refuse_overwriting_inputs
+
+    tissue_paths = [("--tissues", args.tissues)] + [
+        ("--tissues", item.partition("=")[2]) for item in str(args.tissues).split(",") if "=" in item]
+    refuse_overwriting_inputs([("--baseline", args.baseline), *(("--real", p) for p in args.real), *tissue_paths,
+                               ("--brain-mask", args.brain_mask)], [("--out", args.out)])
     baseline = read_volume(args.baseline, dtype="float32")
     params = AcquisitionParams.for_image(args.baseline, baseline.meta)
     if args.baseline_params:
