@@ -29,14 +29,26 @@ MODEL_REQUIREMENTS = {"torch": "torch>=2.1", "safetensors": "safetensors"}
 REPORT_REQUIREMENTS = {"matplotlib": "matplotlib"}
 #: The torch versions the engine supports (pyproject.toml).
 TORCH_REQUIREMENT = ">=2.1"
-#: Approximate download sizes (MB), shown before installing.
-DOWNLOAD_MB = {"torch": 200, "torch-cuda": 2500, "engine": 60, "matplotlib": 10}
+#: Installed sizes on disk (MB; Linux x86-64 venv, torch 2.13 CPU build), shown before installing.
+INSTALL_SIZE_MB = {"engine": 30, "torch": 750, "safetensors": 2, "matplotlib": 75}
 
 
 def missing_requirements(extra: Mapping[str, str] | None = None) -> list[str]:
     """pip requirements of the engine (plus ``extra``) whose module cannot be imported."""
     required = {**ENGINE_REQUIREMENTS, **(extra or {})}
     return [req for module, req in required.items() if importlib.util.find_spec(module) is None]
+
+
+def install_size_mb(requirements: list[str]) -> int:
+    """Approximate installed size (MB) of the missing ``requirements`` (CPU torch)."""
+    size = 0
+    engine = set(ENGINE_REQUIREMENTS.values())
+    if any(req in engine for req in requirements):
+        size += INSTALL_SIZE_MB["engine"]
+    for req in requirements:
+        name = req.split(">")[0].split("=")[0].split("<")[0]
+        size += INSTALL_SIZE_MB.get(name, 0)
+    return size
 
 
 def _install_torch(ask: bool) -> bool:
@@ -67,10 +79,10 @@ def ensure_requirements(module_title: str, extra: Mapping[str, str] | None = Non
 
     wants_torch = any(req.startswith("torch") for req in missing)
     others = [req for req in missing if not req.startswith("torch")]
-    size = DOWNLOAD_MB["engine"] + (DOWNLOAD_MB["torch"] if wants_torch else 0)
+    size_mb = install_size_mb(missing)
     if ask and not slicer.util.confirmOkCancelDisplay(
             f"{module_title} needs these Python packages: {', '.join(missing)} "
-            f"(about {size} MB to download; torch with CUDA is about {DOWNLOAD_MB['torch-cuda']} MB). "
+            f"(about {size_mb} MB on disk{'; torch with CUDA takes several GB' if wants_torch else ''}). "
             "Install them now?"):
         return False
     if others:
