@@ -1,56 +1,39 @@
-"""``RandAcquisitionShiftd``: physically valid random acquisition shifts as a dictionary transform.
+"""Physically valid acquisition shifts as transforms, in the MONAI/TorchIO shape.
 
-Works with plain dicts of numpy arrays or torch tensors, inside ``monai.transforms.Compose``
-(MONAI's ``Randomizable`` API: ``R``, ``set_random_state(seed, state)``, ``randomize``; when MONAI
-is installed the class also *is* a ``monai.transforms.Randomizable`` so ``Compose.set_random_state``
-seeds it) and with TorchIO subjects (a ``tio.Subject`` is a dict; image values with ``.data`` and
-``.set_data`` — ``tio.ScalarImage`` — are handled). Neither library is required.
+* :class:`AcquisitionShift` — deterministic: re-weights one image acquired with ``sequence`` at ``source``
+  to ``target`` with paper 000's tissue-wise model (:mod:`neuroshift.simulate.tissuewise`) fitted on that
+  image's tissue fractions, then optionally changes the slice thickness and adds a bias field and Rician
+  noise (their realisation fixed by ``seed``);
+* :class:`RandAcquisitionShift` — the array-level random transform: every random draw (apply or not,
+  target parameters uniform within ``ranges``, noise, bias, slice thickness, the noise seed) happens in
+  :meth:`~RandAcquisitionShift.randomize`, which also redraws targets the sequence cannot acquire
+  (TI > TR, DIR with TI1 <= TI2); the call then applies the :class:`AcquisitionShift` it built;
+* :class:`RandAcquisitionShiftd` — the dictionary wrapper on top (MONAI ``*d`` style): one draw per
+  sample for all image ``keys``; tissue fractions and labels pass through unchanged (the anatomy does not
+  move, so segmentation targets stay valid).
 
-Per call (with probability ``prob``) it draws target parameters uniformly within ``ranges``
-(for example ``{"TE": (84, 150), "TI": (2200, 2900)}``), re-weights each image key with paper 000's
-tissue-wise model (:mod:`neuroshift.simulate.tissuewise`) fitted on that sample's tissue fractions,
-and optionally applies a slice-thickness change, a bias field and Rician noise. Draws that the
-sequence cannot acquire (TI > TR, DIR with TI1 <= TI2) are redrawn. Tissue fraction maps and labels
-pass through unchanged: the anatomy does not move, so segmentation targets stay valid.
-
-Arrays may be 3D ``(D, H, W)``, channel-first 4D ``(1, D, H, W)`` (MONAI) or 2D ``(H, W)`` /
-``(1, H, W)`` slices; the fractions have the same spatial shape (one key per tissue via
-``tissue_keys``, or one channel-first stack via ``fractions_key`` with ``tissues`` naming its channels).
+Values may be numpy arrays, torch tensors, MONAI ``MetaTensor`` (meta kept) or TorchIO images (``.data``
+and ``.set_data``; a ``tio.Subject`` is a dict); results keep the input's type, dtype and device. Arrays
+may be 3D ``(D, H, W)``, channel-first 4D ``(1, D, H, W)`` or 2D ``(H, W)`` / ``(1, H, W)`` slices; the
+fractions have the same spatial shape (a mapping tissue -> map, or one channel-first stack whose
+channels are ``tissues``). Neither MONAI nor TorchIO is required or imported here: when MONAI is already
+imported, the random transforms are created as ``monai.transforms.Randomizable`` subclasses
+(:mod:`neuroshift.simulate.monai_glue`) so that ``Compose.set_random_state`` seeds them.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Hashable, Mapping, Sequence
+import sys
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import DimensionError, InputError, ParameterRangeError
 from ..io.params import AcquisitionParams
 
-try:  # soft dependency: become a MONAI Randomizable when MONAI is importable
-    from monai.transforms import Randomizable as _MonaiRandomizable  # type: ignore
-    _BASES: tuple = (_MonaiRandomizable,)
-except Exception:  # pragma: no cover - MONAI absent or broken
-    _BASES = ()
-
-
-class _RandomizableMixin:
-    R: np.random.RandomState = np.random.RandomState()
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        """Seed the transform (MONAI API); returns ``self``."""
-        if seed is not None:
-            seed = int(seed) if isinstance(seed, (int, np.integer)) else id(seed)
-            self.R = np.random.RandomState(seed % (2 ** 32))
-            return self
-        if state is not None:
-            if not isinstance(state, np.random.RandomState):
-                raise TypeError(f"state must be a np.random.RandomState, got {type(state).__name__}")
-            self.R = state
-            return self
-        self.R = np.random.RandomState()
-        return self
+#: Default tissue order of a stacked fractions array.
+TISSUES = ("CSF", "GM", "WM", "lesion")
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -78,172 +61,43 @@ def _like(template, array: np.ndarray):
     return array.astype(dtype, copy=False)
 
 
-class RandAcquisitionShiftd(_RandomizableMixin, *_BASES):
-    """Random physically valid acquisition shift of the images in ``keys`` (see the module doc).
+def _lift(a: np.ndarray, what: str) -> np.ndarray:
+    """Drop a leading channel of 1 and lift 2D to 3D."""
+    a = np.asarray(a)
+    if a.ndim == 4 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3:
+        raise DimensionError(f"{what}: expected a 2D/3D image (optionally with one leading channel), got shape "
+                             f"{a.shape}")
+    return a
 
-    Parameters
-    ----------
-    keys: image keys to shift (all acquired with ``sequence`` at ``source``).
-    sequence: "se", "ir", "flair", "dir", "gre" or "mprage".
-    source: the images' acquisition parameters (``AcquisitionParams``, ``"TE=112,TI=2500,TR=9000"`` or a
-        mapping); every parameter the sequence needs must be known. ``source_key``, if given, names a
-        per-sample entry (same forms) that overrides it.
-    tissue_keys: ``{"CSF": "pv_csf", "GM": ..., "WM": ..., "lesion": ...}`` fraction map keys, or
-    fractions_key + tissues: one stacked entry ``(T, ...)`` whose channels are ``tissues``.
-    ranges: ``{"TE": (lo, hi), "TI": (lo, hi), ...}`` ms/degrees; uniform draws. Parameters not listed
-        keep the source's value.
-    noise: ``(lo, hi)`` Rician σ in image units, or None. bias: ``(lo, hi)`` bias-field strength, or None.
-    slice_mm: ``(lo, hi)`` slice thickness in mm (3D only; slice axis ``slice_axis`` of the array,
-        spacing ``spacing_mm``), or None.
-    prob: probability of applying the shift. seed: initial random seed.
+
+def _fraction_maps(fractions, tissues: Sequence[str], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    if isinstance(fractions, Mapping) and not (hasattr(fractions, "data") and hasattr(fractions, "set_data")):
+        maps = {str(t): _to_numpy(v) for t, v in fractions.items()}
+    else:
+        stack = _to_numpy(fractions)
+        if stack.shape[0] != len(tissues):
+            raise DimensionError(f"the fractions have {stack.shape[0]} channels, expected {len(tissues)} "
+                                 f"({', '.join(tissues)})")
+        maps = {t: stack[i] for i, t in enumerate(tissues)}
+    out = {}
+    for t, f in maps.items():
+        f3 = _lift(f, f"{t} fractions")
+        if f3.shape != shape:
+            raise DimensionError(f"{t} fractions have spatial shape {f3.shape}, the image {shape}")
+        out[t] = f3
+    return out
+
+
+def as_params(value) -> AcquisitionParams:
+    """``AcquisitionParams`` from itself, ``"TE=112,TI=2500"`` or a mapping.
+
+    Raises:
+        InputError: another type, or a string/mapping that does not parse.
     """
-
-    def __init__(self, keys: Sequence[Hashable] | Hashable, sequence: str, source, *,
-                 tissue_keys: Mapping[str, Hashable] | None = None, fractions_key: Hashable | None = None,
-                 tissues: Sequence[str] = ("CSF", "GM", "WM", "lesion"),
-                 ranges: Mapping[str, tuple[float, float]] | None = None,
-                 noise: tuple[float, float] | None = None, bias: tuple[float, float] | None = None,
-                 slice_mm: tuple[float, float] | None = None, slice_axis: int = 0, spacing_mm: float = 1.0,
-                 prob: float = 1.0, seed: int | None = 0, field_T: float | None = None, relaxation=None,
-                 source_key: Hashable | None = None, allow_missing_keys: bool = False,
-                 max_redraws: int = 100) -> None:
-        from .grid import canonical_key
-        from .tissuewise import SEQUENCES
-
-        self.keys = tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
-        self.sequence = str(sequence).lower()
-        if self.sequence not in SEQUENCES:
-            raise ParameterRangeError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
-        self.source = _params(source)
-        if source_key is None:
-            self.source.require(self.sequence, context="RandAcquisitionShiftd source")
-        if (tissue_keys is None) == (fractions_key is None):
-            raise InputError("give exactly one of tissue_keys={tissue: key} or fractions_key=...")
-        self.tissue_keys = dict(tissue_keys) if tissue_keys is not None else None
-        self.fractions_key = fractions_key
-        self.tissues = tuple(tissues)
-        self.ranges: dict[str, tuple[float, float]] = {}
-        for k, (lo, hi) in (ranges or {}).items():
-            short = canonical_key(k)
-            if short in ("noise", "slice_mm"):
-                raise ParameterRangeError(f"give {short} with the noise=/slice_mm= arguments, not in ranges")
-            if not (np.isfinite(lo) and np.isfinite(hi)) or lo > hi:
-                raise ParameterRangeError(f"range of {short} must be finite with lo <= hi, got ({lo}, {hi})")
-            self.ranges[short] = (float(lo), float(hi))
-        for name, rng in (("noise", noise), ("bias", bias), ("slice_mm", slice_mm)):
-            if rng is not None and (len(rng) != 2 or rng[0] > rng[1] or rng[0] < 0):
-                raise ParameterRangeError(f"{name} must be (lo, hi) with 0 <= lo <= hi, got {rng}")
-        self.noise, self.bias, self.slice_mm = noise, bias, slice_mm
-        self.slice_axis, self.spacing_mm = int(slice_axis), float(spacing_mm)
-        if not 0.0 <= prob <= 1.0:
-            raise ParameterRangeError(f"prob must be in [0, 1], got {prob}")
-        self.prob = float(prob)
-        self.field_T, self.relaxation = field_T, relaxation
-        self.source_key = source_key
-        self.allow_missing_keys = allow_missing_keys
-        self.max_redraws = int(max_redraws)
-        self._do = False
-        self._draw: dict = {}
-        self.set_random_state(seed)
-
-    # ------------------------------------------------------------- randomness
-    def randomize(self, data=None) -> None:
-        """Draw whether to apply, the target parameters and the extra shifts (MONAI API)."""
-        self._do = bool(self.R.rand() < self.prob)
-        draw: dict = {"target": {k: float(self.R.uniform(lo, hi)) for k, (lo, hi) in self.ranges.items()}}
-        draw["noise"] = float(self.R.uniform(*self.noise)) if self.noise else 0.0
-        draw["bias"] = float(self.R.uniform(*self.bias)) if self.bias else 0.0
-        draw["slice_mm"] = float(self.R.uniform(*self.slice_mm)) if self.slice_mm else None
-        draw["seed"] = int(self.R.randint(0, 2 ** 31 - 1))
-        self._draw = draw
-
-    def _valid_target(self, source: AcquisitionParams) -> AcquisitionParams:
-        for _ in range(self.max_redraws):
-            try:
-                target = source.merged(AcquisitionParams.from_mapping(self._draw["target"]))
-                return target.require(self.sequence, context="the random target")
-            except ParameterRangeError:
-                self._draw["target"] = {k: float(self.R.uniform(lo, hi)) for k, (lo, hi) in self.ranges.items()}
-        raise ParameterRangeError(f"no valid {self.sequence.upper()} parameters within {self.ranges} "
-                                  f"after {self.max_redraws} draws")
-
-    @property
-    def last_parameters(self) -> dict:
-        """The last draw: ``{"applied", "target", "noise", "bias", "slice_mm"}``."""
-        return {"applied": self._do, **{k: v for k, v in self._draw.items() if k != "seed"}}
-
-    # ----------------------------------------------------------------- apply
-    def _fractions(self, data) -> dict[str, np.ndarray]:
-        if self.tissue_keys is not None:
-            return {t: _to_numpy(data[k]) for t, k in self.tissue_keys.items() if k in data}
-        stack = _to_numpy(data[self.fractions_key])
-        if stack.shape[0] != len(self.tissues):
-            raise DimensionError(f"{self.fractions_key!r} has {stack.shape[0]} channels, expected "
-                                 f"{len(self.tissues)} ({', '.join(self.tissues)})")
-        return {t: stack[i] for i, t in enumerate(self.tissues)}
-
-    def __call__(self, data, randomize: bool = True):
-        out = data.copy() if type(data) is dict else copy.copy(data)
-        if randomize:
-            self.randomize(data)
-        if not self._do:
-            return out
-        from .shifts import add_noise, apply_bias_field, reacquire_axis
-        from .tissuewise import fit_tissue_model
-
-        source = self.source
-        if self.source_key is not None and self.source_key in data:
-            source = source.merged(_params(data[self.source_key]))
-        source.require(self.sequence, context="RandAcquisitionShiftd source")
-        target = self._valid_target(source)
-        fractions = self._fractions(data)
-        for key in self.keys:
-            if key not in data:
-                if self.allow_missing_keys:
-                    continue
-                raise KeyError(f"key {key!r} not in the data (allow_missing_keys=False)")
-            value = data[key]
-            arr = _to_numpy(value)
-            shape = arr.shape
-            spatial, fr = _spatial(arr, fractions)
-            model = fit_tissue_model(spatial, fr, self.sequence, source, field_T=self.field_T,
-                                     relaxation=self.relaxation)
-            result = model.simulate(target)
-            rng = np.random.default_rng(self._draw["seed"])
-            if self._draw["slice_mm"] and spatial.shape[0] > 1:
-                result = reacquire_axis(result, self.slice_axis, self.spacing_mm, self._draw["slice_mm"])
-            if self._draw["bias"] > 0:
-                result = apply_bias_field(result, self._draw["bias"], rng=rng)
-            if self._draw["noise"] > 0:
-                result = add_noise(result, self._draw["noise"], rng=rng)
-            out[key] = _like(value, np.asarray(result, dtype=np.float32).reshape(shape))
-        return out
-
-
-def _spatial(arr: np.ndarray, fractions: Mapping[str, np.ndarray]):
-    """Drop a leading channel of 1 and lift 2D to 3D, for the image and every fraction map alike."""
-    def lift(a: np.ndarray, what: str) -> np.ndarray:
-        a = np.asarray(a)
-        if a.ndim == 4 and a.shape[0] == 1:
-            a = a[0]
-        if a.ndim == 2:
-            a = a[None]
-        if a.ndim != 3:
-            raise DimensionError(f"{what}: expected a 2D/3D image (optionally with one leading channel), "
-                                 f"got shape {a.shape}")
-        return a
-
-    img = lift(arr, "image")
-    fr = {}
-    for t, f in fractions.items():
-        f3 = lift(f, f"{t} fractions")
-        if f3.shape != img.shape:
-            raise DimensionError(f"{t} fractions have spatial shape {f3.shape}, the image {img.shape}")
-        fr[t] = f3
-    return img, fr
-
-
-def _params(value) -> AcquisitionParams:
     if isinstance(value, AcquisitionParams):
         return value
     if isinstance(value, str):
@@ -254,4 +108,231 @@ def _params(value) -> AcquisitionParams:
                      f"{type(value).__name__}")
 
 
-__all__ = ["RandAcquisitionShiftd"]
+def _check_sequence(sequence: str) -> str:
+    from .tissuewise import SEQUENCES
+
+    seq = str(sequence).lower()
+    if seq not in SEQUENCES:
+        raise ParameterRangeError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCES)}")
+    return seq
+
+
+class AcquisitionShift:
+    """Deterministic shift of an image from ``source`` to ``target`` (see the module doc).
+
+    ``slice_mm``: new slice thickness (mm) along ``slice_axis`` of spacing ``spacing_mm`` (3D only);
+    ``bias``: bias-field strength; ``noise``: Rician sigma in image units; ``seed``: their realisation.
+
+    Raises:
+        ParameterRangeError: unknown sequence, or a target the sequence cannot acquire.
+        MissingParameterError: a parameter the sequence needs is unknown in source or target.
+    """
+
+    def __init__(self, sequence: str, source, target, *, tissues: Sequence[str] = TISSUES,
+                 slice_mm: float | None = None, slice_axis: int = 0, spacing_mm: float = 1.0, bias: float = 0.0,
+                 noise: float = 0.0, seed: int = 0, field_T: float | None = None, relaxation=None) -> None:
+        self.sequence = _check_sequence(sequence)
+        self.source = as_params(source).require(self.sequence, context="AcquisitionShift source")
+        self.target = self.source.merged(as_params(target)).require(self.sequence, context="the target")
+        self.tissues = tuple(tissues)
+        self.slice_mm, self.slice_axis, self.spacing_mm = slice_mm, int(slice_axis), float(spacing_mm)
+        self.bias, self.noise, self.seed = float(bias), float(noise), int(seed)
+        self.field_T, self.relaxation = field_T, relaxation
+
+    def __call__(self, image, fractions):
+        """``image`` at the target parameters, in ``image``'s type and shape."""
+        from .shifts import add_noise, apply_bias_field, reacquire_axis
+        from .tissuewise import fit_tissue_model
+
+        arr = _to_numpy(image)
+        spatial = _lift(arr, "image")
+        model = fit_tissue_model(spatial, _fraction_maps(fractions, self.tissues, spatial.shape), self.sequence,
+                                 self.source, field_T=self.field_T, relaxation=self.relaxation)
+        result = model.simulate(self.target)
+        rng = np.random.default_rng(self.seed)
+        if self.slice_mm and spatial.shape[0] > 1:
+            result = reacquire_axis(result, self.slice_axis, self.spacing_mm, self.slice_mm)
+        if self.bias > 0:
+            result = apply_bias_field(result, self.bias, rng=rng)
+        if self.noise > 0:
+            result = add_noise(result, self.noise, rng=rng)
+        return _like(image, np.asarray(result, dtype=np.float32).reshape(arr.shape))
+
+
+class _MonaiOnDemand:
+    """Created as a ``monai.transforms.Randomizable`` subclass when MONAI is already imported."""
+
+    _monai = False
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if not cls._monai and "monai" in sys.modules:
+            from .monai_glue import monai_class
+
+            cls = monai_class(cls)
+        return super().__new__(cls)
+
+    R: np.random.RandomState = np.random.RandomState()
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        """Seed the transform (MONAI API); returns ``self``."""
+        if seed is not None:
+            seed = int(seed) if isinstance(seed, (int, np.integer)) else id(seed)
+            self.R = np.random.RandomState(seed % (2 ** 32))
+        elif state is not None:
+            if not isinstance(state, np.random.RandomState):
+                raise TypeError(f"state must be a np.random.RandomState, got {type(state).__name__}")
+            self.R = state
+        else:
+            self.R = np.random.RandomState()
+        return self
+
+
+def _check_range(name: str, rng, *, nonneg: bool = True) -> tuple[float, float] | None:
+    if rng is None:
+        return None
+    if len(rng) != 2 or not (np.isfinite(rng[0]) and np.isfinite(rng[1])) or rng[0] > rng[1] \
+            or (nonneg and rng[0] < 0):
+        raise ParameterRangeError(f"{name} must be (lo, hi) with {'0 <= ' if nonneg else ''}lo <= hi, got {rng}")
+    return float(rng[0]), float(rng[1])
+
+
+class RandAcquisitionShift(_MonaiOnDemand):
+    """Random :class:`AcquisitionShift` of one image (array level; see the module doc).
+
+    ``ranges``: ``{"TE": (lo, hi), "TI": (lo, hi), ...}`` in ms/degrees, uniform draws (parameters not listed
+    keep the source's value); ``noise``, ``bias``, ``slice_mm``: ``(lo, hi)`` or None; ``prob``: probability
+    of applying; ``seed``: initial random state; ``require_source=False`` defers the check of the source to
+    :meth:`randomize` (when each sample brings its own).
+
+    Raises:
+        ParameterRangeError: unknown sequence, a bad range or probability.
+        MissingParameterError: the source lacks a parameter the sequence needs.
+    """
+
+    def __init__(self, sequence: str, source, *, ranges: Mapping[str, tuple[float, float]] | None = None,
+                 noise: tuple[float, float] | None = None, bias: tuple[float, float] | None = None,
+                 slice_mm: tuple[float, float] | None = None, slice_axis: int = 0, spacing_mm: float = 1.0,
+                 prob: float = 1.0, seed: int | None = 0, tissues: Sequence[str] = TISSUES,
+                 field_T: float | None = None, relaxation=None, max_redraws: int = 100,
+                 require_source: bool = True) -> None:
+        from .grid import canonical_key
+
+        self.sequence = _check_sequence(sequence)
+        self.source = as_params(source)
+        if require_source:
+            self.source.require(self.sequence, context="RandAcquisitionShift source")
+        self.ranges: dict[str, tuple[float, float]] = {}
+        for k, rng in (ranges or {}).items():
+            short = canonical_key(k)
+            if short in ("noise", "slice_mm"):
+                raise ParameterRangeError(f"give {short} with the noise=/slice_mm= arguments, not in ranges")
+            self.ranges[short] = _check_range(f"range of {short}", rng, nonneg=False)
+        self.noise, self.bias = _check_range("noise", noise), _check_range("bias", bias)
+        self.slice_mm = _check_range("slice_mm", slice_mm)
+        if not 0.0 <= prob <= 1.0:
+            raise ParameterRangeError(f"prob must be in [0, 1], got {prob}")
+        self.prob, self.max_redraws = float(prob), int(max_redraws)
+        self.options = dict(tissues=tuple(tissues), slice_axis=int(slice_axis), spacing_mm=float(spacing_mm),
+                            field_T=field_T, relaxation=relaxation)
+        self._do, self._draw, self.transform = False, {}, None
+        self.set_random_state(seed)
+
+    def _draw_target(self) -> dict[str, float]:
+        return {k: float(self.R.uniform(lo, hi)) for k, (lo, hi) in self.ranges.items()}
+
+    def randomize(self, data: Any = None, source=None) -> None:
+        """Draw everything of one call (MONAI API): whether to apply, a target the sequence can acquire
+        from ``source`` (default: the transform's; a per-sample one is merged over it), noise, bias, slice
+        thickness and the noise seed; then build :attr:`transform`.
+
+        Raises:
+            MissingParameterError: the source lacks a parameter the sequence needs.
+            ParameterRangeError: no valid target within ``max_redraws`` draws.
+        """
+        self._do = bool(self.R.rand() < self.prob)
+        draw: dict = {"target": self._draw_target()}
+        draw["noise"] = float(self.R.uniform(*self.noise)) if self.noise else 0.0
+        draw["bias"] = float(self.R.uniform(*self.bias)) if self.bias else 0.0
+        draw["slice_mm"] = float(self.R.uniform(*self.slice_mm)) if self.slice_mm else None
+        draw["seed"] = int(self.R.randint(0, 2 ** 31 - 1))
+        self._draw, self.transform = draw, None
+        if not self._do:
+            return
+        src = self.source if source is None else self.source.merged(as_params(source))
+        src.require(self.sequence, context="RandAcquisitionShift source")
+        for _ in range(self.max_redraws):
+            try:
+                self.transform = AcquisitionShift(self.sequence, src, draw["target"], slice_mm=draw["slice_mm"],
+                                                  bias=draw["bias"], noise=draw["noise"], seed=draw["seed"],
+                                                  **self.options)
+                return
+            except ParameterRangeError:
+                draw["target"] = self._draw_target()
+        raise ParameterRangeError(f"no valid {self.sequence.upper()} parameters within {self.ranges} after "
+                                  f"{self.max_redraws} draws")
+
+    @property
+    def last_parameters(self) -> dict:
+        """The last draw: ``{"applied", "target", "noise", "bias", "slice_mm"}``."""
+        return {"applied": self._do, **{k: v for k, v in self._draw.items() if k != "seed"}}
+
+    def __call__(self, image, fractions, source=None, randomize: bool = True):
+        """``image`` shifted by a new draw (or by the last one with ``randomize=False``); unchanged, the same
+        object, when the draw says not to apply."""
+        if randomize:
+            self.randomize(source=source)
+        return self.transform(image, fractions) if self._do else image
+
+
+class RandAcquisitionShiftd(_MonaiOnDemand):
+    """Dictionary wrapper of :class:`RandAcquisitionShift`: one draw per sample for all image ``keys``.
+
+    ``tissue_keys={"CSF": key, ...}`` or ``fractions_key`` (one stack whose channels are ``tissues``) name the
+    fractions; ``source_key`` a per-sample source (merged over ``source``). Other keyword arguments go to
+    :class:`RandAcquisitionShift`.
+
+    Raises:
+        InputError: not exactly one of ``tissue_keys`` / ``fractions_key``; see also RandAcquisitionShift.
+    """
+
+    def __init__(self, keys: Sequence[Hashable] | Hashable, sequence: str, source, *,
+                 tissue_keys: Mapping[str, Hashable] | None = None, fractions_key: Hashable | None = None,
+                 source_key: Hashable | None = None, allow_missing_keys: bool = False, **kwargs: Any) -> None:
+        if (tissue_keys is None) == (fractions_key is None):
+            raise InputError("give exactly one of tissue_keys={tissue: key} or fractions_key=...")
+        self.keys = tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
+        self.tissue_keys, self.fractions_key = (dict(tissue_keys) if tissue_keys else None), fractions_key
+        self.source_key, self.allow_missing_keys = source_key, allow_missing_keys
+        self.shift = RandAcquisitionShift(sequence, source, require_source=source_key is None, **kwargs)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        self.shift.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        """One draw for the sample ``data`` (its ``source_key`` entry, if any, is the source)."""
+        has_source = data is not None and self.source_key is not None and self.source_key in data
+        self.shift.randomize(source=data[self.source_key] if has_source else None)
+
+    @property
+    def last_parameters(self) -> dict:
+        return self.shift.last_parameters
+
+    def __call__(self, data, randomize: bool = True):
+        out = data.copy() if type(data) is dict else copy.copy(data)
+        if randomize:
+            self.randomize(data)
+        if not self.shift.last_parameters["applied"]:
+            return out
+        fractions = ({t: data[k] for t, k in self.tissue_keys.items() if k in data} if self.tissue_keys
+                     else data[self.fractions_key])
+        for key in self.keys:
+            if key not in data:
+                if self.allow_missing_keys:
+                    continue
+                raise KeyError(f"key {key!r} not in the data (allow_missing_keys=False)")
+            out[key] = self.shift(data[key], fractions, randomize=False)
+        return out
+
+
+__all__ = ["AcquisitionShift", "RandAcquisitionShift", "RandAcquisitionShiftd", "TISSUES", "as_params"]
