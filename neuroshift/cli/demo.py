@@ -7,28 +7,49 @@ import argparse
 from .common import add_device_arg, plain
 from .stress_test import DEFAULT_GRID
 
-EPILOG = """\
-What it does (a few minutes on a 2-core CPU):
-  1. writes 3 digital phantom subjects (different lesion seeds) to OUTDIR/cases/;
+#: ``--quick``: one subject on a 3 x 3 grid (9 points + baseline: 10 inferences instead of 150).
+QUICK_SUBJECTS = 1
+QUICK_GRID = "TE=84:150:3,TI=2200:2900:3"
+DEFAULT_SUBJECTS = 3
+
+EPILOG = f"""\
+What it does:
+  1. writes 3 digital phantom subjects (SYNTHETIC; different lesion seeds) to OUTDIR/cases/;
   2. stress-tests the bundled demo WMH model 'wmh-demo' on FLAIR derivatives simulated over the
      7 x 7 TE x TI grid of paper 000 (TE 84-150 ms, TI 2200-2900 ms), plus each subject's baseline;
   3. fits the quadratic response surface of lesion F1 and writes OUTDIR/report.html.
-Rerunning resumes where it stopped. The demo model is trained on phantoms only: a demonstration of the
-workflow, not a clinical model.
+Time: 150 model inferences, about 2 min on 2 idle cores, 5-10 min on a busy machine.
+--quick: {QUICK_SUBJECTS} subject on the 3 x 3 grid {QUICK_GRID} (10 inferences, about 20 s idle).
+Rerunning resumes where it stopped (use another OUTDIR for --quick and the full demo). Torch uses the
+cores available to this process (--threads or NEUROSHIFT_THREADS to change it) with OMP_WAIT_POLICY=PASSIVE.
+The demo model is trained on phantoms only: a demonstration of the workflow, not a clinical model.
 """
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="phantom + stress test of the demo model + HTML report (start here)",
-                       description=plain(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=plain(__doc__), epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("outdir", nargs="?", default="demo-output", metavar="OUTDIR",
                    help="output folder (default ./demo-output)")
-    p.add_argument("--subjects", type=int, default=3, metavar="N", help="phantom subjects (default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_SUBJECTS} subject, 3 x 3 grid: a first look in well under a minute")
+    p.add_argument("--subjects", type=int, default=None, metavar="N",
+                   help=f"phantom subjects (default {DEFAULT_SUBJECTS}; {QUICK_SUBJECTS} with --quick)")
     p.add_argument("--model", default="wmh-demo", help="model under test (default: the bundled wmh-demo)")
-    p.add_argument("--grid", default=DEFAULT_GRID, help=f"grid (default {DEFAULT_GRID})")
+    p.add_argument("--grid", default=None, help=f"grid (default {DEFAULT_GRID}; {QUICK_GRID} with --quick)")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes (default 1)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads with --workers 1 (default: $NEUROSHIFT_THREADS or the available cores)")
     add_device_arg(p)
     p.set_defaults(func=run)
+
+
+def demo_settings(args) -> tuple[int, str]:
+    """(subjects, grid) of a demo run: explicit options win, then --quick, then the full demo."""
+    subjects = args.subjects if args.subjects is not None else (QUICK_SUBJECTS if args.quick else DEFAULT_SUBJECTS)
+    grid = args.grid if args.grid is not None else (QUICK_GRID if args.quick else DEFAULT_GRID)
+    return subjects, grid
 
 
 def make_demo_cases(outdir, subjects: int = 3) -> list:
@@ -57,15 +78,24 @@ def run(args) -> int:
     from ..stress.runner import run_stress_test
     from ..stress.surface import SurfaceFit
 
-    if args.subjects < 1:
+    subjects, grid = demo_settings(args)
+    if subjects < 1:
         raise InputError("--subjects must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
     t0 = time.monotonic()
     out = Path(args.outdir)
-    print(f"1/3 making {args.subjects} phantom subject(s) in {out / 'cases'}")
-    make_demo_cases(out, args.subjects)
-    print(f"2/3 stress-testing '{args.model}' over {args.grid}")
+    print(f"1/3 making {subjects} phantom subject(s) in {out / 'cases'}")
+    make_demo_cases(out, subjects)
+    if args.workers <= 1 and args.device != "cuda":
+        from ..threads import configure
+
+        info = configure(args.threads)
+        print(f"    torch: {info['torch_threads']} thread(s) of {info['available_cores']} available core(s), "
+              f"OMP_WAIT_POLICY={info['omp_wait_policy']}")
+    print(f"2/3 stress-testing '{args.model}' over {grid}")
     with cli_progress("stress test") as progress:
-        result = run_stress_test(out / "cases", args.model, args.grid, out, sequence="flair",
+        result = run_stress_test(out / "cases", args.model, grid, out, sequence="flair",
                                  workers=args.workers, progress=progress, device=args.device)
     print("3/3 writing the report")
     rep = write_report(result, out, metric="lesion_f1")

@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..threads import prepare_environment
+
+    prepare_environment()  # OMP_WAIT_POLICY=PASSIVE before any command imports torch (OpenMP reads it once)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
