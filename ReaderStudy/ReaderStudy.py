@@ -118,7 +118,10 @@ class ReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.onSaveDraft()  # the read's lesion lines are about to be removed
+        self.onSaveDraft()  # the read's volumes and lesion lines are about to be removed
+        self.logic.core.close()  # "Start / next read" resumes the draft in the new scene
+        self.clock.stop()
+        self.buildQuestions()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:

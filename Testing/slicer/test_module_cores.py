@@ -1,5 +1,6 @@
 """The Qt-free helpers the module widgets call (moved out of the module files, issue 16), with literal values,
-and ReaderStudy's core against real MRML (slicer-core)."""
+and ReaderStudy's core against real MRML (slicer-core). Before the fix these lived in the module files (or
+did not exist: the header was re-read on every input change), out of pytest's reach."""
 
 from __future__ import annotations
 
