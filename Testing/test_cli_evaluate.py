@@ -30,7 +30,12 @@ def test_evaluate_prints_table_and_writes_json(tmp_path, capsys):
     assert "Dice (DSC)" in text and "HD95" in text and "ignored" in text
     doc = json.loads(out.read_text())
     m = doc["metrics"]
-    assert abs(m["hd95_mm"] - 1.0) < 0.05
+    assert m["hd95_mm"] == 1.0  # 2 voxels of 0.5 mm, exactly (every directed 95th percentile)
+    a, b = _sphere() == 1, _sphere(shift=2) == 1  # the ignored block (label 2) counts neither way
+    n = int(a.sum())
+    assert int(b.sum()) == n
+    assert m["dsc"] == 2 * int((a & b).sum()) / (2 * n) and m["vs"] == 1.0 and m["avd_percent"] == 0.0
+    assert m["volume_gt_mm3"] == n * 0.125 and m["volume_pred_mm3"] == n * 0.125
     assert m["n_pred"] == 1 and m["precision"] == 1.0 and m["ignored_voxels"] == 8
     assert doc["conventions"]["connectivity"] == 26
     assert not list(tmp_path.glob(".scores*"))

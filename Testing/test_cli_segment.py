@@ -55,6 +55,11 @@ def test_claustrum_writes_label_probabilities_uncertainty_and_json_on_the_input_
         np.testing.assert_allclose(v.direction, scan.direction, atol=1e-6)
     assert label.data.dtype == np.uint8 and set(np.unique(label.data)) <= {0, 1}
     assert prob.data.dtype == np.float32 and 0 <= prob.data.min() and prob.data.max() <= 1
+    # the label is the probability thresholded at --threshold 0.3 on the model grid, then resampled (nearest)
+    # while the probability is resampled linearly: they agree except on a thin rim
+    agree = float(np.mean(label.data == (prob.data > 0.3)))
+    assert agree > 0.99 and 0 < label.data.sum() < label.data.size, (agree, int(label.data.sum()))
+    assert unc.data.dtype == np.float32 and unc.data.min() >= 0
     summary = json.loads((tmp_path / "out/run.json").read_text())
     assert summary["segment"] == "claustrum" and summary["tta"] is True and summary["threshold"] == 0.3
     assert summary["batch_size"] == 7 and summary["uncertainty"] == "variance"
@@ -75,8 +80,13 @@ def test_claustrum_without_an_installed_model_exits_2_and_says_how_to_get_one(tm
 def test_installed_claustrum_model_is_found_by_task(tmp_path, capsys, monkeypatch):
     tiny_unet_package(tmp_path / "home/.neuroshift/models/claustrum-adult")
     _oblique_lps_scan(tmp_path / "t1.nii.gz")
-    assert main(["segment", "claustrum", "t1.nii.gz", "c.nii.gz", "--device", "cpu"]) == 0
-    assert (tmp_path / "c.nii.gz").exists()
+    assert main(["segment", "claustrum", "t1.nii.gz", "c.nii.gz", "--device", "cpu", "--probabilities", "p.nii.gz"]) == 0
+    explicit = ["--model", str(tmp_path / "home/.neuroshift/models/claustrum-adult"), "--device", "cpu"]
+    assert main(["segment", "claustrum", "t1.nii.gz", "e.nii.gz", *explicit, "--probabilities", "pe.nii.gz"]) == 0
+    # the model found by task is that package: the same probabilities and labels as naming it
+    np.testing.assert_array_equal(read_volume(tmp_path / "p.nii.gz").data, read_volume(tmp_path / "pe.nii.gz").data)
+    np.testing.assert_array_equal(read_volume(tmp_path / "c.nii.gz").data, read_volume(tmp_path / "e.nii.gz").data)
+    assert read_volume(tmp_path / "p.nii.gz").data.max() > 0
 
 
 def test_wmh_two_channel_model_needs_t1_and_flair_only_model_ignores_it(tmp_path, capsys):
