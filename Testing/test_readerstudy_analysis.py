@@ -1,6 +1,7 @@
 """Analysis beyond Table 5: visual Turing test, lesion counts with ICC, kappa on Likert grades."""
 
 import json
+import math
 import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -84,7 +85,11 @@ def test_lesion_counts_icc_and_wilcoxon(tmp_path):
     assert 0.8 < jc["value"] < 1.0 and jc["ci_low"] < jc["value"] < jc["ci_high"]
     cmp = [c for c in result["count_comparisons"] if c["measure"] == "counts:juxtacortical" and c["reader"] == "A"
            and c["image_set_a"] == "flair" and c["image_set_b"] == "true_dir"]
-    assert cmp[0]["mean_b"] - cmp[0]["mean_a"] == pytest.approx(2.0) and cmp[0]["wilcoxon_p"] < 0.01
+    assert cmp[0]["mean_b"] - cmp[0]["mean_a"] == pytest.approx(2.0)
+    # all 10 differences are +2 (tied ranks 5.5, W- = 0): mean 27.5, variance 96.25 - (10^3 - 10)/48 = 75.625,
+    # two-sided normal p = erfc(27.5 / sqrt(75.625) / sqrt(2)) = 0.001565
+    assert cmp[0]["wilcoxon_p"] == pytest.approx(math.erfc(27.5 / math.sqrt(75.625) / math.sqrt(2)), rel=1e-9)
+    assert cmp[0]["wilcoxon_p"] == pytest.approx(0.001565, rel=1e-3)
     # the CLI writes the tables
     out = tmp_path / "out"
     assert main(["reader-study", "analyze", "--db", str(db), "--out", str(out)]) == 0
