@@ -191,7 +191,8 @@ class ReaderStudyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             else:
                 s = current.scheduled
                 phase = self.logic.core.session.study.all_phases[s.phase - 1].name
-                self.ui.caseLabel.text = f"{current.case_label} - {phase}, read {s.position}"
+                self.ui.caseLabel.text = _("{case} - {phase}, read {position}").format(
+                    case=current.case_label, phase=phase, position=s.position)
                 self.restoreAnswers(current.answers)
                 self.clock.start()
         self.updateProgress()

@@ -1,17 +1,17 @@
 """ShiftSimulator: simulate how a scan would look with other acquisition parameters (3D Slicer module).
 
-Module -> Parameter node -> Widget -> Logic -> Test, as in Slicer's scripted-module template
-(Slicer >= 5.10). The science lives in the ``neuroshift`` engine; the Qt-free logic lives in
-``ShiftSimulatorLib/`` (:class:`ShiftSimulationCore`, :class:`StressTestLogic`, tested with pytest
-against a real MRML scene from slicer-core), held by :class:`ShiftSimulatorLogic` by composition.
-This file binds the GUI (``parameterNodeWrapper`` + ``SlicerParameterName`` properties in the .ui),
-calls the logic and runs long jobs in a background ``PythonSlicer`` process through the shared
-:class:`neuroshift_slicer.jobs.BackgroundJobController`. The "Stress test" section is its own panel
-(``ShiftSimulatorLib/stress_panel.py``).
+Module -> Parameter node -> Widget -> Logic -> Test, as in Slicer's scripted-module template (Slicer >= 5.10).
+The science lives in the ``neuroshift`` engine; the Qt-free logic in ``ShiftSimulatorLib/``
+(:class:`ShiftSimulationCore`, :class:`StressTestLogic`, tested with pytest against slicer-core's MRML),
+held by :class:`ShiftSimulatorLogic` by composition. This file binds the GUI (``parameterNodeWrapper`` +
+``SlicerParameterName`` in the .ui), calls the logic and runs long jobs in a background ``PythonSlicer``
+process through the shared :class:`neuroshift_slicer.jobs.BackgroundJobController`. The "Stress test"
+section is its own panel (``ShiftSimulatorLib/stress_panel.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from typing import Annotated, Optional
@@ -31,7 +31,7 @@ import neuroshift_slicer.connectors  # noqa: F401  (registers the str path conne
 from neuroshift_slicer.environment import REPORT_REQUIREMENTS, engine_process, ensure_requirements
 from neuroshift_slicer.jobs import BackgroundJobController
 from ShiftSimulatorLib.logic import (SEQUENCES, UNKNOWN, ShiftSimulationCore, case_id, fields_from_params,
-                                     header_needs_reading, params_from_fields)
+                                     header_needs_reading, simulation_request)
 from ShiftSimulatorLib.stress_panel import (DEFAULT_STRESS_GRID, DEFAULT_STRESS_MODEL, STRESS_METRICS,
                                             STRESS_SOURCES, STRESS_SURFACES, StressTestPanel)
 
@@ -204,43 +204,35 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onInputChanged(self, node) -> None:
         p = self._parameterNode
         if p is not None and header_needs_reading(node.GetID() if node else None, p.headerReadFor):
-            self.onReadHeader()
+            try:
+                self._readHeader()
+            except Exception as exc:  # an automatic read must not interrupt choosing a volume; the button shows errors
+                logging.warning(f"ShiftSimulator: could not read the acquisition parameters: {exc}")
 
     def onReadHeader(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not read the acquisition parameters."), waitCursor=True):
+            self._readHeader()
+
+    def _readHeader(self) -> None:
         """Pre-fill the source parameters from the node's DICOM header / BIDS sidecar / stored values."""
+        from ShiftSimulatorLib.logic import dicom_attributes_from_database
+
         p = self._parameterNode
         node = p.inputVolume if p else None
         if node is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not read the acquisition parameters."), waitCursor=True):
-            from ShiftSimulatorLib.logic import dicom_attributes_from_database
-
-            dicom_attributes_from_database(node, getattr(slicer, "dicomDatabase", None))
-            params = self.logic.core.source_parameters(node)
-            for name, value in fields_from_params(params).items():
-                setattr(p, name, value)
-            hint = self.logic.core.sequence_hint(node)
-            if hint:
-                p.sequence = hint
-            p.headerReadFor = node.GetID()
+        dicom_attributes_from_database(node, getattr(slicer, "dicomDatabase", None))
+        params = self.logic.core.source_parameters(node)
+        for name, value in fields_from_params(params).items():
+            setattr(p, name, value)
+        hint = self.logic.core.sequence_hint(node)
+        if hint:
+            p.sequence = hint
+        p.headerReadFor = node.GetID()
 
     # ---------------------------------------------------------------- run
     def _request(self):
-        from neuroshift.tissues.maps import parse_label_mapping
-
-        p = self._parameterNode
-        if p.tissueMode == "label map":
-            tissues, mapping = p.tissueLabelmap, parse_label_mapping(p.labelMapping)
-        elif p.tissueMode == "segmentation":
-            tissues, mapping = p.tissueSegmentation, None
-        else:
-            tissues = {t: n for t, n in (("CSF", p.pvCSF), ("GM", p.pvGM), ("WM", p.pvWM), ("lesion", p.pvLesion))
-                       if n is not None}
-            mapping = None
-        source = params_from_fields(p.sourceTE, p.sourceTI, p.sourceTR, p.sourceFA, p.sourceField)
-        target = params_from_fields(p.targetTE, p.targetTI, p.targetTR, p.targetFA)
-        field = p.sourceField if p.sourceField >= 0 else None
-        return tissues, mapping, source, target, field
+        return simulation_request(self._parameterNode)
 
     def _sceneCase(self, stressLogic, p) -> list:
         """The stress panel's scene case: this panel's input, tissues and source parameters plus the lesion mask."""

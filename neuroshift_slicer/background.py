@@ -26,6 +26,7 @@ Cancelled runs leave no partial output file: the engine writes atomically.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -135,5 +136,9 @@ class BackgroundRun:
     def cancel(self) -> None:
         """Stop the run now: the launcher and every process it started."""
         if self.process.poll() is None:
-            kill_process_tree(self.process.pid)
+            try:
+                kill_process_tree(self.process.pid)
+            except ImportError:  # psutil missing (the modules install it before any run): the launcher at least
+                logging.warning("NeuroShift: psutil is not installed; only the launcher process could be stopped")
+                self.process.kill()
             self.process.wait()

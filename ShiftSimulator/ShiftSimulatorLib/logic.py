@@ -388,3 +388,25 @@ def case_id(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "case"
+
+
+def simulation_request(p) -> tuple:
+    """(tissues, label mapping, source, target, source field in T) from the module's parameter node.
+
+    ``p``: any object with the parameter node's fields (``tissueMode``, ``tissueLabelmap``, ``labelMapping``,
+    ``tissueSegmentation``, ``pvCSF``..``pvLesion``, ``sourceTE``..``sourceField``, ``targetTE``..``targetFA``).
+    """
+    from neuroshift.tissues.maps import parse_label_mapping
+
+    if p.tissueMode == "label map":
+        tissues, mapping = p.tissueLabelmap, parse_label_mapping(p.labelMapping)
+    elif p.tissueMode == "segmentation":
+        tissues, mapping = p.tissueSegmentation, None
+    else:
+        tissues = {t: n for t, n in (("CSF", p.pvCSF), ("GM", p.pvGM), ("WM", p.pvWM), ("lesion", p.pvLesion))
+                   if n is not None}
+        mapping = None
+    source = params_from_fields(p.sourceTE, p.sourceTI, p.sourceTR, p.sourceFA, p.sourceField)
+    target = params_from_fields(p.targetTE, p.targetTI, p.targetTR, p.targetFA)
+    field_T = p.sourceField if p.sourceField >= 0 else None
+    return tissues, mapping, source, target, field_T

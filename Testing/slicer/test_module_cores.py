@@ -34,6 +34,22 @@ def test_header_is_read_only_for_a_newly_chosen_input():
     assert not header_needs_reading(None, "vtkMRMLScalarVolumeNode1")
 
 
+def test_simulation_request_from_the_parameter_node():
+    from ShiftSimulatorLib.logic import simulation_request
+
+    p = types.SimpleNamespace(tissueMode="label map", tissueLabelmap="LM", labelMapping="CSF=1,GM=2,WM=3",
+                              tissueSegmentation=None, pvCSF=None, pvGM="G", pvWM=None, pvLesion="L",
+                              sourceTE=112.0, sourceTI=2500.0, sourceTR=9000.0, sourceFA=-1.0, sourceField=-1.0,
+                              targetTE=150.0, targetTI=-1.0, targetTR=-1.0, targetFA=-1.0)
+    tissues, mapping, source, target, field_T = simulation_request(p)
+    assert tissues == "LM" and dict(mapping) == {"CSF": [1], "GM": [2], "WM": [3]} and field_T is None
+    assert (source.TE_ms, source.TI_ms, source.TR_ms, source.FA_deg) == (112.0, 2500.0, 9000.0, None)
+    assert (target.TE_ms, target.TI_ms) == (150.0, None)
+    p.tissueMode, p.sourceField = "partial-volume maps", 3.0
+    tissues, mapping, _source, _target, field_T = simulation_request(p)
+    assert tissues == {"GM": "G", "lesion": "L"} and mapping is None and field_T == 3.0
+
+
 def test_case_id_is_file_name_safe():
     from ShiftSimulatorLib.logic import case_id
 

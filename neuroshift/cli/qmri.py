@@ -165,11 +165,11 @@ def run_fit(args) -> int:
     else:
         params = [AcquisitionParams.for_image(p, meta=vol.meta) for p, vol in zip(image_paths, images)]
     from ..errors import MissingParameterError
-    from ..io.params import SEQUENCE_PARAMETERS, _short
+    from ..io.params import SEQUENCE_PARAMETERS, short_name
 
     for s, p, name in zip(seqs, params, names):
         seq = "se" if s == "fse" else s
-        missing = [_short(k) for k in SEQUENCE_PARAMETERS[seq] if getattr(p, k) is None]
+        missing = [short_name(k) for k in SEQUENCE_PARAMETERS[seq] if getattr(p, k) is None]
         if missing:
             where = "--params" if args.params else "its BIDS sidecar or DICOM header"
             raise MissingParameterError(
