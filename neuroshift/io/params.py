@@ -166,10 +166,10 @@ class AcquisitionParams:
         missing = [name for name in SEQUENCE_PARAMETERS[seq] if getattr(self, name) is None]
         if missing:
             where = f" for {context}" if context else ""
-            short = ", ".join(_short(m) for m in missing)
+            short = ", ".join(short_name(m) for m in missing)
             raise MissingParameterError(
                 f"{seq.upper()} needs {short}{where}, which is not known; give it explicitly "
-                f"(for example --source {_short(missing[0])}=...) or provide a BIDS sidecar / DICOM header"
+                f"(for example --source {short_name(missing[0])}=...) or provide a BIDS sidecar / DICOM header"
             )
         if seq == "dir" and self.TI1_ms <= self.TI2_ms:
             raise ParameterRangeError(f"DIR needs TI1 > TI2, got TI1={self.TI1_ms:g} ms, TI2={self.TI2_ms:g} ms")
@@ -197,7 +197,7 @@ class AcquisitionParams:
 
     def label(self) -> str:
         """Compact text such as ``TE=112,TI=2500,TR=9000`` (ms, degrees, tesla)."""
-        return ",".join(f"{_short(k)}={v:g}" for k, v in self.known().items())
+        return ",".join(f"{short_name(k)}={v:g}" for k, v in self.known().items())
 
 
 def sidecar_path(image_path: str | os.PathLike) -> Path | None:
@@ -212,7 +212,8 @@ def sidecar_path(image_path: str | os.PathLike) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
+    """The short name of a parameter field (``TE_ms`` -> ``TE``, ``FA_deg`` -> ``FA``, ``field_T`` -> ``field``)."""
     inverse = {"TE_ms": "TE", "TI_ms": "TI", "TR_ms": "TR", "TI1_ms": "TI1", "TI2_ms": "TI2",
                "TX_ms": "TX", "FA_deg": "FA", "field_T": "field", "N": "N", "Trec_ms": "Trec"}
     return inverse.get(name, name)

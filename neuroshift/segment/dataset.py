@@ -62,9 +62,9 @@ class Subject:
 
 # ============================================================== subject discovery
 def _aliases(name: str) -> list[str]:
-    from .preprocess import _aliases as aliases
+    from .preprocess import channel_aliases
 
-    return aliases(name)
+    return channel_aliases(name)
 
 
 def _stem(path: Path) -> str:

@@ -288,14 +288,15 @@ def _lookup(table: Mapping[str, Any], channel: str):
     for key, value in table.items():
         if key.lower() == channel.lower():
             return value
-    for alias in _aliases(channel):
+    for alias in channel_aliases(channel):
         for key, value in table.items():
             if key.lower() == alias:
                 return value
     return table.get("*")
 
 
-def _aliases(channel: str) -> list[str]:
+def channel_aliases(channel: str) -> list[str]:
+    """Lower-case names that mean the same channel (T1/T1w/MPRAGE, FLAIR/T2-FLAIR, T2/T2w); ``[name]`` else."""
     c = channel.lower()
     groups = [{"t1", "t1w", "t1-weighted", "mprage"}, {"flair", "t2flair", "t2-flair"}, {"t2", "t2w"}]
     for g in groups:
@@ -467,7 +468,7 @@ def match_channels(inputs: Mapping[str, Volume], names: Sequence[str]) -> list[V
     for name in names:
         hit = None
         for key, vol in inputs.items():
-            if key.lower() == name.lower() or key.lower() in _aliases(name):
+            if key.lower() == name.lower() or key.lower() in channel_aliases(name):
                 hit = vol
                 break
         if hit is None and len(names) == 1 and len(inputs) == 1:
@@ -574,7 +575,7 @@ def prepare_label(label: Volume, prepared: PreparedInput) -> np.ndarray:
 
 __all__ = [
     "CANONICAL", "STORED", "BrainMaskSpec", "CropPad", "PreparedInput", "Reorientation", "brain_mask", "crop_or_pad",
-    "check_orientation", "crop_overlap",
+    "channel_aliases", "check_orientation", "crop_overlap",
     "match_channels", "model_grid", "orientation_code", "parse_spacing", "prepare_inputs", "prepare_label",
     "reorient", "resample_to_grid", "uncrop", "zscore_in_mask",
 ]
