@@ -290,6 +290,44 @@ def fit_apparent_parameters(signals: TissueSignals, sequence: str, source: Acqui
     return out, report
 
 
+def priors_only_parameters(signals: TissueSignals, sequence: str, source: AcquisitionParams, priors: Mapping
+                           ) -> tuple[dict, FitReport]:
+    """The baseline estimator: literature priors unchanged; only the scale ``c`` is fitted (by the caller).
+
+    Returns ``({tissue: TissueParameters}, FitReport)`` in the shape of
+    :func:`fit_apparent_parameters`, with the contrast the priors imply next to the measured one.
+    """
+    from ..physics.relaxation import TissueParameters
+
+    tissues = signals.tissues
+    pd, t1, t2, t2s = _param_arrays(tissues, priors)
+    s = tissue_signals(sequence.lower(), source, pd, t1, t2, t2s)
+    fitted = [i for i, f in enumerate(signals.fitted) if f]
+    ref = None
+    if fitted:
+        top = max(signals.mean[i] for i in fitted)
+        cand = [i for i in fitted if signals.mean[i] >= 0.1 * top] or fitted
+        ref = max(cand, key=lambda i: signals.mass[i])
+    ratios_measured, ratios_prior = {}, {}
+    if ref is not None and signals.mean[ref] > 0 and s[ref] != 0:
+        for i in fitted:
+            if i != ref:
+                ratios_measured[tissues[i]] = float(signals.mean[i] / signals.mean[ref])
+                ratios_prior[tissues[i]] = float(s[i] / s[ref])
+    out = {t: TissueParameters(priors[t].pd, priors[t].t1_ms, priors[t].t2_ms, priors[t].t2star_ms,
+                               f"prior (estimator 'priors': literature values, only c fitted); prior: "
+                               f"{priors[t].source}") for t in tissues}
+    report = FitReport(
+        method=signals.method, reference=tissues[ref] if ref is not None else None,
+        measured={t: float(signals.mean[i]) for i, t in enumerate(tissues)},
+        stderr={t: float(signals.stderr[i]) for i, t in enumerate(tissues)},
+        mass={t: float(signals.mass[i]) for i, t in enumerate(tissues)},
+        ratios_measured=ratios_measured, ratios_fitted=ratios_prior, fitted_tissues=(),
+        prior_tissues=tuple(tissues), fitted_parameters=(), cost=0.0,
+        optimizer_message="estimator 'priors': no parameter fitted", notes=[])
+    return out, report
+
+
 # --------------------------------------------------------------------------- steps 3 and 4
 def estimate_scale(signals: TissueSignals, s0: np.ndarray) -> float:
     """Least-squares ``c`` of ``S ≈ c·Σ_t f_t·s0_t`` from the Gram matrix and moments of step 1."""

@@ -66,6 +66,8 @@ class TissueModel:
     report: _est.FitReport | None = None
     geometry: Volume | None = None
     relaxation: object = None
+    estimator: str = "fit"
+    ensemble: object = None  # posterior.Posterior when estimator == "posterior"
     # internals ---------------------------------------------------------------
     _image: np.ndarray = field(default=None, repr=False)       # float32, C-contiguous, image grid
     _stack: np.ndarray = field(default=None, repr=False)       # (T, M) float32 fractions inside the box
@@ -125,6 +127,11 @@ class TissueModel:
 
     def deltas(self, target: AcquisitionParams | Mapping | str) -> np.ndarray:
         """Per-tissue voxel increments ``c·[S_t(θ_new) − S_t(θ_0)]`` (float32, stack order)."""
+        if self.ensemble is not None:  # estimator "posterior": posterior mean of the increments
+            from .posterior import field_factors
+
+            params = self.resolve_target(target)
+            return self.ensemble.deltas(params, field_factors(self, params)).astype(np.float32)
         s_new = self._signals(self.resolve_target(target))
         return (self.scale_c * (s_new - self._s0)).astype(np.float32)
 
@@ -327,7 +334,8 @@ def _prepare(image, fractions: Mapping, brain_mask=None):
 def fit_tissue_model(image, fractions: Mapping, sequence: str, source: AcquisitionParams, *,
                      field_T: float | None = None, priors: Mapping | None = None, brain_mask=None,
                      relaxation=None, method: str = "regression", tolerance: float = 0.01,
-                     prior_sd: Mapping[str, float] | None = None,
+                     prior_sd: Mapping[str, float] | None = None, estimator: str = "fit",
+                     contrasts: tuple = (), seed: int = 0,
                      progress: ProgressCallback | None = None) -> TissueModel:
     """Estimate apparent tissue parameters, the scale ``c`` and the texture from one image.
 
@@ -338,6 +346,12 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
     in the report). ``priors``: ``{tissue: TissueParameters}`` (default: ``relaxation_table(field_T,
     relaxation)``; ``relaxation`` is a JSON override path or dict). The brain mask, if given, restricts
     the voxels used and the tissue support.
+
+    ``estimator``: ``"fit"`` (apparent parameters fitted to the contrast, paper 000), ``"priors"``
+    (literature values, only ``c`` fitted: the baseline) or ``"posterior"`` (every parameter set
+    consistent with the contrast, weighted by the prior: :mod:`neuroshift.simulate.posterior`; gives
+    intervals). ``contrasts``: further co-registered images of the same subject as
+    ``(image, sequence, AcquisitionParams)`` for joint estimation (estimator ``"posterior"``).
     """
     seq = str(sequence).lower()
     if seq not in SEQUENCES:
@@ -369,8 +383,11 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
     report(progress, 0.3, "measuring tissue signals")
     signals = _est.measure_tissue_signals(img[box].reshape(-1), stack, order, mask=mask_box, method=method)
     report(progress, 0.6, "fitting apparent tissue parameters")
-    apparent, fit_report = _est.fit_apparent_parameters(signals, seq, source, priors,
-                                                        tolerance=tolerance, prior_sd=prior_sd)
+    from .joint import estimate_parameters
+
+    apparent, fit_report, ensemble = estimate_parameters(
+        estimator, signals, seq, source, priors, img.shape, box, stack, mask_box, geom, contrasts,
+        tolerance=tolerance, prior_sd=prior_sd, method=method, seed=seed)
     fit_report.notes[:0] = notes
     pd, t1, t2, t2s = _est._param_arrays(order, apparent)
     s0 = _est.tissue_signals(seq, source, pd, t1, t2, t2s)
@@ -384,6 +401,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
     model = TissueModel(
         sequence=seq, source=source, field_T=float(field_T), tissues=apparent, scale_c=c, fractions=fr,
         priors=dict(priors), report=fit_report, geometry=geom, relaxation=relaxation,
+        estimator=str(estimator).lower(), ensemble=ensemble,
         _image=img, _stack=stack, _box=box, _joint=joint, _order=order, _s0=s0,
     )
     report(progress, 1.0, "model ready")
