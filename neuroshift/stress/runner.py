@@ -132,11 +132,12 @@ def _shared(token: str, role: str, obj: Any) -> Any:
         return _OBJECTS.setdefault((token, role), obj)
 
 
-def _prepared(token: str, case, sequence: str, simulator, needs: tuple[str, ...]):
+def _prepared(token: str, case, sequence: str, simulator, needs: tuple[str, ...], shared: str | None = None):
     """((loaded case, fitted model, fit seconds) or the exception that case raised, computed now?).
 
     Cached per process and run, so a case is read and fitted once however many of its points this
-    process evaluates.
+    process evaluates. ``shared``: a file in which the parent stored the loaded case and its fitted
+    model (:func:`_share_prepared`); a worker process reads it instead of reading and fitting again.
     """
     key = (token, case.case_id)
     with _LOCK:
@@ -145,9 +146,16 @@ def _prepared(token: str, case, sequence: str, simulator, needs: tuple[str, ...]
             return _CACHE[key], False
         t0 = time.perf_counter()
         try:
-            loaded = case.load(sequence, inputs=needs)
-            fitted = simulator.fit(loaded, sequence)
-            entry = (loaded, fitted, time.perf_counter() - t0)
+            if shared is not None:
+                import pickle
+
+                with open(shared, "rb") as fh:  # written by this run's parent process (private folder)
+                    loaded, fitted, fit_s = pickle.load(fh)
+                entry = (loaded, fitted, fit_s)
+            else:
+                loaded = case.load(sequence, inputs=needs)
+                fitted = simulator.fit(loaded, sequence)
+                entry = (loaded, fitted, time.perf_counter() - t0)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001 - reported per case
@@ -164,21 +172,27 @@ def _error_text(exc: BaseException) -> str:
 
 
 def evaluate_points(token: str, case, sequence: str, model, simulator, metrics: MetricFunction | None,
-                    axes: Sequence[str], items: Sequence[tuple[str, dict | None]]) -> list[dict]:
+                    axes: Sequence[str], items: Sequence[tuple[str, dict | None]], *, shared: str | None = None,
+                    report_fit: bool | None = None) -> list[dict]:
     """Evaluate some points of one case (``point=None`` is the baseline); one record per point.
 
     A case that cannot be loaded or fitted gives a single record with ``point="*"``.
-    Runs in the caller's process, a worker process or a Dask worker.
+    Runs in the caller's process, a worker process or a Dask worker. ``shared``/``report_fit``: the
+    case was read and fitted once by the parent (see :func:`_run_processes`); the fit time is reported
+    with the job that has ``report_fit=True``.
     """
     model = _shared(token, "model", model)
     simulator = _shared(token, "simulator", simulator)
     metrics = metrics or mask_metrics
-    entry, fresh = _prepared(token, case, sequence, simulator, tuple(model.extra_inputs))
+    t_prep = time.perf_counter()
+    entry, fresh = _prepared(token, case, sequence, simulator, tuple(model.extra_inputs), shared)
+    share_s = time.perf_counter() - t_prep if (fresh and shared is not None) else 0.0
     if isinstance(entry, BaseException):
         return [{"key": f"{case.case_id}|*", "case": case.case_id, "point": "*", "status": "case_failed",
                  "error": _error_text(entry), "error_type": type(entry).__name__}]
     loaded, fitted, fit_s = entry
-    fit_s = fit_s if fresh else 0.0  # reported once, with the first point evaluated after the fit
+    # reported once: with the first point evaluated after the fit (or the job the parent marked)
+    fit_s = fit_s if (fresh if report_fit is None else report_fit) else 0.0
     out = []
     for key, point in items:
         rec = {"key": f"{loaded.case_id}|{key}", "case": loaded.case_id, "point": key, "baseline": point is None}
@@ -191,7 +205,9 @@ def evaluate_points(token: str, case, sequence: str, model, simulator, metrics: 
         except Exception as exc:  # noqa: BLE001 - reported per point
             rec.update(status="failed", error=_error_text(exc), error_type=type(exc).__name__)
         rec["timing"] = {**rec.get("timing", {}), "fit_s": fit_s}
-        fit_s = 0.0
+        if share_s:
+            rec["timing"]["shared_read_s"] = share_s  # worker reading the parent's fitted case
+        fit_s = share_s = 0.0
         out.append(rec)
     return out
 
@@ -341,34 +357,87 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
     return collect(store, case_list, items, axes_grid, seq, describe(model_obj), computed=state["computed"])
 
 
+def worker_threads(workers: int) -> int:
+    """Threads per worker process: the cores available to this process split between the workers."""
+    from ..threads import available_cores
+
+    return max(1, available_cores() // max(1, workers))
+
+
+def _share_prepared(folder: Path, index: int, entry) -> str:
+    """Store a loaded case and its fitted model once for the workers (pickle, in this run's private folder)."""
+    import pickle
+
+    path = folder / f"case{index}.pkl"
+    with open(path, "wb") as fh:
+        pickle.dump(entry, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    return str(path)
+
+
 def _run_processes(workers: int, token: str, jobs, common, accept, failed_cases) -> None:
+    """Worker processes, one grid point per job; each case is read and fitted once, by this process.
+
+    The parent fits case k (and stores it for the workers) while the workers evaluate the points of
+    the cases before it; a worker reads a stored case once and keeps it (no worker refits). The
+    threads are split: each worker gets ``available cores // workers`` (:func:`worker_threads`).
+    """
     import multiprocessing
+    import shutil
+    import tempfile
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(threads,))
+    seq, model_obj, simulator, _metrics, _axes = common
+    model_obj = _shared(token, "model", model_obj)
+    simulator = _shared(token, "simulator", simulator)
+    folder = Path(tempfile.mkdtemp(prefix="neuroshift-stress-"))  # private (mode 0700), removed at the end
+    by_case: "OrderedDict[str, list]" = OrderedDict()
+    for case, its in jobs:
+        by_case.setdefault(case.case_id, [case, []])[1].append(its)
     pending = {}
+    left: dict[str, list] = {}  # case id -> [jobs not finished, stored file]
+
+    def collect_finished(timeout=None):
+        finished, _ = wait(list(pending), timeout=timeout, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            case_id = pending.pop(fut)
+            left[case_id][0] -= 1
+            if left[case_id][0] == 0:  # every job of the case is done: its stored copy is not needed
+                Path(left[case_id][1]).unlink(missing_ok=True)
+            if fut.cancelled():
+                continue
+            accept(fut.result())
+            if case_id in failed_cases:
+                for other, cid in list(pending.items()):
+                    if cid == case_id and other.cancel():
+                        pending.pop(other)
+
     try:
-        for case, its in jobs:
-            pending[executor.submit(evaluate_points, token, case, *common, its)] = case.case_id
+        for index, (case, its_list) in enumerate(by_case.values()):
+            entry, _fresh = _prepared(token, case, seq, simulator, tuple(model_obj.extra_inputs))
+            if isinstance(entry, BaseException):
+                accept([{"key": f"{case.case_id}|*", "case": case.case_id, "point": "*", "status": "case_failed",
+                         "error": _error_text(entry), "error_type": type(entry).__name__}])
+                continue
+            path = _share_prepared(folder, index, entry)
+            left[case.case_id] = [len(its_list), path]
+            for j, its in enumerate(its_list):
+                fut = executor.submit(evaluate_points, token, case, *common, its, shared=path, report_fit=j == 0)
+                pending[fut] = case.case_id
+            if pending:
+                collect_finished(timeout=0)  # records of earlier cases as they come
         while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                case_id = pending.pop(fut)
-                if fut.cancelled():
-                    continue
-                accept(fut.result())
-                if case_id in failed_cases:
-                    for other, cid in list(pending.items()):
-                        if cid == case_id and other.cancel():
-                            pending.pop(other)
+            collect_finished()
         executor.shutdown(wait=True)
     except BaseException:
         executor.shutdown(wait=False, cancel_futures=True)
         for proc in list(getattr(executor, "_processes", {}).values() or []):
             proc.terminate()
         raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_dask(scheduler, token: str, jobs, common, accept, failed_cases) -> None:
