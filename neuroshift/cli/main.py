@@ -7,12 +7,21 @@ callable ``(args) -> int``. Heavy imports stay inside those callables so that
 
 Exit codes: 0 success, 1 failure, 2 bad input (message names the problem),
 130 interrupted.
+
+Errors the engine does not translate itself are mapped here, each only where
+the path can be named: an ``OSError`` that carries a file name (permission
+denied, read-only file system, a file where a folder is needed...: exit 2; no
+space or over the file-size limit: exit 1), an SQLite error of a ``--db``
+database, and a ``UnicodeDecodeError`` while a command reads one known text
+input. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import sqlite3
 import sys
 
 from .. import __version__
@@ -75,9 +84,52 @@ def main(argv: list[str] | None = None) -> int:
     except NeuroShiftError as exc:
         print(f"neuroshift: failed: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        return _os_error(exc)
+    except sqlite3.DatabaseError as exc:
+        db = getattr(args, "db", None)
+        if db is None:
+            raise
+        from ..readerstudy.store import database_problem
+
+        print(f"neuroshift: error: {database_problem(db, exc)}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:
+        source = _single_text_input(args)
+        if source is None:
+            raise
+        print(f"neuroshift: error: {source} is not UTF-8 text (byte offset {exc.start}); save it as UTF-8",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("neuroshift: interrupted; finished results are kept", file=sys.stderr)
         return 130
+
+
+#: errno values that mean the machine ran out of room, not that the user asked for something impossible.
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _os_error(exc: OSError) -> int:
+    where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    why = exc.strerror or type(exc).__name__
+    if exc.errno in _NO_ROOM:
+        print(f"neuroshift: failed: {where}: {why}", file=sys.stderr)
+        return 1
+    hint = " (a read-only folder or file?)" if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ""
+    print(f"neuroshift: error: {where}: {why}{hint}", file=sys.stderr)
+    return 2
+
+
+def _single_text_input(args) -> str | None:
+    """The one text file (CSV, YAML, JSON) a command reads, when it has exactly one; else None."""
+    candidates = [getattr(args, name, None) for name in ("cases", "config", "study", "relaxation")]
+    csvs = getattr(args, "csv", None) or []
+    found = [str(c) for c in [*candidates, *csvs] if c is not None and str(c).lower().endswith(
+        (".csv", ".tsv", ".yaml", ".yml", ".json"))]
+    return found[0] if len(found) == 1 else None
 
 
 if __name__ == "__main__":

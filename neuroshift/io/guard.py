@@ -84,3 +84,27 @@ def refuse_overwriting_inputs(inputs: Named, outputs: Named, *, replaced_folders
         for lb, b in everything[i + 1:]:
             if same_file(a, b):
                 raise OutputPathError(f"{la} {a} and {lb} {b} are the same file; give each output its own name")
+    for label, out in outs:
+        require_writable(out, label)
+    for label, folder in folders:
+        require_writable(folder, label, replaced=True)
+
+
+def require_writable(path: PathLike, label: str = "output", *, replaced: bool = False) -> None:
+    """Raise :class:`OutputPathError` unless ``path`` can be written (checked up front, before any work).
+
+    An existing folder that files are written into must itself be writable; a file, or a folder
+    ``replaced`` as a whole, needs its nearest existing ancestor folder to be writable.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir() and not replaced:
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise OutputPathError(f"cannot write into {label} {p}: the folder is read-only for this user")
+        return
+    folder = Path(os.path.abspath(p)).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputPathError(f"cannot write {label} {p}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"cannot write {label} {p}: the folder {folder} is read-only for this user")

@@ -194,6 +194,8 @@ def load_study(path: str | os.PathLike) -> StudyDefinition:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise StudyDefinitionError(f"cannot read study definition {p}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise StudyDefinitionError(f"{p} is not UTF-8 text (byte offset {exc.start}); save it as UTF-8") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

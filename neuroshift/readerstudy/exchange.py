@@ -74,6 +74,10 @@ def parse_reads_csv(paths: Iterable[str | os.PathLike], store: StudyStore, *, so
             text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise InvalidAnswerError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidAnswerError(
+                f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                "save the CSV as UTF-8") from None
         rows = list(csv.reader(io.StringIO(text)))
         if not rows:
             raise InvalidAnswerError(f"{path}: empty file (expected a header line)")

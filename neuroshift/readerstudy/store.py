@@ -89,6 +89,20 @@ CREATE TRIGGER schedule_immutable_d BEFORE DELETE ON schedule BEGIN
 """
 
 
+def database_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """A message naming ``path`` for an SQLite error: damaged, not a database, or not writable."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return (f"{path} is not a reader-study database or is damaged ({text}); "
+                "use the file 'neuroshift reader-study create' wrote, or a backup of it")
+    if "no such table" in text:
+        return f"{path} is not a reader-study database ({text}); it is an SQLite database of something else"
+    if "readonly" in text or "unable to open" in text:
+        return (f"cannot use the study database {path} ({text}): the database and its folder must be writable "
+                "(SQLite writes a journal beside it)")
+    return f"study database {path}: {text}"
+
+
 def utc_now() -> str:
     """Current time, ISO 8601 UTC with milliseconds."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -102,6 +116,20 @@ def _study_to_json(study: StudyDefinition) -> str:
     return json.dumps({"raw": study.raw, "folder": str(study.folder)}, default=str, sort_keys=True)
 
 
+def _verify_database(path: Path) -> None:
+    """Read a just-written database back: SQLite's own integrity check and the schema version."""
+    conn = sqlite3.connect(str(path))  # read-write, so that closing removes the -wal/-shm files
+    try:
+        ok = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"the new database does not read back ({exc})") from None
+    finally:
+        conn.close()
+    if ok != "ok" or version is None:
+        raise ValueError(f"the new database does not read back intact ({ok})")
+
+
 class StudyStore:
     """A connection to a study database (one per thread/process)."""
 
@@ -110,7 +138,10 @@ class StudyStore:
         if _conn is None:
             if not self.path.is_file():
                 raise StudyDatabaseError(f"no study database at {self.path} (create it with 'neuroshift reader-study create')")
-            _conn = self._connect(self.path, busy_timeout_s)
+            try:
+                _conn = self._connect(self.path, busy_timeout_s)
+            except sqlite3.DatabaseError as exc:
+                raise StudyDatabaseError(database_problem(self.path, exc)) from None
         self.conn = _conn
         self._check_schema()
         self._study: StudyDefinition | None = None
@@ -139,7 +170,8 @@ class StudyStore:
         try:
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise StudyDatabaseError(f"{self.path} is not a reader-study database ({exc})") from None
+            self.conn.close()
+            raise StudyDatabaseError(database_problem(self.path, exc)) from None
         if row is None:
             raise StudyDatabaseError(f"{self.path} is not a reader-study database (no schema version)")
         if int(row[0]) != SCHEMA_VERSION:
@@ -155,7 +187,7 @@ class StudyStore:
             raise StudyDatabaseError(f"{path} exists; a study database is never overwritten (choose another name)")
         schedule = build_schedule(study)
         blind = blind_case_ids(study)
-        with atomic_path(path) as tmp:
+        with atomic_path(path, verify=_verify_database) as tmp:
             tmp.unlink()
             conn = sqlite3.connect(str(tmp), isolation_level=None)
             try:
