@@ -5,6 +5,11 @@
     neuroshift reader-study export-reads --db STUDY.sqlite OUT.csv [--lesions-out OUT_lesions.csv]
     neuroshift reader-study analyze --db STUDY.sqlite --out DIR [--thresholds 0,2.5,5,7.5,10]
     neuroshift reader-study status --db STUDY.sqlite
+    neuroshift reader-study schedule --db STUDY.sqlite OUT.csv [--reader R] [--phase "phase 2"]
+    neuroshift reader-study example DIR     # a ready-to-run study of phantom images
+
+Phases are given by number or by their name in the study file ("phase 2",
+"reference"), in CSV files and on the command line.
 
 Exit codes: 0 success, 2 bad input (invalid answers, unknown reader, a path
 outside the study folder, a closed phase...): the message names the problem and
@@ -61,6 +66,30 @@ def register(sub) -> None:
     s = rs.add_parser("status", help="progress per reader and phase, and when closed phases open")
     s.add_argument("--db", type=Path, required=True)
     s.set_defaults(func=_status)
+
+    sc = rs.add_parser("schedule", help="export the schedule: who reads which case and image set, in which phase",
+                       description="One CSV row per scheduled read: reader, role, phase (number and name), "
+                                   "position, case, image set (id, label, synthetic), kind, the image sets shown "
+                                   "and the target image path. It names the real image sets: for the study owner, "
+                                   "not for blinded readers.")
+    sc.add_argument("--db", type=Path, required=True)
+    sc.add_argument("out", type=Path, help="CSV file to write ('-': print to standard output)")
+    sc.add_argument("--reader", default=None, help="only this reader's reads")
+    sc.add_argument("--phase", default=None, help='only this phase: a number or its name in the study file ("phase 2")')
+    sc.set_defaults(func=_schedule)
+
+    x = rs.add_parser("example", help="write a ready-to-run example study (SYNTHETIC phantom images + study.yaml)",
+                      description="Write a small blinded crossover study into DIR: FLAIR acquired at TE 150 / "
+                                  "TI 2900 ms (the phantom's signal equation) vs simulated there from TE 112 / "
+                                  "TI 2500 ms, a T1w beside every read, reference reads of the baseline; "
+                                  "DIR/study.yaml is accepted by 'reader-study create' as it is.",
+                      epilog="example:\n  neuroshift reader-study example study/\n"
+                             "  neuroshift reader-study create study/study.yaml --db study/study.sqlite\n"
+                             "  neuroshift reader-study schedule --db study/study.sqlite study/schedule.csv",
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    x.add_argument("folder", type=Path, metavar="DIR", help="folder to write (must not hold a study.yaml yet)")
+    x.add_argument("--cases", type=int, default=4, metavar="N", help="phantom cases (default 4, at least 2)")
+    x.set_defaults(func=_example)
 
 
 def _create(args) -> int:
@@ -170,4 +199,31 @@ def _status(args) -> int:
         total = sum(r["scheduled"] for r in rows)
         done = sum(r["submitted"] for r in rows)
         print(f"total: {done}/{total} reads submitted ({100.0 * done / total if total else 0:.0f}%)")
+    return 0
+
+
+def _schedule(args) -> int:
+    from neuroshift.io.atomic import write_text_atomic
+    from neuroshift.readerstudy.schedule import schedule_csv, schedule_rows
+    from neuroshift.readerstudy.store import StudyStore
+
+    with StudyStore(args.db) as store:
+        rows = schedule_rows(store.study, store.schedule(), reader=args.reader, phase=args.phase)
+    text = schedule_csv(rows)
+    if str(args.out) == "-":
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(args.out, text)
+        readers = len({r["reader"] for r in rows})
+        phases = len({r["phase"] for r in rows})
+        print(f"wrote {args.out}: {len(rows)} scheduled reads, {readers} reader(s), {phases} phase(s)")
+    return 0
+
+
+def _example(args) -> int:
+    from neuroshift.readerstudy.example import write_example_study
+
+    study = write_example_study(args.folder, cases=args.cases)
+    print(f"wrote {study} and {args.cases} cases of SYNTHETIC phantom images; next:")
+    print(f"  neuroshift reader-study create {study} --db {args.folder / 'study.sqlite'}")
     return 0

@@ -174,6 +174,28 @@ class StudyDefinition:
         """1-based number of the reference-reading phase (None without reference reads)."""
         return len(self.phases) + 1 if self.reference_reads else None
 
+    def phase_number(self, value: int | str, *, where: str = "phase") -> int:
+        """1-based phase number of ``value``: a number (``2``, ``"2"``) or a phase name of the study file.
+
+        Names compare case-insensitively with runs of spaces, ``_`` and ``-`` treated alike
+        (``"phase 2"``, ``"Phase_2"``); the reference phase is called ``reference``.
+        """
+        phases = self.all_phases
+        names = ", ".join(f"{i} '{ph.name}'" for i, ph in enumerate(phases, start=1))
+        text = str(value).strip()
+        if re.fullmatch(r"[+-]?\d+", text):
+            number = int(text)
+            if 1 <= number <= len(phases):
+                return number
+            raise StudyDefinitionError(f"{where}: study '{self.name}' has no phase {number} (phases: {names})")
+        key = _phase_key(text)
+        hits = [i for i, ph in enumerate(phases, start=1) if _phase_key(ph.name) == key]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise StudyDefinitionError(f"{where}: phase name '{text}' is ambiguous in study '{self.name}' ({names})")
+        raise StudyDefinitionError(f"{where}: '{text}' is not a phase of study '{self.name}' (phases: {names})")
+
     def shows_for(self, image_set: str) -> tuple[str, ...]:
         """Image sets loaded for a read of ``image_set``: the target first, then the context.
 
@@ -182,6 +204,10 @@ class StudyDefinition:
         own = self.image_sets[image_set].shows
         context = self.shows if own is None else own
         return (image_set,) + tuple(s for s in context if s != image_set)
+
+
+def _phase_key(name: str) -> str:
+    return re.sub(r"[\s_-]+", " ", name.strip().lower())
 
 
 # ---------------------------------------------------------------- parsing

@@ -49,9 +49,17 @@ def _float(text: str, where: str, what: str) -> float:
     return value
 
 
-def _phase(text: str, where: str) -> int:
+def _phase(text: str, where: str, study=None) -> int:
+    """A phase number, or a phase name of the study file (``phase 2``, ``reference``) when ``study`` is given."""
+    if study is not None and not _INT.match(text.strip()):
+        from .errors import StudyDefinitionError
+
+        try:
+            return study.phase_number(text, where=where)
+        except StudyDefinitionError as exc:
+            raise InvalidAnswerError(str(exc)) from None
     if not _INT.match(text.strip()):
-        raise InvalidAnswerError(f"{where}: phase must be an integer, got '{text}'")
+        raise InvalidAnswerError(f"{where}: phase must be an integer or a phase name, got '{text}'")
     return int(text)
 
 
@@ -97,7 +105,7 @@ def parse_reads_csv(paths: Iterable[str | os.PathLike], store: StudyStore, *, so
             if len(row) != len(header):
                 raise InvalidAnswerError(f"{where}: {len(row)} columns, the header has {len(header)}")
             rec = dict(zip(header, (c.strip() for c in row)))
-            key = (rec["reader"], rec["case"], rec["image_set"], _phase(rec["phase"], where))
+            key = (rec["reader"], rec["case"], rec["image_set"], _phase(rec["phase"], where, study))
             b = reads.setdefault(key, _Builder())
             b.where = b.where or where
             if kind == "lesions":

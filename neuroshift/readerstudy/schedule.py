@@ -29,6 +29,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -113,6 +114,54 @@ def build_schedule(study: StudyDefinition) -> list[ScheduledRead]:
             shows = (s, study.design.source) if kind == "trial" else study.shows_for(s)
             out.append(ScheduledRead(reader, phase, pos, case, s, kind, tuple(dict.fromkeys(shows))))
     return out
+
+
+#: Columns of the schedule export (one row per scheduled read).
+SCHEDULE_COLUMNS = ("reader", "role", "phase", "phase_name", "position", "case", "image_set", "image_set_label",
+                    "synthetic", "kind", "shows", "image")
+
+
+def schedule_rows(study: StudyDefinition, schedule: Iterable[ScheduledRead], *, reader: str | None = None,
+                  phase: int | str | None = None) -> list[dict]:
+    """Who reads what, in which phase and order: one dict per read (:data:`SCHEDULE_COLUMNS`).
+
+    ``reader`` and ``phase`` (a number or a phase name of the study file) select a part. ``image`` is the
+    target image's path relative to the study folder (empty when the case has none); ``shows`` lists
+    the image sets loaded with the read, separated by ``;``. For the study owner: the export names the
+    real image sets, so do not hand it to blinded readers.
+    """
+    if reader is not None:
+        study.reader(reader)  # unknown reader -> error naming the readers
+    number = study.phase_number(phase, where="--phase") if phase is not None else None
+    roles = {r.id: r.role for r in study.readers}
+    rows = []
+    for r in schedule:
+        if (reader is not None and r.reader != reader) or (number is not None and r.phase != number):
+            continue
+        iset = study.image_sets[r.image_set]
+        path = study.case(r.case).images.get(r.image_set)
+        rows.append({
+            "reader": r.reader, "role": roles.get(r.reader, ""), "phase": r.phase,
+            "phase_name": study.all_phases[r.phase - 1].name, "position": r.position, "case": r.case,
+            "image_set": r.image_set, "image_set_label": iset.label,
+            "synthetic": "" if iset.synthetic is None else str(bool(iset.synthetic)).lower(), "kind": r.kind,
+            "shows": ";".join(r.shows),
+            "image": "" if path is None else Path(path).relative_to(study.folder).as_posix()
+            if Path(path).is_relative_to(study.folder) else str(path),
+        })
+    return rows
+
+
+def schedule_csv(rows: Sequence[dict]) -> str:
+    """The rows of :func:`schedule_rows` as CSV text (header :data:`SCHEDULE_COLUMNS`)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SCHEDULE_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def schedule_digest(schedule: Iterable[ScheduledRead]) -> str:
