@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..sequences import SIGNAL_SEQUENCES as SEQUENCES  # the one sequence table (no numpy on --help)
+
 FIT_EPILOG = """\
 examples:
   # two echoes at one TR -> T2 and an apparent PD (T1 is not identified, so T1.nii.gz is not written)
@@ -32,7 +34,6 @@ seconds) with the target parameters and MagneticFieldStrength (--field, or the f
 in MAPDIR/qmri.json by 'qmri fit' or 'sample-data') is written next to OUTPUT.
 """
 
-SEQUENCES = ("se", "fse", "ir", "flair", "dir", "gre", "mprage")
 
 
 def _reordering(base: type) -> type:

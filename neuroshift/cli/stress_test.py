@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..sequences import SEQUENCES
 from .common import add_device_arg, plain
 
 DEFAULT_GRID = "TE=84:150:7,TI=2200:2900:7"
@@ -40,7 +41,7 @@ def register(sub) -> None:
                    help="model package name or folder (e.g. wmh-demo), or cmd:\"TOOL ... {input} ... {output}\"")
     p.add_argument("--grid", default=DEFAULT_GRID, metavar="GRID",
                    help=f"grid of parameters (default {DEFAULT_GRID}, the 3 T grid of paper 000)")
-    p.add_argument("--sequence", default="flair", choices=("flair", "se", "ir", "dir", "gre", "mprage"),
+    p.add_argument("--sequence", default="flair", choices=SEQUENCES,
                    help="sequence of the case images (default flair)")
     p.add_argument("--metric", default="lesion_f1",
                    help="metric of the headline response surface: lesion_f1 (default), dice, lesion_recall, "

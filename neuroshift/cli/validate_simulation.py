@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..sequences import SEQUENCES
 from .common import plain
 
 EPILOG = """\
@@ -31,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--tissues", required=True, metavar="TISSUES", help="PV maps folder, label map, or T=path,...")
     p.add_argument("--labels", metavar="MAP", help="label values of a label map, e.g. CSF=1,GM=2,WM=3,lesion=4")
     p.add_argument("--brain-mask", metavar="IMG", help="restrict the ROIs to this mask")
-    p.add_argument("--sequence", default="flair", choices=("flair", "se", "ir", "dir", "gre", "mprage"))
+    p.add_argument("--sequence", default="flair", choices=SEQUENCES)
     p.add_argument("--baseline-params", metavar="TE=..,TI=..", help="baseline parameters (ms), over its sidecar")
     p.add_argument("--field", type=float, metavar="T", help="field strength when the header does not give it")
     p.add_argument("--purity", type=float, default=0.9, help="minimum tissue fraction of ROI voxels (default 0.9)")

@@ -16,15 +16,8 @@ from typing import Mapping
 
 from ..errors import MissingParameterError, ParameterRangeError, UnreadableFileError
 
-#: Parameters each sequence needs (names of :class:`AcquisitionParams` fields).
-SEQUENCE_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "se": ("TE_ms", "TR_ms"),
-    "ir": ("TE_ms", "TI_ms", "TR_ms"),
-    "flair": ("TE_ms", "TI_ms", "TR_ms"),
-    "dir": ("TE_ms", "TI1_ms", "TI2_ms", "TR_ms"),
-    "gre": ("TE_ms", "TR_ms", "FA_deg"),
-    "mprage": ("TE_ms", "TI_ms", "TR_ms", "FA_deg", "TX_ms", "N"),
-}
+#: Parameters each sequence needs (the one table, :mod:`neuroshift.sequences`; re-exported here).
+from ..sequences import SEQUENCE_PARAMETERS, SEQUENCES  # noqa: E402,F401
 
 #: Short names accepted on the command line and in CSV columns -> field names.
 ALIASES = {

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from ..sequences import SIGNAL_SEQUENCES as _SIGNAL_SEQUENCES
 from .kernels import fused_signal as _fused
 
 __all__ = [
@@ -408,8 +409,8 @@ def flair_null_ti(t1_ms, tr_ms=float("inf")):
     return be.finish(-t1 * be.xp.log((1.0 + be.exp(-tr / t1)) / 2.0))
 
 
-#: Sequence names accepted by :func:`sequence_signal`.
-SEQUENCES = ("se", "fse", "ir", "flair", "dir", "gre", "mprage")
+#: Sequence names accepted by :func:`sequence_signal` (from the one table in :mod:`neuroshift.io.params`).
+SEQUENCES = _SIGNAL_SEQUENCES
 
 
 def sequence_signal(sequence: str, params, *, pd, t1_ms, t2_ms=None, t2star_ms=None, b1=1.0):

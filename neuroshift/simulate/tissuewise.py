@@ -42,8 +42,8 @@ from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import estimate as _est
 
-#: Sequences the tissue-wise simulation supports (the CLI offers se, flair, dir, gre, mprage).
-SEQUENCES = ("se", "ir", "flair", "dir", "gre", "mprage")
+#: Sequences the tissue-wise simulation supports (the one table: :data:`neuroshift.io.params.SEQUENCES`).
+SEQUENCES = tuple(SEQUENCE_PARAMETERS)
 
 #: Tissue order of the fraction stack.
 TISSUE_ORDER = ("CSF", "GM", "WM", "lesion")
