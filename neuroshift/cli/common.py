@@ -32,6 +32,8 @@ def key_value_arg(text: str) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise argparse.ArgumentTypeError(f"'{item}' is not NAME=VALUE")
+        if key.strip().lower() in {k.lower() for k in out}:
+            raise argparse.ArgumentTypeError(f"{key.strip()} is given twice in '{text}'; give each name once")
         out[key.strip()] = value.strip()
     return out
 

@@ -67,6 +67,23 @@ def _sidecar_for(output: Path) -> Path:
 
 
 def _load_inputs(args):
+    """Read INPUT, its parameters, the tissue fractions and the mask; tissue-map warnings go to stderr."""
+    import warnings
+
+    from ..tissues.maps import FractionWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FractionWarning)
+        loaded = _read_inputs(args)
+    for w in caught:
+        if issubclass(w.category, FractionWarning):
+            print(f"neuroshift: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return loaded
+
+
+def _read_inputs(args):
     from ..errors import InputError
     from ..io.files import read_volume
     from ..io.params import AcquisitionParams
@@ -76,6 +93,10 @@ def _load_inputs(args):
     source = AcquisitionParams.for_image(args.input, image.meta)
     if args.source is not None:
         source = source.merged(args.source)
+    mask = None
+    if args.brain_mask:
+        mask = read_volume(args.brain_mask)
+        image.require_same_grid(mask, f"INPUT and --brain-mask {args.brain_mask}")
     if args.tissues:
         labels = read_volume(args.tissues)
         image.require_same_grid(labels, f"INPUT and --tissues {args.tissues}")
@@ -84,11 +105,7 @@ def _load_inputs(args):
     else:
         if args.labels:
             raise InputError("--labels applies to --tissues LABELMAP, not to --pv")
-        fractions = fractions_from_pv(args.pv, reference=image)
-    mask = None
-    if args.brain_mask:
-        mask = read_volume(args.brain_mask)
-        image.require_same_grid(mask, f"INPUT and --brain-mask {args.brain_mask}")
+        fractions = fractions_from_pv(args.pv, reference=image, brain_mask=mask)
     return image, source, fractions, mask
 
 

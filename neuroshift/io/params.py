@@ -85,10 +85,16 @@ class AcquisitionParams:
     def parse(cls, text: str) -> "AcquisitionParams":
         """Parse ``"TE=150,TI=2900,TR=9000"`` (ms, degrees, tesla)."""
         values: dict[str, float] = {}
+        seen: dict[str, str] = {}
         for item in filter(None, (s.strip() for s in text.split(","))):
             key, sep, raw = item.partition("=")
             if not sep:
                 raise ParameterRangeError(f"'{item}' is not KEY=VALUE (for example TE=150)")
+            name = ALIASES.get(key.strip().upper(), key.strip())
+            if name in seen:
+                raise ParameterRangeError(
+                    f"{short_name(name)} is given twice in '{text}' ({seen[name]} and {item}); give each parameter once")
+            seen[name] = item
             values[key.strip()] = _to_float(raw, key)
         return cls.from_mapping(values)
 
@@ -164,6 +170,17 @@ class AcquisitionParams:
                 f"{seq.upper()} needs {short}{where}, which is not known; give it explicitly "
                 f"(for example --source {short_name(missing[0])}=...) or provide a BIDS sidecar / DICOM header"
             )
+        for name in SEQUENCE_PARAMETERS[seq]:
+            lo, hi, lo_open, why = _sequence_range(seq, name)
+            value = getattr(self, name)
+            if value < lo or (lo_open and value == lo) or value > hi:
+                where = f" for {context}" if context else ""
+                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+                raise ParameterRangeError(
+                    f"{seq.upper()}: {short_name(name)} = {value:g}{where} is outside its meaningful range {interval} "
+                    f"{_UNITS.get(name, '')}: {why}")
+        if self.TE_ms >= self.TR_ms:
+            raise ParameterRangeError(f"TE ({self.TE_ms:g} ms) must be shorter than TR ({self.TR_ms:g} ms)")
         if seq == "dir" and self.TI1_ms <= self.TI2_ms:
             raise ParameterRangeError(f"DIR needs TI1 > TI2, got TI1={self.TI1_ms:g} ms, TI2={self.TI2_ms:g} ms")
         if seq in ("ir", "flair") and self.TI_ms > self.TR_ms:
@@ -191,6 +208,27 @@ class AcquisitionParams:
     def label(self) -> str:
         """Compact text such as ``TE=112,TI=2500,TR=9000`` (ms, degrees, tesla)."""
         return ",".join(f"{short_name(k)}={v:g}" for k, v in self.known().items())
+
+
+#: Units of the parameters, for messages.
+_UNITS = {"TE_ms": "ms", "TI_ms": "ms", "TR_ms": "ms", "TI1_ms": "ms", "TI2_ms": "ms", "TX_ms": "ms",
+          "FA_deg": "degrees", "field_T": "T", "Trec_ms": "ms", "N": ""}
+
+
+def _sequence_range(seq: str, name: str) -> tuple[float, float, bool, str]:
+    """(low, high, low bound excluded, why) of a parameter a sequence needs; tighter than :data:`RANGES`.
+
+    A flip angle of 0 gives no signal at all (the derivative is then the negative of the modelled
+    source signal); spoiled-GRE and MPRAGE read-out angles beyond 90 degrees are not used and the
+    signal models are not validated there. Times that the signal equations divide by or that set
+    a recovery (TR, TE, TI, the MPRAGE echo spacing) must be positive.
+    """
+    lo, hi = RANGES[name]
+    if name == "FA_deg" and seq in ("gre", "mprage"):
+        return 0.0, 90.0, True, "a flip angle of 0 excites no signal; read-out angles above 90 degrees are not modelled"
+    if name in ("TE_ms", "TR_ms", "TI_ms", "TI1_ms", "TI2_ms", "TX_ms"):
+        return 0.0, hi, True, "this time must be positive"
+    return lo, hi, False, "outside the physical range"
 
 
 def sidecar_path(image_path: str | os.PathLike) -> Path | None:

@@ -23,6 +23,7 @@ tissue names and labels claimed by two tissues.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Union
 
@@ -46,8 +47,16 @@ SUM_TOLERANCE = 0.02
 PathOrVolume = Union[str, os.PathLike, Volume]
 
 
+#: Brain voxels whose fractions sum to less than ``1 - SUM_TOLERANCE``: warn when more than this share of them.
+DEFICIT_WARN_SHARE = 0.01
+
+
 class FractionError(InputError):
     """Fraction maps outside [0, 1], summing to more than 1, or a label mapping that cannot be used."""
+
+
+class FractionWarning(UserWarning):
+    """Tissue maps that can be used but probably do not say what the user meant (the CLI prints these)."""
 
 
 # --------------------------------------------------------------------------- names and mappings
@@ -114,13 +123,20 @@ def _normalise_mapping(mapping: Mapping[str, int | Iterable[int]]) -> dict[str, 
 
 # --------------------------------------------------------------------------- label maps
 def fractions_from_labels(labels: Volume, mapping: Mapping[str, int | Iterable[int]] | None = None,
-                          ) -> dict[str, Volume]:
+                          *, unknown: str = "auto") -> dict[str, Volume]:
     """Pure-tissue fractions (0/1, float32) from a label map and a ``tissue -> label(s)`` mapping.
 
-    ``mapping`` defaults to :data:`DEFAULT_LABELS`. Labels that no tissue claims
-    (skull, background, ventricles you chose to leave out) get fraction 0 in every
-    tissue. At least one mapped label must occur in the map.
+    ``mapping`` defaults to :data:`DEFAULT_LABELS`. Label values (other than 0) that
+    no tissue claims get fraction 0 in every tissue and are reported with their voxel
+    counts: ``unknown="error"`` raises :class:`FractionError`, ``"warn"`` issues a
+    :class:`FractionWarning`, ``"auto"`` (default) raises with the default mapping
+    (the map is then supposed to be NeuroShift's own CSF=1..lesion=4, so another value
+    means a different labelling, e.g. lesions labelled 5, silently simulated as
+    background) and warns with an explicit mapping (leaving out skull or ventricle
+    labels of an aseg is then a choice). At least one mapped label must occur in the map.
     """
+    if unknown not in ("auto", "error", "warn"):
+        raise ValueError(f"unknown must be 'auto', 'error' or 'warn', got {unknown!r}")
     if not isinstance(labels, Volume):
         raise InputError(f"expected a label map Volume, got {type(labels).__name__}")
     mapping_n = _normalise_mapping(DEFAULT_LABELS if mapping is None else mapping)
@@ -136,7 +152,8 @@ def fractions_from_labels(labels: Volume, mapping: Mapping[str, int | Iterable[i
     elif not (np.issubdtype(data.dtype, np.integer) or data.dtype == np.bool_):
         raise FractionError(f"label map has unsupported voxel type {data.dtype}")
     data = data.astype(np.int64, copy=False)
-    present = set(np.unique(data).tolist())
+    values_present, counts = np.unique(data, return_counts=True)
+    present = set(values_present.tolist())
     out: dict[str, Volume] = {}
     found_any = False
     for tissue, values in mapping_n.items():
@@ -149,18 +166,32 @@ def fractions_from_labels(labels: Volume, mapping: Mapping[str, int | Iterable[i
             f"none of the mapped labels {sorted(v for vs in mapping_n.values() for v in vs)} occur in the "
             f"label map (it contains {shown}{'...' if len(present) > 12 else ''}); check --labels"
         )
+    claimed = {v for vs in mapping_n.values() for v in vs} | {0}
+    stray = [(int(v), int(n)) for v, n in zip(values_present, counts) if int(v) not in claimed]
+    if stray:
+        n_stray = sum(n for _, n in stray)
+        n_nonzero = int(np.count_nonzero(data))
+        listed = ", ".join(f"{v} ({n} voxels)" for v, n in stray[:10]) + (" ..." if len(stray) > 10 else "")
+        text = (f"label value(s) that no tissue is mapped to: {listed}; {n_stray} of {n_nonzero} labelled voxels "
+                f"({100.0 * n_stray / max(n_nonzero, 1):.1f}%) are treated as containing no tissue")
+        if unknown == "error" or (unknown == "auto" and mapping is None):
+            raise FractionError(f"{text}. Map them with --labels (e.g. --labels CSF=1,GM=2,WM=3,lesion=4|{stray[0][0]})"
+                                " or, when they are not tissue, list the tissues' labels explicitly with --labels")
+        warnings.warn(text, FractionWarning, stacklevel=2)
     return out
 
 
 # --------------------------------------------------------------------------- PV maps
 def fractions_from_pv(paths: Mapping[str, PathOrVolume], *, sum_tolerance: float = SUM_TOLERANCE,
-                      reference: Volume | None = None) -> dict[str, Volume]:
+                      reference: Volume | None = None, brain_mask: Volume | None = None) -> dict[str, Volume]:
     """Fractions from partial-volume probability maps, one per tissue (paths or :class:`Volume`).
 
     Checks: every map is on one grid (and on ``reference``'s, if given) —
     :class:`GeometryError`; finite — :class:`NonFiniteError`; within [0, 1]
     (values within 1e-3 outside are clipped) and the per-voxel sum at most
-    ``1 + sum_tolerance`` — :class:`FractionError`.
+    ``1 + sum_tolerance`` — :class:`FractionError`. Fractions summing to less than
+    ``1 - sum_tolerance`` in more than 1 % of the brain (``brain_mask``, or see
+    :func:`sum_deficit`) issue a :class:`FractionWarning` with the share of voxels.
     """
     from ..io.files import read_volume
 
@@ -192,17 +223,46 @@ def fractions_from_pv(paths: Mapping[str, PathOrVolume], *, sum_tolerance: float
             first.require_same_grid(vol, f"{first_name} and {where}")
         out[tissue] = vol.with_data(_checked_range(vol.data, where), tissue=tissue)
     validate_fractions(out, sum_tolerance=sum_tolerance)
+    n_short, n_brain, median = sum_deficit(out, sum_tolerance=sum_tolerance, brain_mask=brain_mask)
+    if n_brain and n_short > DEFICIT_WARN_SHARE * n_brain:
+        warnings.warn(
+            f"the tissue fractions sum to less than {1 - sum_tolerance:g} in {100.0 * n_short / n_brain:.1f}% of the "
+            f"voxels inside the brain ({n_short} of {n_brain}; median sum there {median:.3f}): a tissue map may be "
+            f"missing (given: {', '.join(out)}) or scaled below 1; the missing fraction is simulated as tissue-free",
+            FractionWarning, stacklevel=2)
     return out
+
+
+def sum_deficit(fractions: Mapping[str, Volume], *, sum_tolerance: float = SUM_TOLERANCE,
+                brain_mask: Volume | None = None) -> tuple[int, int, float]:
+    """Voxels inside the brain whose fractions sum to less than ``1 - sum_tolerance``.
+
+    Returns ``(count, brain voxels, median sum of those voxels)``. The brain is ``brain_mask``
+    (> 0) or, without one, the voxels where the fractions sum to 0.5 or more with enclosed
+    holes filled (a missing CSF map leaves the ventricles at 0); either is eroded by one
+    voxel, because voxels at the brain's edge share their volume with the background.
+    """
+    from scipy import ndimage
+
+    total = sum(np.asarray(v.data, dtype=np.float64) for v in fractions.values())
+    if brain_mask is not None:
+        brain = np.asarray(brain_mask.data) > 0
+    else:
+        brain = ndimage.binary_fill_holes(total >= 0.5)
+    brain = ndimage.binary_erosion(brain)
+    short = brain & (total < 1.0 - sum_tolerance)
+    n = int(np.count_nonzero(short))
+    return n, int(np.count_nonzero(brain)), float(np.median(total[short])) if n else 1.0
 
 
 def _checked_range(data: np.ndarray, where: str) -> np.ndarray:
     data = np.asarray(data, dtype=np.float32)
     lo, hi = float(data.min()), float(data.max())
     if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
-        hint = ""
-        if hi > 1.0 and hi <= 100.0 + 1e-3 and lo >= 0:
+        hint = ""  # a hint only when the maximum is where pure voxels of such a map are: ~100 or ~255
+        if 90.0 <= hi <= 100.0 + 1e-3 and lo >= 0:
             hint = " (it looks like percent: divide by 100)"
-        if hi > 100.0 and hi <= 255.0 + 1e-3 and lo >= 0:
+        if 230.0 <= hi <= 255.0 + 1e-3 and lo >= 0:
             hint = " (it looks like 8-bit probabilities: divide by 255)"
         raise FractionError(f"{where}: fractions must lie in [0, 1], found values in [{lo:g}, {hi:g}]{hint}")
     return np.clip(data, 0.0, 1.0)
