@@ -170,3 +170,18 @@ def test_my_modules_import_no_private_names(package):
             if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("neuroshift")):
                 bad[p.name] += [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
     assert not any(bad.values()), dict(bad)
+
+
+def test_every_sequence_list_comes_from_the_one_table():
+    from neuroshift import sequences
+    from neuroshift.cli import qmri, stress_test
+    from neuroshift.io import params
+    from neuroshift.physics import sampling, signal
+    from neuroshift.simulate import tissuewise
+
+    assert sequences.SEQUENCES == tuple(sequences.SEQUENCE_PARAMETERS) == ("se", "ir", "flair", "dir", "gre", "mprage")
+    assert sequences.SIGNAL_SEQUENCES == ("se", "fse", "ir", "flair", "dir", "gre", "mprage")
+    assert params.SEQUENCE_PARAMETERS is sequences.SEQUENCE_PARAMETERS
+    assert tissuewise.SEQUENCES == sequences.SEQUENCES and signal.SEQUENCES is sequences.SIGNAL_SEQUENCES
+    assert qmri.SEQUENCES is sequences.SIGNAL_SEQUENCES and stress_test.SEQUENCES is sequences.SEQUENCES
+    assert set(sampling.SEQUENCES_002) <= set(sequences.SEQUENCES)  # paper 002's sampled subset
