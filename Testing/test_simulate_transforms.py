@@ -17,7 +17,7 @@ SRC = AcquisitionParams(TE_ms=112, TI_ms=2500, TR_ms=9000)
 @pytest.fixture(scope="module")
 def sample():
     fr = synthetic_fractions((24, 32, 28), brain_semi_axes_mm=(10, 14, 12), n_lesions=2, seed=1)
-    s = est.tissue_signals("flair", SRC, *est._param_arrays(ORDER, relaxation_table(3.0)))
+    s = est.tissue_signals("flair", SRC, *est.param_arrays(ORDER, relaxation_table(3.0)))
     img = sum(1000 * s[i] * fr[t] for i, t in enumerate(ORDER)).astype(np.float32)
     img += np.random.default_rng(0).normal(0, 2, img.shape).astype(np.float32)
     labels = (fr["lesion"] > 0.5).astype(np.uint8)

@@ -42,7 +42,7 @@ TARGET = AcquisitionParams(TE_ms=150, TI_ms=2900)
 
 
 def _image(fr: dict, seed: int = 0) -> np.ndarray:
-    s = est.tissue_signals("flair", SRC, *est._param_arrays(ORDER, relaxation_table(3.0)))
+    s = est.tissue_signals("flair", SRC, *est.param_arrays(ORDER, relaxation_table(3.0)))
     img = np.zeros(next(iter(fr.values())).shape, np.float32)
     for i, t in enumerate(ORDER):
         img += np.float32(1000.0 * s[i]) * fr[t]

@@ -119,7 +119,9 @@ def tissue_signals(sequence: str, params: AcquisitionParams, pd, t1, t2, t2star)
     return np.asarray(out, dtype=np.float64).reshape(pd.shape)
 
 
-def _param_arrays(tissues: Sequence[str], table: Mapping) -> tuple[np.ndarray, ...]:
+def param_arrays(tissues: Sequence[str], table: Mapping) -> tuple[np.ndarray, ...]:
+    """``(pd, t1_ms, t2_ms, t2star_ms)`` arrays (float64, one entry per tissue, in ``tissues`` order) from a
+    table of :class:`~neuroshift.physics.relaxation.TissueParameters`-like records."""
     pd = np.array([table[t].pd for t in tissues], dtype=np.float64)
     t1 = np.array([table[t].t1_ms for t in tissues], dtype=np.float64)
     t2 = np.array([table[t].t2_ms for t in tissues], dtype=np.float64)
@@ -193,7 +195,7 @@ def fit_apparent_parameters(signals: TissueSignals, sequence: str, source: Acqui
     kind = T2_KIND[seq]
     sd = {**PRIOR_SD, **(prior_sd or {})}
     tissues = signals.tissues
-    pd0, t10, t20, t2s0 = _param_arrays(tissues, priors)
+    pd0, t10, t20, t2s0 = param_arrays(tissues, priors)
     fitted_mask = np.array(signals.fitted, dtype=bool)
     mean = signals.mean
     notes: list[str] = []
@@ -300,7 +302,7 @@ def priors_only_parameters(signals: TissueSignals, sequence: str, source: Acquis
     from ..physics.relaxation import TissueParameters
 
     tissues = signals.tissues
-    pd, t1, t2, t2s = _param_arrays(tissues, priors)
+    pd, t1, t2, t2s = param_arrays(tissues, priors)
     s = tissue_signals(sequence.lower(), source, pd, t1, t2, t2s)
     fitted = [i for i, f in enumerate(signals.fitted) if f]
     ref = None

@@ -103,7 +103,7 @@ def estimate_parameters(estimator: str, signals: _est.TissueSignals, sequence: s
                                        f"{label}; prior: {priors[t].source}")
     _, rep = _est.priors_only_parameters(signals, sequence, source, priors)
     rep.ratios_fitted = {}
-    s = _est.tissue_signals(sequence, source, *_est._param_arrays(signals.tissues, apparent))
+    s = _est.tissue_signals(sequence, source, *_est.param_arrays(signals.tissues, apparent))
     ref = post.ref
     for i, t in enumerate(signals.tissues):
         if post.fitted[i] and i != ref:

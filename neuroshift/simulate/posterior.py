@@ -242,7 +242,7 @@ def posterior_from_contrasts(contrasts: Sequence[Contrast], priors: Mapping, *, 
     ref = _reference(_est.TissueSignals(tissues, sig0.mean, sig0.stderr, sig0.mass, sig0.gram, sig0.moment,
                                         sig0.n_voxels, sig0.method, fitted))
     point = {t: priors[t] for t in tissues}
-    pd0, t10, t20, t2s0 = _est._param_arrays(tissues, point)
+    pd0, t10, t20, t2s0 = _est.param_arrays(tissues, point)
     s_prior = _est.tissue_signals(primary.sequence, primary.params, pd0, t10, t20, t2s0)
     fitted_arr = np.array(fitted)
     s_prior_fit = np.where(fitted_arr, s_prior, 0.0)

@@ -109,7 +109,7 @@ class TissueModel:
         field_new = params.field_T if params.field_T is not None else self.field_T
         if abs(field_new - self.field_T) > 1e-9:
             table = self._at_field(field_new)
-        pd, t1, t2, t2s = _est._param_arrays(self._order, table)
+        pd, t1, t2, t2s = _est.param_arrays(self._order, table)
         return _est.tissue_signals(self.sequence, params, pd, t1, t2, t2s)
 
     def _at_field(self, field_T: float) -> dict:
@@ -389,7 +389,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
         estimator, signals, seq, source, priors, img.shape, box, stack, mask_box, geom, contrasts,
         tolerance=tolerance, prior_sd=prior_sd, method=method, seed=seed)
     fit_report.notes[:0] = notes
-    pd, t1, t2, t2s = _est._param_arrays(order, apparent)
+    pd, t1, t2, t2s = _est.param_arrays(order, apparent)
     s0 = _est.tissue_signals(seq, source, pd, t1, t2, t2s)
     c = _est.estimate_scale(signals, s0)
     report(progress, 0.9, "building the model")
