@@ -7,7 +7,6 @@ import ast
 import importlib
 import inspect
 import pkgutil
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -156,20 +155,36 @@ def test_every_error_class_is_indexed_with_its_exit_code():
         assert any(line.split() == [module, name, str(code)] for line in doc.splitlines()), (module, name)
 
 
-@pytest.mark.parametrize("package", ["neuroshift/training", "neuroshift/simulate/transforms.py",
-                                     "neuroshift/segment/train.py", "neuroshift/segment/train_config.py",
-                                     "neuroshift/segment/train_step.py", "neuroshift/segment/dataset.py",
-                                     "neuroshift/references.py"])
-def test_my_modules_import_no_private_names(package):
-    """No ``from X import _name`` across modules in these files (public accessors instead)."""
-    base = ROOT.parent / package
-    paths = sorted(base.rglob("*.py")) if base.is_dir() else [base]
-    bad = defaultdict(list)
-    for p in paths:
-        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("neuroshift")):
-                bad[p.name] += [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
-    assert not any(bad.values()), dict(bad)
+def private_uses(path: Path, module: str) -> list[str]:
+    """``from X import _name`` and ``mod._name`` where X / mod is another neuroshift module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    pkg = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    out, module_aliases = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("neuroshift")):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    out.append(f"{path.name}:{node.lineno} imports {a.name}")
+                target = f"{node.module}.{a.name}" if not node.level else a.name
+                if target in module_files() or (node.level and not node.module):  # `from . import mod as m`
+                    module_aliases.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("neuroshift") and a.asname:
+                    module_aliases.add(a.asname)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in module_aliases \
+                and node.attr.startswith("_") and not node.attr.startswith("__"):
+            out.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return out
+
+
+def test_no_private_names_used_across_modules():
+    """Public accessors instead: no ``from X import _name`` / ``X._name`` between neuroshift modules."""
+    bad = []
+    for name, path in sorted(module_files().items()):
+        bad += [f"{name}: {b}" for b in private_uses(path, name)]
+    assert not bad, "\n".join(bad)
 
 
 def test_every_sequence_list_comes_from_the_one_table():
