@@ -11,6 +11,11 @@ from .common import add_device_arg, plain
 
 DEFAULT_GRID = "TE=84:150:7,TI=2200:2900:7"
 
+#: Above this many pending inferences one is timed first to estimate the run's duration.
+TIME_ABOVE_INFERENCES = 10
+#: Default limit on the estimated duration (hours) before --yes or a larger --max-hours is needed.
+DEFAULT_MAX_HOURS = 2.0
+
 #: Files a stress test writes into OUTDIR (checked against the inputs before it starts).
 OUTPUT_FILES = ("points.jsonl", "run.json", "results.csv", "surface.json", "report.html")
 
@@ -60,6 +65,12 @@ def register(sub) -> None:
                    help="time limit per image for an external tool (default 3600 s)")
     p.add_argument("--restart", action="store_true", help="discard the results already in OUTDIR")
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline point of each case")
+    p.add_argument("--no-examples", action="store_true",
+                   help="leave out the report's example slices (they cost one fit and 5 model runs of the first case)")
+    p.add_argument("--max-hours", type=float, default=DEFAULT_MAX_HOURS, metavar="H",
+                   help="refuse to start when the estimated duration (points x cases x the measured time of one "
+                        f"inference) exceeds H hours (default {DEFAULT_MAX_HOURS:g})")
+    p.add_argument("--yes", action="store_true", help="start whatever the estimated duration")
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -75,6 +86,8 @@ def run(args) -> int:
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
+    if not args.max_hours > 0:
+        raise InputError(f"--max-hours must be positive, got {args.max_hours:g}")
     if args.metric not in METRICS:
         raise InputError(f"unknown metric '{args.metric}'; choose one of {', '.join(METRICS)}")
     from .common import refuse_overwriting_inputs
@@ -88,12 +101,28 @@ def run(args) -> int:
     inputs = tuple(s.strip() for s in args.inputs.split(",") if s.strip())
     model = resolve_model(args.model, device=args.device, sequence=args.sequence, timeout_s=args.timeout,
                           inputs=inputs)
+    import time
+    from datetime import datetime, timezone
+
+    from ..stress.report_parts import provenance, report_examples
+
+    started, t0 = datetime.now(timezone.utc), time.monotonic()
     with cli_progress("stress test") as progress:
         result = run_stress_test(args.cases, model, args.grid, args.outdir, sequence=args.sequence,
                                  simulator=PhysicsSimulator(field_T=args.field), workers=args.workers,
                                  scheduler=args.scheduler, progress=progress, restart=args.restart,
-                                 baseline=not args.no_baseline, device=args.device)
-    out = write_report(result, args.outdir, metric=args.metric, form=args.surface)
+                                 baseline=not args.no_baseline, device=args.device,
+                                 confirm=lambda n, m, case: _confirm_cost(args, n, m, case))
+    examples = None
+    if not args.no_examples:
+        png, caption = report_examples(args.cases, result, model, sequence=args.sequence,
+                                       simulator=PhysicsSimulator(field_T=args.field), device=args.device)
+        examples = (png, caption) if png is not None else None
+        if png is None:
+            print(f"note: {caption}", file=sys.stderr)
+    prov = provenance(args.model, started=started, duration_s=time.monotonic() - t0)
+    out = write_report(result, args.outdir, metric=args.metric, form=args.surface, provenance=prov,
+                       examples=examples)
     n_points = len(result.records)
     reused = n_points - result.computed
     print(f"{len(result.case_ids)} case(s), {n_points} point(s) finished ({result.computed} computed now, "
@@ -115,6 +144,42 @@ def run(args) -> int:
     print(f"report: {out['paths']['html']}")
     ok_cases = {r["case"] for r in result.records}
     return 0 if ok_cases else 1
+
+
+def _confirm_cost(args, n_pending: int, model, case) -> None:
+    """Print the run's cost (inferences x one measured inference) and refuse above --max-hours without --yes."""
+    import time
+
+    from ..errors import InputError
+
+    if n_pending == 0:
+        return
+    if n_pending <= TIME_ABOVE_INFERENCES:
+        print(f"{n_pending} inference(s) to run", file=sys.stderr)
+        return
+    loaded = case.load(args.sequence, inputs=tuple(model.extra_inputs))
+    inputs = {model.image_channel: loaded.image, **{k: loaded.inputs[k] for k in model.extra_inputs}}
+    t0 = time.perf_counter()
+    model.predict(inputs, case_id=loaded.case_id)
+    per_s = time.perf_counter() - t0
+    hours = n_pending * per_s / 3600.0
+    print(f"estimated time: {n_pending} inferences x {per_s:.2f} s (one inference on case {loaded.case_id}, "
+          f"measured now) = {_duration(hours)}, plus the simulations", file=sys.stderr)
+    if hours > args.max_hours and not args.yes:
+        raise InputError(
+            f"the stress test would run about {_duration(hours)} ({n_pending} inferences x {per_s:.2f} s), more than "
+            f"--max-hours {args.max_hours:g}; use a coarser --grid, fewer cases, or confirm with --yes "
+            "(or a larger --max-hours). Nothing was started.")
+
+
+def _duration(hours: float) -> str:
+    if hours < 1.0 / 60:
+        return f"{hours * 3600:.0f} s"
+    if hours < 1.0:
+        return f"{hours * 60:.0f} min"
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
 
 
 def _fmt(v) -> str:

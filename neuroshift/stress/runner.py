@@ -278,7 +278,7 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
                     outdir: str | os.PathLike, *, sequence: str = "flair", simulator=None,
                     metrics: MetricFunction | None = None, workers: int = 1, scheduler: Any = None,
                     progress: ProgressCallback | None = None, restart: bool = False, baseline: bool = True,
-                    device: str = "auto") -> StressRun:
+                    device: str = "auto", confirm: Callable[[int, Any, Any], None] | None = None) -> StressRun:
     """Run (or resume) a stress test; every finished point is in ``OUTDIR/points.jsonl``.
 
     ``cases``: a folder / CSV (see :mod:`neuroshift.stress.cases`) or a list of cases.
@@ -286,6 +286,8 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
     ``grid``: text such as ``TE=84:150:7,TI=2200:2900:7`` or ``{axis: values}`` (ms, degrees, tesla).
     ``simulator``: default :class:`PhysicsSimulator`. ``metrics``: ``(pred, gt) -> dict`` (default
     :func:`mask_metrics`). ``progress`` may raise :class:`~neuroshift.progress.Cancelled` to stop.
+    ``confirm(n_pending, model, first_pending_case)`` is called before anything is written (e.g. to
+    estimate the cost and refuse by raising); ``n_pending`` counts the points not finished yet.
     """
     seq = sequence.lower()
     axes_grid = stress_grid(grid, seq)
@@ -305,6 +307,10 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
     items: list[tuple[str, dict | None]] = ([(BASELINE, None)] if baseline else []) + points
 
     store = ResultStore(outdir)
+    if confirm is not None:  # before anything is written, so that a refusal leaves no output
+        ok = set() if restart else {k for k, r in store.load().items() if r.get("status") == "ok"}
+        pending = [c for c in case_list for key, _ in items if f"{c.case_id}|{key}" not in ok]
+        confirm(len(pending), model_obj, pending[0] if pending else None)
     store.open({"sequence": seq, "grid": {k: v.tolist() for k, v in axes_grid.items()},
                 "model": describe(model_obj), "simulator": type(simulator).__name__,
                 "metrics": getattr(metrics, "__name__", "mask_metrics"), "baseline": baseline},
