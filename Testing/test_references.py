@@ -26,3 +26,16 @@ def test_dois_are_well_formed_and_missing_ones_say_why():
     assert cite("paper003").startswith("Li H (2023).")
     with pytest.raises(KeyError, match="known: "):
         cite("paper999")
+
+
+def test_keys_cited_in_docstrings_exist():
+    """Docstrings cite as "reference ``key``"; every such key is in the table."""
+    from pathlib import Path
+
+    import neuroshift
+
+    root = Path(neuroshift.__file__).parent
+    cited = {m for p in root.rglob("*.py")
+             for m in re.findall(r"reference\s+``(\w+)``", p.read_text(encoding="utf-8"))}
+    assert {"paper000", "paper003", "Shrivastava2017"} <= cited
+    assert cited <= set(REFERENCES), sorted(cited - set(REFERENCES))

@@ -102,6 +102,11 @@ REFERENCES: dict[str, Reference] = {
         "Deichmann R, Good CD, Josephs O, Ashburner J, Turner R", 2000,
         "Optimization of 3-D MP-RAGE sequences for structural brain imaging", "NeuroImage 12(1):112-127",
         "10.1006/nimg.2000.0601", note="the MPRAGE steady state in physics/signal.py"),
+    "Shrivastava2017": Reference(
+        "Shrivastava A, Pfister T, Tuzel O, Susskind J, Wang W, Webb R", 2017,
+        "Learning from simulated and unsupervised images through adversarial training", "CVPR 2017, pp. 2107-2116",
+        None, url="https://arxiv.org/abs/1612.07828",
+        note="the history of refined images (training/pool.py); conference paper, cited by its arXiv page"),
     "Gudbjartsson1995": Reference(
         "Gudbjartsson H, Patz S", 1995, "The Rician distribution of noisy MRI data", "Magn Reson Med 34(6):910-914",
         "10.1002/mrm.1910340618", note="Rician noise (simulate/shifts.py)"),

@@ -1,4 +1,5 @@
-"""Training, cross-validation and fine-tuning of the multi-view U-Net ensembles (dissertation 003).
+"""Training, cross-validation and fine-tuning of the multi-view U-Net ensembles (dissertation 003,
+reference ``paper003`` in :mod:`neuroshift.references`).
 
 What one run does (:func:`train`):
 

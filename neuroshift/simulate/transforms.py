@@ -1,7 +1,8 @@
 """Physically valid acquisition shifts as transforms, in the MONAI/TorchIO shape.
 
 * :class:`AcquisitionShift` — deterministic: re-weights one image acquired with ``sequence`` at ``source``
-  to ``target`` with paper 000's tissue-wise model (:mod:`neuroshift.simulate.tissuewise`) fitted on that
+  to ``target`` with paper 000's tissue-wise model (:mod:`neuroshift.simulate.tissuewise`; reference
+  ``paper000`` in :mod:`neuroshift.references`) fitted on that
   image's tissue fractions, then optionally changes the slice thickness and adds a bias field and Rician
   noise (their realisation fixed by ``seed``);
 * :class:`RandAcquisitionShift` — the array-level random transform: every random draw (apply or not,

@@ -1,4 +1,5 @@
-"""A history pool of generated images for GAN discriminators (Shrivastava et al. 2017; CycleGAN's ``ImagePool``).
+"""A history pool of generated images for GAN discriminators (Shrivastava et al. 2017, reference
+``Shrivastava2017``; CycleGAN's ``ImagePool``).
 
 The discriminator is shown a mix of the newest generated images and older ones, which damps the
 oscillation between generator and discriminator. :meth:`ImagePool.query` takes a batch ``(B, ...)`` and
