@@ -34,6 +34,7 @@ from neuroshift.errors import InputError, MissingParameterError
 from neuroshift.io.params import DICOM_KEYS, AcquisitionParams, sidecar_path
 from neuroshift.io.volume import Volume
 from neuroshift.progress import Cancelled, ProgressCallback
+from neuroshift.sequences import SEQUENCES  # the one table of sequences (the module's choices)
 
 #: Node attribute prefix of parameters the user confirmed/typed (NeuroShift units: ms, degrees, tesla).
 ATTRIBUTE_PREFIX = "NeuroShift."
@@ -44,7 +45,6 @@ DICOM_TAGS = {
     "RepetitionTime": "0018,0080", "EchoTime": "0018,0081", "InversionTime": "0018,0082",
     "FlipAngle": "0018,1314", "MagneticFieldStrength": "0018,0087", "EchoTrainLength": "0018,0091",
 }
-SEQUENCES = ("se", "flair", "dir", "gre", "mprage")
 #: Order and short names of parameters in output node names (``FLAIR_TE150_TI2900``).
 NAME_ORDER = (("TE_ms", "TE"), ("TI_ms", "TI"), ("TI1_ms", "TI1"), ("TI2_ms", "TI2"), ("TR_ms", "TR"),
               ("FA_deg", "FA"), ("TX_ms", "TX"), ("N", "N"), ("field_T", "B0"))

@@ -23,6 +23,14 @@ def test_panel_values_to_acquisition_parameters_and_back():
     assert fields_from_params(AcquisitionParams(TE_ms=80.0), prefix="target")["targetTE"] == 80.0
 
 
+def test_sequence_choices_come_from_the_engine_table():
+    from ShiftSimulatorLib.logic import SEQUENCES
+
+    from neuroshift import sequences
+
+    assert SEQUENCES is sequences.SEQUENCES
+
+
 def test_header_is_read_only_for_a_newly_chosen_input():
     """Defect 9: before, the header was re-read whenever the wrapper set the input (scene load, module enter),
     overwriting TE/TI/TR the user typed or the scene saved."""
