@@ -33,6 +33,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def model_file(name: str) -> str:
+    """File name of a model's weights (names: letters, digits, ``_``, ``-``, ``.``; else ValueError)."""
     return f"model-{_check_name(name)}.safetensors"
 
 

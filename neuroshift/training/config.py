@@ -109,7 +109,11 @@ def fingerprint(settings: Any, *, exclude: Collection[str] = (), extra: Mapping[
                 length: int = 16) -> str:
     """Hex SHA-256 (first ``length`` digits) of ``settings`` (a dataclass or mapping) without the top-level
     keys in ``exclude``, plus ``extra`` (e.g. a member's seed and training subjects). Values that JSON cannot
-    hold are hashed as ``str()``; key order does not matter."""
+    hold are hashed as ``str()``; key order does not matter.
+
+    Raises:
+        ValueError: an exclusion names no setting (a typo would silently widen the fingerprint).
+    """
     data = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)
     missing = sorted(set(exclude) - set(data))
     if missing:  # an exclusion that names nothing is a typo that would silently widen the fingerprint

@@ -18,7 +18,11 @@ import torch
 
 
 class ImagePool:
-    """History of up to ``size`` generated images (``size`` 0: a pass-through)."""
+    """History of up to ``size`` generated images (``size`` 0: a pass-through).
+
+    Raises:
+        ValueError: a negative size or a swap probability outside [0, 1].
+    """
 
     def __init__(self, size: int = 50, *, swap_prob: float = 0.5, seed: int = 0):
         if int(size) < 0:
@@ -57,6 +61,11 @@ class ImagePool:
                 "size": self.size, "swap_prob": self.swap_prob}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (same pool size).
+
+        Raises:
+            ValueError: the saved pool has another size.
+        """
         if int(state["size"]) != self.size:
             raise ValueError(f"pool of size {self.size} cannot load a pool of size {state['size']}")
         self.images = [im.clone() for im in state["images"]]
