@@ -70,11 +70,13 @@ def make_demo_cases(outdir, subjects: int = 3) -> list:
 
 def run(args) -> int:
     import time
+    from datetime import datetime, timezone
     from pathlib import Path
 
     from ..errors import InputError
     from ..progress import cli_progress
     from ..stress.report import write_report
+    from ..stress.report_parts import provenance, report_examples
     from ..stress.runner import run_stress_test
     from ..stress.surface import SurfaceFit
 
@@ -84,6 +86,7 @@ def run(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise InputError(f"--threads must be at least 1, got {args.threads}")
     t0 = time.monotonic()
+    started = datetime.now(timezone.utc)
     out = Path(args.outdir)
     print(f"1/3 making {subjects} phantom subject(s) in {out / 'cases'}")
     make_demo_cases(out, subjects)
@@ -97,8 +100,13 @@ def run(args) -> int:
     with cli_progress("stress test") as progress:
         result = run_stress_test(out / "cases", args.model, grid, out, sequence="flair",
                                  workers=args.workers, progress=progress, device=args.device)
-    print("3/3 writing the report")
-    rep = write_report(result, out, metric="lesion_f1")
+    print("3/3 drawing example slices and writing the report")
+    png, caption = report_examples(out / "cases", result, args.model, sequence="flair", device=args.device)
+    if png is None:
+        print(f"  note: {caption}")
+    prov = provenance(args.model, started=started, duration_s=time.monotonic() - t0)
+    rep = write_report(result, out, metric="lesion_f1", provenance=prov,
+                       examples=(png, caption) if png is not None else None)
     fit = rep["surfaces"].get("lesion_f1")
     for f in result.failures:
         print(f"  failed: {f['case']} {f.get('point')}: {f.get('error')}")

@@ -7,8 +7,10 @@
   values over the grid (coefficients in original units with standard errors,
   coded coefficients, R², adjusted R², relative influence), plus the baseline check;
 * ``heatmap_<metric>.png``, ``surface_<metric>.png``, ``lines_<metric>.png``;
-* ``report.html`` — everything above in one file (images embedded as base64),
-  with per-case failures and notes, for a collaborator to open.
+* ``report.html`` — everything above in one file (images embedded as base64): provenance, per-case
+  results, ground-truth next to predicted volumes, example slices (:mod:`neuroshift.stress.report_parts`),
+  failures and notes, for a collaborator to open. Bounded metrics (F1, DSC, recall, precision) are drawn
+  on a fixed 0..1 colour scale, so reports can be compared by eye.
 
 All files are written atomically.
 """
@@ -30,6 +32,7 @@ from ..io.atomic import write_bytes_atomic, write_text_atomic
 from ..io.jsonsafe import json_safe
 from .runner import METRICS, StressRun
 from .simulator import UNITS
+from .report_parts import case_tables_html, metric_limits, provenance_html
 from .surface import SurfaceFit, fit_surface
 
 LABELS = {"lesion_f1": "lesion F1", "dice": "DSC", "lesion_recall": "lesion recall",
@@ -210,7 +213,9 @@ def plot_heatmap(run: StressRun, metric: str) -> bytes:
         ax.set_xlabel(_axis_label(ax_x))
         ax.set_ylabel(LABELS.get(metric, metric))
     else:
-        im = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis")
+        lim = metric_limits(metric)
+        vmin, vmax = lim if lim else (None, None)
+        im = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis", vmin=vmin, vmax=vmax)
         ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs], rotation=45)
         ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys])
         ax.set_xlabel(_axis_label(ax_x))
@@ -219,7 +224,7 @@ def plot_heatmap(run: StressRun, metric: str) -> bytes:
             for j in range(mat.shape[1]):
                 if np.isfinite(mat[i, j]):
                     ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if mat[i, j] < np.nanmean(mat) else "black")
+                            color="white" if mat[i, j] < (0.5 if lim else np.nanmean(mat)) else "black")
         fig.colorbar(im, ax=ax, label=LABELS.get(metric, metric))
     extra = [a for a in run.axes if a not in (ax_x, ax_y)]
     title = f"{LABELS.get(metric, metric)}, mean over cases"
@@ -238,6 +243,8 @@ def plot_lines(run: StressRun, metric: str) -> bytes:
         ax.plot(xs, mat[i], "o-", label=f"{ax_y} = {y:g}" if ax_y else None)
     ax.set_xlabel(_axis_label(ax_x))
     ax.set_ylabel(LABELS.get(metric, metric))
+    if metric_limits(metric):
+        ax.set_ylim(*metric_limits(metric))
     if ax_y:
         ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
@@ -257,7 +264,11 @@ def plot_surface(run: StressRun, metric: str, fit: SurfaceFit) -> bytes | None:
     Z = fit.predict({a: A.ravel(), b: B.ravel(), **others}).reshape(A.shape)
     fig = _figure((6.4, 5.0))
     ax = fig.add_subplot(projection="3d")
-    ax.plot_surface(A, B, Z, cmap="viridis", alpha=0.6, linewidth=0)
+    lim = metric_limits(metric)
+    ax.plot_surface(A, B, Z, cmap="viridis", alpha=0.6, linewidth=0, vmin=lim[0] if lim else None,
+                    vmax=lim[1] if lim else None)
+    if lim:
+        ax.set_zlim(*lim)
     ax.scatter([p[a] for p in pts], [p[b] for p in pts], means, color="k", s=12)
     ax.set_xlabel(_axis_label(a))
     ax.set_ylabel(_axis_label(b))
@@ -269,8 +280,13 @@ def plot_surface(run: StressRun, metric: str, fit: SurfaceFit) -> bytes | None:
 
 # --------------------------------------------------------------------------- report
 def write_report(run: StressRun, outdir: str | Path | None = None, *, metric: str = "lesion_f1",
-                 form: str = "quadratic") -> dict:
-    """Write results.csv, surface.json, the PNGs and report.html; returns paths and the fitted surfaces."""
+                 form: str = "quadratic", provenance: dict | None = None, examples: tuple[bytes, str] | None = None
+                 ) -> dict:
+    """Write results.csv, surface.json, the PNGs and report.html; returns paths and the fitted surfaces.
+
+    ``provenance``: :func:`neuroshift.stress.report_parts.provenance` (also stored in surface.json);
+    ``examples``: (PNG, caption) of :func:`neuroshift.stress.report_parts.example_figure`, or None.
+    """
     outdir = Path(outdir or run.outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"results": write_results_csv(run, outdir / "results.csv")}
@@ -282,6 +298,8 @@ def write_report(run: StressRun, outdir: str | Path | None = None, *, metric: st
         raise InputError(f"metric '{metric}' is not among the results ({', '.join(names)})")
     surfaces = fit_run_surfaces(run, surf_metrics, form=form)
     doc = surface_document(run, surfaces, metric)
+    if provenance:
+        doc["provenance"] = provenance
     write_text_atomic(outdir / "surface.json", json.dumps(json_safe(doc), indent=2) + "\n")
     paths["surface"] = outdir / "surface.json"
     images: dict[str, bytes] = {}
@@ -295,10 +313,14 @@ def write_report(run: StressRun, outdir: str | Path | None = None, *, metric: st
             png = plot_surface(run, metric, fit)
             if png:
                 images[f"surface_{metric}.png"] = png
+    if examples is not None:
+        images["examples.png"] = examples[0]
     for name, data in images.items():
         write_bytes_atomic(outdir / name, data)
         paths[name] = outdir / name
-    write_text_atomic(outdir / "report.html", render_html(run, surfaces, metric, images))
+    html_text = render_html(run, surfaces, metric, images, provenance=provenance,
+                            examples_caption=examples[1] if examples is not None else None)
+    write_text_atomic(outdir / "report.html", html_text)
     paths["html"] = outdir / "report.html"
     return {"paths": paths, "surfaces": surfaces}
 
@@ -315,7 +337,8 @@ def _num(v, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def render_html(run: StressRun, surfaces: dict, metric: str, images: dict[str, bytes]) -> str:
+def render_html(run: StressRun, surfaces: dict, metric: str, images: dict[str, bytes], *,
+                provenance: dict | None = None, examples_caption: str | None = None) -> str:
     e = html.escape
     n_grid = int(np.prod([len(v) for v in run.grid.values()]))
     ok_cases = sorted({r["case"] for r in run.records})
@@ -331,8 +354,11 @@ def render_html(run: StressRun, surfaces: dict, metric: str, images: dict[str, b
         + ", ".join(f"{e(k)} = {_num(v.min())}…{_num(v.max())} {e(UNITS.get(k, ''))} ({len(v)} values)"
                     for k, v in run.grid.items())
         + f" ({n_grid} points); {len(run.case_ids)} case(s), {len(ok_cases)} with results; "
-          f"metric <b>{e(LABELS.get(metric, metric))}</b>.</p>",
+          f"metric <b>{e(LABELS.get(metric, metric))}</b>"
+        + (" (colour scale fixed to 0–1)" if metric_limits(metric) else "") + ".</p>",
     ]
+    if provenance:
+        parts.append(provenance_html(provenance))
     fit = surfaces.get(metric)
     if isinstance(fit, SurfaceFit):
         parts.append(f"<h2>Response surface of {e(LABELS.get(metric, metric))}</h2>")
@@ -352,6 +378,12 @@ def render_html(run: StressRun, surfaces: dict, metric: str, images: dict[str, b
     parts.append("<h2>Baseline check</h2><p>Each case simulated at its own parameters vs the unsimulated "
                  "image (the simulation must reproduce it), and the model's metrics on both.</p>")
     parts.append(_baseline_table(run, metric))
+    parts.append(case_tables_html(run, metric, LABELS.get(metric, metric)))
+    if "examples.png" in images:
+        parts.append("<h2>Example slices</h2>")
+        if examples_caption:
+            parts.append(f"<p>{e(examples_caption)}</p>")
+        parts.append(_img(images["examples.png"], "example slices"))
     others = [m for m in surfaces if m != metric]
     if others:
         parts.append("<h2>Other metrics</h2><table><tr><th class='l'>metric</th><th>form</th><th>R²</th>"
@@ -387,8 +419,8 @@ def render_html(run: StressRun, surfaces: dict, metric: str, images: dict[str, b
                 parts.append(f"<li>{e(case)}: {e(n)}</li>")
         parts.append("</ul>")
     parts.append("<p class='note'>Files beside this report: results.csv (one row per case × point × metric), "
-                 "surface.json, points.jsonl (the resumable store). Made by NeuroShift "
-                 "(<code>neuroshift stress-test</code>).</p></body></html>")
+                 "surface.json, points.jsonl (the resumable store), the figures as PNG files. Made by NeuroShift "
+                 "(see Provenance).</p></body></html>")
     return "\n".join(parts)
 
 

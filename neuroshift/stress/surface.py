@@ -215,7 +215,14 @@ def fit_surface(x: Mapping[str, Sequence[float]] | np.ndarray, y: Sequence[float
                      notes=notes, fitted=design @ beta, observed=y)
     fit.influence = _influence(fit, design, y, rss)
     if form == "quadratic" and adj is not None and adj < AUTO_THRESHOLD:
-        fit.notes.append(f"the quadratic fits badly (adjusted R² = {adj:.3f}); try --surface cubic or auto")
+        need = len(form_terms("cubic", len(keep)))
+        levels = [int(np.unique(arr[:, i]).size) for i in range(arr.shape[1])]
+        if n >= need and min(levels, default=0) >= 4:  # only offer what this grid can fit
+            fit.notes.append(f"the quadratic fits badly (adjusted R² = {adj:.3f}); try --surface cubic or auto")
+        else:
+            fit.notes.append(f"the quadratic fits badly (adjusted R² = {adj:.3f}); a cubic surface would need at "
+                             f"least {need} grid points and >= 4 values per parameter (this grid: {n} points, "
+                             f"{', '.join(f'{v} {c}' for v, c in zip(names_kept, levels))} values)")
     return fit
 
 
