@@ -124,3 +124,47 @@ def test_blockwise_fits_recover_noise_free_maps(truth, monkeypatch):
     ims64 = [synthesize(maps, "gre", p, dtype=np.float64) for p in ps]
     r = fit(ims64, "gre", ps)
     assert "DESPOT1" in r.method and _rel(r.maps.array("T1"), t["T1"]) < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_closed_forms_equal_the_general_blockwise_path(dtype):
+    from neuroshift.qmri.closed import despot1_fit, echo2_fit
+
+    g = np.random.default_rng(7)
+    shape = (13, 17, 19)
+    s1 = g.uniform(0.0, 1.0, shape)
+    s2 = s1 * g.uniform(0.3, 1.2, shape)          # some "growth" (s2 > s1): no decay -> upper bound
+    s1.flat[:40] = 0.0                             # S1 = 0: PD from S2
+    s2.flat[20:60] = 0.0                           # S2 = 0 and both 0 (not fitted)
+    s2.flat[60:70] = s1.flat[60:70]                # equal: no decay
+    ref = Volume(np.zeros(shape, np.float32))
+    ims = [ref.with_data(s1.astype(dtype)), ref.with_data(s2.astype(dtype))]
+    mask = ref.with_data((g.random(shape) > 0.2).astype(np.uint8))
+    b1 = ref.with_data(g.uniform(-0.1, 1.5, shape))  # includes B1 <= 0 -> PD 0
+    for m, b in ((None, None), (mask, b1)):
+        pd, t, n = echo2_fit(ims, np.array([15.0, 90.0]), m, b, fitmod.BOUNDS_MS["T2"], block=500)
+
+        def solve(Yv):
+            a, tt = fitmod._fit_echoes(Yv, np.array([15.0, 90.0]))
+            return {"PD": a, "T2": tt}
+        out, clip = fitmod._blockwise(ims, m, b, ["PD", "T2"], solve, 700)
+        # float32 images are fitted in float32: log of a ratio near 1 (long T2) costs a few 1e-6
+        np.testing.assert_allclose(t, out["T2"], rtol=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(pd, out["PD"], rtol=2e-6 if dtype == np.float32 else 1e-12, atol=1e-12)
+        assert n == clip["T2"] and n > 0
+    # DESPOT1 with three flip angles
+    fa = np.array([3.0, 12.0, 25.0])
+    t1 = g.uniform(300, 4000, shape)
+    sig = [np.sin(np.deg2rad(a)) * (1 - np.exp(-20 / t1)) / (1 - np.cos(np.deg2rad(a)) * np.exp(-20 / t1))
+           * g.uniform(0.98, 1.02, shape) for a in fa]
+    sig[0].flat[:30] = 0.0
+    ims = [ref.with_data(x.astype(dtype)) for x in sig]
+    pd, t, n = despot1_fit(ims, fa, 20.0, mask, b1, fitmod.BOUNDS_MS["T1"], block=333)
+
+    def solve1(Yv):
+        a, tt = fitmod._fit_despot1(Yv, fa, 20.0)
+        return {"PD": a, "T1": tt}
+    out, clip = fitmod._blockwise(ims, mask, b1, ["PD", "T1"], solve1, 1000)
+    np.testing.assert_allclose(t, out["T1"], rtol=1e-6)
+    np.testing.assert_allclose(pd, out["PD"], rtol=1e-6, atol=1e-12)
+    assert n == clip["T1"]

@@ -45,6 +45,7 @@ from ..io.volume import Volume
 from ..physics.relaxation import relaxation_table
 from ..physics.signal import sequence_signal
 from .maps import QMRIMaps, check_volume
+from .closed import despot1_fit, echo2_fit
 from .nlls import fit_nlls
 from .synth import T2_FAMILY, T2STAR_FAMILY
 
@@ -234,7 +235,14 @@ def fit(images: Sequence[Volume], sequence: str | Sequence[str], params: Sequenc
         def solve(Yv):
             return fit_nlls(Yv, acqs, ident.identified, BOUNDS_MS, max_iter=max_iter, chunk=chunk)
         block = chunk
-    out, n_clip = _blockwise(images, mask, b1, ["PD"] + ident.identified, solve, block)
+    if used == "echo" and len(acqs) == 2:  # fused kernels (same results as the general block-wise path)
+        pd_map, t_map, n = echo2_fit(images, te, mask, b1, BOUNDS_MS[key])
+        out, n_clip = {"PD": pd_map, key: t_map}, {key: n}
+    elif used == "despot1":
+        pd_map, t_map, n = despot1_fit(images, fa, tr, mask, b1, BOUNDS_MS["T1"])
+        out, n_clip = {"PD": pd_map, "T1": t_map}, {"T1": n}
+    else:
+        out, n_clip = _blockwise(images, mask, b1, ["PD"] + ident.identified, solve, block)
     for k in ident.identified:
         if n_clip[k]:
             lo, hi = BOUNDS_MS[k]

@@ -8,12 +8,11 @@ PD is clamped at 0) and ``∂r/∂θ_i = −(∂PD/∂θ_i·F + PD·G)``. One mo
 evaluation with derivatives and one without per iteration (central
 differences needed 2k + 1), all voxels of a block at once in float64.
 
-Starts: the best point of a coarse log grid per voxel (projection score, one
-BLAS product), then further starts from the best grid points of other T1 rows
+Starts: the best point of a log grid per voxel (projection score in float32,
+accumulated in cache-sized blocks without BLAS), then further starts from the best grid points of other T1 rows
 only for voxels whose fit stays clearly worse than typical (local minima of
-magnitude IR/FLAIR on both sides of the null). ``device="cuda"`` is not
-offered: the numpy path runs ~30k voxels/s per core, which fits a whole
-256×256×176 head in well under the 3-minute goal on 2 cores (``bench/qmri.py``).
+magnitude IR/FLAIR on both sides of the null). numpy only (no GPU path): see
+``bench/qmri.py`` for the whole-volume time.
 """
 
 from __future__ import annotations
@@ -65,8 +64,7 @@ def fit_nlls(Y: np.ndarray, acqs, free: Sequence[str], bounds_ms: dict, *, max_i
     out = {name: np.zeros(Y.shape[0]) for name in ["PD"] + list(free)}
     if Y.shape[0] == 0:
         return out
-    fine = _grid(acqs, free, 1)
-    coarse = _grid(acqs, free, 2 if k <= 2 else 4)
+    G, FGt = _grid(acqs, free, 1)
     lo = np.log([bounds_ms[n][0] for n in free])
     hi = np.log([bounds_ms[n][1] for n in free])
     for start in range(0, Y.shape[0], chunk):
@@ -74,18 +72,17 @@ def fit_nlls(Y: np.ndarray, acqs, free: Sequence[str], bounds_ms: dict, *, max_i
         scale = np.abs(y).max(1)
         scale = np.where(scale > 0, scale, 1.0)
         yn = y / scale[:, None]
-        # first start: best point of the coarse grid (LM converges from there for almost every voxel)
-        G, FGt = coarse
+        # first start: best point of the grid. (A grid with every other value is 4x cheaper to score but
+        # not enough: for white matter under SE/SE/FLAIR/IR its best point lies in another basin.)
         best = _grid_scores(yn, FGt, lambda sc: [np.argmax(sc, axis=1)])[0]
         theta = levenberg_marquardt(yn, acqs, free, G[best], lo, hi, max_iter)
         cost = _cost(yn, acqs, free, theta)
         # further starts only where the fit is clearly worse than typical (a local minimum): the best
-        # points of the fine grid from n_starts different T1 rows (both sides of an IR null)
+        # grid points of n_starts different T1 rows (both sides of an IR null)
         rms = np.sqrt(cost / yn.shape[1])
         thresh = max(1e-6, 2.0 * float(np.median(rms)))
         redo = np.flatnonzero(rms > thresh)
         if redo.size:
-            G, FGt = fine
             starts = _grid_scores(yn[redo], FGt, lambda sc: _starts(sc, free, n_starts))
             pending = np.arange(redo.size)  # positions in redo still above the threshold
             for gi in starts:
@@ -149,7 +146,7 @@ def _starts(score: np.ndarray, free: Sequence[str], n_starts: int) -> list[np.nd
     c, g = score.shape
     if "T1" not in free or n_starts <= 1:
         return [np.argmax(score, axis=1)]
-    n1 = len(GRID["T1"])  # fine grid
+    n1 = len(GRID["T1"])
     rest = g // n1  # T1 is the first grid axis
     s3 = score.reshape(c, n1, rest)
     best_rest = np.argmax(s3, axis=2)                       # (c, n1)
