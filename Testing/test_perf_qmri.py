@@ -44,7 +44,7 @@ def _reference(acqs, free, theta):
     t2s = T.get("T2star", np.full(n, np.inf))
     cols = []
     for seq, p in acqs:
-        kw = {"t2_ms": t2} if seq in ("se", "ir", "flair", "dir") else {"t2star_ms": t2s}
+        kw = {"t2_ms": t2, "multi_echo": True} if seq in ("se", "ir", "flair", "dir") else {"t2star_ms": t2s}
         cols.append(np.asarray(sequence_signal(seq, p, pd=1.0, t1_ms=t1, **kw), dtype=np.float64))
     return np.stack(cols, -1)
 

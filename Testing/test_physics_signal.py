@@ -27,8 +27,14 @@ def test_fse_te0_trinf_gives_b1_pd():
 def test_fse_matches_paper_002_rate_form():
     r1, r2, tr, te = 1.2, 12.5, 0.6, 0.09  # s^-1, s
     expected = 0.8 * 1.1 * (1 - math.exp(-r1 * tr)) * math.exp(-r2 * te)
-    got = S.spin_echo(0.8, 1000 / r1, 1000 / r2, te_ms=te * 1000, tr_ms=tr * 1000, b1=1.1)
+    # paper 002's form is the multi-echo convention (longitudinal factor at TE -> 0) ...
+    got = S.sequence_signal("se", AcquisitionParams(TE_ms=te * 1000, TR_ms=tr * 1000), pd=0.8, t1_ms=1000 / r1,
+                            t2_ms=1000 / r2, b1=1.1, multi_echo=True)
     assert float(got) == pytest.approx(expected, rel=1e-12)
+    # ... the single-echo spin echo adds the Mz inversion of the refocusing pulse at TE/2
+    exact = 0.8 * 1.1 * (1 - 2 * math.exp(-r1 * (tr - te / 2)) + math.exp(-r1 * tr)) * math.exp(-r2 * te)
+    got = S.spin_echo(0.8, 1000 / r1, 1000 / r2, te_ms=te * 1000, tr_ms=tr * 1000, b1=1.1)
+    assert float(got) == pytest.approx(exact, rel=1e-12)
 
 
 def test_gre_peaks_at_ernst_angle_1142_deg():
@@ -53,6 +59,8 @@ def test_flair_null(t1, tr):
     r1 = 1.0 / t1
     ti_null = -math.log((1 + math.exp(-r1 * tr)) / 2) / r1
     assert float(S.flair_null_ti(t1, tr)) == pytest.approx(ti_null, rel=1e-12)
+    assert abs(float(S.flair(1.0, t1, 100.0, te_ms=0.0, ti_ms=ti_null, tr_ms=tr))) < 1e-12
+    ti_null = float(S.flair_null_ti(t1, tr, te_ms=10.0))  # with the refocusing pulse at TE/2
     s = S.flair(1.0, t1, 100.0, te_ms=10.0, ti_ms=ti_null, tr_ms=tr)
     assert abs(float(s)) < 1e-12
     # a little away from the null the magnitude is positive on both sides
@@ -76,7 +84,8 @@ def test_flair_sign_and_trec():
     c = S.flair(1.0, 1331.0, 110.0, te_ms=100, ti_ms=2500, tr_ms=9000, trec_ms=9000)
     d = S.flair(1.0, 1331.0, 110.0, te_ms=100, ti_ms=2500, tr_ms=9000, trec_ms=6000)
     assert float(a) == float(b) == float(c)
-    expected = abs(1 - 2 * math.exp(-2500 / 1331) + math.exp(-6000 / 1331)) * math.exp(-100 / 110)
+    expected = abs(1 - 2 * math.exp(-2500 / 1331) + 2 * math.exp(-5950 / 1331) - math.exp(-6000 / 1331)) \
+        * math.exp(-100 / 110)
     assert float(d) == pytest.approx(expected, rel=1e-12)
 
 
@@ -135,12 +144,14 @@ def test_dir_identities():
     t1 = np.array([832.0, 1331.0, 4163.0])
     t2 = np.array([80.0, 110.0, 379.0])
     kw = dict(te_ms=20.0)
-    # TI1 = TI2 -> saturation recovery
+    # TI1 = TI2 -> the spin echo (refocusing pulse at TE/2 included)
     sat = S.double_inversion_recovery(1.0, t1, t2, ti1_ms=700, ti2_ms=700, tr_ms=5000, **kw)
-    np.testing.assert_allclose(sat, (1 - np.exp(-5000 / t1)) * np.exp(-20 / t2), rtol=1e-12)
-    # TI1 = TR (first inversion of a saturated Mz) -> IR with TI = TI2
-    d = S.double_inversion_recovery(1.0, t1, t2, ti1_ms=5000, ti2_ms=700, tr_ms=5000, **kw)
-    ir = S.inversion_recovery(1.0, t1, t2, ti_ms=700, tr_ms=5000, **kw)
+    np.testing.assert_allclose(sat, (1 - 2 * np.exp(-4990 / t1) + np.exp(-5000 / t1)) * np.exp(-20 / t2),
+                               rtol=1e-12)
+    np.testing.assert_allclose(sat, S.spin_echo(1.0, t1, t2, tr_ms=5000, **kw), rtol=1e-12)
+    # TE = 0, TI1 = TR (first inversion of a saturated Mz) -> IR with TI = TI2
+    d = S.double_inversion_recovery(1.0, t1, t2, ti1_ms=5000, ti2_ms=700, tr_ms=5000, te_ms=0.0)
+    ir = S.inversion_recovery(1.0, t1, t2, ti_ms=700, tr_ms=5000, te_ms=0.0)
     np.testing.assert_allclose(d, ir, rtol=1e-12)
     # TI1 -> inf (and TR >= TI1) -> IR at TR -> inf
     d = S.double_inversion_recovery(1.0, t1, t2, ti1_ms=1e8, ti2_ms=700, tr_ms=2e8, **kw)
@@ -149,8 +160,8 @@ def test_dir_identities():
     # brief's equation, signed
     d = S.double_inversion_recovery(0.9, 1331.0, 110.0, ti1_ms=3400, ti2_ms=325, tr_ms=11000, te_ms=25,
                                     magnitude=False)
-    e = 0.9 * (1 - 2 * math.exp(-325 / 1331) + 2 * math.exp(-3400 / 1331) - math.exp(-11000 / 1331)) \
-        * math.exp(-25 / 110)
+    e = 0.9 * (1 - 2 * math.exp(-325 / 1331) + 2 * math.exp(-3400 / 1331) - 2 * math.exp(-10987.5 / 1331)
+               + math.exp(-11000 / 1331)) * math.exp(-25 / 110)
     assert float(d) == pytest.approx(e, rel=1e-12)
 
 

@@ -139,7 +139,20 @@ def _k_gre(o, a, b, t1, t2s, p):
     o *= -p["sin"]
 
 
-_KERNELS = {"se": _k_se, "ir": _k_ir, "dir": _k_dir, "gre": _k_gre}
+def _k_dir_se(o, a, b, t1, t2, p):
+    # DIR with its refocusing pulse at TE/2 (signal.double_inversion_recovery), p["tra"] = TR − TE/2:
+    # mz = 1 − 2E_TI2 + 2E_TI1 − 2E_tra + E_TR = 2[(E_TI1 − 1) − (E_TI2 − 1) − (E_tra − 1)] + (E_TR − 1)
+    _expm1_neg(p["ti1"], t1, o)
+    o -= _expm1_neg(p["ti2"], t1, a)
+    o -= _expm1_neg(p["tra"], t1, a)
+    o *= 2.0
+    o += _expm1_neg(p["tr"], t1, a)
+    if p["magnitude"]:
+        np.abs(o, out=o)
+    o *= _exp_neg(p["te"], t2, a)
+
+
+_KERNELS = {"se": _k_se, "ir": _k_ir, "dir": _k_dir, "dir_se": _k_dir_se, "gre": _k_gre}
 
 
 def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):

@@ -106,7 +106,7 @@ def _forward(acqs, pd, t1, t2, t2s, b1=1.0) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         for seq, p in acqs:
             if seq in T2_FAMILY:
-                s = sequence_signal(seq, p, pd=pd, t1_ms=t1, t2_ms=t2, b1=b1)
+                s = sequence_signal(seq, p, pd=pd, t1_ms=t1, t2_ms=t2, b1=b1, multi_echo=True)  # as qmri.model
             else:
                 s = sequence_signal(seq, p, pd=pd, t1_ms=t1, t2star_ms=t2s, b1=b1)
             out.append(np.broadcast_to(np.asarray(s, dtype=np.float64), np.broadcast(pd, t1, t2, t2s).shape))

@@ -70,7 +70,9 @@ def synthesize(maps, sequence: str, params: AcquisitionParams, noise_sigma: floa
     # so the signal is used as computed: in the maps' precision, by the fused kernels of
     # neuroshift.physics.kernels for SE/IR/FLAIR/DIR/GRE (no float64 copy, no nan_to_num pass).
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        s = np.asarray(sequence_signal(seq, params, pd=pd, t1_ms=t1, b1=b1, **kwargs))
+        # multi_echo: every echo shares the longitudinal factor of TE -> 0, as the echoes of one multi-echo
+        # readout do and as qmri.fit models them (physics.signal.sequence_signal)
+        s = np.asarray(sequence_signal(seq, params, pd=pd, t1_ms=t1, b1=b1, multi_echo=True, **kwargs))
     if noise_sigma:
         s = add_rician_noise(s, float(noise_sigma), rng)
         meta["noise_sigma"] = float(noise_sigma)
