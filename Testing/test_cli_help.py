@@ -100,3 +100,22 @@ def test_help_exits_zero_and_names_the_program(argv):
                          timeout=120)
     assert out.returncode == 0
     assert out.stdout.startswith("usage: neuroshift")
+
+
+def _commands(block: str, prefix: str) -> list[str]:
+    block = re.sub(r"\\\n\s*", " ", block)
+    return [ln.strip() for ln in block.splitlines() if ln.strip().startswith(prefix)]
+
+
+def test_simulate_examples_lead_with_partial_volume_maps():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Simulate an acquisition shift"):]
+    block = section[section.index("```bash") + 7:]
+    readme_cmds = _commands(block[:block.index("```")], "neuroshift simulate")
+    help_cmds = _commands(_helps()[("simulate",)], "neuroshift simulate")
+    for cmds in (readme_cmds, help_cmds):
+        assert len(cmds) == 3
+        assert all("--pv CSF=" in c for c in cmds[:2]) and "--tissues" not in " ".join(cmds[:2])
+        assert "--tissues" in cmds[2]  # the label map comes last, flagged as giving edge artefacts
+    sample = _commands(_helps()[("sample-data",)], "neuroshift simulate")
+    assert sample and all("--pv" in c and "--tissues" not in c for c in sample)

@@ -12,11 +12,15 @@ from .common import key_value_arg, params_arg
 SEQUENCE_CHOICES = ("se", "flair", "dir", "gre", "mprage")
 
 EPILOG = """\
-examples:
-  neuroshift simulate FLAIR.nii.gz FLAIR_TE150_TI2900.nii.gz --sequence flair \\
-      --target TE=150,TI=2900 --tissues tissue_labels.nii.gz
+examples (partial-volume maps first: a hard label map leaves edge artefacts at tissue borders):
+  neuroshift simulate FLAIR.nii.gz FLAIR_TE150_TI2900.nii.gz --sequence flair --target TE=150,TI=2900 \\
+      --pv CSF=pv_CSF.nii.gz,GM=pv_GM.nii.gz,WM=pv_WM.nii.gz,lesion=pv_lesion.nii.gz
   neuroshift simulate FLAIR.nii.gz out.nii.gz --sequence flair --source TE=112,TI=2500,TR=9000 \\
-      --target TE=84,TI=2200 --pv CSF=pv_CSF.nii.gz,GM=pv_GM.nii.gz,WM=pv_WM.nii.gz,lesion=pv_lesion.nii.gz
+      --target TE=84,TI=2200 --pv CSF=pv_CSF.nii.gz,GM=pv_GM.nii.gz,WM=pv_WM.nii.gz,lesion=pv_lesion.nii.gz \\
+      --field 3 --noise 5 --seed 0
+  # only a label map at hand (CSF=1, GM=2, WM=3, lesion=4): works, with edge artefacts
+  neuroshift simulate FLAIR.nii.gz out.nii.gz --sequence flair --target TE=150,TI=2900 \\
+      --tissues tissue_labels.nii.gz
 
 Parameters are in ms and degrees (TE, TI, TR, TI1, TI2, FA, TX, N, Trec), field strength in tesla.
 The source parameters come from INPUT's BIDS sidecar (INPUT with .json), its DICOM header, and
