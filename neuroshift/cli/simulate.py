@@ -60,6 +60,9 @@ def register(sub) -> None:
     p.add_argument("--slice-mm", type=float, metavar="MM",
                    help="also simulate this slice thickness (slice profile, resampled back to INPUT's grid)")
     p.add_argument("--seed", type=int, default=None, metavar="N", help="random seed of the noise")
+    from .simulate_estimation import add_estimation_options
+
+    add_estimation_options(p)
     p.set_defaults(func=run)
 
 
@@ -172,11 +175,14 @@ def run(args) -> int:
     source.require(args.sequence, context=f"INPUT {args.input}")
     source.merged(args.target).require(args.sequence, context="the target")
     with cli_progress("simulate") as progress:
+        from .simulate_estimation import estimation_kwargs, uncertainty_path, uncertainty_volume
+
         model = fit_tissue_model(image, fractions, args.sequence, source, field_T=args.field,
                                  brain_mask=mask, relaxation=args.relaxation,
-                                 progress=lambda f, m: progress(0.8 * f, m))
+                                 progress=lambda f, m: progress(0.8 * f, m), **estimation_kwargs(args, image))
         target = model.resolve_target(args.target)
         vol = model.simulate_volume(target)
+        unc_vol, intervals = uncertainty_volume(args, model, target)
         rng = np.random.default_rng(args.seed)
         if args.slice_mm:
             vol = change_slice_thickness(vol, args.slice_mm)
@@ -184,17 +190,27 @@ def run(args) -> int:
             vol = add_noise(vol, args.noise, rng=rng)
         progress(0.9, "writing")
         sidecar = _sidecar_for(output)
-        text = json.dumps(_sidecar_doc(args, model, target, model.source), indent=2)
+        doc = _sidecar_doc(args, model, target, model.source)
+        doc["NeuroShift"]["estimator"] = model.estimator
+        if intervals is not None:
+            doc["NeuroShift"]["uncertainty"] = {"file": str(uncertainty_path(args)), "level": 0.9,
+                                                "tissue_intervals": intervals}
+        text = json.dumps(doc, indent=2)
         # Both files or neither: the sidecar is staged first and renamed only after the image is in place.
-        written = False
+        written = unc_written = False
         try:
             with atomic_path(sidecar) as tmp_sidecar:
                 tmp_sidecar.write_text(text + "\n", encoding="utf-8")
+                if unc_vol is not None:  # the ± map first; removed again if anything after it fails
+                    write_volume(unc_vol, uncertainty_path(args))
+                    unc_written = True
                 write_volume(vol, output)
                 written = True
         except BaseException:
             if written:
                 _remove(output)
+            if unc_written:
+                _remove(uncertainty_path(args))
             raise
         progress(1.0, "done")
     for note in (model.report.notes if model.report else []):
@@ -212,6 +228,11 @@ def _refuse_overwrite(args, output: Path) -> None:
               ("--brain-mask", args.brain_mask), ("--relaxation", args.relaxation)]
     inputs += [(f"--pv {t}", p) for t, p in (args.pv or {}).items()]
     outputs = [("OUTPUT's sidecar", _sidecar_for(output))]
+    from .simulate_estimation import joint_inputs, uncertainty_path
+
+    inputs += joint_inputs(args)
+    if uncertainty_path(args) is not None:
+        outputs.append(("--uncertainty", uncertainty_path(args)))
     if is_folder_output(output):
         refuse_overwriting_inputs(inputs, outputs, replaced_folders=[("OUTPUT", output)])
     else:
