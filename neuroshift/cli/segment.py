@@ -45,7 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--uncertainty-kind", choices=("variance", "entropy"), default="variance",
                    help="variance of all members' probabilities (default) or binary entropy (bits) of the fused one")
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation (left-right flipped slices as extra members)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="slices per network call (default 64 on CUDA, 16 on CPU)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="slices per network call (default: 4 on CPU; on CUDA sized to the free memory)")
     p.add_argument("--threshold", type=float, metavar="T", help="probability threshold (default: the model's)")
     p.add_argument("--slab-fraction", type=float, metavar="F",
                    help="fraction of slices cleared at each end of each slicing axis (default: the model's)")
