@@ -2,6 +2,7 @@
 """Benchmark: one tissue-wise derivative vs a numpy copy of the same bytes, and a 7×7 grid.
 
     python bench/simulate.py [--shape 176,256,256] [--repeats 15] [--json out.json]
+    python bench/simulate.py --sizes "64,64,64;128,128,128;176,256,256;256,512,512"   # size sweep
 
 Volume: float32 of 256×256×176 voxels (array shape 176, 256, 256), four tissue maps (CSF, GM, WM,
 lesion). Two cases:
@@ -34,6 +35,7 @@ from neuroshift.physics.relaxation import relaxation_table  # noqa: E402
 from neuroshift.simulate import estimate as est  # noqa: E402
 from neuroshift.simulate.grid import grid_points, parse_grid  # noqa: E402
 from neuroshift.simulate.synthetic import synthetic_fractions  # noqa: E402
+from neuroshift.simulate import tissuewise as tw  # noqa: E402
 from neuroshift.simulate.tissuewise import fit_tissue_model  # noqa: E402
 
 ORDER = ("CSF", "GM", "WM", "lesion")
@@ -118,14 +120,77 @@ def bench_case(name: str, fr: dict, repeats: int, grid: str) -> dict:
     return out
 
 
+def bench_sizes(sizes, repeats: int) -> list[dict]:
+    """Dense fractions (the slab layout) at each size: derivative vs copy for the product path (which picks
+    blocked single-thread sums under ``tw.BLAS_MIN_VOXELS`` voxels, BLAS ``sgemv`` above) and for both
+    paths forced; traced peak memory of one derivative beyond its output, as a multiple of the image."""
+    import tracemalloc
+
+    from bench._timing import interleaved, load_average
+
+    rows = []
+    for shape in sizes:
+        fr = _dense(shape)
+        img = _image(fr)
+        model = fit_tissue_model(img, fr, "flair", SRC)
+        del fr
+        default = tw.BLAS_MIN_VOXELS
+
+        def forced(v):
+            def run():
+                tw.BLAS_MIN_VOXELS = v
+                try:
+                    return model.simulate(TARGET)
+                finally:
+                    tw.BLAS_MIN_VOXELS = default
+            return run
+        rounds = max(5, min(repeats * 4, int(4e8 // img.size)))
+        load0 = load_average()
+        t = interleaved({"copy": lambda: np.copy(img), "product": lambda: model.simulate(TARGET),
+                         "blas": forced(0), "blocked": forced(1 << 62)}, rounds)
+        mem = {}
+        for name, f in (("product", lambda: model.simulate(TARGET)), ("blas", forced(0)),
+                        ("blocked", forced(1 << 62))):
+            tracemalloc.start()
+            try:
+                f()
+                mem[name] = tracemalloc.get_traced_memory()[1] / img.nbytes
+            finally:
+                tracemalloc.stop()
+        c = t["copy"]["median_s"]
+        row = {"shape": list(shape), "voxels": int(img.size), "rounds": rounds, "load_before": load0,
+               "load_after": load_average(), "copy_ms": 1e3 * c,
+               **{f"{k}_vs_copy": t[k]["median_s"] / c for k in ("product", "blas", "blocked")},
+               **{f"{k}_iqr_vs_copy": t[k]["iqr_s"] / c for k in ("product", "blas", "blocked")},
+               **{f"{k}_peak_memory_images": v for k, v in mem.items()}}
+        print(f"[dense {shape[::-1]}] copy {1e3 * c:.3f} ms | product {row['product_vs_copy']:.2f}x | BLAS sgemv "
+              f"{row['blas_vs_copy']:.2f}x | blocked {row['blocked_vs_copy']:.2f}x a copy (goal <= 1.5x); peak "
+              f"memory {mem['product']:.2f} images incl. the output (goal <= 1.3); {rounds} rounds; load "
+              f"{load0} -> {row['load_after']}", flush=True)
+        rows.append(row)
+        del model, img
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", default="176,256,256", help="array shape k,j,i (default 176,256,256)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--grid", default="TE=84:150:7,TI=2200:2900:7")
     ap.add_argument("--cases", default="head,dense")
+    ap.add_argument("--sizes", help="size sweep instead: shapes k,j,i separated by ';' (dense fractions)")
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args(argv)
+    if args.sizes:
+        from bench._timing import machine
+
+        info = machine()
+        print(f"numpy {np.__version__}, {info['cpu']}, {info['usable_cores']} usable cores; blocked path below "
+              f"{tw.BLAS_MIN_VOXELS} slab voxels")
+        rows = bench_sizes([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")], args.repeats)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": info, "sizes": rows}, indent=2))
+        return 0
     shape = tuple(int(v) for v in args.shape.split(","))
     print(f"numpy {np.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     results = []

@@ -16,6 +16,13 @@ fresh folder (no resumed points), phantoms made beforehand (not timed):
   and everything else (case I/O, the per-point fsync'ed store, scheduling, the report).
 
 ``outside = 1 - inference / total`` is the figure the goal is about.
+
+``--workers N`` (N ≥ 2) runs the stress test with N worker processes (the product's
+``--workers``: each case read and fitted once by the parent, threads split) and, in the same
+invocation, the ideal it is compared with: N processes with one thread each running only the
+model's ``predict`` on the first subject's image, as many predictions in total as the stress test
+made. ``efficiency = ideal wall time / stress-test wall time`` (goal ≥ 0.85: throughput within
+15 % of N single-threaded inferences in parallel). Load averages are printed with each figure.
 """
 
 from __future__ import annotations
@@ -33,6 +40,38 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def _predict_loop(model_name: str, device: str, case_dir: str, n: int) -> float:
+    """Worker of the ideal: load the model and the case image, predict ``n`` times; returns seconds predicting."""
+    from neuroshift.stress.cases import load_cases
+    from neuroshift.stress.models import resolve_model
+
+    model = resolve_model(model_name, device=device)
+    case = load_cases(case_dir, sequence="flair")[0]
+    loaded = case.load("flair", inputs=tuple(model.extra_inputs))
+    inputs = {model.image_channel: loaded.image, **{k: loaded.inputs[k] for k in model.extra_inputs}}
+    model.predict(inputs, case_id=loaded.case_id)  # warm-up (weights, caches), not counted
+    t0 = time.perf_counter()
+    for _ in range(n):
+        model.predict(inputs, case_id=loaded.case_id)
+    return time.perf_counter() - t0
+
+
+def ideal_parallel(workers: int, predictions: int, model_name: str, device: str, cases_dir: Path) -> dict:
+    """``workers`` single-threaded processes sharing ``predictions`` predictions: wall time of the predicting."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from neuroshift.stress.runner import _init_worker
+
+    share = [predictions // workers + (i < predictions % workers) for i in range(workers)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(1,)) as ex:
+        secs = list(ex.map(_predict_loop, [model_name] * workers, [device] * workers,
+                           [str(cases_dir)] * workers, share))
+    return {"predictions": predictions, "per_worker": share, "predict_s_per_worker": secs,
+            "wall_s": max(secs), "s_per_prediction_per_worker": sum(secs) / max(predictions, 1)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subjects", type=int, default=3)
@@ -40,8 +79,12 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="wmh-demo")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workdir", help="keep the phantoms and results here (default: a temporary folder)")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes (>= 2 also measures the ideal)")
     ap.add_argument("--json", help="write the figures to this JSON file")
     args = ap.parse_args(argv)
+    from bench._timing import load_average
+
+    load0 = load_average()
 
     from neuroshift.cli.demo import make_demo_cases
     from neuroshift.stress.models import resolve_model
@@ -54,16 +97,24 @@ def main(argv=None) -> int:
         model = resolve_model(args.model, device=args.device)
         out = work / f"run-{time.time_ns()}"
         t0 = time.perf_counter()
-        run = run_stress_test(work / "cases", model, args.grid, out, device=args.device)
+        run = run_stress_test(work / "cases", model, args.grid, out, device=args.device, workers=args.workers)
         t1 = time.perf_counter()
         write_report(run, out)
         t2 = time.perf_counter()
+        load1 = load_average()
+        ideal = None
+        if args.workers > 1:
+            n_pred = sum(2 if r.get("baseline") else 1 for r in run.records)  # the baseline predicts twice
+            ideal = ideal_parallel(args.workers, n_pred, args.model, args.device,
+                                   work / "cases")
+            ideal["load_after"] = load_average()
     total = t2 - t0
     sums = {k: sum(r.get("timing", {}).get(k, 0.0) for r in run.records)
             for k in ("predict_s", "simulate_s", "metrics_s", "fit_s")}
-    other = total - sum(sums.values())
+    busy = total * args.workers  # worker-seconds: with N workers the per-point timings add up to N x wall time
+    other = busy - sum(sums.values())
     inference = sums["predict_s"]
-    outside = 1.0 - inference / total
+    outside = 1.0 - inference / busy
     n = len(run.records)
     figures = {
         "points": n, "subjects": args.subjects, "grid": args.grid, "model": args.model, "device": args.device,
@@ -71,16 +122,28 @@ def main(argv=None) -> int:
         "fit_s": sums["fit_s"], "simulate_s": sums["simulate_s"], "metrics_s": sums["metrics_s"],
         "other_s": other, "outside_inference_share": outside, "failures": len(run.failures),
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
+        "python": platform.python_version(), "workers": args.workers, "load_before": load0, "load_after_run": load1,
+        # inference share and overhead of the run, for the report (stress/report.py may show them)
+        "inference_share_of_worker_time": inference / max(busy, 1e-12),
+        "overhead_worker_s": busy - inference,
     }
+    if ideal is not None:
+        figures["ideal_parallel"] = ideal
+        figures["efficiency_vs_ideal"] = ideal["wall_s"] / figures["run_s"]
     print(f"stress test: {args.subjects} subject(s) x ({args.grid} + baseline) = {n} points, model {args.model}, "
           f"device {args.device}, {os.cpu_count()} CPU(s)")
     print(f"  total            {total:8.2f} s  ({total / max(n, 1):.3f} s per point)")
     for label, key in (("inference", "predict_s"), ("case read + fit", "fit_s"), ("simulation", "simulate_s"),
                        ("metrics", "metrics_s")):
-        print(f"  {label:16s} {sums[key]:8.2f} s  {100 * sums[key] / total:5.1f} %")
-    print(f"  other (I/O, store, report) {other:6.2f} s  {100 * other / total:5.1f} %")
-    print(f"share of the run outside model inference: {100 * outside:.1f} % (goal < 10 %)")
+        print(f"  {label:16s} {sums[key]:8.2f} s  {100 * sums[key] / busy:5.1f} %")
+    print(f"  other (I/O, store, report) {other:6.2f} s  {100 * other / busy:5.1f} %")
+    print(f"share of the run outside model inference: {100 * outside:.1f} % (goal < 10 %)"
+          + (f" [shares of {args.workers} x the wall time]" if args.workers > 1 else ""))
+    print(f"load {load0} -> {load1}")
+    if ideal is not None:
+        print(f"ideal: {args.workers} single-threaded processes, {ideal['predictions']} predictions: "
+              f"{ideal['wall_s']:.2f} s; stress test with {args.workers} workers {figures['run_s']:.2f} s -> "
+              f"efficiency {figures['efficiency_vs_ideal']:.2f} (goal >= 0.85); load after {ideal['load_after']}")
     if run.failures:
         print(f"warning: {len(run.failures)} failure(s): {run.failures[0].get('error')}", file=sys.stderr)
     if args.json:

@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Benchmark (named signal_equations.py: a bench/signal.py would shadow the standard library module
+``signal`` for every script in bench/): synthesis of every sequence from quantitative maps, through the entry point users call.
+
+    python bench/signal_equations.py [--shape 176,256,256] [--rounds 7] [--cornucopia-path DIR] [--json out.json]
+
+Volume: float32 maps PD, T1, T2, T2* (SYNTHETIC, head-shaped tissue mixture; background 0) of
+256×256×176 voxels. Per sequence, interleaved rounds of:
+
+* ``ours``: :func:`neuroshift.qmri.synthesize` (``neuroshift qmri synth`` calls it), fused kernels;
+* ``before``: the same call with the fused kernels off (the reference formulas) plus the float64
+  ``nan_to_num`` pass the synthesis had before (what users got until this change);
+* ``copy``: ``np.copy`` of the input maps the sequence reads (3 maps) — goal: ours ≤ 3× this;
+* GRE only: ``textbook``, the plain numpy formula, and ``cornucopia``, cornucopia's
+  ``GradientEchoTransform`` (same equation, times in s) in torch with 1 thread (ours is single-threaded)
+  and with every usable core, when cornucopia imports (``--cornucopia-path`` adds a folder, e.g. a
+  ``pip install --target`` directory, to ``sys.path``). Goal: ours ≥ 2× faster than cornucopia.
+
+Median of the rounds, interquartile range and the load average are printed: on a shared machine
+the ratios (same rounds) are the figures, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from bench._maps import synthetic_maps  # noqa: E402
+from bench._timing import fmt, interleaved, load_average, machine  # noqa: E402
+
+from neuroshift.io.params import AcquisitionParams  # noqa: E402
+from neuroshift.physics import kernels  # noqa: E402
+from neuroshift.physics.signal import sequence_signal  # noqa: E402
+from neuroshift.qmri import QMRIMaps, synthesize  # noqa: E402,F401
+from neuroshift.qmri.synth import required_maps  # noqa: E402
+
+PROTOCOLS = {
+    "se": "TE=90,TR=3000", "ir": "TE=12,TI=400,TR=3000", "flair": "TE=112,TI=2500,TR=9000",
+    "dir": "TE=25,TI1=3400,TI2=325,TR=15000", "gre": "TE=5,TR=20,FA=15",
+    "mprage": "TE=3,TI=900,TR=2300,FA=9,TX=7,N=176",
+}
+
+
+# the synthesis uses the multi-echo convention of the qMRI route when physics.signal offers it
+_MULTI = {"multi_echo": True} if "multi_echo" in __import__("inspect").signature(sequence_signal).parameters else {}
+
+
+def before(maps: QMRIMaps, seq: str, params: AcquisitionParams) -> np.ndarray:
+    """The synthesis as it was: reference formulas, float64 nan_to_num pass, cast to float32."""
+    kernels.ENABLED = False
+    try:
+        if seq in ("se", "ir", "flair", "dir"):
+            kw = {"t2_ms": maps.array("T2"), **_MULTI}
+        else:
+            kw = {"t2star_ms": maps.array("T2star")}
+        with np.errstate(all="ignore"):
+            s = sequence_signal(seq, params, pd=maps.array("PD"), t1_ms=maps.array("T1"), **kw)
+        s = np.nan_to_num(np.asarray(s, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        return s.astype(np.float32)
+    finally:
+        kernels.ENABLED = True
+
+
+def textbook_gre(pd, t1, t2s, te, tr, fa):
+    a = math.radians(fa)
+    with np.errstate(all="ignore"):  # background T = 0
+        e1 = np.exp(-tr / t1)
+        return pd * math.sin(a) * (1 - e1) / (1 - math.cos(a) * e1) * np.exp(-te / t2s)
+
+
+def cornucopia_gre(pd, t1, t2s, te, tr, fa):
+    """cornucopia's GradientEchoTransform on (PD, T1 [s], T2* [s]) channels, or None if it does not import."""
+    try:
+        import cornucopia as cc
+        import torch
+    except Exception:  # noqa: BLE001 - optional baseline
+        return None
+    x = torch.from_numpy(np.stack([pd, t1 / 1000.0, t2s / 1000.0]))
+    xf = cc.GradientEchoTransform(tr=tr / 1000.0, te=te / 1000.0, alpha=fa, b1=1, mt=0)
+    return lambda: xf(x), torch
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", default="176,256,256", help="array shape k,j,i (default 176,256,256)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--sequences", default=",".join(PROTOCOLS))
+    ap.add_argument("--cornucopia-path", help="folder added to sys.path for the cornucopia baseline")
+    ap.add_argument("--json", help="also write the results as JSON")
+    args = ap.parse_args(argv)
+    if args.cornucopia_path:
+        sys.path.insert(0, args.cornucopia_path)
+    shape = tuple(int(v) for v in args.shape.split(","))
+    maps = synthetic_maps(shape)
+    info = machine()
+    print(f"synthesis bench, {shape[::-1]} float32 maps (SYNTHETIC), {info['cpu']}, {info['usable_cores']} usable "
+          f"cores, numpy {info['numpy']}; fused kernels single-threaded; load {load_average()}")
+    results = {"machine": info, "shape": list(shape), "sequences": {}}
+    for seq in args.sequences.split(","):
+        params = AcquisitionParams.parse(PROTOCOLS[seq])
+        ins = [maps.array(n) for n in required_maps(seq)]
+        ours = synthesize(maps, seq, params).data
+        ref = before(maps, seq, params)
+        scale = float(np.abs(ref).max())
+        diff = float(np.max(np.abs(ours.astype(np.float64) - ref))) / scale
+        funcs = {"copy": lambda: [a.copy() for a in ins], "ours": lambda: synthesize(maps, seq, params),
+                 "before": lambda: before(maps, seq, params)}
+        if seq == "gre":
+            pd, t1, t2s = ins
+            p = (params.TE_ms, params.TR_ms, params.FA_deg)
+            funcs["textbook"] = lambda: textbook_gre(pd, t1, t2s, *p)
+            cc = cornucopia_gre(pd, t1, t2s, *p)
+            if cc is not None:
+                run_cc, torch = cc
+                n_all = torch.get_num_threads()
+
+                def cc1():
+                    old = torch.get_num_threads()
+                    torch.set_num_threads(1)
+                    try:
+                        return run_cc()
+                    finally:
+                        torch.set_num_threads(old)
+                funcs["cornucopia_1thread"] = cc1
+                funcs[f"cornucopia_{n_all}threads"] = run_cc
+                with np.errstate(all="ignore"):
+                    cdiff = float(np.nanmax(np.abs(run_cc().numpy().astype(np.float64) - ours)
+                                            * (maps.array("T1") > 0))) / scale
+                results.setdefault("cornucopia_max_rel_diff", cdiff)
+        load0 = load_average()
+        t = interleaved(funcs, args.rounds)
+        load1 = load_average()
+        row = {"timings": t, "max_abs_diff_rel_to_max": diff, "load_before": load0, "load_after": load1,
+               "ours_vs_copy": t["ours"]["median_s"] / t["copy"]["median_s"],
+               "before_vs_ours": t["before"]["median_s"] / t["ours"]["median_s"]}
+        print(f"[{seq}] params {PROTOCOLS[seq]}; load {load0} -> {load1}")
+        for k, v in t.items():
+            print(f"    {k:22s} {fmt(v)}")
+        print(f"    ours = {row['ours_vs_copy']:.2f}x a copy of its {len(ins)} input maps (goal <= 3x); "
+              f"before / ours = {row['before_vs_ours']:.2f}; max |ours - before| = {diff:.1e} of the max signal")
+        for k in [k for k in t if k.startswith("cornucopia") or k == "textbook"]:
+            row[f"{k}_vs_ours"] = t[k]["median_s"] / t["ours"]["median_s"]
+            print(f"    {k} / ours = {row[f'{k}_vs_ours']:.2f} (goal for cornucopia >= 2)")
+        results["sequences"][seq] = row
+    if "cornucopia_max_rel_diff" in results:
+        print(f"cornucopia vs ours (GRE, brain voxels): max difference {results['cornucopia_max_rel_diff']:.1e} "
+              "of the max signal")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
