@@ -127,3 +127,54 @@ def test_validation_on_the_phantom_recovers_its_corner_protocols(tmp_path):
     code = main(["validate-simulation", "--baseline", str(case / "FLAIR.nii.gz"), "--real", str(real[0]),
                  "--tissues", str(case / "tissue_labels.nii.gz"), "--labels", "CSF=1,GM=2,WM=3,lesion=4"])
     assert code == 0
+
+
+def test_several_subjects_mean_and_sd_in_table5_layout():
+    from neuroshift.stress.validate import validate_subjects
+
+    img, fr = two_tissue_case()
+    base = AcquisitionParams(TE_ms=100, TI_ms=2500, TR_ms=9000)
+    te150 = AcquisitionParams(TE_ms=150, TI_ms=2500, TR_ms=9000)
+    subjects = [
+        {"subject": "s1", "baseline": img, "params": base, "fractions": fr, "real": [("a", img, te150)]},
+        # the second subject's real image is 2 % brighter: |1.05/1.02 - 1| = 2.941 %
+        {"subject": "s2", "baseline": img, "params": base, "fractions": fr,
+         "real": [("a", img.with_data(img.data * 1.02), te150)]},
+    ]
+    res = validate_subjects(subjects, simulator=ScalingSimulator())
+    cell = res.summary()["WM"]["150/2500"]
+    assert cell["n"] == 2
+    assert cell["mean"] == pytest.approx((5.0 + 100 * (1.05 / 1.02 - 1)) / 2, rel=1e-9)
+    assert cell["sd"] == pytest.approx(abs(5.0 - 100 * (1.05 / 1.02 - 1)) / np.sqrt(2), rel=1e-9)
+    assert res.summary()["GM"]["100/2500 (base)"] == {"mean": 0.0, "sd": 0.0, "n": 2, "baseline_mean": None,
+                                                      "baseline_sd": None}
+    table = res.table()
+    assert "2 subject(s)" in table and "4 ±1" in table and table.splitlines()[2].startswith("WM")
+
+
+def test_several_subjects_cli_with_the_priors_baseline(tmp_path):
+    from neuroshift.cli.main import main
+    from neuroshift.phantom.make import make_phantom
+
+    case = tmp_path / "sub"
+    make_phantom(case, seed=0)
+    real = write_real_acquisitions(case, tmp_path)
+    csv_path = tmp_path / "subjects.csv"
+    reals = ";".join(str(p.relative_to(tmp_path)) for p in real[:2])
+    csv_path.write_text("subject,baseline,real,tissues,brain_mask\n"
+                        f"a,sub/FLAIR.nii.gz,{reals},sub,sub/brain_mask.nii.gz\n"
+                        f"b,sub/FLAIR.nii.gz,{reals},sub,\n")
+    out = tmp_path / "t5.json"
+    assert main(["validate-simulation", "--subjects", str(csv_path), "--estimator", "priors",
+                 "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["estimator"] == "priors"
+    t5 = doc["table5"]
+    assert set(t5) == {"WM", "GM", "CSF", "lesion"}
+    cell = t5["WM"]["150/2900"]
+    assert cell["n"] == 2 and cell["mean"] < 1.0 and cell["baseline_mean"] == pytest.approx(cell["mean"], rel=1e-6)
+    subjects = {r["subject"] for r in doc["rows"]}
+    assert subjects == {"a", "b"}
+    # both inputs at once, or neither: exit 2
+    assert main(["validate-simulation", "--subjects", str(csv_path), "--baseline", str(case / "FLAIR.nii.gz")]) == 2
+    assert main(["validate-simulation", "--baseline", str(case / "FLAIR.nii.gz")]) == 2

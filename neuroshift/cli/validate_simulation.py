@@ -19,17 +19,28 @@ Acquisition parameters come from each image's BIDS sidecar (name.json, seconds) 
 --tissues: a folder with pv_CSF/pv_GM/pv_WM[/pv_lesion].nii.gz (or tissue_labels.nii.gz), a label map
 file (CSF=1, GM=2, WM=3, lesion=4 unless --labels), or CSF=a.nii.gz,GM=b.nii.gz,WM=c.nii.gz.
 The relative error is 100·|mean simulated − mean real| / mean real over voxels whose tissue fraction
-is at least --purity.
+is at least --purity. Every row also gives the error of the priors-only baseline (literature relaxation
+values, only the scale fitted); --estimator chooses the method under test (fit, priors, posterior).
+
+Several subjects (paper 000's Table 5: mean ±SD over subjects per tissue and protocol):
+  neuroshift validate-simulation --subjects subjects.csv --out table5.json
+subjects.csv has the columns subject, baseline, real (paths separated by ';'), tissues and optionally
+brain_mask, labels, baseline_params; relative paths are relative to the CSV file.
 """
 
 
 def register(sub) -> None:
     p = sub.add_parser("validate-simulation", help="compare simulated and really acquired images per tissue",
                        description=plain(__doc__), epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--baseline", required=True, metavar="IMG", help="the image the simulation starts from")
-    p.add_argument("--real", required=True, nargs="+", metavar="IMG",
+    p.add_argument("--baseline", metavar="IMG", help="the image the simulation starts from")
+    p.add_argument("--real", nargs="+", metavar="IMG",
                    help="images really acquired with other parameters (same subject, baseline grid)")
-    p.add_argument("--tissues", required=True, metavar="TISSUES", help="PV maps folder, label map, or T=path,...")
+    p.add_argument("--tissues", metavar="TISSUES", help="PV maps folder, label map, or T=path,...")
+    p.add_argument("--subjects", metavar="CSV", help="several subjects at once (instead of --baseline/--real/"
+                                                      "--tissues): mean ±SD per tissue and protocol")
+    p.add_argument("--estimator", choices=("fit", "priors", "posterior"), default="fit",
+                   help="tissue-parameter estimator under test (default fit; the priors-only baseline is "
+                        "always reported next to it)")
     p.add_argument("--labels", metavar="MAP", help="label values of a label map, e.g. CSF=1,GM=2,WM=3,lesion=4")
     p.add_argument("--brain-mask", metavar="IMG", help="restrict the ROIs to this mask")
     p.add_argument("--sequence", default="flair", choices=SEQUENCES)
@@ -73,47 +84,118 @@ def load_tissues(spec: str, labels: str | None = None, reference=None) -> dict:
     return fr
 
 
+def _subjects_from_csv(path, args) -> list[dict]:
+    """Subjects of a CSV (subject, baseline, real, tissues[, brain_mask, labels, baseline_params])."""
+    import csv
+    from pathlib import Path
+
+    from ..errors import InputError, UnreadableFileError
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise UnreadableFileError(f"{p}: cannot read the subjects file ({exc})") from None
+    rows = list(csv.DictReader(text.splitlines()))
+    need = ("baseline", "real", "tissues")
+    if not rows:
+        raise InputError(f"{p}: no subject rows")
+    missing = [c for c in need if c not in rows[0]]
+    if missing:
+        raise InputError(f"{p}: missing column(s) {', '.join(missing)} (need subject, baseline, real, tissues)")
+
+    def resolve(v: str) -> str:
+        q = Path(v.strip())
+        return str(q if q.is_absolute() else p.parent / q)
+
+    out = []
+    for i, r in enumerate(rows):
+        for c in need:
+            if not (r.get(c) or "").strip():
+                raise InputError(f"{p}: row {i + 2}: empty '{c}'")
+        tissues = r["tissues"].strip()
+        if "=" in tissues and not Path(resolve(tissues)).exists():
+            tissues = ",".join(f"{k}={resolve(v)}" for k, _, v in
+                               (item.partition("=") for item in tissues.split(",") if item.strip()))
+        else:
+            tissues = resolve(tissues)
+        out.append({"subject": (r.get("subject") or f"subject{i + 1}").strip(), "baseline": resolve(r["baseline"]),
+                    "real": [resolve(x) for x in r["real"].split(";") if x.strip()], "tissues": tissues,
+                    "brain_mask": resolve(r["brain_mask"]) if (r.get("brain_mask") or "").strip() else None,
+                    "labels": (r.get("labels") or "").strip() or args.labels,
+                    "baseline_params": (r.get("baseline_params") or "").strip() or None})
+    return out
+
+
+def _load_subject(spec: dict) -> dict:
+    from pathlib import Path
+
+    from ..io.files import read_volume
+    from ..io.params import AcquisitionParams
+
+    baseline = read_volume(spec["baseline"], dtype="float32")
+    params = AcquisitionParams.for_image(spec["baseline"], baseline.meta)
+    if spec.get("baseline_params"):
+        params = params.merged(AcquisitionParams.parse(spec["baseline_params"]))
+    fractions = load_tissues(spec["tissues"], spec.get("labels"), reference=baseline)
+    brain = read_volume(spec["brain_mask"]) if spec.get("brain_mask") else None
+    real = []
+    for path in spec["real"]:
+        vol = read_volume(path, dtype="float32")
+        real.append((Path(path).name, vol, AcquisitionParams.for_image(path, vol.meta)))
+    return {"subject": spec.get("subject", ""), "baseline": baseline, "params": params, "fractions": fractions,
+            "real": real, "brain_mask": brain}
+
+
 def run(args) -> int:
     import csv
     import io
     import json
     from pathlib import Path
 
+    from ..errors import InputError
     from ..io.atomic import write_text_atomic
-    from ..io.files import read_volume
-    from ..io.params import AcquisitionParams
-    from ..stress.validate import validate_simulation
+    from ..stress.validate import validate_subjects
 
     from .common import refuse_overwriting_inputs
 
-    tissue_paths = [("--tissues", args.tissues)] + [
-        ("--tissues", item.partition("=")[2]) for item in str(args.tissues).split(",") if "=" in item]
-    refuse_overwriting_inputs([("--baseline", args.baseline), *(("--real", p) for p in args.real), *tissue_paths,
-                               ("--brain-mask", args.brain_mask)], [("--out", args.out)])
-    baseline = read_volume(args.baseline, dtype="float32")
-    params = AcquisitionParams.for_image(args.baseline, baseline.meta)
-    if args.baseline_params:
-        params = params.merged(AcquisitionParams.parse(args.baseline_params))
-    fractions = load_tissues(args.tissues, args.labels, reference=baseline)
-    brain = read_volume(args.brain_mask) if args.brain_mask else None
-    real = []
-    for path in args.real:
-        vol = read_volume(path, dtype="float32")
-        real.append((Path(path).name, vol, AcquisitionParams.for_image(path, vol.meta)))
-    result = validate_simulation(baseline, params, fractions, real, sequence=args.sequence, brain_mask=brain,
-                                 purity=args.purity, field_T=args.field)
+    if args.subjects:
+        if args.baseline or args.real or args.tissues:
+            raise InputError("give either --subjects CSV or --baseline/--real/--tissues, not both")
+        specs = _subjects_from_csv(args.subjects, args)
+    else:
+        missing = [o for o, v in (("--baseline", args.baseline), ("--real", args.real), ("--tissues", args.tissues))
+                   if not v]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)} (or give --subjects CSV)")
+        specs = [{"subject": Path(args.baseline).name, "baseline": args.baseline, "real": list(args.real),
+                  "tissues": args.tissues, "brain_mask": args.brain_mask, "labels": args.labels,
+                  "baseline_params": args.baseline_params}]
+    inputs = [("--subjects", args.subjects)]
+    for sp in specs:
+        inputs += [("baseline", sp["baseline"]), *(("real", p) for p in sp["real"]), ("tissues", sp["tissues"]),
+                   ("brain mask", sp["brain_mask"])]
+        inputs += [("tissues", item.partition("=")[2]) for item in str(sp["tissues"]).split(",") if "=" in item]
+    refuse_overwriting_inputs(inputs, [("--out", args.out)])
+    subjects = [_load_subject(sp) for sp in specs]
+    result = validate_subjects(subjects, sequence=args.sequence, purity=args.purity, field_T=args.field,
+                               estimator=args.estimator)
     print(result.table())
+    print(result.table(baseline=True))
     for note in result.notes:
         print(f"note: {note}")
     if args.out:
         out = Path(args.out)
         rows = [r.to_dict() for r in result.rows]
         if out.suffix.lower() == ".json":
-            write_text_atomic(out, json.dumps({"rows": rows, "notes": result.notes}, indent=2) + "\n")
+            doc = {"rows": rows, "table5": result.summary(), "estimator": args.estimator,
+                   "baseline_estimator": "priors", "notes": result.notes}
+            write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
         else:
             buf = io.StringIO()
-            fields = ["image", "TE_ms", "TI_ms", "TR_ms", "tissue", "n_voxels", "mean_real", "mean_simulated",
-                      "rel_error_pct", "signed_error_pct", "baseline"]
+            fields = ["subject", "image", "TE_ms", "TI_ms", "TR_ms", "tissue", "n_voxels", "mean_real",
+                      "mean_simulated", "rel_error_pct", "signed_error_pct", "baseline", "estimator",
+                      "mean_simulated_baseline", "rel_error_baseline_pct"]
             w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
             w.writeheader()
             for r in rows:
