@@ -237,3 +237,96 @@ def test_cpu_bfloat16_is_close_to_float32_and_fp16_needs_cuda(tmp_path):
     assert np.abs(bf16.probability.data - fp32.probability.data).max() > 0  # really ran in bfloat16
     with pytest.raises(InputError, match="fp16 needs a CUDA"):
         segment_volume(vol, pkg, device="cpu", precision="fp16")
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_runs_it_natively(monkeypatch):
+    from neuroshift.segment import precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    assert precision.autocast_dtype("auto", cpu) is torch.bfloat16
+    monkeypatch.setattr(precision, "native_bf16", lambda: False)
+    assert precision.autocast_dtype("auto", cpu) is None
+    assert precision.autocast_dtype("auto", torch.device("cuda")) is torch.float16
+    assert precision.autocast_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(InputError, match="unknown precision"):
+        precision.autocast_dtype("int8", cpu)
+
+
+def test_native_bf16_follows_the_cpuinfo_flags(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from neuroshift.segment import precision
+
+    flags = {"with": "flags\t\t: fpu avx2 avx512f avx512_bf16\n", "amx": "flags\t: fpu amx_bf16 amx_tile\n",
+             "without": "flags\t\t: fpu avx2 avx512f avx512_vnni\n"}
+    real_read = Path.read_text
+    for name, text in flags.items():
+        monkeypatch.setattr(Path, "read_text", lambda self, *a, _t=text, **k:
+                            _t if str(self) == "/proc/cpuinfo" else real_read(self, *a, **k))
+        precision.native_bf16.cache_clear()
+        assert precision.native_bf16() is (name != "without")
+    precision.native_bf16.cache_clear()
+
+
+def test_precision_agreement_numbers():
+    from neuroshift.segment.precision import agreement
+
+    ref = torch.tensor([[0.10, 0.39, 0.41, 0.90]])
+    low = torch.tensor([[0.10, 0.41, 0.41, 0.85]])
+    out = agreement(low, ref, 0.40)
+    assert out["max_abs_probability_difference"] == pytest.approx(0.05, abs=1e-6)
+    assert out["threshold_flip_fraction"] == pytest.approx(0.25)  # 0.39 -> 0.41 crosses 0.40
+    assert out["pixels"] == 4
+
+
+def test_bf16_run_records_its_agreement_with_fp32(tmp_path):
+    pkg = load_package(tiny_unet_package(tmp_path / "pkg"), "cpu")
+    res = segment_volume(phantom_ras(), pkg, device="cpu", precision="bf16")
+    check = res.info["precision_check"]
+    assert check["reference"] == "float32" and 1 <= check["slices"] <= 4
+    assert 0.0 < check["max_abs_probability_difference"] < 2e-2
+    assert "precision_check" not in segment_volume(phantom_ras(), pkg, device="cpu", precision="fp32").info
+
+
+def test_thread_policy(monkeypatch):
+    from neuroshift import threads
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
+    monkeypatch.setattr(threads, "_cgroup_quota_cores", lambda: None)
+    assert threads.available_cores() == 6
+    monkeypatch.setattr(threads, "_cgroup_quota_cores", lambda: 2.5)  # a container limited to 2.5 CPUs
+    assert threads.available_cores() == 2
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    assert threads.requested_threads() == 2
+    assert threads.requested_threads(3) == 3
+    monkeypatch.setenv(threads.THREADS_ENV, "5")
+    assert threads.requested_threads() == 5
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a user's own choice is kept
+    threads.prepare_environment()
+    assert threads.os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert threads.prepare_environment() is False  # torch is already imported in this process
+    assert threads.os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    info = threads.configure(1)
+    assert info["torch_threads"] == 1 == torch.get_num_threads()
+
+
+def test_stored_orientation_keeps_the_array_order_and_a_channel_mask_is_shared():
+    from neuroshift.segment.preprocess import BrainMaskSpec, reorient
+
+    lps = stored_as(phantom_ras(), "LPS")
+    same, ro = reorient(lps, "stored")
+    assert ro.identity and ro.original_code == "LPS"
+    np.testing.assert_array_equal(same.data, lps.data)
+    np.testing.assert_allclose(same.direction, lps.direction)
+    flair = phantom_ras()
+    flair = flair.with_data((flair.data + np.linspace(0, 1, flair.data.size).reshape(flair.data.shape)).astype(np.float32))
+    t1 = flair.with_data((0.5 * flair.data + 7.0).astype(np.float32))  # would give another mask of its own
+    manifest = {"task": "wmh", "input_channels": ["FLAIR", "T1"],
+                "preprocessing": {"spacing_mm": None, "brain_mask": {"thresholds": {"FLAIR": 150, "T1": 1}, "channel": "FLAIR",
+                                                                     "largest_component": False, "fill_holes": False}}}
+    prepared = prepare_inputs({"FLAIR": flair, "T1": t1}, manifest)
+    np.testing.assert_array_equal(prepared.channel_masks["FLAIR"], prepared.channel_masks["T1"])
+    assert prepared.channel_masks["T1"].sum() == int((flair.data >= 150).sum()) > 0  # FLAIR >= 150 only, not T1 >= 1
+    assert BrainMaskSpec.from_manifest(manifest["preprocessing"]["brain_mask"], "wmh").channel == "FLAIR"
