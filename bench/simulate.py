@@ -168,7 +168,6 @@ def bench_sizes(sizes, repeats: int) -> list[dict]:
               f"memory {mem['product']:.2f} images incl. the output (goal <= 1.3); {rounds} rounds; load "
               f"{load0} -> {row['load_after']}", flush=True)
         rows.append(row)
-        del model, img
     return rows
 
 

@@ -60,7 +60,6 @@ def _cost(y, acqs, free, theta):
 def fit_nlls(Y: np.ndarray, acqs, free: Sequence[str], bounds_ms: dict, *, max_iter: int, chunk: int,
              n_starts: int = 8) -> dict[str, np.ndarray]:
     """Fit ``free`` relaxation times (ms) and PD for signals ``Y`` (V, m) of acquisitions ``acqs``."""
-    k = len(free)
     out = {name: np.zeros(Y.shape[0]) for name in ["PD"] + list(free)}
     if Y.shape[0] == 0:
         return out
