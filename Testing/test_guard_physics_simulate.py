@@ -16,24 +16,14 @@ from neuroshift.io.params import AcquisitionParams
 from neuroshift.physics import signal as sig
 from neuroshift.physics.relaxation import relaxation_table
 from neuroshift.simulate.tissuewise import fit_tissue_model
+import hand_signals as hand  # noqa: E402  (Testing/ helper: literal relaxation values, written-out equations)
 
-#: 3 T relaxation values (PD, T1 ms, T2 ms, T2* ms) as documented in physics/relaxation.py
-#: (Wansapura1999, Peters2007, Lu2005, paper 000 Table 4); written out so the tests do not read them
-#: back through the code under test.
-LIT_3T = {
-    "CSF": (1.0, 4163.0, 379.0, 190.0),
-    "GM": (0.8, 1331.0, 110.0, 66.0),
-    "WM": (0.7, 832.0, 79.6, 53.2),
-    "lesion": (0.8, 1350.0, 130.0, 60.0),
-}
+LIT_3T = hand.LIT_3T
 ORDER = tuple(LIT_3T)
 
 
 def gre_by_hand(pd, t1, t2s, te, tr, fa_deg):
-    """S = PD·sin α·(1 − e^{−TR/T1}) / (1 − cos α·e^{−TR/T1})·e^{−TE/T2*}."""
-    a = math.radians(fa_deg)
-    e1 = math.exp(-tr / t1)
-    return pd * math.sin(a) * (1 - e1) / (1 - math.cos(a) * e1) * math.exp(-te / t2s)
+    return hand.spoiled_gre(pd, t1, t2s, te=te, tr=tr, fa=fa_deg)
 
 
 def test_literal_table_is_the_3t_table():
@@ -59,9 +49,9 @@ def test_non_positive_relaxation_time_gives_zero_signal_with_nonzero_pd(t1, t2):
     assert float(sig.flair(1.0, t1, t2, te_ms=10.0, ti_ms=300.0, tr_ms=1000.0)) == 0.0
     assert float(sig.spoiled_gre(1.0, t1, t2, te_ms=5.0, tr_ms=30.0, fa_deg=20.0)) == 0.0
     assert float(sig.mprage(1.0, t1, t2, te_ms=3.0, ti_ms=900.0, tr_ms=2300.0, fa_deg=9.0, tx_ms=7.0, n=10)) == 0.0
-    # the neighbouring valid voxel is not zero (so the zero above is the mask, not an underflow)
-    assert float(sig.spin_echo(1.0, 800.0, 80.0, **kw)) == pytest.approx((1 - math.exp(-1000 / 800)) *
-                                                                          math.exp(-10 / 80), rel=1e-12)
+    # the neighbouring valid voxel is not zero (so the zeros above are the mask, not an underflow)
+    assert float(sig.spin_echo(1.0, 800.0, 80.0, **kw)) > 0.3
+    assert float(sig.spoiled_gre(1.0, 800.0, 80.0, te_ms=5.0, tr_ms=30.0, fa_deg=20.0)) > 0.01
 
 
 # --------------------------------------------------------------------------- item 1: T2* of GRE/MPRAGE
@@ -114,3 +104,47 @@ def test_tissuewise_mprage_uses_t2star_and_moves_with_te():
     for k, t in enumerate(ORDER):
         ratio = out[k, 0, 0] / img[k, 0, 0]
         assert ratio == pytest.approx(math.exp(-17.0 / LIT_3T[t][3]), rel=1e-4), t
+
+
+# --------------------------------------------------------------------------- audit round 2
+def test_dispatcher_uses_the_flair_recovery_time():
+    """FLAIR with Trec (paper 000's recovery time) is not FLAIR with TR: the dispatcher must pass Trec on."""
+    from neuroshift.physics.signal import sequence_signal
+
+    p = AcquisitionParams(TE_ms=100.0, TI_ms=2000.0, TR_ms=9000.0, Trec_ms=3000.0)
+    got = float(sequence_signal("flair", p, pd=1.0, t1_ms=1000.0, t2_ms=100.0))
+    kw = dict(te_ms=100.0, ti_ms=2000.0, tr_ms=9000.0)
+    assert got == float(sig.flair(1.0, 1000.0, 100.0, trec_ms=3000.0, **kw))
+    # with T1 = 1000 ms, e^{-3000/T1} = 0.0498 against e^{-9000/T1} = 0.0001: the two differ by ~0.05 x e^{-1}
+    assert abs(got - float(sig.flair(1.0, 1000.0, 100.0, **kw))) > 0.01
+
+
+def test_a_tissue_below_the_minimum_voxels_keeps_its_priors():
+    fr = _fractions()
+    # lesion only in 12 voxels (< 20 voxel-equivalents): not fitted, priors kept, even if its signal is off
+    fr["lesion"][:] = 0.0
+    fr["lesion"][3, 0, :6] = 1.0
+    fr["lesion"][3, 1, :6] = 1.0
+    fr["WM"][3, :2, :6] = 0.0
+    fr["WM"][3, 2:, :6] = 1.0
+    img = _image(fr, lambda pd, t1, t2, t2s: gre_by_hand(pd, t1, t2s, 10, 30, 25))
+    img[3, :2, :6] *= 3.0  # the lesion looks nothing like its prior
+    model = fit_tissue_model(img, fr, "gre", GRE)
+    assert "lesion" not in model.report.fitted_tissues and "lesion" in model.report.prior_tissues
+    les = model.tissues["lesion"]
+    assert (les.pd, les.t1_ms, les.t2star_ms) == (0.8, 1350.0, 60.0)
+
+
+def test_slice_thickness_rect_and_gaussian_profiles_literal():
+    from neuroshift.simulate.shifts import change_slice_thickness
+
+    data = np.zeros((9, 2, 2), np.float32)
+    data[3:6] = 1.0  # one 3 mm slab, 1 mm slices along array axis 0
+    # rect, 3 mm: coarse slices centred on 1, 4, 7 average 3 fine slices each -> 0, 1, 0; linear back:
+    # positions 3 and 5 lie 1/3 of a coarse slice from the centre -> 2/3
+    rect = change_slice_thickness(data, 3.0, axis=0, profile="rect")[:, 0, 0]
+    np.testing.assert_allclose(rect, [0, 0, 1 / 3, 2 / 3, 1, 2 / 3, 1 / 3, 0, 0], atol=1e-6)
+    # gaussian, FWHM 3 mm: sigma = 3 / (2 sqrt(2 ln 2)) = 1.27398; weights exp(-o^2 / (2 sigma^2)) at offsets
+    # 0, ±1, ±2, ±3, ±4 = 1, 0.73499, 0.29180, 0.06258, 0.00725 -> centre (1 + 2*0.73499) / 3.19324 = 0.77348
+    gauss = change_slice_thickness(data, 3.0, axis=0, profile="gaussian")[:, 0, 0]
+    assert gauss[4] == pytest.approx(0.77348, abs=2e-4)

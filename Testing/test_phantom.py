@@ -15,6 +15,8 @@ from neuroshift.io.params import AcquisitionParams
 from neuroshift.phantom import OUTPUT_FILES, build_phantom, make_phantom
 from neuroshift.phantom.check import check_phantom_dir, format_table, simulated_vs_analytic
 from neuroshift.phantom.template import TEMPLATE_FILE, data_dir, load_template
+import hand_signals as hand  # noqa: E402  (Testing/ helper: literal relaxation values, written-out equations)
+from hand_signals import LIT_3T  # noqa: E402
 
 TISSUES = ("CSF", "GM", "WM", "lesion")
 
@@ -141,11 +143,6 @@ def test_sidecars_in_seconds_and_readable(phantom_dir):
     assert gt["field_T"] == 3.0 and set(gt["relaxation"]) == set(TISSUES)
 
 
-#: 3 T (PD, T1 ms, T2 ms, T2* ms) of physics/relaxation.py, literal so the check does not reuse the engine.
-LIT_3T = {"CSF": (1.0, 4163.0, 379.0, 190.0), "GM": (0.8, 1331.0, 110.0, 66.0), "WM": (0.7, 832.0, 79.6, 53.2),
-          "lesion": (0.8, 1350.0, 130.0, 60.0)}
-
-
 def test_ground_truth_signals_are_the_physics_equations(phantom):
     """FLAIR written out by hand with literal relaxation values; T1w through the steady-state MPRAGE."""
     from neuroshift.physics.signal import mprage_steady_state
@@ -155,10 +152,12 @@ def test_ground_truth_signals_are_the_physics_equations(phantom):
     assert g["FLAIR"]["params_ms"]["TR_ms"] == 9000.0
     for t in TISSUES:
         pd, t1, t2, _ = LIT_3T[t]
-        s = pd * abs(1 - 2 * np.exp(-2500.0 / t1) + np.exp(-9000.0 / t1)) * np.exp(-112.0 / t2)
+        s = hand.flair(pd, t1, t2, te=112.0, ti=2500.0, tr=9000.0)
         assert g["FLAIR"]["tissue_signal_unscaled"][t] == pytest.approx(s, rel=1e-12)
-    # WM by hand: 0.7 * (1 - 2*0.0495483 + 0.0000200) * 0.244868 = 0.154425
-    assert g["FLAIR"]["tissue_signal_unscaled"]["WM"] == pytest.approx(0.154425, rel=1e-5)
+    # CSF near the FLAIR null, by hand: e^{-2500/4163} = 0.548522, e^{-9000/4163} = 0.115106,
+    # e^{-(9000-56)/4163} = 0.116665 -> Mz = 1 - 1.097043 + 0.233330 - 0.115106 = 0.021180; x e^{-112/379}
+    # (0.744149) = 0.015761 (the printed form without the refocusing term would give 0.013441)
+    assert g["FLAIR"]["tissue_signal_unscaled"]["CSF"] == pytest.approx(0.015761, rel=1e-4)
     for t in TISSUES:
         pd, t1, _, t2s = LIT_3T[t]
         s = float(mprage_steady_state(pd, t1, t2s, te_ms=2.98, ti_ms=900, tr_ms=2300, fa_deg=9, tx_ms=7.1, n=176))

@@ -10,24 +10,17 @@ from neuroshift.io.files import read_volume, write_volume
 from neuroshift.io.params import AcquisitionParams
 from neuroshift.io.volume import Volume
 from neuroshift.simulate.synthetic import synthetic_fractions
+import hand_signals as hand  # noqa: E402  (Testing/ helper: literal relaxation values, written-out equations)
+from hand_signals import LIT_3T  # noqa: E402
 
 ORDER = ("CSF", "GM", "WM", "lesion")
 SRC = AcquisitionParams(TE_ms=112, TI_ms=2500, TR_ms=9000, field_T=3.0)
 GEOM = dict(spacing=(0.9, 1.0, 1.2), origin=(-10.0, 5.0, 20.0))
 
 
-#: 3 T (PD, T1 ms, T2 ms) of physics/relaxation.py, literal so the expected images do not reuse the engine.
-LIT_3T = {"CSF": (1.0, 4163.0, 379.0), "GM": (0.8, 1331.0, 110.0), "WM": (0.7, 832.0, 79.6),
-          "lesion": (0.8, 1350.0, 130.0)}
-
-
-def flair_by_hand(pd, t1, t2, p):
-    """S = PD·|1 − 2e^{−TI/T1} + e^{−TR/T1}|·e^{−TE/T2} (ms)."""
-    return pd * abs(1 - 2 * np.exp(-p.TI_ms / t1) + np.exp(-p.TR_ms / t1)) * np.exp(-p.TE_ms / t2)
-
-
 def signal(fr, params, c=1000.0):
-    return sum(c * flair_by_hand(*LIT_3T[t], params) * fr[t] for t in ORDER).astype(np.float32)
+    """c·Σ f_t·S_t with the written-out FLAIR equation and literal 3 T values (not the engine's helpers)."""
+    return sum(c * hand.by_sequence("flair", params, *LIT_3T[t]) * fr[t] for t in ORDER).astype(np.float32)
 
 
 @pytest.fixture()

@@ -9,18 +9,12 @@ from neuroshift.cli.main import main
 from neuroshift.io.files import read_volume
 from neuroshift.io.params import AcquisitionParams
 from neuroshift.simulate.tissuewise import fit_tissue_model
+import hand_signals as hand  # noqa: E402  (Testing/ helper: literal relaxation values, written-out equations)
+from hand_signals import LIT_3T  # noqa: E402
 
 phantom = pytest.importorskip("neuroshift.phantom.make")
 ORDER = ("CSF", "GM", "WM", "lesion")
 CORNERS = [(150, 2900), (150, 2200), (84, 2900), (84, 2200)]
-#: 3 T (PD, T1 ms, T2 ms) the phantom is made with (physics/relaxation.py), literal on purpose.
-LIT_3T = {"CSF": (1.0, 4163.0, 379.0), "GM": (0.8, 1331.0, 110.0), "WM": (0.7, 832.0, 79.6),
-          "lesion": (0.8, 1350.0, 130.0)}
-
-
-def flair_by_hand(pd, t1, t2, p):
-    """S = PD·|1 − 2e^{−TI/T1} + e^{−TR/T1}|·e^{−TE/T2} (ms)."""
-    return pd * abs(1 - 2 * np.exp(-p.TI_ms / t1) + np.exp(-p.TR_ms / t1)) * np.exp(-p.TE_ms / t2)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def test_phantom_corners_match_analytic_per_tissue(ph):
     assert src.TR_ms == 9000.0 and src.Trec_ms is None  # the hand equation uses TR as the recovery time
     for te, ti in CORNERS:
         target = src.merged(AcquisitionParams(TE_ms=te, TI_ms=ti))
-        s = [flair_by_hand(*LIT_3T[t], target) for t in ORDER]
+        s = [hand.by_sequence("flair", target, *LIT_3T[t]) for t in ORDER]
         got = _per_tissue(model.simulate(target), ph.fractions, ph.brain_mask)
         for i, t in enumerate(ORDER):
             rel = abs(got[t] - gt["scale_c"] * s[i]) / (gt["scale_c"] * s[i])

@@ -12,6 +12,8 @@ from neuroshift.physics.relaxation import relaxation_table
 from neuroshift.physics.signal import mprage
 from neuroshift.simulate.synthetic import synthetic_fractions
 from neuroshift.simulate.tissuewise import fit_tissue_model, simulate_derivative
+import hand_signals as hand  # noqa: E402  (Testing/ helper: literal relaxation values, written-out equations)
+from hand_signals import LIT  # noqa: E402
 
 ORDER = ("CSF", "GM", "WM", "lesion")
 SHAPE = (40, 48, 44)
@@ -26,17 +28,6 @@ SOURCES = {
 }
 
 
-#: Literal relaxation values (PD, T1 ms, T2 ms, T2* ms) of physics/relaxation.py, written out so the
-#: expected images below never go through the code under test (test_literal_tables_are_the_builtin_ones
-#: pins them to the table).
-LIT = {
-    3.0: {"CSF": (1.0, 4163.0, 379.0, 190.0), "GM": (0.8, 1331.0, 110.0, 66.0),
-          "WM": (0.7, 832.0, 79.6, 53.2), "lesion": (0.8, 1350.0, 130.0, 60.0)},
-    1.5: {"CSF": (1.0, 4163.0, 329.0, 165.0), "GM": (0.8, 1124.0, 95.0, 84.0),
-          "WM": (0.7, 884.0, 72.0, 64.9), "lesion": (0.8, 1150.0, 130.0, 75.0)},
-}
-
-
 @pytest.fixture(scope="module")
 def fractions():
     return synthetic_fractions(SHAPE, brain_semi_axes_mm=(15, 20, 18), n_lesions=4, seed=3)
@@ -48,18 +39,9 @@ def _values(p):
 
 
 def signal_by_hand(sequence, a, pd, t1, t2, t2s):
-    """The signal equations written out (times in ms); MPRAGE only builds input images (any form will do)."""
-    e = lambda t: np.exp(-t / t1)  # noqa: E731
-    if sequence == "se":
-        return pd * (1 - e(a.TR_ms)) * np.exp(-a.TE_ms / t2)
-    if sequence == "flair":
-        return pd * abs(1 - 2 * e(a.TI_ms) + e(a.TR_ms)) * np.exp(-a.TE_ms / t2)
-    if sequence == "dir":
-        return pd * abs(1 - 2 * e(a.TI2_ms) + 2 * e(a.TI1_ms) - e(a.TR_ms)) * np.exp(-a.TE_ms / t2)
-    if sequence == "gre":
-        al = np.radians(a.FA_deg)
-        return pd * np.sin(al) * (1 - e(a.TR_ms)) / (1 - np.cos(al) * e(a.TR_ms)) * np.exp(-a.TE_ms / t2s)
-    assert sequence == "mprage"
+    """The written-out equations of ``hand_signals``; MPRAGE only builds input images (any form will do)."""
+    if sequence != "mprage":
+        return hand.by_sequence(sequence, a, pd, t1, t2, t2s)
     return float(mprage(pd, t1, t2s, te_ms=a.TE_ms, ti_ms=a.TI_ms, tr_ms=a.TR_ms, fa_deg=a.FA_deg, tx_ms=a.TX_ms,
                         n=a.N))
 
@@ -85,9 +67,11 @@ def test_literal_tables_are_the_builtin_ones(field):
 
 
 def test_hand_flair_literal_value():
-    # WM at the source: |1 - 2e^{-2500/832} + e^{-9000/832}| = 1 - 2*0.0495483 + 0.0000200 = 0.900923,
-    # e^{-112/79.6} = 0.244868, x PD 0.7 -> 0.154425
-    assert signal_by_hand("flair", FLAIR0, *LIT[3.0]["WM"]) == pytest.approx(0.154425, rel=1e-5)
+    # WM at the source: 1 - 2e^{-2500/832} + 2e^{-(9000-56)/832} - e^{-9000/832} = 1 - 2*0.0495483 + 0.0000228
+    # ... = 0.900926, e^{-112/79.6} = 0.244868, x PD 0.7 -> 0.154426
+    assert signal_by_hand("flair", FLAIR0, *LIT[3.0]["WM"]) == pytest.approx(0.154426, rel=1e-5)
+    # CSF near the null: Mz = 1 - 2*0.548522 + 2*0.116665 - 0.115106 = 0.021180, x e^{-112/379} = 0.015761
+    assert signal_by_hand("flair", FLAIR0, *LIT[3.0]["CSF"]) == pytest.approx(0.015761, rel=1e-4)
 
 
 @pytest.mark.parametrize("sequence", sorted(SOURCES))
