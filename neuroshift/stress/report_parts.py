@@ -164,7 +164,7 @@ def best_slice(mask: np.ndarray) -> int:
 def example_panels(case, model, grid: Mapping[str, np.ndarray], *, sequence: str = "flair", simulator=None
                    ) -> list[dict[str, Any]]:
     """Image, prediction and ground truth of one case: the unsimulated image, then each grid corner."""
-    from .simulator import PhysicsSimulator, point_key, target_params
+    from .simulator import PhysicsSimulator, point_key, point_seed, target_params
 
     simulator = simulator if simulator is not None else PhysicsSimulator()
     loaded = case.load(sequence, inputs=tuple(getattr(model, "extra_inputs", ())))
@@ -175,7 +175,7 @@ def example_panels(case, model, grid: Mapping[str, np.ndarray], *, sequence: str
     images = [("original " + loaded.params.label(), original, {})]
     for p in corner_points(grid):
         target, shifts = target_params(loaded.params, p)
-        vol = simulator.render(fitted, loaded, target, shifts, seed=0)
+        vol = simulator.render(fitted, loaded, target, shifts, seed=point_seed(loaded.case_id, point_key(p)))
         vol.meta = {**vol.meta, "acquisition": target.known(), "grid_point": dict(p)}
         images.append((point_key(p), vol, p))
     for title, vol, p in images:
