@@ -107,6 +107,27 @@ def test_wmh_import_names_channels(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_imported_packages_follow_the_authors_releases(tmp_path):
+    """Settings of the released inference scripts, each with its source (segmentation.md; issue 15)."""
+    wmh = load_package(import_keras([FIXTURES / "wmh_w16_keras3.h5"], tmp_path / "wmh", task="wmh")).manifest
+    pre = wmh["preprocessing"]
+    assert pre["orientation"] == "LPS" and pre["spacing_mm"] is None and pre["crop_hw"] == [200, 200]
+    assert pre["brain_mask"] == {"mode": "absolute", "thresholds": {"FLAIR": 30}, "channel": "FLAIR",
+                                 "largest_component": False, "fill_holes": True}
+    assert (wmh["threshold"], wmh["slab_fraction"], wmh["slab_fill"]) == (0.45, 0.125, "zero")
+    assert "test_tf2.py" in wmh["settings_source"]["release"]
+    files = [FIXTURES / "claustrum_w8_keras3.h5"] * 2
+    cl = load_package(import_keras(files, tmp_path / "cl", task="claustrum")).manifest
+    assert cl["preprocessing"]["orientation"] == "stored" and cl["preprocessing"]["pad_value"] == "min"
+    assert (cl["threshold"], cl["slab_fraction"], cl["slab_fill"]) == (0.40, 0.20, "view-min")
+    assert "test_two_views.py" in cl["settings_source"]["release"]
+    las = load_package(import_keras(files, tmp_path / "las", task="claustrum", orientation="las")).manifest
+    assert las["preprocessing"]["orientation"] == "LAS" and "set at import" in las["settings_source"]["orientation"]
+    with pytest.raises(InputError, match="orientation code"):
+        import_keras(files, tmp_path / "bad", task="claustrum", orientation="XYZ")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_group_by_view():
     g = group_by_view(["coronal_1.h5", "axial_0.h5", "coronal_0.h5", "axial_1.h5"], ["axial", "coronal"])
     assert [p.name for p in g["coronal"]] == ["coronal_0.h5", "coronal_1.h5"]
