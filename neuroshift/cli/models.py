@@ -16,6 +16,9 @@ Packages are folders with manifest.json and one .safetensors file per network (S
 Named packages are looked up in $NEUROSHIFT_MODELS, ~/.neuroshift/models, then the bundled models.
 import-keras reads Keras 2 or 3 HDF5 files (full models or weights only) with h5py: no TensorFlow needed.
 Files named <view>_<i>.h5 go to that view; otherwise they are split over --views in the order given.
+--task sets what the authors' released inference does (orientation, brain mask, crop, slabs, threshold;
+wmh: test_tf2.py, claustrum: test_two_views.py); the manifest's settings_source names the release of
+each setting.
 """
 
 

@@ -15,11 +15,13 @@ examples:
   neuroshift segment claustrum T2w.nii.gz out.nii.gz --model claustrum-neonatal --age-weeks 37
 
 The label (0/1, uint8) has the input's grid: spacing, origin and direction (for WMH: the FLAIR's).
-Inside, the scan is reoriented to the model's canonical axes, resampled to its voxel spacing,
-z-scored in a brain mask, cut into the slices of each view of the model, and the ensemble's
-probabilities are averaged per view and then across views; slabs at the ends of each slicing axis
-are cleared (10 % WMH, 20 % claustrum, 25 % neonates); outputs go back to the input grid (nearest
-neighbour for the label). All files are written atomically.
+Inside, the scan is reoriented to the orientation the model was trained in (RAS for our packages;
+imported authors' packages: LPS for WMH, the stored order for the claustrum, as their releases),
+resampled to its voxel spacing, z-scored in a brain mask, cut into the slices of each view of the
+model, and the ensemble's probabilities are averaged per view and then across views; slabs at the
+ends of each slicing axis are cleared (imported: 12.5 % WMH, 20 % claustrum); outputs go back to the
+input grid (nearest neighbour for the label). All files are written atomically. The JSON run info
+gives the precision used and, for reduced precision, its measured agreement with float32.
 
 Models: --model takes a package folder or the name of an installed one ('neuroshift models list').
 No claustrum weights ship with NeuroShift: import the authors' Keras files with
