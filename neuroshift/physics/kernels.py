@@ -29,7 +29,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["BLOCK", "ENABLED", "fused_signal", "eligible"]
+__all__ = ["BLOCK", "ENABLED", "fused_signal", "eligible", "decay_inplace"]
 
 #: Voxels per block (float32: 64 KiB per scratch buffer, well inside L2).
 BLOCK = 1 << 14
@@ -224,3 +224,44 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
                 np.logical_not(valid, out=valid)
                 np.putmask(o, valid, 0.0)
     return out
+
+
+def decay_inplace(s, te_ms, t2_ms) -> bool:
+    """``s *= e^{−TE/T2}`` block-wise in place (0 where T2 is not > 0); False when it does not apply.
+
+    For a numpy float array ``s`` and a T2 (or T2*) map of the same shape (or a scalar) with a scalar
+    TE in ms: the multi-echo convention of :func:`neuroshift.physics.signal.sequence_signal` multiplies
+    a longitudinal factor by the echo's decay; done here without full-size temporaries.
+    """
+    te = _scalar(te_ms)
+    if not ENABLED or te is None or not isinstance(s, np.ndarray) or s.dtype not in (np.float32, np.float64) \
+            or not s.flags.c_contiguous or not s.flags.writeable or s.ndim == 0:
+        return False
+    t2s = _scalar(t2_ms)
+    if t2s is None and not (isinstance(t2_ms, np.ndarray) and t2_ms.shape == s.shape
+                            and np.issubdtype(t2_ms.dtype, np.floating)):
+        return False
+    if t2s is None and np.result_type(s.dtype, t2_ms.dtype) != s.dtype:
+        return False  # the reference would promote (float32 signal, float64 map)
+    flat = s.reshape(-1)
+    n = flat.size
+    if t2s is not None:
+        if not t2s > 0:
+            flat[:] = 0.0
+        elif te != 0.0:
+            flat *= math.exp(-te / t2s)
+        return True
+    t2 = np.ravel(t2_ms)
+    block = min(BLOCK, n)
+    a = np.empty(block, s.dtype)
+    ok = np.empty(block, bool)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        for i in range(0, n, block):
+            e = min(i + block, n)
+            m = e - i
+            o, t = flat[i:e], t2[i:e]
+            o *= _exp_neg(te, t, a[:m])
+            np.greater(t, 0.0, out=ok[:m])
+            np.logical_not(ok[:m], out=ok[:m])
+            np.putmask(o, ok[:m], 0.0)
+    return True
