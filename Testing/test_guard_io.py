@@ -120,3 +120,50 @@ def test_atomic_dir_error_after_writing_keeps_the_old_folder(tmp_path):
         (tmp / "weights.pt").write_text("new weights")
     assert _entries(tmp_path) == ["model"]
     assert _entries(target) == ["weights.pt"] and (target / "weights.pt").read_text() == "new weights"
+
+
+# --------------------------------------------------------------------------- audit round 2
+ROT_Z90 = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # i axis -> +y (LPS), j axis -> -x
+
+
+def test_affine_scales_each_axis_by_its_own_spacing():
+    v = Volume(np.zeros((4, 3, 2), np.float32), spacing=(1.0, 2.0, 3.0), origin=(10.0, 20.0, 30.0), direction=ROT_Z90)
+    m = v.ijk_to_lps()
+    # column j = direction[:, j] * spacing[j]: i -> (0, 1, 0) mm, j -> (-2, 0, 0) mm, k -> (0, 0, 3) mm
+    np.testing.assert_array_equal(m[:3, :3], [[0.0, -2.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
+    np.testing.assert_array_equal(m @ [1, 1, 1, 1], [8.0, 21.0, 33.0, 1.0])
+    # RAS flips x and y: (-8, -21, 33)
+    np.testing.assert_array_equal(v.ijk_to_ras() @ [1, 1, 1, 1], [-8.0, -21.0, 33.0, 1.0])
+
+
+def test_affine_round_trip_recovers_anisotropic_spacing_of_a_rotated_grid():
+    # RAS = diag(-1, -1, 1) x the LPS matrix of the test above: i -> (0, -1, 0), j -> (2, 0, 0), k -> (0, 0, 3)
+    ras = np.array([[0.0, 2.0, 0.0, -10.0], [-1.0, 0.0, 0.0, -20.0], [0.0, 0.0, 3.0, 30.0], [0, 0, 0, 1]])
+    v = Volume.from_ijk_to_ras(np.zeros((4, 3, 2), np.float32), ras)
+    np.testing.assert_allclose(v.spacing, [1.0, 2.0, 3.0], atol=1e-12)  # column norms, in i, j, k order
+    np.testing.assert_allclose(v.direction, ROT_Z90, atol=1e-12)
+    np.testing.assert_allclose(v.origin, [10.0, 20.0, 30.0], atol=1e-12)
+    np.testing.assert_allclose(v.ijk_to_ras(), ras, atol=1e-12)
+
+
+@pytest.mark.parametrize("spacing", [(0.0, 1.0, 1.0), (1.0, -1.0, 1.0), (1.0, 1.0, float("nan"))])
+def test_zero_negative_or_nan_spacing_is_refused(spacing):
+    from neuroshift.errors import GeometryError
+
+    with pytest.raises(GeometryError, match="spacing"):
+        Volume(np.zeros((2, 2, 2), np.float32), spacing=spacing)
+
+
+def test_dir_needs_ti1_strictly_greater_than_ti2():
+    from neuroshift.errors import ParameterRangeError
+
+    base = dict(TE_ms=100.0, TR_ms=11000.0)
+    with pytest.raises(ParameterRangeError, match="TI1 > TI2"):
+        AcquisitionParams(TI1_ms=450.0, TI2_ms=450.0, **base).require("dir")
+    AcquisitionParams(TI1_ms=451.0, TI2_ms=450.0, **base).require("dir")
+
+
+def test_multi_valued_dicom_tag_takes_the_first_value():
+    acq = AcquisitionParams.from_dicom_meta({"dicom:EchoTime": "12\\24\\36", "dicom:RepetitionTime": "30",
+                                             "dicom:FlipAngle": "20"})
+    assert acq.TE_ms == 12.0 and acq.TR_ms == 30.0 and acq.FA_deg == 20.0

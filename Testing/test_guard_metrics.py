@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from neuroshift.io.volume import Volume
-from neuroshift.segment.metrics import dice, evaluate_masks, hd95_mm
+from neuroshift.segment.metrics import dice, evaluate_masks, hd95_mm, volume_similarity
 
 
 def row(n: int, on) -> np.ndarray:
@@ -78,3 +78,13 @@ def test_hd95_nan_and_zero_conventions():
     empty = np.zeros((1, 1, 5), bool)
     assert hd95_mm(empty, empty) == 0.0
     assert math.isnan(hd95_mm(row(5, [1]), empty))
+
+
+def test_volume_similarity_is_symmetric_in_over_and_under_segmentation():
+    gt = np.zeros((1, 1, 8), bool)
+    gt[0, 0, :1] = True
+    pred = np.zeros((1, 1, 8), bool)
+    pred[0, 0, :3] = True
+    # VS = 1 - |V_G - V_P| / (V_G + V_P) = 1 - 2/4 = 0.5 whichever mask is larger
+    assert volume_similarity(pred, gt) == 0.5
+    assert volume_similarity(gt, pred) == 0.5

@@ -148,3 +148,26 @@ def test_slice_thickness_rect_and_gaussian_profiles_literal():
     # 0, ±1, ±2, ±3, ±4 = 1, 0.73499, 0.29180, 0.06258, 0.00725 -> centre (1 + 2*0.73499) / 3.19324 = 0.77348
     gauss = change_slice_thickness(data, 3.0, axis=0, profile="gaussian")[:, 0, 0]
     assert gauss[4] == pytest.approx(0.77348, abs=2e-4)
+
+
+def test_a_dark_tissue_is_never_the_reference_even_when_most_abundant():
+    """FLAIR nulls CSF (< 10 % of the brightest tissue): the contrast reference is the most abundant of the
+    others (here WM), whatever the CSF volume."""
+    fr = _fractions((6, 8, 8))
+    for row in (4, 5):
+        fr["CSF"][row, :, :6] = 1.0  # CSF: 3 rows, WM: 2 rows, GM and lesion: 1 row
+    fr["WM"][3, :, :6] = 1.0
+    fr["lesion"][3, :, :6] = 0.0
+    fr["lesion"][4, 0, :6] = 1.0
+    fr["CSF"][4, 0, :6] = 0.0
+    img = np.zeros(fr["GM"].shape, np.float64)
+    for t in ORDER:
+        img += 1000.0 * hand.flair(*LIT_3T[t][:3], te=112, ti=2500, tr=9000) * fr[t]
+    flair = AcquisitionParams(TE_ms=112, TI_ms=2500, TR_ms=9000, field_T=3.0)
+    model = fit_tissue_model(img.astype(np.float32), fr, "flair", flair)
+    mass = {t: float(fr[t].sum()) for t in ORDER}
+    assert max(mass, key=mass.get) == "CSF"
+    assert model.report.reference == "WM"
+    # the fit is exact here (the image was made from the priors): c = 1000, CSF ratio to WM literal
+    assert model.scale_c == pytest.approx(1000.0, rel=1e-6)
+    assert model.report.ratios_measured["CSF"] == pytest.approx(0.015761 / 0.154426, rel=1e-4)

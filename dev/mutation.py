@@ -14,7 +14,7 @@ Usage::
 
     python dev/mutation.py                      # the whole audit, score per area
     python dev/mutation.py --area stress        # one area (substring match)
-    python dev/mutation.py --id hd95-min        # one mutant (substring match)
+    python dev/mutation.py --id hd95-min,vs-    # mutants by id (substring match, comma-separated)
     python dev/mutation.py --issue13            # the 21 survivors of the first audit (issue 13)
     python dev/mutation.py --list               # list the mutants and whether their snippets exist
     python dev/mutation.py --json audit.json    # also write the results as JSON
@@ -75,7 +75,8 @@ def snippet_count(repo: Path, m: Mutant) -> int:
 
 
 def select(area: str | None, ident: str | None, issue13: bool = False) -> list[Mutant]:
-    out = [m for m in MUTANTS if (area is None or area in m.area) and (ident is None or ident in m.id)
+    idents = [i for i in (ident or "").split(",") if i]
+    out = [m for m in MUTANTS if (area is None or area in m.area) and (not idents or any(i in m.id for i in idents))
            and (m.issue13 or not issue13)]
     if not out:
         raise SystemExit(f"no mutant matches area={area!r} id={ident!r}")
@@ -151,7 +152,7 @@ def summary(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--area", help="only mutants whose area contains this text")
-    ap.add_argument("--id", help="only mutants whose id contains this text")
+    ap.add_argument("--id", help="only mutants whose id contains this text (several: comma-separated)")
     ap.add_argument("--issue13", action="store_true", help="only the 21 survivors of the first audit (issue 13)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per mutant (default 300)")
     ap.add_argument("--list", action="store_true", help="list the mutants and whether their snippets exist")
