@@ -136,3 +136,15 @@ def test_decay_inplace_equals_the_reference_product(maps):
     assert not K.decay_inplace(maps["pd"].astype(np.float32), 10.0, t2)
     assert not K.decay_inplace(maps["pd"].copy(), np.array([10.0, 20.0]), t2)
     assert not K.decay_inplace(maps["pd"][:, ::2], 10.0, t2[:, ::2])
+
+
+@pytest.mark.parametrize("seq,text", [("se", "TE=90,TR=3000"), ("ir", "TE=12,TI=400,TR=3000"),
+                                      ("flair", "TE=100,TI=2500,TR=9000"), ("dir", "TE=25,TI1=3400,TI2=325,TR=15000")])
+def test_multi_echo_convention_fused_equals_reference(seq, text, maps):
+    from neuroshift.io.params import AcquisitionParams
+
+    p = AcquisitionParams.parse(text)
+    args = dict(pd=maps["pd"], t1_ms=maps["t1"], t2_ms=maps["t2"], b1=maps["b1"], multi_echo=True)
+    fast = S.sequence_signal(seq, p, **args)
+    ref = _reference(S.sequence_signal, seq, p, **args)
+    np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-14 * float(np.abs(ref).max()))

@@ -500,6 +500,10 @@ def sequence_signal(sequence: str, params, *, pd, t1_ms, t2_ms=None, t2star_ms=N
         from dataclasses import replace
 
         mz = _sequence_signal_te(seq, replace(p, TE_ms=0.0), pd, t1_ms, t2_ms, b1)  # longitudinal factor, TE -> 0
+        from .kernels import decay_inplace
+
+        if decay_inplace(mz, p.TE_ms, t2_ms):  # numpy: × e^{−TE/T2} block-wise in place (no temporaries)
+            return mz
         be, (mz, t2, te) = _setup(mz, t2_ms, p.TE_ms)
         return be.finish(mz * _rec(be, te, t2))  # T2 <= 0 voxels are already 0
     if seq in ("se", "ir", "flair", "dir"):
