@@ -295,7 +295,11 @@ def atomic_dir(target: str | os.PathLike, *, verify: Callable[[Path], None] | No
                 backup = Path(tempfile.mkdtemp(prefix=prefix, suffix=".old", dir=target.parent))
                 backup.rmdir()
                 os.replace(target, backup)
-                os.replace(tmp, target)
+                try:
+                    os.replace(tmp, target)
+                except OSError:
+                    os.replace(backup, target)  # the swap failed: the old folder goes back under its name
+                    raise
                 shutil.rmtree(backup, ignore_errors=True)
             else:
                 os.replace(tmp, target)
