@@ -59,6 +59,11 @@ def register(sub) -> None:
                    help="run on a Dask cluster (e.g. tcp://host:8786); workers need NeuroShift and the case files")
     p.add_argument("--field", type=float, metavar="T",
                    help="field strength (T) of cases whose header does not give it (default 3 T, noted)")
+    p.add_argument("--estimator", choices=("fit", "priors", "posterior"), default="fit",
+                   help="tissue-parameter estimator of the simulation (default fit, paper 000)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="store the per-tissue 90 %% interval of every derivative (posterior over the relaxation "
+                        "values consistent with the image) in the records")
     p.add_argument("--inputs", default="", metavar="CH1,CH2",
                    help="extra input channels an external tool needs besides the image (e.g. T1w)")
     p.add_argument("--timeout", type=float, default=3600.0, metavar="S",
@@ -109,14 +114,16 @@ def run(args) -> int:
     started, t0 = datetime.now(timezone.utc), time.monotonic()
     with cli_progress("stress test") as progress:
         result = run_stress_test(args.cases, model, args.grid, args.outdir, sequence=args.sequence,
-                                 simulator=PhysicsSimulator(field_T=args.field), workers=args.workers,
+                                 simulator=PhysicsSimulator(field_T=args.field, estimator=args.estimator,
+                                                            uncertainty=args.uncertainty), workers=args.workers,
                                  scheduler=args.scheduler, progress=progress, restart=args.restart,
                                  baseline=not args.no_baseline, device=args.device,
                                  confirm=lambda n, m, case: _confirm_cost(args, n, m, case))
     examples = None
     if not args.no_examples:
         png, caption = report_examples(args.cases, result, model, sequence=args.sequence,
-                                       simulator=PhysicsSimulator(field_T=args.field), device=args.device)
+                                       simulator=PhysicsSimulator(field_T=args.field, estimator=args.estimator),
+                                       device=args.device)
         examples = (png, caption) if png is not None else None
         if png is None:
             print(f"note: {caption}", file=sys.stderr)

@@ -238,6 +238,10 @@ def _evaluate_one(loaded: LoadedCase, fitted, sequence: str, model, simulator, m
     t3 = time.perf_counter()
     rec = {"grid": dict(point), "params": target.known(), "metrics": values,
            "timing": {"simulate_s": t1 - t0, "predict_s": t2 - t1, "metrics_s": t3 - t2}}
+    unc = getattr(simulator, "uncertainty_of", None)  # per-tissue intervals of the derivative (posterior)
+    unc = unc(fitted, loaded, target) if unc is not None else None
+    if unc is not None:
+        rec["uncertainty"] = unc
     if baseline:
         real = loaded.image.with_data(loaded.image.data)
         real.meta = {**real.meta, "acquisition": loaded.params.known(), "grid_point": dict(point)}

@@ -123,19 +123,41 @@ class PhysicsSimulator:
 
     ``field_T``: field strength of the relaxation priors for cases whose header does not give it
     (``None``: :func:`~neuroshift.simulate.tissuewise.fit_tissue_model` assumes 3 T and notes it).
+    ``estimator``: "fit" (paper 000), "priors" or "posterior" (:mod:`neuroshift.simulate.joint`).
+    ``uncertainty``: also estimate the posterior of each case and give :meth:`uncertainty` per grid
+    point (the runner stores it in every record).
     """
 
     field_T: float | None = None
+    estimator: str = "fit"
+    uncertainty: bool = False
 
     def fit(self, case, sequence: str):
         from ..simulate.tissuewise import fit_tissue_model
 
         field = self.field_T if case.params.field_T is None else None
         model = fit_tissue_model(case.image, case.fractions, sequence, case.params, field_T=field,
-                                 brain_mask=case.brain_mask)
+                                 brain_mask=case.brain_mask, estimator=self.estimator)
+        if self.uncertainty:
+            model.uncertainty_model = model if model.ensemble is not None else fit_tissue_model(
+                case.image, case.fractions, sequence, case.params, field_T=field, brain_mask=case.brain_mask,
+                estimator="posterior")
         notes = getattr(getattr(model, "report", None), "notes", None) or []
         case.notes.extend(n for n in notes if n not in case.notes)
         return model
+
+    def uncertainty_of(self, fitted, case, target: AcquisitionParams) -> dict | None:
+        """Per-tissue posterior 90 % interval of the derivative's tissue signal at ``target`` (or None)."""
+        post_model = getattr(fitted, "uncertainty_model", None)
+        if not self.uncertainty or post_model is None:
+            return None
+        from ..simulate.posterior import field_factors
+
+        params = post_model.resolve_target(target)
+        iv = post_model.ensemble.intervals(params, field_factors(post_model, params))
+        for v in iv.values():
+            v["halfwidth_rel_pct"] = 100.0 * v["halfwidth"] / abs(v["mean"]) if v["mean"] else None
+        return {"level": 0.9, "tissues": iv}
 
     def render(self, fitted, case, target: AcquisitionParams, point: Mapping[str, float], *, seed: int) -> Volume:
         vol = case.image.with_data(np.asarray(fitted.simulate(target), dtype=np.float32))
