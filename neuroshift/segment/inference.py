@@ -25,9 +25,7 @@ or a smaller ``--batch-size``.
 
 from __future__ import annotations
 
-import copy
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -38,13 +36,14 @@ from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import fusion
 from .precision import PRECISIONS, agreement, autocast_dtype, dtype_name
+from .predict import cuda_batch_size, is_oom, predict_slices, prepare_models
 from .preprocess import BrainMaskSpec, crop_overlap, prepare_inputs
 from .qc import hemisphere_counts, is_bilateral, midline_x_ras, qc_warnings
 from .uncertainty import KINDS, uncertainty_map
-from .views import LR_FLIP_AXIS, SLICING_AXIS, VIEW_ORDER, batches, check_view, view_slices
+from .views import LR_FLIP_AXIS, SLICING_AXIS, VIEW_ORDER, check_view, view_slices
 
 #: Slices per network call: CPU default (4 beat 16 by ~20 % in float32 on 180x180 claustrum slices: the
-#: activations stay in cache); on CUDA the batch is sized to the free memory (:func:`_cuda_batch_size`).
+#: activations stay in cache); on CUDA the batch is sized to the free memory (:func:`~neuroshift.segment.predict.cuda_batch_size`).
 DEFAULT_BATCH = {"cuda": 64, "cpu": 4}
 SEGMENT_NAMES = {"claustrum": "claustrum", "wmh": "WMH"}
 
@@ -91,93 +90,9 @@ def resolve_package(package: Any, device):
     return load_package(find_model(package), device)
 
 
-def _prepare_models(pkg, dev) -> None:
-    """Move every network to ``dev`` in eval mode, channels-last memory (oneDNN/cuDNN's fast layout)."""
-    import torch
-
-    for view_models in pkg.models.values():
-        for i, m in enumerate(view_models):
-            view_models[i] = m.to(device=dev, memory_format=torch.channels_last).eval()
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
-
-
-_LOW_PRECISION_COPIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _cpu_bf16_copy(model):
-    """A bfloat16 copy of ``model`` (cached per network): on the CPU ~10 % faster than autocast, which
-    re-casts every weight on every call; the arithmetic is the same (bf16 convolutions, fp32 accumulation)."""
-    import torch
-
-    low = _LOW_PRECISION_COPIES.get(model)
-    if low is None:
-        low = copy.deepcopy(model).to(torch.bfloat16).eval()
-        _LOW_PRECISION_COPIES[model] = low
-    return low
-
-
-def predict_slices(model, slices, *, device, batch_size: int, precision: str = "auto",
-                   flip_axis: int | None = None, on_batch=None, as_tensor: bool = False):
-    """Probabilities ``(N, H, W)`` of one network on ``(N, C, H, W)`` slices (optionally W-flipped).
-
-    ``slices`` is a numpy array (copied batch by batch to ``device``) or a tensor already there. Batches
-    go in channels-last memory under ``torch.inference_mode``, with autocast for reduced precision
-    (:func:`~neuroshift.segment.precision.autocast_dtype`). Returns a numpy array, or with
-    ``as_tensor`` a float32 tensor on ``device``.
-    """
-    import torch
-
-    amp_dtype = autocast_dtype(precision, device)
-    out = torch.empty((slices.shape[0],) + tuple(slices.shape[2:]), dtype=torch.float32, device=device)
-    n_batches = max(1, -(-slices.shape[0] // max(1, batch_size)))
-    on_device = torch.is_tensor(slices)
-    cpu_bf16 = amp_dtype is torch.bfloat16 and device.type == "cpu"
-    if cpu_bf16:
-        model = _cpu_bf16_copy(model)
-    with torch.inference_mode():
-        for b, sl in enumerate(batches(slices.shape[0], batch_size)):
-            x = slices[sl] if on_device else torch.from_numpy(slices[sl])
-            if not on_device and device.type == "cuda":
-                x = x.pin_memory().to(device, non_blocking=True)
-            if flip_axis is not None:
-                x = torch.flip(x, dims=(flip_axis,))
-            x = x.contiguous(memory_format=torch.channels_last)
-            if cpu_bf16:
-                x = x.to(torch.bfloat16)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None and not cpu_bf16):
-                if hasattr(model, "forward_logits"):
-                    y = torch.sigmoid(model.forward_logits(x).float())
-                else:
-                    y = model(x).float()
-            if flip_axis is not None:
-                y = torch.flip(y, dims=(flip_axis,))
-            out[sl] = y[:, 0]
-            if on_batch is not None:
-                on_batch((b + 1) / n_batches)
-    return out if as_tensor else out.cpu().numpy()
-
-
 def _view_of(volume_t, view: str):
     """The ``(N, H, W)`` view-ordered alias of a ``(K, J, I)`` tensor (writes go through)."""
     return volume_t.permute(*VIEW_ORDER[view])
-
-
-def _cuda_batch_size(pkg, hw, n_channels: int, amp_dtype) -> int:
-    """Slices per batch that fit in half the free GPU memory (rough activation estimate; 1-256)."""
-    import torch
-
-    free, _ = torch.cuda.mem_get_info()
-    net = next(iter(pkg.models.values()))[0]
-    width = int(net.config().get("encoder", [64])[0]) if hasattr(net, "config") else 64
-    per_slice = 10 * int(hw[0]) * int(hw[1]) * max(width, n_channels) * (2 if amp_dtype is not None else 4)
-    return int(min(256, max(1, free // 2 // max(per_slice, 1))))
 
 
 @dataclass
@@ -213,7 +128,7 @@ def _plan(pkg, prepared, dev, *, tta, batch_size, threshold, slab_fraction, unce
     if batch_size:
         bs = int(batch_size)
     elif dev.type == "cuda":
-        bs = _cuda_batch_size(pkg, crop_hw or prepared.channels.shape[-2:], prepared.channels.shape[0], amp)
+        bs = cuda_batch_size(pkg, crop_hw or prepared.channels.shape[-2:], prepared.channels.shape[0], amp)
     else:
         bs = DEFAULT_BATCH["cpu"]
     thr = float(manifest.get("threshold", 0.5) if threshold is None else threshold)
@@ -242,7 +157,7 @@ def _run_network(model, model_input, plan: _Plan, dev, flip, on_batch):
         return predict_slices(model, model_input, device=dev, batch_size=plan.batch_size, precision=plan.precision,
                               flip_axis=flip, on_batch=on_batch, as_tensor=True)
     except (RuntimeError, MemoryError) as exc:
-        if dev.type == "cuda" and _is_oom(exc):
+        if dev.type == "cuda" and is_oom(exc):
             torch.cuda.empty_cache()
             raise DeviceMemoryError(
                 f"the GPU ran out of memory with batches of {plan.batch_size} slices of "
@@ -284,7 +199,7 @@ def _predict_view(view: str, models, prepared, plan: _Plan, acc: _Accumulators, 
         try:  # one copy per view, shared by all its networks
             model_input = torch.from_numpy(slices).to(dev)
         except (RuntimeError, MemoryError) as exc:
-            if not _is_oom(exc):
+            if not is_oom(exc):
                 raise
             torch.cuda.empty_cache()
     src, dst = crop_overlap(info)
@@ -397,7 +312,7 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
     report(progress, 0.0, "loading model")
     pkg = resolve_package(package, dev)
     manifest = dict(pkg.manifest)
-    _prepare_models(pkg, dev)
+    prepare_models(pkg, dev)
     if isinstance(inputs, Volume):
         inputs = {manifest["input_channels"][0]: inputs}
     report(progress, 0.02, "preprocessing")
