@@ -88,3 +88,36 @@ def test_other_fields():
     full = {t: {"pd": 1, "t1_ms": 2000, "t2_ms": 50, "t2star_ms": 30} for t in TISSUES}
     table = relaxation_table(7.0, full)
     assert table["WM"].t1_ms == 2000 and table["WM"].source == "user override"
+
+
+@pytest.mark.parametrize("field", [1.5, 3.0])
+def test_every_builtin_value_has_a_provenance(field):
+    """Publication (or an explicit assumption), location, field strength, method and status for every value."""
+    from neuroshift.physics.relaxation import PROVENANCE, SOURCES, provenance
+
+    table = relaxation_table(field)
+    assert set(PROVENANCE[field]) == set(TISSUES)
+    for t in TISSUES:
+        for param in ("pd", "t1_ms", "t2_ms", "t2star_ms"):
+            pv = provenance(field, t, param)
+            assert pv.status in ("checked", "as cited", "representative", "assumption"), (t, param)
+            assert pv.method.strip() and pv.location.strip(), (t, param)
+            if pv.status in ("checked", "as cited"):
+                assert pv.ref in SOURCES and pv.field_T is not None, (t, param)
+            elif pv.ref is not None:
+                assert pv.ref in SOURCES, (t, param)
+            # the value's own source text agrees: an assumption is marked as one
+            if pv.status == "assumption" and pv.ref is None and param != "pd":
+                assert "[assumption]" in table[t].source, (t, param)
+
+
+def test_checked_values_match_the_available_texts():
+    """The two values checked against texts available here: paper 000 Table 4 (3 T CSF T2, measured) and
+    BrainWeb's CSF T2 at 1.5 T as quoted by paper 000 Sec. 3.1."""
+    from neuroshift.physics.relaxation import provenance
+
+    assert relaxation_table(3.0)["CSF"].t2_ms == 379.0 and provenance(3.0, "CSF", "t2_ms").status == "checked"
+    assert relaxation_table(1.5)["CSF"].t2_ms == 329.0 and provenance(1.5, "CSF", "t2_ms").status == "checked"
+    # the 1.5 T CSF T1 is the 3 T value reused: flagged as an assumption, with its measurement field
+    pv = provenance(1.5, "CSF", "t1_ms")
+    assert pv.status == "assumption" and pv.field_T == 3.0
