@@ -41,7 +41,7 @@ T_SHIFTS = _t("test_guard_physics_simulate", "test_simulate_shifts")
 T_GRID = _t("test_simulate_grid")
 T_VOL = _t("test_guard_io", "test_io_volume")
 T_PARAMS = _t("test_guard_io", "test_params")
-T_ATOMIC = _t("test_guard_io", "test_io_volume")
+T_ATOMIC = _t("test_guard_io", "test_io_volume", "test_safety_writes")
 T_METRICS = _t("test_guard_metrics", "test_metrics")
 T_FUSION = _t("test_fusion")
 T_PACKAGE = _t("test_guard_io", "test_guard_package", "test_package")
@@ -173,6 +173,9 @@ MUTANTS: list[Mutant] = [
     M("io", "atomic-dir-temp-kept-on-error", ATOMIC,
       "    except BaseException:\n        shutil.rmtree(tmp, ignore_errors=True)\n        raise",
       "    except BaseException:\n        raise", T_ATOMIC),
+    M("io", "atomic-dir-failed-swap-not-restored", ATOMIC,
+      "                    os.replace(backup, target)  # the swap failed: the old folder goes back under its name\n",
+      "", T_ATOMIC),
     M("io", "split-suffix-nii-gz", ATOMIC, '    for double in (".nii.gz", ".tar.gz", ".mnc.gz"):',
       '    for double in (".tar.gz", ".mnc.gz"):', T_ATOMIC),
     # ------------------------------------------------------------------ segment: metrics
