@@ -319,3 +319,24 @@ def test_translation_function_is_never_shadowed(name):
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and node.id == "_" and isinstance(node.ctx, ast.Store):
                 raise AssertionError(f"{rel}:{node.lineno} assigns to _")
+
+
+def test_str_path_connector_is_registered_first_and_keeps_an_empty_path(load_module_file):
+    """guiConnectors.py (5.4-5.12): ``@parameterNodeGuiConnector`` appends after the built-ins, so a custom connector
+    only wins where no built-in claims the widget. Ours is moved to the front (with the reason in its docstring).
+    Before the fix the connectors were appended (and the editable-combo one was shadowed from 5.8 on), and
+    ReaderStudy bound ``pathlib.Path``, whose empty value shows "." (defect 10)."""
+    from typing import Annotated
+
+    module = load_module_file("ReaderStudy")
+    registry = module.STAND_INS["slicer.parameterNodeWrapper"].guiConnectors._registeredGuiConnectors
+    first = registry[0]
+    assert first.__name__ == "PathLineEditToStrConnector"
+    edit = module.STAND_INS["ctk"].ctkPathLineEdit()
+    assert first.canRepresent(edit, str) and first.canRepresent(edit, Annotated[str, "note"])
+    assert not first.canRepresent(edit, pathlib.Path) and not first.canRepresent(module.STAND_INS["qt"].QLineEdit(), str)
+    edit.currentPath = ""
+    connector = first.create(edit, str)
+    assert connector.read() == ""
+    connector.write("/data/study.sqlite")
+    assert connector.read() == "/data/study.sqlite" and connector.widget() is edit
