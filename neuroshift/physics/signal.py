@@ -230,7 +230,9 @@ def fast_spin_echo(pd, t1_ms, t2_ms, *, te_ms, tr_ms, etl=1, esp_ms=None, b1=1.0
 
 
 def inversion_recovery(pd, t1_ms, t2_ms, *, te_ms, ti_ms, tr_ms, b1=1.0, magnitude=True):
-    """Inversion recovery, spin-echo readout: ``S = B1·PD·|1 − 2e^{−TI/T1} + 2e^{−(TR−TE/2)/T1} − e^{−TR/T1}|·e^{−TE/T2}``.
+    """Inversion recovery with a spin-echo readout.
+
+    ``S = B1·PD·|1 − 2e^{−TI/T1} + 2e^{−(TR−TE/2)/T1} − e^{−TR/T1}|·e^{−TE/T2}``
 
     Exact for a 180° inversion, a 90° excitation at TI that leaves Mz = 0, the
     180° refocusing pulse at TI + TE/2 (inverting the Mz recovered by then) and
@@ -242,7 +244,9 @@ def inversion_recovery(pd, t1_ms, t2_ms, *, te_ms, ti_ms, tr_ms, b1=1.0, magnitu
 
 
 def flair(pd, t1_ms, t2_ms, *, te_ms, ti_ms, tr_ms, trec_ms=None, b1=1.0, magnitude=True):
-    """FLAIR (IR with TR recovery): ``S = B1·PD·|1 − 2e^{−TI/T1} + 2e^{−(Trec−TE/2)/T1} − e^{−Trec/T1}|·e^{−TE/T2}``.
+    """FLAIR (IR with TR recovery).
+
+    ``S = B1·PD·|1 − 2e^{−TI/T1} + 2e^{−(Trec−TE/2)/T1} − e^{−Trec/T1}|·e^{−TE/T2}``
 
     ``trec_ms`` is the recovery time of paper 000 (a TR-related parameter a DICOM
     header lacks; default TR). The ``2e^{−(Trec−TE/2)/T1} − e^{−Trec/T1}`` term is

@@ -23,7 +23,8 @@ proportion to its prior probability and its likelihood:
   ``W_j ∝ ρ_j·Π_t Σ_k ρ_k·L_t(j, k)`` (ρ = prior / proposal density). The
   proposal starts at the prior and is adapted over four rounds (weighted
   log-space mean and covariance ×2; the likelihood widened ×4, ×2, ×1, ×1;
-  with several contrasts a first round uses the primary one only), which keeps the effective sample size up when the contrasts pin
+  with several contrasts a first round uses the primary one only), which keeps
+  the effective sample size up when the contrasts pin
   the parameters down much more tightly than the prior does.
 * **Derivative**: per sample the scale is the one the reference implies,
   ``c_j = m_ref / S_ref(θ_ref^j; θ_0)``, and the tissue increment is
