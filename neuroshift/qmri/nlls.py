@@ -171,14 +171,27 @@ def levenberg_marquardt(y, acqs, free, theta, lo, hi, max_iter):
             break
         th, yy = theta[idx], y[idx]
         rr, J, _ = residual_jacobian(yy, acqs, free, th)
-        JtJ = np.einsum("nmi,nmj->nij", J, J)
         g = np.einsum("nmi,nm->ni", J, rr)
-        diag = np.einsum("nii->ni", JtJ)
-        A = JtJ + (lam[idx, None] * np.maximum(diag, 1e-12))[:, :, None] * eye
-        try:
-            step = -np.linalg.solve(A, g[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = -g / np.maximum(np.einsum("nii->ni", A), 1e-12)
+        if k == 2:  # the common case (T1 and T2 or T2*): 2x2 normal equations by Cramer's rule
+            a = np.einsum("nm,nm->n", J[..., 0], J[..., 0])
+            d = np.einsum("nm,nm->n", J[..., 1], J[..., 1])
+            b = np.einsum("nm,nm->n", J[..., 0], J[..., 1])
+            a = a + lam[idx] * np.maximum(a, 1e-12)
+            d = d + lam[idx] * np.maximum(d, 1e-12)
+            det = a * d - b * b
+            ok = det > 0
+            det = np.where(ok, det, 1.0)
+            step = np.stack([-(d * g[:, 0] - b * g[:, 1]) / det, -(a * g[:, 1] - b * g[:, 0]) / det], -1)
+            fallback = -g / np.maximum(np.stack([a, d], -1), 1e-12)
+            step = np.where(ok[:, None], step, fallback)
+        else:
+            JtJ = np.einsum("nmi,nmj->nij", J, J)
+            diag = np.einsum("nii->ni", JtJ)
+            A = JtJ + (lam[idx, None] * np.maximum(diag, 1e-12))[:, :, None] * eye
+            try:
+                step = -np.linalg.solve(A, g[..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                step = -g / np.maximum(np.einsum("nii->ni", A), 1e-12)
         step = np.nan_to_num(step, nan=0.0, posinf=0.0, neginf=0.0)
         trial = np.clip(th + step, lo, hi)
         c_new = _cost(yy, acqs, free, trial)
@@ -187,8 +200,10 @@ def levenberg_marquardt(y, acqs, free, theta, lo, hi, max_iter):
         theta[acc], cost[acc] = trial[better], c_new[better]
         lam[acc] = np.maximum(lam[acc] / 5.0, 1e-12)
         lam[idx[~better]] *= 4.0
+        # converged: a step (accepted or not) below 1e-8 in log T (1e-8 relative), or no cost left;
+        # a rejected tiny step used to raise the damping ~20 more times before giving up (noisy data)
         moved = np.abs(trial - th).max(-1)
         small = moved < 1e-8
-        done = (better & small) | (cost[idx] < 1e-24) | (lam[idx] > 1e10)
+        done = small | (cost[idx] < 1e-24) | (lam[idx] > 1e10)
         active[idx[done]] = False
     return theta
