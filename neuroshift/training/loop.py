@@ -25,6 +25,7 @@ weights (``keep_best``: the validation metric, ``best_mode`` "max"/"min") and wr
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections import defaultdict
@@ -161,9 +162,9 @@ def _run_epoch(step: TrainStep, ctx: EpochContext, cap: int | None) -> tuple[dic
     sums: dict[str, float] = defaultdict(float)
     n_steps = items = 0
     batches: Iterator[Any] = iter(step.batches(ctx))
+    if cap:  # stop before the step builds a batch that would not be used (0 or None: no cap)
+        batches = itertools.islice(batches, int(cap))
     for batch in batches:
-        if cap is not None and n_steps >= cap:
-            break
         out = step.step(batch, ctx)
         if not isinstance(out, StepOutput):
             out = StepOutput(dict(out))
