@@ -14,6 +14,15 @@ label-to-image synthesis next. A task supplies a step and its settings; this pac
 * :mod:`.loop` — :func:`run_loop` over a :class:`TrainStep` (seeded epochs, AMP, resume, per-epoch
   checkpoint, keep-best).
 
+Adding a task (a GAN for LesionSynth, MRF regression, label-to-image synthesis) is a settings dataclass
+(fields declared with :func:`setting`, so ``neuroshift <cmd>`` gets its flags from them), a frozen resolved
+settings object, a fingerprint (:func:`fingerprint` with an explicit exclusion list: what may change between
+an interrupted run and its resumption) and a step class with ``models``/``optimizers`` dicts, ``batches``,
+``step`` and ``validate`` (plus ``extra_state``/``load_extra_state`` for state such as an
+:class:`ImagePool`); :func:`run_loop` does epochs, resume, logging, checkpoints and keep-best.
+``neuroshift.segment.train_step.SegmentationStep`` is the worked example; ``Testing/test_training_engine.py``
+has a two-optimiser GAN step with an image pool that resumes bit-identically.
+
 Layering: this package imports torch but never a capability (``segment``, ``simulate``, ...), the CLI or
 Slicer; capabilities import it. Torch-free parts (config, splits, history) import without torch being
 loaded; the names below are loaded on first use.
