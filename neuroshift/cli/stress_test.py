@@ -170,11 +170,11 @@ def _confirm_cost(args, n_pending: int, model, case) -> None:
     model.predict(inputs, case_id=loaded.case_id)
     per_s = time.perf_counter() - t0
     hours = n_pending * per_s / 3600.0
-    print(f"estimated time: {n_pending} inferences x {per_s:.2f} s (one inference on case {loaded.case_id}, "
+    print(f"estimated time: {n_pending} inferences x {per_s:.3g} s (one inference on case {loaded.case_id}, "
           f"measured now) = {_duration(hours)}, plus the simulations", file=sys.stderr)
     if hours > args.max_hours and not args.yes:
         raise InputError(
-            f"the stress test would run about {_duration(hours)} ({n_pending} inferences x {per_s:.2f} s), more than "
+            f"the stress test would run about {_duration(hours)} ({n_pending} inferences x {per_s:.3g} s), more than "
             f"--max-hours {args.max_hours:g}; use a coarser --grid, fewer cases, or confirm with --yes "
             "(or a larger --max-hours). Nothing was started.")
 
