@@ -330,3 +330,17 @@ def test_stored_orientation_keeps_the_array_order_and_a_channel_mask_is_shared()
     np.testing.assert_array_equal(prepared.channel_masks["FLAIR"], prepared.channel_masks["T1"])
     assert prepared.channel_masks["T1"].sum() == int((flair.data >= 150).sum()) > 0  # FLAIR >= 150 only, not T1 >= 1
     assert BrainMaskSpec.from_manifest(manifest["preprocessing"]["brain_mask"], "wmh").channel == "FLAIR"
+
+
+def test_cpu_bf16_copy_follows_weight_updates():
+    from neuroshift.segment.predict import cpu_bf16_copy
+    from neuroshift.segment.unet import build_unet
+
+    net = build_unet({"in_channels": 1, "encoder": [2, 2, 2], "decoder": [2, 2]}).eval()
+    low = cpu_bf16_copy(net)
+    assert cpu_bf16_copy(net) is low and low.head.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        net.head.bias.add_(1.0)  # an optimiser step changes weights in place
+    fresh = cpu_bf16_copy(net)
+    assert fresh is not low
+    assert float(fresh.head.bias.float()[0]) == pytest.approx(float(net.head.bias.detach()[0]), abs=1e-2)
