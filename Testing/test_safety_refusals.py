@@ -180,3 +180,24 @@ def test_boundary_maps_oserror_with_a_path(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(cli_main, "build_parser", lambda: parser_with(OSError("no file name")))
     with pytest.raises(OSError, match="no file name"):
         main([])
+
+
+def test_neuroshift_warnings_are_one_line(monkeypatch, capsys):
+    """A FractionWarning raised inside any command is printed as 'neuroshift: warning: ...' (no source path)."""
+    import argparse
+    import warnings
+
+    from neuroshift.tissues.maps import FractionWarning
+
+    def warn(args):
+        warnings.warn("the tissue fractions sum to less than 0.98 in 12.5% of the voxels", FractionWarning)
+        return 0
+
+    p = argparse.ArgumentParser()
+    p.set_defaults(func=warn)
+    monkeypatch.setattr(cli_main, "build_parser", lambda: p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        assert main([]) == 0
+    err = capsys.readouterr().err
+    assert err == "neuroshift: warning: the tissue fractions sum to less than 0.98 in 12.5% of the voxels\n"

@@ -23,6 +23,7 @@ import errno
 import importlib
 import sqlite3
 import sys
+import warnings
 
 from .. import __version__
 from ..errors import InputError, NeuroShiftError
@@ -77,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except InputError as exc:
         print(f"neuroshift: error: {exc}", file=sys.stderr)
         return 2
@@ -110,6 +113,17 @@ def main(argv: list[str] | None = None) -> int:
 
 #: errno values that mean the machine ran out of room, not that the user asked for something impossible.
 _NO_ROOM = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+_DEFAULT_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """NeuroShift's own warnings (e.g. tissue maps summing to less than 1) as one line, without a source path."""
+    if category.__module__.startswith("neuroshift"):
+        print(f"neuroshift: warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _DEFAULT_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 def _os_error(exc: OSError) -> int:
