@@ -43,7 +43,7 @@ def cpu_bf16_copy(model):
     stamp = tuple(int(p._version) for p in model.parameters())  # in-place updates (training) bump it
     cached = _LOW_PRECISION_COPIES.get(model)
     if cached is None or cached[1] != stamp:
-        cached = (copy.deepcopy(model).to(torch.bfloat16).eval(), stamp)
+        cached = (copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False), stamp)
         _LOW_PRECISION_COPIES[model] = cached
     return cached[0]
 
