@@ -1,0 +1,184 @@
+"""Training the MRF regression U-Net through the shared engine (:func:`neuroshift.training.loop.run_loop`).
+
+:class:`MRFStep` is the task's :class:`~neuroshift.training.loop.TrainStep`: epoch ``e`` sets Adam's
+learning rate to ``lr x 0.5^(e // lr_halve_epochs)`` (paper 001's code: 1e-4 halved every 20 epochs;
+derived from the epoch so a resumed run is identical), takes the oversampled slice list (lesion slices x5)
+in ``ctx.order``, draws ``patches_per_slice`` random 64 x 64 patches per slice from ``ctx.rank_seed`` and
+steps on batches of ``batch_size`` patches with the chosen loss (MSE; MAE, Huber, log-cosh as options).
+Validation: whole held-out phantoms; MSE of the scaled targets, T1/T2* relative deviation, lesion Dice and
+LDR at 33 %.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ParameterRangeError
+from .schedule import Schedule
+
+LOSSES = ("mse", "mae", "huber", "logcosh")
+LOG_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_T1_rel_dev", "val_T2star_rel_dev", "val_lesion_dice_33",
+              "val_lesion_ldr_33", "lr", "seconds", "patches_per_s")
+
+
+@dataclass
+class MRFTrainConfig:
+    """Settings of one training run (times in ms; lr per step)."""
+
+    train_seeds: Sequence[int] = (1, 2, 3, 4)
+    val_seeds: Sequence[int] = (101,)
+    epochs: int = 100
+    batch_size: int = 64
+    patch_hw: int = 64
+    patches_per_slice: int = 64
+    lesion_oversampling: int = 5
+    lr: float = 1e-4
+    lr_halve_epochs: int = 20
+    loss: str = "mse"
+    huber_delta: float = 5.0
+    steps_per_epoch: int | None = None
+    noise_fraction: float = 0.01
+    b1_strength: float = 0.25
+    arch: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.loss not in LOSSES:
+            raise ParameterRangeError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        for name in ("epochs", "batch_size", "patch_hw", "patches_per_slice", "lesion_oversampling", "lr_halve_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ParameterRangeError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise ParameterRangeError(f"lr must be > 0, got {self.lr}")
+        if not self.train_seeds:
+            raise ParameterRangeError("train_seeds must name at least one phantom seed")
+        if set(self.train_seeds) & set(self.val_seeds):
+            raise ParameterRangeError("training and validation phantoms must differ (seeds overlap)")
+
+
+def loss_fn(name: str, pred, target, huber_delta: float = 5.0):
+    """Regression loss over all outputs (scaled targets): ``mse`` (paper), ``mae``, ``huber`` (delta in scaled
+    units; the authors' 'lcl' is Huber with delta 5), ``logcosh``."""
+    import torch
+    import torch.nn.functional as F
+
+    if name == "mse":
+        return F.mse_loss(pred, target)
+    if name == "mae":
+        return F.l1_loss(pred, target)
+    if name == "huber":
+        return F.huber_loss(pred, target, delta=float(huber_delta))
+    d = pred - target
+    return torch.mean(d + F.softplus(-2.0 * d) - math.log(2.0))  # log(cosh(d)), stable
+
+
+class MRFStep:
+    """The MRF regression U-Net step (see the module docstring)."""
+
+    def __init__(self, cfg: MRFTrainConfig, train, val_subjects, device):
+        import torch
+
+        from .model import build_model
+
+        self.cfg, self.train_set, self.val_subjects, self.device = cfg, train, list(val_subjects), device
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.arch).to(device)
+        self.models = {"model": model}
+        self.optimizers = {"optimizer": torch.optim.Adam(model.parameters(), lr=cfg.lr)}
+        from .dataset import oversampled_indices
+
+        self.items = oversampled_indices(train.has_lesion, cfg.lesion_oversampling)
+
+    def lr_at(self, epoch: int) -> float:
+        return float(self.cfg.lr * 0.5 ** (epoch // self.cfg.lr_halve_epochs))
+
+    def batches(self, ctx) -> Iterator[tuple[Any, Any]]:
+        import torch
+
+        from .dataset import random_patches
+
+        for g in self.optimizers["optimizer"].param_groups:
+            g["lr"] = self.lr_at(ctx.epoch)
+        rng = np.random.default_rng(ctx.rank_seed)
+        order = ctx.order(len(self.items) * self.cfg.patches_per_slice).numpy()
+        slices = self.items[order % len(self.items)]
+        for i in range(0, len(slices), self.cfg.batch_size):
+            x, y = random_patches(self.train_set, slices[i:i + self.cfg.batch_size], self.cfg.patch_hw, rng)
+            yield torch.from_numpy(x), torch.from_numpy(y)
+
+    def step(self, batch, ctx):
+        from ..training.loop import StepOutput
+
+        x, y = (t.to(self.device) for t in batch)
+        model = self.models["model"]
+        with ctx.autocast():
+            pred = model.forward_logits(x)
+        loss = loss_fn(self.cfg.loss, pred.float(), y, self.cfg.huber_delta)
+        opt = self.optimizers["optimizer"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return StepOutput({"train_loss": float(loss.detach())}, int(x.shape[0]))
+
+    def validate(self, ctx) -> dict[str, float]:
+        rows = [evaluate_subject(self.models["model"], s, self.device) for s in self.val_subjects]
+        if not rows:
+            return {}
+        keys = ("val_loss", "val_T1_rel_dev", "val_T2star_rel_dev", "val_lesion_dice_33", "val_lesion_ldr_33")
+        return {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+
+
+def evaluate_subject(model, subject, device=None) -> dict[str, Any]:
+    """Predict one SYNTHETIC subject and compare with its reference maps (paper 001's metrics)."""
+    from .metrics import summarise
+    from .model import OUTPUT_NAMES, OUTPUT_SCALE, predict_volume
+
+    was = model.training
+    pred = predict_volume(model, subject.frames, device=device)
+    if was:
+        model.train()
+    brain = subject.brain
+    s = summarise(pred, {**subject.maps, "lesion": subject.maps["lesion"] >= 50.0}, brain)
+    mse = float(np.mean([np.mean(((pred[n] - subject.maps[n]) / OUTPUT_SCALE[n])[brain] ** 2) for n in OUTPUT_NAMES]))
+    return {"val_loss": mse, "val_T1_rel_dev": s["T1_rel_dev"], "val_T2star_rel_dev": s["T2star_rel_dev"],
+            "val_lesion_dice_33": s.get("lesion_dice_33pct", float("nan")),
+            "val_lesion_ldr_33": s.get("lesion_ldr_33pct", float("nan")), "summary": s, "pred": pred}
+
+
+def train_model(cfg: MRFTrainConfig, schedule: Schedule, work: str | Path, *, device="cpu", resume: bool = False,
+                verbose: bool = True):
+    """Simulate the phantoms, train through :func:`run_loop`; returns ``(model, LoopResult)``.
+
+    The model holds the last epoch's weights (no keep-best: validation is a report, not a selection).
+    """
+    import torch
+
+    from ..training.config import fingerprint
+    from ..training.loop import LoopSettings, run_loop
+    from .dataset import simulate_subject, slices_of
+
+    cfg.check()
+    kw = dict(noise_fraction=cfg.noise_fraction, b1_strength=cfg.b1_strength)
+    train = slices_of([simulate_subject(schedule, int(s), **kw) for s in cfg.train_seeds])
+    val = [simulate_subject(schedule, int(s), **kw) for s in cfg.val_seeds]
+    step = MRFStep(cfg, train, val, torch.device(device))
+    fp = fingerprint(cfg, exclude=("epochs",), extra={"schedule": schedule.hash})
+    settings = LoopSettings(epochs=int(cfg.epochs), directory=Path(work), seed=int(cfg.seed), fingerprint=fp,
+                            resume=resume, steps_per_epoch=cfg.steps_per_epoch, log_fields=LOG_FIELDS,
+                            items_name="patches", label="mrf", verbose=verbose)
+    result = run_loop(step, settings, device=device)
+    return step.models["model"], result
+
+
+def config_dict(cfg: MRFTrainConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+__all__ = ["LOSSES", "LOG_FIELDS", "MRFStep", "MRFTrainConfig", "config_dict", "evaluate_subject", "loss_fn",
+           "train_model"]
