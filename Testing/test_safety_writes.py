@@ -209,3 +209,19 @@ def test_killed_write_leaves_part_file_that_next_run_removes(tmp_path):
     _age(part, 11 * 60)
     write_text_atomic(target, "{}\n")
     assert not part.exists() and sorted(os.listdir(tmp_path)) == ["out.json"]
+
+
+def test_expect_bytes_read_back(tmp_path):
+    """Writers that go through atomic_path with expect_bytes (simulate's sidecar, CSV exports) are compared."""
+    from neuroshift.io.atomic import expect_bytes
+
+    with pytest.raises(WriteFailedError, match="differs from what was written"):
+        with atomic_path(tmp_path / "s.json", verify=expect_bytes('{"a": 1}\n')) as tmp:
+            tmp.write_text('{"a": 2}\n')
+    with pytest.raises(WriteFailedError, match="wrote 3 of 9 bytes"):
+        with atomic_path(tmp_path / "s.json", verify=expect_bytes('{"a": 1}\n')) as tmp:
+            tmp.write_text('{"a')
+    assert os.listdir(tmp_path) == []
+    with atomic_path(tmp_path / "s.json", verify=expect_bytes('{"a": 1}\n')) as tmp:
+        tmp.write_text('{"a": 1}\n')
+    assert (tmp_path / "s.json").read_text() == '{"a": 1}\n'

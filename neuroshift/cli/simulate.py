@@ -156,7 +156,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..errors import InputError
-    from ..io.atomic import atomic_path
+    from ..io.atomic import atomic_path, expect_bytes
     from ..io.files import write_volume
     from ..progress import cli_progress
     from ..simulate.shifts import add_noise, change_slice_thickness
@@ -199,8 +199,8 @@ def run(args) -> int:
         # Both files or neither: the sidecar is staged first and renamed only after the image is in place.
         written = unc_written = False
         try:
-            with atomic_path(sidecar) as tmp_sidecar:
-                tmp_sidecar.write_text(text + "\n", encoding="utf-8")
+            with atomic_path(sidecar, verify=expect_bytes(text + "\n")) as tmp_sidecar:
+                tmp_sidecar.write_bytes((text + "\n").encode("utf-8"))
                 if unc_vol is not None:  # the ± map first; removed again if anything after it fails
                     write_volume(unc_vol, uncertainty_path(args))
                     unc_written = True

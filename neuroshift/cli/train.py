@@ -68,12 +68,9 @@ def run(args) -> int:
     summary = {"packages": [str(p) for p in result.packages], "work_dir": str(result.work_dir),
                "members": result.members, "cross_validation": result.cv}
     if args.json:
-        from pathlib import Path
+        from ..io.atomic import write_text_atomic
 
-        from ..io.atomic import atomic_path
-
-        with atomic_path(Path(args.json)) as tmp:
-            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(summary, indent=2, default=str) + "\n")  # read back before the rename
     for p in result.packages:
         print(p)
     if result.cv:

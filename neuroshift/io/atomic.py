@@ -311,9 +311,9 @@ def atomic_dir(target: str | os.PathLike, *, verify: Callable[[Path], None] | No
         raise
 
 
-def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
-    """Write a binary file atomically; the file is read back and compared before the rename."""
-    data = bytes(data)
+def expect_bytes(data: bytes | str) -> Callable[[Path], None]:
+    """A ``verify`` for :func:`atomic_path`: the file must hold exactly ``data`` (``str``: UTF-8)."""
+    data = data.encode("utf-8") if isinstance(data, str) else bytes(data)
 
     def verify(tmp: Path) -> None:
         size = tmp.stat().st_size
@@ -322,7 +322,13 @@ def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
         if tmp.read_bytes() != data:
             raise ValueError("the file read back differs from what was written")
 
-    with atomic_path(target, verify=verify) as tmp:
+    return verify
+
+
+def write_bytes_atomic(target: str | os.PathLike, data: bytes) -> None:
+    """Write a binary file atomically; the file is read back and compared before the rename."""
+    data = bytes(data)
+    with atomic_path(target, verify=expect_bytes(data)) as tmp:
         tmp.write_bytes(data)
 
 

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from ..io.atomic import atomic_path
+from ..io.atomic import write_text_atomic
 from .answers import Lesion, Read, validate_read
 from .errors import InvalidAnswerError
 from .store import StudyStore
@@ -169,38 +169,41 @@ def _fmt(x: float | None) -> str:
 
 
 def export_reads(store: StudyStore, answers_csv: str | os.PathLike, lesions_csv: str | os.PathLike) -> int:
-    """Write every submitted read as answer rows and lesion rows (re-importable). Returns the number of reads."""
+    """Write every submitted read as answer rows and lesion rows (re-importable). Returns the number of reads.
+
+    Both CSVs are built in memory, then written atomically and read back (:func:`write_text_atomic`).
+    """
     reads = store.reads()
     study = store.study
     types = {t.id: t.type for t in study.tasks}
-    with atomic_path(answers_csv) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(ANSWER_COLUMNS)
-            for r in reads:
-                base = [r.reader, r.case, r.image_set, r.phase]
-                for q, a in r.answers.items():
-                    if types.get(q) == "lesion_counts":
-                        for cls, n in a.items():
-                            w.writerow(base + [f"{q}:{cls}", n])
-                    else:
-                        w.writerow(base + [q, a])
-                if r.started_at:
-                    w.writerow(base + ["_started_at", r.started_at])
-                if r.submitted_at:
-                    w.writerow(base + ["_submitted_at", r.submitted_at])
-                if r.active_seconds is not None:
-                    w.writerow(base + ["_active_seconds", _fmt(r.active_seconds)])
-                w.writerow(base + ["_n_lesions", len(r.lesions)])
-    with atomic_path(lesions_csv) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(LESION_COLUMNS + ("axes_angle_deg",))
-            for r in reads:
-                base = [r.reader, r.case, r.image_set, r.phase]
-                if not r.lesions:
-                    w.writerow(base + [""] * 7)
-                for les in r.lesions:
-                    w.writerow(base + [les.lesion_id, *(_fmt(c) for c in les.center_ras_mm), _fmt(les.long_mm),
-                                       _fmt(les.short_mm), _fmt(les.axes_angle_deg)])
+    answers = io.StringIO(newline="")
+    w = csv.writer(answers)
+    w.writerow(ANSWER_COLUMNS)
+    for r in reads:
+        base = [r.reader, r.case, r.image_set, r.phase]
+        for q, a in r.answers.items():
+            if types.get(q) == "lesion_counts":
+                for cls, n in a.items():
+                    w.writerow(base + [f"{q}:{cls}", n])
+            else:
+                w.writerow(base + [q, a])
+        if r.started_at:
+            w.writerow(base + ["_started_at", r.started_at])
+        if r.submitted_at:
+            w.writerow(base + ["_submitted_at", r.submitted_at])
+        if r.active_seconds is not None:
+            w.writerow(base + ["_active_seconds", _fmt(r.active_seconds)])
+        w.writerow(base + ["_n_lesions", len(r.lesions)])
+    lesions = io.StringIO(newline="")
+    w = csv.writer(lesions)
+    w.writerow(LESION_COLUMNS + ("axes_angle_deg",))
+    for r in reads:
+        base = [r.reader, r.case, r.image_set, r.phase]
+        if not r.lesions:
+            w.writerow(base + [""] * 7)
+        for les in r.lesions:
+            w.writerow(base + [les.lesion_id, *(_fmt(c) for c in les.center_ras_mm), _fmt(les.long_mm),
+                               _fmt(les.short_mm), _fmt(les.axes_angle_deg)])
+    write_text_atomic(answers_csv, answers.getvalue())
+    write_text_atomic(lesions_csv, lesions.getvalue())
     return len(reads)
