@@ -225,3 +225,34 @@ def test_expect_bytes_read_back(tmp_path):
     with atomic_path(tmp_path / "s.json", verify=expect_bytes('{"a": 1}\n')) as tmp:
         tmp.write_text('{"a": 1}\n')
     assert (tmp_path / "s.json").read_text() == '{"a": 1}\n'
+
+
+def test_dicom_series_with_a_cut_slice_is_refused(tmp_path, monkeypatch):
+    """A DICOM output folder is read back (grid and voxels within one quantisation step) before it is renamed."""
+    from neuroshift.io import files
+
+    real = files._write_dicom_series
+
+    def cut_last_slice(vol, folder):
+        real(vol, folder)
+        last = sorted(Path(folder).iterdir())[-1]
+        last.write_bytes(last.read_bytes()[:-60])  # the slice is lost: the series is one slice short
+
+    def zero_pixels(vol, folder):
+        real(vol, folder)
+        last = sorted(Path(folder).iterdir())[-1]
+        data = bytearray(last.read_bytes())
+        data[-60:] = bytes(60)  # the tail of the pixel data is zeros, as after a short write
+        last.write_bytes(bytes(data))
+
+    vol = Volume(np.linspace(0, 500, 4 * 6 * 7, dtype=np.float32).reshape(4, 6, 7) + 1.0)
+    write_volume(vol, tmp_path / "ok_series")  # the untouched writer passes its own check
+    back = read_volume(tmp_path / "ok_series")
+    assert np.max(np.abs(back.data - vol.data)) <= 500 / 32000
+    monkeypatch.setattr(files, "_write_dicom_series", cut_last_slice)
+    with pytest.raises(WriteFailedError, match=r"reads back with shape \(3, 6, 7\)"):
+        write_volume(vol, tmp_path / "series")
+    monkeypatch.setattr(files, "_write_dicom_series", zero_pixels)
+    with pytest.raises(WriteFailedError, match="voxels read back differ"):
+        write_volume(vol, tmp_path / "series")
+    assert sorted(os.listdir(tmp_path)) == ["ok_series"]

@@ -233,7 +233,8 @@ def _verify_image_file(path: Path, img) -> None:
 
 
 def _verify_dicom_folder(folder: Path, vol: Volume) -> None:
-    """Read a just-written DICOM series back and compare its grid (values are quantised, so not compared)."""
+    """Read a just-written DICOM series back; compare its grid and every voxel within one quantisation step
+    (float data are stored as int16 with RescaleSlope = half range / 32000, integral data exactly)."""
     with _locale_preserved():
         try:
             back = _read_dicom_series(folder)
@@ -241,6 +242,15 @@ def _verify_dicom_folder(folder: Path, vol: Volume) -> None:
             raise ValueError(str(exc)) from None
     if back.data.shape != vol.data.shape:
         raise ValueError(f"the written series reads back with shape {back.data.shape}, not {vol.data.shape}")
+    data = np.asarray(vol.data, dtype=np.float64)
+    if data.size:
+        lo, hi = float(data.min()), float(data.max())
+        integral = bool(np.all(np.equal(np.mod(data, 1), 0))) and lo >= -32768 and hi <= 32767
+        step = 0.0 if integral else max(hi - lo, 1e-9) / 32000.0
+        worst = float(np.max(np.abs(np.asarray(back.data, dtype=np.float64) - data)))
+        if worst > step + 1e-6 * max(abs(lo), abs(hi), 1.0):
+            raise ValueError(f"the voxels read back differ from those written by up to {worst:g} "
+                             f"(allowed {step:g}; incomplete files?)")
 
 
 def _write_dicom_series(vol: Volume, folder: Path) -> None:
