@@ -94,6 +94,12 @@ def _exp_neg(t, T, out):
     return out
 
 
+def _decay(o, te, T, a):
+    """o *= e^{−TE/T}; nothing to do at TE = 0 (T <= 0 voxels are zeroed by the driver)."""
+    if te != 0.0:
+        o *= _exp_neg(te, T, a)
+
+
 def _expm1_neg(t, T, out):
     """out = exp(−t/T) − 1 (≤ 0), accurate when t/T is small."""
     np.divide(-t, T, out=out)
@@ -104,7 +110,7 @@ def _expm1_neg(t, T, out):
 def _k_se(o, a, b, t1, t2, p):
     _expm1_neg(p["tr"], t1, o)
     np.negative(o, out=o)                 # 1 − E_TR
-    o *= _exp_neg(p["te"], t2, a)
+    _decay(o, p["te"], t2, a)
 
 
 def _k_ir(o, a, b, t1, t2, p):
@@ -114,7 +120,7 @@ def _k_ir(o, a, b, t1, t2, p):
     o += _expm1_neg(p["trec"], t1, a)
     if p["magnitude"]:
         np.abs(o, out=o)
-    o *= _exp_neg(p["te"], t2, a)
+    _decay(o, p["te"], t2, a)
 
 
 def _k_dir(o, a, b, t1, t2, p):
@@ -125,7 +131,7 @@ def _k_dir(o, a, b, t1, t2, p):
     o -= _expm1_neg(p["tr"], t1, a)
     if p["magnitude"]:
         np.abs(o, out=o)
-    o *= _exp_neg(p["te"], t2, a)
+    _decay(o, p["te"], t2, a)
 
 
 def _k_gre(o, a, b, t1, t2s, p):
@@ -135,7 +141,7 @@ def _k_gre(o, a, b, t1, t2s, p):
     np.multiply(o, -p["cos"], out=a)
     a += 1.0 - p["cos"]
     o /= a
-    o *= _exp_neg(p["te"], t2s, a)
+    _decay(o, p["te"], t2s, a)
     o *= -p["sin"]
 
 
@@ -149,7 +155,7 @@ def _k_dir_se(o, a, b, t1, t2, p):
     o += _expm1_neg(p["tr"], t1, a)
     if p["magnitude"]:
         np.abs(o, out=o)
-    o *= _exp_neg(p["te"], t2, a)
+    _decay(o, p["te"], t2, a)
 
 
 _KERNELS = {"se": _k_se, "ir": _k_ir, "dir": _k_dir, "dir_se": _k_dir_se, "gre": _k_gre}
