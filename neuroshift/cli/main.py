@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "neuroshift.cli.demo",
     "neuroshift.cli.reader_study",
     "neuroshift.cli.models",
+    "neuroshift.cli.mrf",
 )
 
 
