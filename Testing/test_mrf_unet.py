@@ -83,3 +83,27 @@ def test_training_runs_through_the_shared_loop_lr_halves_and_loss_falls(tmp_path
     assert [r["lr"] for r in res.history] == pytest.approx([3e-3, 3e-3, 1.5e-3, 1.5e-3])
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert res.history[0]["step"] == 4  # 7 slices x 2 patches / batch 4
+
+
+def test_phantom_frames_physics_and_targets():
+    """SYNTHETIC training subject: pure-tissue voxels carry PD x the Bloch signal at their B1; lesions above NAWM."""
+    from neuroshift.mrf.dataset import simulate_subject, slices_of
+    from neuroshift.mrf.simulate import simulate
+    from neuroshift.physics.relaxation import relaxation_table
+
+    s = representative_schedule()
+    sub = simulate_subject(s, 5, noise_fraction=0.0)
+    tab = relaxation_table(3.0)
+    assert 0.6 <= sub.b1[sub.brain].min() and sub.b1[sub.brain].max() <= 1.4 and sub.b1[sub.brain].std() > 0.01
+    wm = np.argwhere(sub.maps["NAWM"] >= 99.999)[:50]
+    for k, j, i in wm[:5]:
+        expect = tab["WM"].pd * simulate(s, tab["WM"].t1_ms, tab["WM"].t2star_ms, float(sub.b1[k, j, i])).numpy()
+        np.testing.assert_allclose(sub.frames[k, j, i], expect, atol=2e-4)
+    les = sub.maps["lesion"] >= 99.999
+    assert les.any()
+    assert np.all(sub.maps["T1"][les] == pytest.approx(tab["lesion"].t1_ms))
+    assert tab["lesion"].t1_ms > tab["WM"].t1_ms and tab["lesion"].t2star_ms > tab["WM"].t2star_ms
+    assert np.all(sub.frames[~sub.brain] == 0)
+    ds = slices_of([sub])
+    assert ds.x.shape[1] == 35 and ds.y.shape[1] == 5 and ds.has_lesion.any()
+    assert ds.y[:, 2:].max() <= 1.0 and ds.y[:, 2:].min() >= 0.0
