@@ -1,5 +1,6 @@
 """Analysis beyond Table 5: visual Turing test, lesion counts with ICC, kappa on Likert grades."""
 
+import csv
 import json
 import math
 import sys
@@ -93,7 +94,17 @@ def test_lesion_counts_icc_and_wilcoxon(tmp_path):
     # the CLI writes the tables
     out = tmp_path / "out"
     assert main(["reader-study", "analyze", "--db", str(db), "--out", str(out)]) == 0
-    assert (out / "agreement.csv").exists() and (out / "count_comparisons.csv").exists()
+    with open(out / "agreement.csv", newline="") as fh:
+        agreement = list(csv.DictReader(fh))
+    peri = [r for r in agreement if r["measure"] == "counts:periventricular" and r["image_set"] == "flair"
+            and r["statistic"] == "ICC(2,1)"]
+    assert len(peri) == 1 and float(peri[0]["value"]) == pytest.approx(1.0)  # identical counts of both readers
+    with open(out / "count_comparisons.csv", newline="") as fh:
+        counts = list(csv.DictReader(fh))
+    row = [r for r in counts if r["measure"] == "counts:juxtacortical" and r["reader"] == "A"
+           and r["image_set_a"] == "flair" and r["image_set_b"] == "true_dir"]
+    assert len(row) == 1 and float(row[0]["mean_b"]) - float(row[0]["mean_a"]) == pytest.approx(2.0)
+    assert float(row[0]["wilcoxon_p"]) == pytest.approx(0.0015654, rel=1e-4)  # as derived above
     assert not (out / "detection.csv").exists()
     assert json.loads((out / "results.json").read_text())["study"]["blinding"] is True
 
