@@ -140,3 +140,17 @@ def test_predict_and_evaluate_cli(tmp_path):
     csv = (tmp_path / "e" / "lesion_curves.csv").read_text().splitlines()
     assert len(csv) == 101 and csv[33].startswith("33.0,1.0,1.0,2,2,")
     assert (tmp_path / "e" / "lesion_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_flags_come_from_the_config_and_bad_settings_exit_2(tmp_path, capsys):
+    from neuroshift.mrf.train import MRFTrainConfig
+    from neuroshift.training.config import option_names
+
+    opts = option_names(MRFTrainConfig)
+    assert {"--epochs", "--lr", "--lr-halve-epochs", "--loss", "--train-seeds", "--lesion-oversampling"} <= set(opts)
+    assert main(["mrf", "train", "--out", str(tmp_path / "m"), "--work", str(tmp_path / "w"), "--train-seeds", "1,2",
+                 "--val-seeds", "2", "--device", "cpu"]) == 2
+    assert "seeds overlap" in capsys.readouterr().err
+    assert main(["mrf", "train", "--out", str(tmp_path / "m"), "--work", str(tmp_path / "w"), "--epochs", "0",
+                 "--device", "cpu"]) == 2
+    assert not (tmp_path / "m").exists()

@@ -51,15 +51,10 @@ def register(sub) -> None:
     t.add_argument("--out", required=True, help="model package folder")
     t.add_argument("--work", required=True, help="work folder (checkpoints, log.csv)")
     t.add_argument("--schedule", help="schedule JSON (default: the shipped REPRESENTATIVE schedule)")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--patches-per-slice", type=int, default=64)
-    t.add_argument("--steps-per-epoch", type=int)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--lr-halve-epochs", type=int, default=20)
-    t.add_argument("--loss", default="mse", choices=("mse", "mae", "huber", "logcosh"))
-    t.add_argument("--train-seeds", default="1,2,3,4", help="phantom seeds for training")
-    t.add_argument("--val-seeds", default="101", help="phantom seeds for validation")
+    from ..mrf.train import MRFTrainConfig
+    from ..training.config import add_arguments
+
+    add_arguments(t, MRFTrainConfig)
     t.add_argument("--resume", action="store_true")
     t.add_argument("--device", default="auto")
     t.set_defaults(func=_train)
@@ -85,15 +80,6 @@ def _schedule(path):
     from ..mrf.schedule import load_schedule, representative_schedule
 
     return load_schedule(path) if path else representative_schedule()
-
-
-def _seeds(text: str):
-    from ..errors import ParameterRangeError
-
-    try:
-        return tuple(int(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        raise ParameterRangeError(f"seeds must be comma-separated integers, got {text!r}") from None
 
 
 def _dictionary(a) -> int:
@@ -153,11 +139,10 @@ def _train(a) -> int:
     from ..mrf.model import save_package
     from ..mrf.train import MRFTrainConfig, config_dict, train_model
     from ..torch_device import resolve_device
+    from ..training.config import from_dict, values_from_args
 
     sched = _schedule(a.schedule)
-    cfg = MRFTrainConfig(train_seeds=_seeds(a.train_seeds), val_seeds=_seeds(a.val_seeds), epochs=a.epochs,
-                         batch_size=a.batch_size, patches_per_slice=a.patches_per_slice,
-                         steps_per_epoch=a.steps_per_epoch, lr=a.lr, lr_halve_epochs=a.lr_halve_epochs, loss=a.loss)
+    cfg = from_dict(MRFTrainConfig, values_from_args(a, MRFTrainConfig))
     model, res = train_model(cfg, sched, a.work, device=resolve_device(a.device), resume=a.resume)
     save_package(model.cpu(), a.out, sched, {
         "notes": "Trained on SYNTHETIC NeuroShift phantom frames; not for clinical use.",

@@ -12,13 +12,14 @@ LDR at 33 %.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import ParameterRangeError
+from ..training.config import Flag, int_list, internal, setting
 from .schedule import Schedule
 
 LOSSES = ("mse", "mae", "huber", "logcosh")
@@ -28,24 +29,25 @@ LOG_FIELDS = ("epoch", "step", "train_loss", "val_loss", "val_T1_rel_dev", "val_
 
 @dataclass
 class MRFTrainConfig:
-    """Settings of one training run (times in ms; lr per step)."""
+    """Settings of one training run (times in ms; lr per step). The CLI flags are declared here once
+    (:func:`neuroshift.training.config.setting`); ``neuroshift mrf train`` generates its options from them."""
 
-    train_seeds: Sequence[int] = (1, 2, 3, 4)
-    val_seeds: Sequence[int] = (101,)
-    epochs: int = 100
-    batch_size: int = 64
-    patch_hw: int = 64
-    patches_per_slice: int = 64
-    lesion_oversampling: int = 5
-    lr: float = 1e-4
-    lr_halve_epochs: int = 20
-    loss: str = "mse"
-    huber_delta: float = 5.0
-    steps_per_epoch: int | None = None
-    noise_fraction: float = 0.01
-    b1_strength: float = 0.25
-    arch: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+    train_seeds: Sequence[int] = setting((1, 2, 3, 4), Flag(type=int_list, help="phantom seeds for training"))
+    val_seeds: Sequence[int] = setting((101,), Flag(type=int_list, help="phantom seeds for validation"))
+    epochs: int = setting(100, Flag(type=int, help="epochs (paper: 100)"))
+    batch_size: int = setting(64, Flag(type=int, help="patches per batch (paper: 64)"))
+    patch_hw: int = setting(64, Flag(type=int, help="patch size in pixels (paper: 64)"))
+    patches_per_slice: int = setting(64, Flag(type=int, help="random patches per slice and epoch (paper: 64)"))
+    lesion_oversampling: int = setting(5, Flag(type=int, help="lesion slices repeated this often (paper: 5)"))
+    lr: float = setting(1e-4, Flag(type=float, help="Adam learning rate (paper: 1e-4)"))
+    lr_halve_epochs: int = setting(20, Flag(type=int, help="halve the learning rate every N epochs (paper code: 20)"))
+    loss: str = setting("mse", Flag(choices=LOSSES, help="regression loss (paper: mse)"))
+    huber_delta: float = setting(5.0, Flag(type=float, help="Huber delta in scaled target units"))
+    steps_per_epoch: int | None = setting(None, Flag(type=int, help="cap the batches of an epoch"))
+    noise_fraction: float = setting(0.01, Flag(type=float, help="Rician sigma / mean WM signal of the frames"))
+    b1_strength: float = setting(0.25, Flag(type=float, help="B1 field strength (bias-field model)"))
+    arch: dict[str, Any] = internal(None)
+    seed: int = setting(0, Flag(type=int, help="seed of the network and the epochs"))
 
     def check(self) -> None:
         if self.loss not in LOSSES:
