@@ -148,3 +148,21 @@ def test_multi_echo_convention_fused_equals_reference(seq, text, maps):
     fast = S.sequence_signal(seq, p, **args)
     ref = _reference(S.sequence_signal, seq, p, **args)
     np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-14 * float(np.abs(ref).max()))
+
+
+def test_threaded_parts_give_the_single_thread_result(maps, monkeypatch):
+    t1 = np.abs(np.nan_to_num(maps["t1"], nan=900.0, posinf=900.0)).astype(np.float32)
+    args = (maps["pd"].astype(np.float32), t1, maps["t2s"].astype(np.float32))
+    kw = dict(te_ms=5.0, tr_ms=20.0, fa_deg=15.0)
+    monkeypatch.setattr(K, "BLOCK", 64)
+    one = S.spoiled_gre(*args, **kw)
+    monkeypatch.setattr(K, "PARALLEL_MIN", 0)
+    monkeypatch.setenv("NEUROSHIFT_THREADS", "3")
+    three = S.spoiled_gre(*args, **kw)
+    np.testing.assert_array_equal(one, three)
+    s1, s3 = one.copy(), one.copy()
+    monkeypatch.setenv("NEUROSHIFT_THREADS", "1")
+    K.decay_inplace(s1, 30.0, args[2])
+    monkeypatch.setenv("NEUROSHIFT_THREADS", "4")
+    K.decay_inplace(s3, 30.0, args[2])
+    np.testing.assert_array_equal(s1, s3)

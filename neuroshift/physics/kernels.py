@@ -15,7 +15,10 @@ long T1, so the float32 kernel is within ~1e-6 of the float64 formula
 Units: times in ms, flip angles in degrees (as in :mod:`.signal`). A voxel
 whose T1 or T2/T2* is not > 0 (or NaN) gives 0, as in the reference.
 
-Why numpy and not torch: measured on 256×256×176 float32 maps (``bench/signal.py``)
+Threads: volumes of :data:`PARALLEL_MIN` voxels or more are split into one
+contiguous part per thread (``$NEUROSHIFT_THREADS``, else the cores available).
+
+Why numpy and not torch: measured on 256×256×176 float32 maps (``bench/signal_equations.py``)
 the blocked numpy kernel runs single-threaded at about 2× a copy of its input
 maps; torch's elementwise ops allocate a full-size tensor per operation unless
 written with ``out=`` everywhere and then gain nothing over numpy on one core.
@@ -29,12 +32,12 @@ import numbers
 
 import numpy as np
 
-__all__ = ["BLOCK", "ENABLED", "fused_signal", "eligible", "decay_inplace"]
+__all__ = ["BLOCK", "ENABLED", "PARALLEL_MIN", "fused_signal", "eligible", "decay_inplace"]
 
 #: Voxels per block (float32: 64 KiB per scratch buffer, well inside L2).
 BLOCK = 1 << 14
 
-#: Switch for the fused path (tests and ``bench/signal.py`` turn it off to run the reference formulas).
+#: Switch for the fused path (tests and ``bench/signal_equations.py`` turn it off to run the reference formulas).
 ENABLED = True
 
 _DEG = math.pi / 180.0
@@ -200,13 +203,17 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
     if not isinstance(t1_v, np.ndarray) and not t1_v > 0 or not isinstance(t2_v, np.ndarray) and not t2_v > 0:
         flat[:] = 0.0  # a scalar T1/T2 that is not > 0: every voxel is background
         return out
-    block = min(BLOCK, n)
-    a = np.empty(block, dtype)
-    ok = np.empty(block, bool)
-    ok2 = np.empty(block, bool)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        for s in range(0, n, block):
-            e = min(s + block, n)
+    def run(lo: int, hi: int) -> None:
+        block = min(BLOCK, hi - lo)
+        a = np.empty(block, dtype)
+        ok = np.empty(block, bool)
+        ok2 = np.empty(block, bool)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            _blocks(lo, hi, block, a, ok, ok2)
+
+    def _blocks(lo, hi, block, a, ok, ok2):
+        for s in range(lo, hi, block):
+            e = min(s + block, hi)
             m = e - s
             o = flat[s:e]
             t1 = t1_v[s:e] if isinstance(t1_v, np.ndarray) else t1_v
@@ -229,7 +236,36 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
             if valid is not None:
                 np.logical_not(valid, out=valid)
                 np.putmask(o, valid, 0.0)
+
+    _parallel(run, n)
     return out
+
+
+#: Volumes with fewer voxels than this run on one thread (a thread pool costs more than it saves there).
+PARALLEL_MIN = 1 << 20
+
+
+def _parallel(run, n: int) -> None:
+    """``run(lo, hi)`` over [0, n) split into contiguous parts, one per thread.
+
+    Threads: ``neuroshift.threads.requested_threads()`` (``$NEUROSHIFT_THREADS``, else the cores this process
+    may use); numpy releases the GIL inside the ufuncs, so the parts run in parallel. Each part has its own
+    scratch buffers; the parts write disjoint slices of the output.
+    """
+    threads = 1
+    if n >= PARALLEL_MIN:
+        from ..threads import requested_threads
+
+        threads = max(1, min(requested_threads(), n // BLOCK))
+    if threads == 1:
+        run(0, n)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    cuts = [(n * i // threads) // BLOCK * BLOCK for i in range(threads)] + [n]
+    with ThreadPoolExecutor(max_workers=threads) as ex:
+        for f in [ex.submit(run, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]:
+            f.result()
 
 
 def decay_inplace(s, te_ms, t2_ms) -> bool:
@@ -258,16 +294,20 @@ def decay_inplace(s, te_ms, t2_ms) -> bool:
             flat *= math.exp(-te / t2s)
         return True
     t2 = np.ravel(t2_ms)
-    block = min(BLOCK, n)
-    a = np.empty(block, s.dtype)
-    ok = np.empty(block, bool)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        for i in range(0, n, block):
-            e = min(i + block, n)
-            m = e - i
-            o, t = flat[i:e], t2[i:e]
-            o *= _exp_neg(te, t, a[:m])
-            np.greater(t, 0.0, out=ok[:m])
-            np.logical_not(ok[:m], out=ok[:m])
-            np.putmask(o, ok[:m], 0.0)
+
+    def run(lo: int, hi: int) -> None:
+        block = min(BLOCK, hi - lo)
+        a = np.empty(block, s.dtype)
+        ok = np.empty(block, bool)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            for i in range(lo, hi, block):
+                e = min(i + block, hi)
+                m = e - i
+                o, t = flat[i:e], t2[i:e]
+                o *= _exp_neg(te, t, a[:m])
+                np.greater(t, 0.0, out=ok[:m])
+                np.logical_not(ok[:m], out=ok[:m])
+                np.putmask(o, ok[:m], 0.0)
+
+    _parallel(run, n)
     return True
