@@ -32,7 +32,12 @@ def test_spin_echo_literal(backend):
     t1 = as_backend(backend, [1000.0, 1000.0])
     s = S.spin_echo(1.0, t1, 100.0, te_ms=100.0, tr_ms=1000.0)
     assert isinstance(s, torch.Tensor) == (backend == "torch")
-    np.testing.assert_allclose(to_numpy(s), (1 - math.exp(-1)) * math.exp(-1), rtol=1e-12)  # 0.2325441579
+    # exact form with the refocusing pulse at TE/2: (1 - 2e^{-(TR-TE/2)/T1} + e^{-TR/T1}) e^{-TE/T2} = 0.2186665812
+    expected = (1 - 2 * math.exp(-0.95) + math.exp(-1)) * math.exp(-1)
+    np.testing.assert_allclose(to_numpy(s), expected, rtol=1e-12)
+    # TE -> 0: paper 002's saturation-recovery form 1 - e^{-TR/T1} = 0.6321205588
+    s0 = S.spin_echo(1.0, t1, 100.0, te_ms=0.0, tr_ms=1000.0)
+    np.testing.assert_allclose(to_numpy(s0), 1 - math.exp(-1), rtol=1e-12)
 
 
 def test_flair_nulls_at_its_null_time(backend):
