@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import plain
+
 EPILOG = """\
 examples:
   neuroshift mrf dictionary --out dict.npz                       # representative 35-frame schedule
@@ -25,7 +27,7 @@ The shipped schedule is REPRESENTATIVE (within paper 001's ranges), not the scan
 
 def register(sub) -> None:
     p = sub.add_parser("mrf", help="MR fingerprinting: dictionary, matching, U-Net maps, evaluation",
-                       description=__doc__.splitlines()[0], epilog=EPILOG,
+                       description=plain(__doc__.splitlines()[0]), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s = p.add_subparsers(dest="mrf_command", metavar="STEP", parser_class=type(p))
 
