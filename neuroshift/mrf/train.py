@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
-
 from ..errors import ParameterRangeError
 from ..training.config import Flag, int_list, internal, setting
 from .schedule import Schedule
@@ -100,6 +98,7 @@ class MRFStep:
         return float(self.cfg.lr * 0.5 ** (epoch // self.cfg.lr_halve_epochs))
 
     def batches(self, ctx) -> Iterator[tuple[Any, Any]]:
+        import numpy as np
         import torch
 
         from .dataset import random_patches
@@ -128,6 +127,8 @@ class MRFStep:
         return StepOutput({"train_loss": float(loss.detach())}, int(x.shape[0]))
 
     def validate(self, ctx) -> dict[str, float]:
+        import numpy as np
+
         rows = [evaluate_subject(self.models["model"], s, self.device) for s in self.val_subjects]
         if not rows:
             return {}
@@ -137,6 +138,8 @@ class MRFStep:
 
 def evaluate_subject(model, subject, device=None) -> dict[str, Any]:
     """Predict one SYNTHETIC subject and compare with its reference maps (paper 001's metrics)."""
+    import numpy as np
+
     from .metrics import summarise
     from .model import OUTPUT_NAMES, OUTPUT_SCALE, predict_volume
 
