@@ -32,24 +32,34 @@ def _views(images, mask, b1):
     return flats, mflat, bflat, dtype
 
 
-def _finish_block(o_pd, o_t, s, e, pd, t, valid, lo, hi, bblk, scratch_bool):
+def _finish_block(o_pd, o_t, s, e, pd, t, valid, lo, hi, bblk, scratch_bool, nan_possible=True):
     """Clip/clean one block and write it; returns the number of clipped times among the fitted voxels."""
-    # times: not a positive finite number -> hi; count everything outside [lo, hi] among fitted voxels
-    inside = np.greater_equal(t, lo, out=scratch_bool)
-    inside &= t <= hi
-    inside |= ~valid
-    n_clip = int(inside.size - np.count_nonzero(inside))
-    np.copyto(t, hi, where=np.isnan(t))  # then ±inf -> the bounds
+    all_valid = bool(valid.all())
+    # count the times outside [lo, hi] (NaN included) among the fitted voxels
+    out = np.less(t, lo, out=scratch_bool)
+    out |= t > hi
+    if nan_possible:
+        nan = np.isnan(t)
+        out |= nan
+    if not all_valid:
+        out &= valid
+    n_clip = int(np.count_nonzero(out))
+    if nan_possible:
+        np.copyto(t, hi, where=nan)  # then ±inf -> the bounds
     np.clip(t, lo, hi, out=t)
     # PD: not finite or negative -> 0; receive field divided out
-    np.copyto(pd, 0.0, where=~((pd >= 0) & (pd < np.inf)))
+    bad = np.less(pd, np.inf, out=scratch_bool)  # False for NaN and +inf
+    np.logical_not(bad, out=bad)
+    np.copyto(pd, 0.0, where=bad)
+    np.maximum(pd, 0.0, out=pd)                  # negatives and -inf
     if bblk is not None:
         pos = bblk > 0
         np.divide(pd, bblk, out=pd, where=pos)
         np.copyto(pd, 0.0, where=~pos)
-    # voxels that are not fitted: 0 everywhere
-    np.copyto(pd, 0.0, where=~valid)
-    np.copyto(t, 0.0, where=~valid)
+    if not all_valid:  # voxels that are not fitted: 0 everywhere
+        invalid = ~valid
+        np.copyto(pd, 0.0, where=invalid)
+        np.copyto(t, 0.0, where=invalid)
     o_pd[s:e] = pd
     o_t[s:e] = t
     return n_clip
@@ -94,7 +104,7 @@ def echo2_fit(images, te_ms, mask, b1, bounds, block: int = BLOCK):
             p *= s1                                   # A = S1·e^{TE1/T}
             np.copyto(p, np.maximum(s2, 0), where=~pos1)  # S1 = 0: A = S2 (as the general path)
             clipped += _finish_block(o_pd, o_t, s, e, p, t, valid, lo, hi,
-                                     None if bflat is None else bflat[s:e], w[:m])
+                                     None if bflat is None else bflat[s:e], w[:m], nan_possible=False)
     return o_pd, o_t, clipped
 
 

@@ -33,11 +33,14 @@ UNITS = {"PD": "a.u.", "T1": "ms", "T2": "ms", "T2star": "ms", "B1": "receive ga
 def check_volume(vol: Volume, what: str, *, nonnegative: bool = False) -> None:
     """Raise :class:`NonFiniteError` for NaN/inf voxels and, if asked, :class:`ParameterRangeError` for negatives."""
     data = np.asarray(vol.data)
-    if np.issubdtype(data.dtype, np.floating):
+    # one pass each without full-size temporaries: a float64 sum of finite float32/float64 voxels is finite
+    # (float32 values cannot overflow it), and the minimum decides the sign; details only on failure
+    if np.issubdtype(data.dtype, np.floating) and data.size and not (
+            data.dtype.itemsize <= 4 and np.isfinite(np.add.reduce(data, axis=None, dtype=np.float64))):
         bad = ~np.isfinite(data)
         if bad.any():
             raise NonFiniteError(f"{what}: {int(bad.sum())} voxel(s) are NaN or infinite")
-    if nonnegative and np.any(data < 0):
+    if nonnegative and data.size and data.min() < 0:
         raise ParameterRangeError(f"{what}: {int(np.count_nonzero(data < 0))} voxel(s) are negative; "
                                   "quantitative maps must be >= 0 (use 0 for background)")
 
