@@ -23,6 +23,7 @@ LAYERS = {
     "physics": 2,
     "tissues": 3, "qmri": 3, "training": 3,
     "phantom": 4, "simulate": 4,
+    "qsynth": 4.5,  # label-to-image synthesis: uses phantom anatomy, used by segment training
     "segment": 5, "readerstudy": 5,
     "stress": 6, "mrf": 6,
     "cli": 7,
