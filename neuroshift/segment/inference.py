@@ -166,13 +166,15 @@ def _run_network(model, model_input, plan: _Plan, dev, flip, on_batch):
         raise
 
 
-def _check_precision(model, model_input, pred, plan: _Plan, dev) -> dict:
-    """Reduced precision vs float32 on up to 4 evenly spaced slices of the first network (same run)."""
+def _check_precision(model, model_input, pred, plan: _Plan, dev, dst) -> dict:
+    """Reduced precision vs float32 on up to 4 evenly spaced slices of the first network (same run),
+    over the pixels that go back into the volume (``dst``: not the padding)."""
     n = int(model_input.shape[0])
-    idx = np.unique(np.linspace(0, n - 1, num=min(4, n)).round().astype(int))
-    sample = model_input[idx] if not hasattr(model_input, "device") else model_input[idx.tolist()]
-    ref = predict_slices(model, sample, device=dev, batch_size=len(idx), precision="fp32", as_tensor=True)
-    return {**agreement(pred[idx.tolist()], ref, plan.threshold), "slices": int(len(idx)), "of_slices": n}
+    idx = np.unique(np.linspace(0, n - 1, num=min(4, n)).round().astype(int)).tolist()
+    ref = predict_slices(model, model_input[idx], device=dev, batch_size=len(idx), precision="fp32", as_tensor=True)
+    low = pred[idx]
+    return {**agreement(low[:, dst[0], dst[1]], ref[:, dst[0], dst[1]], plan.threshold), "slices": len(idx),
+            "of_slices": n}
 
 
 def _predict_view(view: str, models, prepared, plan: _Plan, acc: _Accumulators, dev, progress,
@@ -213,7 +215,7 @@ def _predict_view(view: str, models, prepared, plan: _Plan, acc: _Accumulators, 
             pred = _run_network(model, model_input, plan, dev, flip, on_batch)
             acc.network_seconds += time.perf_counter() - ts
             if plan.amp_dtype is not None and acc.precision_check is None:
-                acc.precision_check = _check_precision(model, model_input, pred, plan, dev)
+                acc.precision_check = _check_precision(model, model_input, pred, plan, dev, dst)
             crop_sum += pred
             if acc.member_sum is not None:  # undo crop/pad: predicted pixels back where they came from
                 _view_of(acc.member_sum, view)[lo:hi, src[0], src[1]] += pred[:, dst[0], dst[1]]
