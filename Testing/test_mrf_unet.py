@@ -107,3 +107,19 @@ def test_phantom_frames_physics_and_targets():
     ds = slices_of([sub])
     assert ds.x.shape[1] == 35 and ds.y.shape[1] == 5 and ds.has_lesion.any()
     assert ds.y[:, 2:].max() <= 1.0 and ds.y[:, 2:].min() >= 0.0
+
+
+def test_shipped_demo_model_is_honest_and_fits_the_representative_schedule():
+    from neuroshift.mrf.schedule import data_dir
+
+    manifest, model = load_package(data_dir() / "demo_model", representative_schedule())
+    assert "SYNTHETIC" in manifest["notes"] and "NOT for clinical use" in manifest["notes"]
+    assert "REPRESENTATIVE" in manifest["notes"]
+    held = manifest["held_out"]["mean"]
+    assert set(held) >= {"T1_rel_dev", "T2star_rel_dev", "lesion_dice_33pct", "lesion_ldr_33pct"}
+    assert manifest["held_out"]["seeds"] and not set(manifest["held_out"]["seeds"]) & set(
+        manifest["training"]["config"]["train_seeds"])
+    x = np.zeros((1, 35, 32, 32), np.float32)
+    x[0, :, 8:24, 8:24] = 0.5
+    out = predict_slices(model, x)
+    assert out["lesion"].min() >= 0 and out["lesion"].max() <= 100 and out["T1"][0, 0, 0] == 0
