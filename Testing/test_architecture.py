@@ -24,7 +24,7 @@ LAYERS = {
     "tissues": 3, "qmri": 3, "training": 3,
     "phantom": 4, "simulate": 4,
     "qsynth": 4.5,  # label-to-image synthesis: uses phantom anatomy, used by segment training
-    "segment": 5, "readerstudy": 5,
+    "segment": 5, "readerstudy": 5, "synthesis": 5,
     "stress": 6, "mrf": 6,
     "cli": 7,
     "__main__": 8,

@@ -1,0 +1,167 @@
+"""DiamondGAN (Li, Paetzold et al., MICCAI 2019): one generator for every non-empty subset of the source
+contrasts, told which are present by an availability code.
+
+Generator (the released layout, [R] = authors' code, read not copied): two encoder streams, one for the images
+and one for the availability ("domain") matrix, each ``c7s1-48 -> d72 -> d144 -> 9 residual blocks of 144``;
+the streams are concatenated (288 channels) and decoded ``u72 -> u48 -> c7s1-out -> tanh``. Every conv has a
+bias and is followed by an instance norm with scale and offset (Keras-contrib ``InstanceNormalization``, here
+``InstanceNorm2d(affine=True)``), except the last. With 3 image channels, a 1-channel domain matrix and 3
+output channels (``[R]`` stores slices as 3-channel images) it has exactly **7,218,987** parameters
+(4,974,315 with 6 blocks); the domain stream's unused upsampling branch of [R]'s model definition is left out,
+as its ``train.py`` does.
+
+Discriminator: PatchGAN ``C64 (no norm) - C128 - C256 - C512`` (4x4 kernels, stride 2, LeakyReLU 0.2,
+instance norm with scale/offset after layers 2-4) and a 4x4 stride-1 conv to one channel with a sigmoid:
+**2,766,529** parameters with 3 input channels, **2,764,481** with 1.
+
+Why not MONAI: MONAI has no CycleGAN-style ResNet generator nor a PatchGAN with this layout
+(``monai.networks.nets.PatchDiscriminator`` differs in norm placement and parameter count), so the layers are
+plain torch; the counts are the check that they match the definition.
+
+Availability: ``c in {0,1}^n`` per sample. Missing channels are replaced by the fill value -1 ([R]) inside
+:meth:`DiamondGenerator.forward`, so a channel with ``c_i = 0`` cannot change the output. The domain matrix is
+one channel holding the subset's index ``k = sum_i c_i 2^i`` mapped to ``2 k / (2^n - 1) - 1`` (one value per
+subset, in [-1, 1]), spatially replicated.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+#: Value written into missing input channels ([R]).
+MISSING_FILL = -1.0
+#: Source contrast order of the released model.
+SOURCES = ("flair", "t1", "t2")
+
+
+def all_subsets(n: int = 3) -> list[tuple[int, ...]]:
+    """Every non-empty availability code of ``n`` sources (2^n - 1 of them), ordered by size then index."""
+    if int(n) < 1:
+        raise ValueError(f"need at least one source, got n={n}")
+    codes = [c for c in itertools.product((0, 1), repeat=int(n)) if any(c)]
+    return sorted(codes, key=lambda c: (sum(c), [-v for v in c]))
+
+
+def availability_tensor(codes, batch: int | None = None) -> torch.Tensor:
+    """``(B, n)`` float tensor from a code tuple (repeated ``batch`` times) or a list of codes."""
+    t = torch.as_tensor(codes, dtype=torch.float32)
+    if t.ndim == 1:
+        t = t.unsqueeze(0).expand(int(batch or 1), -1)
+    if not torch.all((t == 0) | (t == 1)):
+        raise ValueError("availability codes must be 0 or 1")
+    if torch.any(t.sum(1) == 0):
+        raise ValueError("at least one source must be available")
+    return t
+
+
+def apply_availability(x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+    """``x`` with every channel whose code is 0 replaced by :data:`MISSING_FILL`."""
+    mask = available.to(x.dtype).view(available.shape[0], available.shape[1], *([1] * (x.ndim - 2)))
+    return x * mask + MISSING_FILL * (1 - mask)
+
+
+def domain_matrix(available: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
+    """The 1-channel availability matrix ``(B, 1, *spatial)``: subset index mapped to [-1, 1]."""
+    n = available.shape[1]
+    weights = 2.0 ** torch.arange(n, dtype=torch.float32, device=available.device)
+    k = (available.float() * weights).sum(1)
+    value = 2.0 * k / (2 ** n - 1) - 1.0
+    return value.view(-1, 1, *([1] * len(spatial))).expand(-1, 1, *spatial).contiguous()
+
+
+def _conv_in_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
+    pad = k // 2
+    mode = "reflect" if k == 7 else "zeros"
+    return [nn.Conv2d(cin, cout, k, stride=stride, padding=pad, padding_mode=mode),
+            nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs (reflection padding) with instance norm, ``x + F(x)``."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.InstanceNorm2d(channels, affine=True), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.InstanceNorm2d(channels, affine=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def _encoder(cin: int, n_blocks: int) -> nn.Sequential:
+    layers = _conv_in_relu(cin, 48, 7) + _conv_in_relu(48, 72, 3, 2) + _conv_in_relu(72, 144, 3, 2)
+    layers += [ResidualBlock(144) for _ in range(n_blocks)]
+    return nn.Sequential(*layers)
+
+
+class DiamondGenerator(nn.Module):
+    """Two-stream generator ``G(x, c)``; input ``(B, in_channels, H, W)`` in [-1, 1] with H, W divisible by 4,
+    availability ``(B, in_channels)`` of 0/1; output ``(B, out_channels, H, W)`` in [-1, 1] (tanh).
+
+    ``n_blocks=9, in_channels=3, out_channels=3`` is the released layout (7,218,987 parameters). ``G2`` of the
+    cycle (target -> sources) is the same class built with ``in_channels=1, out_channels=3, code_width=3``: it
+    takes the same code, which then feeds only the domain stream (its input has no missing channels).
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, n_blocks: int = 9, code_width: int = 3):
+        super().__init__()
+        self.in_channels, self.out_channels, self.code_width = int(in_channels), int(out_channels), int(code_width)
+        self.image_stream = _encoder(self.in_channels, n_blocks)
+        self.domain_stream = _encoder(1, n_blocks)
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(288, 72, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(72, affine=True), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(72, 48, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(48, affine=True), nn.ReLU(inplace=True),
+            nn.Conv2d(48, self.out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh())
+
+    def forward(self, x: torch.Tensor, available: torch.Tensor, *, mask_inputs: bool | None = None) -> torch.Tensor:
+        """Synthesise from ``x`` given the code ``available`` ``(B, code_width)``.
+
+        Missing channels are filled with -1 when the code has one entry per input channel (``mask_inputs``
+        defaults to that), so they cannot influence the output.
+        """
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ValueError(f"H and W must be divisible by 4, got {tuple(x.shape[-2:])}")
+        available = available.to(x.device)
+        if available.shape != (x.shape[0], self.code_width):
+            raise ValueError(f"availability must be (B, {self.code_width}), got {tuple(available.shape)}")
+        if mask_inputs is None:
+            mask_inputs = self.code_width == self.in_channels
+        if mask_inputs:
+            x = apply_availability(x, available)
+        d = domain_matrix(available, tuple(x.shape[-2:])).to(x.dtype)
+        return self.decoder(torch.cat([self.image_stream(x), self.domain_stream(d)], 1))
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN ``C64-C128-C256-C512`` + 1-channel 4x4 conv + sigmoid; output a patch map in (0, 1)."""
+
+    def __init__(self, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, 64, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for cin, cout in ((64, 128), (128, 256), (256, 512)):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True),
+                       nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Conv2d(512, 1, 4, 1, 1), nn.Sigmoid()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__all__ = ["MISSING_FILL", "SOURCES", "DiamondGenerator", "PatchDiscriminator", "ResidualBlock", "all_subsets",
+           "apply_availability", "availability_tensor", "count_parameters", "domain_matrix"]

@@ -1,0 +1,66 @@
+"""Losses of the three synthesis tasks. Every reduction is stated.
+
+* :func:`cycle_loss` — DiamondGAN ``L_rec = ||X - G2(G1(X,c),c)||_1 + ||T - G1(G2(T,c),c)||_1``, each term the
+  mean absolute difference over all elements (Keras ``mae``, as [R]); the weight lambda_rec is applied by the
+  caller (default 10 as in the paper; [R]'s code uses 8).
+* :func:`lsgan_loss` — least-squares adversarial loss ``mean((D - target)^2)`` (LSGAN, Mao et al. 2017).
+* :func:`lesion_recon_loss` — synthDIR ``L_recons = 1 - SSIM(Y, G(X)) + lambda1 * ||(Y - G(X)) * S||_1``.
+  SSIM is MONAI's (``monai.losses.SSIMLoss``: Gaussian window 11, sigma 1.5, k1 0.01, k2 0.03, mean over the
+  valid SSIM map and the batch) with ``data_range`` 2 for images in [-1, 1]. The masked L1 is reduced as
+  the **sum over the lesion voxels divided by the number of all voxels** (i.e. ``mean(|Y - G(X)| * S)``, Keras
+  ``mae`` of the masked images), so an empty mask gives 0 and the term's weight does not jump with lesion size.
+  ``L_total = lambda2 * L_recons + L_adv`` with lambda1 = 1, lambda2 = 10 (:func:`synthdir_generator_loss`).
+* :func:`l2_loss` — virtual T1c: mean squared error over all voxels.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference over all elements."""
+    return (a - b).abs().mean()
+
+
+def cycle_loss(x: torch.Tensor, x_cycled: torch.Tensor, t: torch.Tensor, t_cycled: torch.Tensor) -> torch.Tensor:
+    """``mean|x - x_cycled| + mean|t - t_cycled|`` (unweighted; multiply by lambda_rec)."""
+    return l1(x, x_cycled) + l1(t, t_cycled)
+
+
+def lsgan_loss(scores: torch.Tensor, target: float) -> torch.Tensor:
+    """``mean((scores - target)^2)``: target 1 (or [R]'s 0.95) for real, 0 for fake."""
+    return ((scores - float(target)) ** 2).mean()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
+    """MONAI SSIM (Gaussian window 11, sigma 1.5) averaged over the valid map and the batch."""
+    from monai.losses import SSIMLoss
+    dims = a.ndim - 2
+    return 1.0 - SSIMLoss(spatial_dims=dims, data_range=float(data_range))(a, b)
+
+
+def masked_l1(y: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mean(|y - pred| * mask)`` over all voxels (see module docstring for why this reduction)."""
+    return ((y - pred).abs() * mask.to(y.dtype)).mean()
+
+
+def lesion_recon_loss(y: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, *, lambda1: float = 1.0,
+                      data_range: float = 2.0) -> torch.Tensor:
+    """``1 - SSIM(y, pred) + lambda1 * masked_l1(y, pred, mask)``."""
+    return 1.0 - ssim(y, pred, data_range) + float(lambda1) * masked_l1(y, pred, mask)
+
+
+def synthdir_generator_loss(y: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, fake_scores: torch.Tensor,
+                            *, lambda1: float = 1.0, lambda2: float = 10.0) -> torch.Tensor:
+    """``lambda2 * L_recons + L_adv`` with the least-squares adversarial term on the fake scores."""
+    return float(lambda2) * lesion_recon_loss(y, pred, mask, lambda1=lambda1) + lsgan_loss(fake_scores, 1.0)
+
+
+def l2_loss(y: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all voxels."""
+    return ((y - pred) ** 2).mean()
+
+
+__all__ = ["cycle_loss", "l1", "l2_loss", "lesion_recon_loss", "lsgan_loss", "masked_l1", "ssim",
+           "synthdir_generator_loss"]

@@ -1,0 +1,137 @@
+"""synthDIR (Finck, Li et al., Front Neurosci 2022): pix2pix U-Net generator ``G(T1w, FLAIR) -> DIR`` with dropout
+p = 0.3 before the last layer for Monte-Carlo sampling, and a conditional PatchGAN ``D(sources, DIR)``.
+
+U-Net: ``depth`` down steps (4x4 stride-2 conv, instance norm, LeakyReLU 0.2), mirrored up steps (4x4
+stride-2 transposed conv, instance norm, ReLU) with skip concatenation, then ``Dropout(p)`` and a 1x1 conv to
+the output with tanh (range [-1, 1]). The first down step has no norm (pix2pix). Dropout sits only before the
+last conv ("second-last layer" of the paper), so :func:`set_mc_dropout` turns sampling on without touching
+any normalisation layer (instance norm here keeps no running statistics, and every norm layer stays in eval
+mode anyway).
+
+Why not MONAI ``UNet``/``BasicUNet``: their dropout applies in every block, not only before the last layer,
+which is what the MC-sampling recipe specifies.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class _Down(nn.Module):
+    def __init__(self, cin: int, cout: int, norm: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1)]
+        if norm:
+            layers.append(nn.InstanceNorm2d(cout, affine=True))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _Up(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True),
+                                 nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class UNetGenerator(nn.Module):
+    """pix2pix U-Net; input ``(B, in_channels, H, W)`` with H, W divisible by ``2**depth``; output in [-1, 1]."""
+
+    def __init__(self, in_channels: int = 2, out_channels: int = 1, base: int = 64, depth: int = 5,
+                 dropout: float = 0.3):
+        super().__init__()
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.depth = int(depth)
+        widths = [min(base * 2 ** i, base * 8) for i in range(self.depth)]
+        self.downs = nn.ModuleList([_Down(in_channels if i == 0 else widths[i - 1], widths[i], norm=i > 0)
+                                    for i in range(self.depth)])
+        ups = []
+        for i in reversed(range(self.depth)):
+            cin = widths[i] if i == self.depth - 1 else widths[i] * 2
+            cout = widths[i - 1] if i > 0 else base
+            ups.append(_Up(cin, cout))
+        self.ups = nn.ModuleList(ups)
+        self.dropout = nn.Dropout(float(dropout))
+        self.head = nn.Sequential(nn.Conv2d(base, out_channels, 1), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = 2 ** self.depth
+        if x.shape[-1] % m or x.shape[-2] % m:
+            raise ValueError(f"H and W must be divisible by {m}, got {tuple(x.shape[-2:])}")
+        skips = []
+        for down in self.downs:
+            x = down(x)
+            skips.append(x)
+        skips.pop()
+        for up in self.ups:
+            x = up(x)
+            if skips:
+                x = torch.cat([x, skips.pop()], 1)
+        return self.head(self.dropout(x))
+
+
+class ConditionalPatchDiscriminator(nn.Module):
+    """``D(sources, target)``: the PatchGAN of :mod:`.diamondgan` on the channel-wise concatenation, without the
+    sigmoid (least-squares loss on raw scores, as LSGAN)."""
+
+    def __init__(self, source_channels: int = 2, target_channels: int = 1):
+        super().__init__()
+        from .diamondgan import PatchDiscriminator
+        d = PatchDiscriminator(source_channels + target_channels)
+        self.net = nn.Sequential(*list(d.net.children())[:-1])
+
+    def forward(self, sources: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([sources, target], 1))
+
+
+def set_mc_dropout(model: nn.Module, enabled: bool = True) -> nn.Module:
+    """Put ``model`` in eval mode, then (``enabled``) only its dropout layers back in train mode."""
+    model.eval()
+    if enabled:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout | nn.Dropout2d | nn.Dropout3d):
+                m.train()
+    return model
+
+
+@torch.no_grad()
+def mc_sample(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
+              seed: int | None = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and voxel-wise standard deviation (population, ddof 0) of ``n_samples`` MC-dropout passes.
+
+    The model's train/eval state is restored afterwards. ``seed`` seeds torch's global generator for the
+    passes (same seed -> same output); ``None`` leaves it alone.
+    """
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    was_training = {m: m.training for m in model.modules()}
+    if seed is not None:
+        torch.manual_seed(int(seed))
+    set_mc_dropout(model, True)
+    try:
+        mean = None
+        m2 = None
+        for k in range(1, int(n_samples) + 1):  # Welford: exact zero variance when every pass agrees
+            y = model(x).double()
+            if mean is None:
+                mean, m2 = y.clone(), torch.zeros_like(y)
+                continue
+            delta = y - mean
+            mean += delta / k
+            m2 += delta * (y - mean)
+        var = m2 / int(n_samples)
+    finally:
+        for m, state in was_training.items():
+            m.train(state)
+    return mean.to(x.dtype), var.sqrt().to(x.dtype)
+
+
+__all__ = ["ConditionalPatchDiscriminator", "UNetGenerator", "mc_sample", "set_mc_dropout"]
