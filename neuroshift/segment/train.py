@@ -96,7 +96,7 @@ def member_seed(seed: int, fold: int, view_idx: int, index: int) -> int:
 
 def train_member(r: Resolved, view: str, index: int, seed: int, directory: Path, train_ds: SliceDataset,
                  val_subjects: Sequence[PreparedSubject], device, dist, init_state: dict | None = None,
-                 progress: Callable[[float, str], None] | None = None) -> MemberResult:
+                 progress: Callable[[float, str], None] | None = None, synth=None) -> MemberResult:
     """Train (or resume) one ensemble member with the shared loop.
 
     Raises:
@@ -105,7 +105,12 @@ def train_member(r: Resolved, view: str, index: int, seed: int, directory: Path,
     from ..training.loop import LoopSettings, run_loop
     from .train_step import LOG_FIELDS, SegmentationStep
 
-    step = SegmentationStep(r, train_ds, val_subjects, view, seed, device, dist, init_state)
+    if synth is not None:  # --synth: fresh synthetic slices every epoch (neuroshift.segment.synth_data)
+        from .synth_data import synth_step_class
+
+        step = synth_step_class()(r, train_ds, val_subjects, view, seed, device, dist, init_state, synth=synth)
+    else:
+        step = SegmentationStep(r, train_ds, val_subjects, view, seed, device, dist, init_state)
     settings = LoopSettings(
         epochs=r.epochs, directory=directory, seed=seed,
         fingerprint=member_fingerprint(r, view, seed, list(train_ds.subject_ids)), resume=r.resume, amp=r.amp,
@@ -127,7 +132,9 @@ def provenance(r: Resolved, train_subj: Sequence[Subject], val_subj: Sequence[Su
         **software_provenance(),
         "recipe": r.recipe or r.task,
         "loss": LOSS_TEXT + (" + binary cross-entropy" if r.loss == "dice+bce" else ""),
-        "optimizer": {"name": "Adam", "lr": r.lr},
+        "optimizer": {"name": "AdamW" if r.optimizer == "adamw" else "Adam", "lr": r.lr,
+                      **({"weight_decay": r.weight_decay} if r.optimizer == "adamw" else {}),
+                      **({"schedule": "poly lr (1 - n/N)^0.9"} if r.lr_schedule == "poly" else {})},
         "epochs": r.epochs, "batch_size": r.batch_size, "steps_per_epoch": r.steps_per_epoch,
         "head_bias_init": r.head_bias, "grad_clip": r.grad_clip,
         "patches": ({"hw": list(r.patch_hw), "foreground_prob": r.foreground_prob} if r.patch_hw else None),
@@ -141,6 +148,10 @@ def provenance(r: Resolved, train_subj: Sequence[Subject], val_subj: Sequence[Su
                      "final": m.final} for m in members],
         "device": str(device), "world_size": world_size,
     }
+    if r.synth:
+        prov["synthesis"] = {"method": r.synth, "config": r.synth_config, "per_label_per_epoch": r.synth_per_epoch,
+                             "note": "SYNTHETIC training images generated on the fly from the label maps "
+                                     "(neuroshift.qsynth, paper 002)"}
     if fold is not None:
         prov["cross_validation"] = {"fold": fold + 1, "folds": n_folds}
     if r.init_manifest is not None:
@@ -228,7 +239,18 @@ def train(cfg: TrainConfig | Mapping[str, Any], progress: Callable[[float, str],
         device = device_for(dist, r.device)
         torch.backends.cudnn.benchmark = False
         manifest = model_manifest(r)
-        subjects = discover_subjects(cfg.images, cfg.labels, r.channels, cfg.brain_masks)
+        qcfg = None
+        if r.synth:
+            from .synth_data import label_only_subjects, qsynth_config
+
+            qcfg = qsynth_config(r.synth_config)
+        if r.synth and not cfg.images:  # labels alone: one fixed synthetic image each (preprocessing, validation)
+            if not cfg.labels:
+                raise InputError("--synth qsynth needs the label maps (--labels)")
+            subjects = label_only_subjects(cfg.labels if isinstance(cfg.labels, (list, tuple)) else [cfg.labels],
+                                           r.channels, qcfg, r.seed)
+        else:
+            subjects = discover_subjects(cfg.images, cfg.labels, r.channels, cfg.brain_masks)
         val_extra = discover_subjects(cfg.val_images, cfg.val_labels, r.channels) if cfg.val_images else []
         ids = [s.id for s in subjects + val_extra]
         if len(set(ids)) != len(ids):
@@ -270,6 +292,9 @@ def train(cfg: TrainConfig | Mapping[str, Any], progress: Callable[[float, str],
                 say(f"{view}: {len(ds)} training slices ({ds.positive_slices} with foreground), "
                     f"{tuple(ds.images.shape[-2:])} pixels")
                 results[view] = []
+                synth = None
+                if qcfg is not None:
+                    synth = _synth_source(r, qcfg, tr_s, tr_p, manifest, bool(cfg.images))
                 for m in range(r.models_per_view):
                     seed = member_seed(r.seed, fold or 0, v_i, m)
                     base = done
@@ -279,7 +304,7 @@ def train(cfg: TrainConfig | Mapping[str, Any], progress: Callable[[float, str],
                             progress((base + f) / total_members, msg)
 
                     res = train_member(r, view, m, seed, fold_work / f"{view}_{m}", ds, va_p, device, dist,
-                                       _init_for(init_states, view, m), sub_progress)
+                                       _init_for(init_states, view, m), sub_progress, synth=synth)
                     results[view].append(res)
                     done += 1
                     member_rows.append({"fold": None if fold is None else fold + 1, "view": view, "index": m,
@@ -305,6 +330,18 @@ def train(cfg: TrainConfig | Mapping[str, Any], progress: Callable[[float, str],
         return TrainResult(packages, member_rows, cv, work, dist.rank)
     finally:
         dist.close()
+
+
+def _synth_source(r: Resolved, qcfg, subjects: Sequence[Subject], prepared: Sequence[PreparedSubject], manifest,
+                  mixed: bool):
+    """The per-epoch synthetic data of one fold: the training subjects' label maps (+ their real images)."""
+    from .synth_data import SynthSource, read_label
+
+    labels = [(s.id, read_label(s.label)) for s in subjects]
+    return SynthSource(labels, list(prepared) if mixed else [], manifest, qcfg,
+                       positive_labels=r.positive_labels, ignore_labels=r.ignore_labels,
+                       per_label=r.synth_per_epoch, workers=r.synth_workers, slices=r.slices,
+                       negative_fraction=r.negative_fraction)
 
 
 def _mean_final(members: Sequence[MemberResult]) -> dict[str, float]:

@@ -52,8 +52,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 #: Losses: batch-global Dice (as released) or Dice plus binary cross-entropy on the logits.
 LOSSES = ("dice", "dice+bce")
+#: Optimisers and learning-rate schedules (``adamw`` and ``poly`` as in paper 002).
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "poly")
 #: Settings given as paths in a config file (made relative to the file by :func:`load_config`).
-PATH_SETTINGS = ("images", "labels", "brain_masks", "val_images", "val_labels")
+PATH_SETTINGS = ("images", "labels", "brain_masks", "val_images", "val_labels", "synth_config")
 
 
 def _spacing(text: str) -> Any:
@@ -144,6 +147,20 @@ class TrainConfig:
                                                          "--foreground-prob) instead of whole slices"))
     foreground_prob: float = setting(0.5, Flag(type=float, help="share of patches centred on foreground "
                                                "(default 0.5)"))
+    optimizer: str = setting("adam", Flag(choices=OPTIMIZERS, help="adam (as released; default) or adamw "
+                                          "(paper 002: betas 0.9/0.999, --weight-decay default 0.01)"))
+    weight_decay: float | None = setting(None, Flag(type=float, help="AdamW weight decay (default 0.01)"))
+    lr_schedule: str = setting("constant", Flag(choices=LR_SCHEDULES, help="constant (default) or poly: "
+                                                "lr_n = lr (1 - n/N)^0.9 over all N steps (paper 002)"))
+    synth: str | None = setting(None, Flag(choices=("qsynth",), help="train on SYNTHETIC images generated on the "
+                                           "fly from the label maps (qsynth: paper 002 physics priors); --images "
+                                           "optional (given: real and synthetic mixed)"))
+    synth_config: Any = setting(None, Flag(metavar="FILE", help="YAML/JSON of qSynth generator settings "
+                                           "(neuroshift.qsynth.QSynthConfig fields: priors, protocol, ...)"))
+    synth_per_epoch: int = setting(1, Flag(type=int, help="synthetic subjects per label map per epoch "
+                                           "(default 1)"))
+    synth_workers: int = setting(0, Flag(type=int, help="DataLoader worker processes generating the synthetic "
+                                         "subjects (default 0: in the training process)"))
     provenance: dict | None = internal()  # extra provenance merged into manifest["training"]
     verbose: bool = setting(True, Flag("--quiet", flag_value=False, help="no per-epoch lines on stderr"))
 
@@ -209,13 +226,20 @@ class Resolved:
     demo: bool = False
     provenance: dict | None = None
     verbose: bool = True
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    lr_schedule: str = "constant"
+    synth: str | None = None
+    synth_config: Any = None
+    synth_per_epoch: int = 1
+    synth_workers: int = 0
 
 
 #: Settings that may differ between an interrupted run and its resumption (or do not change the weights):
 #: everything else enters a member's checkpoint fingerprint (:func:`member_fingerprint`).
 FINGERPRINT_EXCLUDE = ("epochs", "views", "models_per_view", "threshold", "slab_fraction", "ignore_labels",
                        "init_manifest", "recipe", "folds", "val_fraction", "keep_best", "device", "resume", "out",
-                       "work_dir", "description", "version", "demo", "provenance", "verbose")
+                       "work_dir", "description", "version", "demo", "provenance", "verbose", "synth_workers")
 
 
 def member_fingerprint(r: Resolved, view: str, member_seed: int, train_ids: list[str]) -> str:
@@ -271,6 +295,19 @@ def resolve(cfg: TrainConfig) -> Resolved:
         eff["augmentation"] = dict(cfg.augmentation)
     if cfg.loss not in LOSSES:
         raise InputError(f"unknown loss '{cfg.loss}'; use {' or '.join(LOSSES)}")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer '{cfg.optimizer}'; use {' or '.join(OPTIMIZERS)}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise InputError(f"unknown lr schedule '{cfg.lr_schedule}'; use {' or '.join(LR_SCHEDULES)}")
+    if cfg.weight_decay is not None and not float(cfg.weight_decay) >= 0:
+        raise InputError(f"weight decay must be >= 0, got {cfg.weight_decay}")
+    if cfg.synth is not None:
+        if cfg.synth != "qsynth":
+            raise InputError(f"unknown synthesis '{cfg.synth}'; use qsynth")
+        if cfg.positive_labels is None:  # qSynth label maps: 1 CSF, 2 GM, 3 WM, 4 lesion
+            eff["positive_labels"], eff["ignore_labels"] = [4], None
+        if int(cfg.synth_per_epoch) < 1 or int(cfg.synth_workers) < 0:
+            raise InputError("synth_per_epoch must be >= 1 and synth_workers >= 0")
     channels = [str(c) for c in eff["channels"]]
     from .unet import build_unet
     from .views import check_view
@@ -304,7 +341,13 @@ def resolve(cfg: TrainConfig) -> Resolved:
         amp=bool(cfg.amp), keep_best=bool(cfg.keep_best), device=cfg.device, resume=bool(cfg.resume),
         out=None if cfg.out is None else str(cfg.out), work_dir=None if cfg.work_dir is None else str(cfg.work_dir),
         description=cfg.description, version=str(cfg.version), demo=bool(cfg.demo),
-        provenance=copy.deepcopy(cfg.provenance), verbose=bool(cfg.verbose))
+        provenance=copy.deepcopy(cfg.provenance), verbose=bool(cfg.verbose), optimizer=cfg.optimizer,
+        weight_decay=float(cfg.weight_decay if cfg.weight_decay is not None else
+                           (0.01 if cfg.optimizer == "adamw" else 0.0)),
+        lr_schedule=cfg.lr_schedule, synth=cfg.synth,
+        synth_config=None if cfg.synth_config is None else
+        (str(cfg.synth_config) if isinstance(cfg.synth_config, (str, os.PathLike)) else copy.deepcopy(cfg.synth_config)),
+        synth_per_epoch=int(cfg.synth_per_epoch), synth_workers=int(cfg.synth_workers))
 
 
 def model_manifest(r: Resolved) -> dict[str, Any]:

@@ -89,7 +89,11 @@ class SegmentationStep:
             p.requires_grad_(True)
         model.to(device)
         self.models = {"model": model}
-        self.optimizers = {"optimizer": torch.optim.Adam(model.parameters(), lr=r.lr)}
+        if getattr(r, "optimizer", "adam") == "adamw":  # paper 002: AdamW, betas 0.9/0.999, weight decay 0.01
+            opt = torch.optim.AdamW(model.parameters(), lr=r.lr, betas=(0.9, 0.999), weight_decay=r.weight_decay)
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=r.lr)
+        self.optimizers = {"optimizer": opt}
         self.net = wrap_ddp(ForwardMethod(model, "forward_logits"), dist, device)
         self.batch_size = per_rank_batch(r.batch_size, dist)
         flip = LR_FLIP_AXIS.get(view)
@@ -100,12 +104,24 @@ class SegmentationStep:
         self.net.train()
         order = ctx.order(len(self.dataset))
         patch_rng = np.random.default_rng(ctx.rank_seed ^ 0x5EED)
+        n_batches = max(1, -(-len(order) // self.batch_size))
+        if self.r.steps_per_epoch:
+            n_batches = min(n_batches, int(self.r.steps_per_epoch))
         for i in range(0, len(order), self.batch_size):
+            self._schedule(ctx, i // self.batch_size, n_batches)
             chunk = order[i:i + self.batch_size].numpy()
             if self.r.patch_hw:
                 yield self.dataset.patch_batch(chunk, self.r.patch_hw, patch_rng, self.r.foreground_prob)
             else:
                 yield self.dataset.batch(chunk)
+
+    def _schedule(self, ctx: EpochContext, b: int, n_batches: int) -> None:
+        """Poly learning rate (paper 002): ``lr (1 - n/N)^0.9``, n/N the fraction of all steps done."""
+        if getattr(self.r, "lr_schedule", "constant") != "poly":
+            return
+        done = (ctx.epoch + min(b, n_batches) / n_batches) / max(1, self.r.epochs)
+        for group in self.optimizers["optimizer"].param_groups:
+            group["lr"] = self.r.lr * max(0.0, 1.0 - done) ** 0.9
 
     def step(self, batch: tuple[torch.Tensor, torch.Tensor], ctx: EpochContext) -> StepOutput:
         from .loss import batch_dice_loss
