@@ -2,6 +2,7 @@
 
 * :mod:`~neuroshift.qsynth.priors` — hierarchical per-tissue priors (PD, R1, R2, R2*), sources, override file;
 * :mod:`~neuroshift.qsynth.generator` — draw / render / generate one SYNTHETIC subject;
+* :mod:`~neuroshift.qsynth.anatomy` — many label maps: deformed template + generative MS-like lesions;
 * :mod:`~neuroshift.qsynth.fields` — smooth texture, deformation and thick-slice fields;
 * :mod:`~neuroshift.qsynth.transforms` — MONAI/TorchIO-style seeded transforms.
 """
