@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "neuroshift.cli.reader_study",
     "neuroshift.cli.models",
     "neuroshift.cli.mrf",
+    "neuroshift.cli.insert_lesions",
 )
 
 

@@ -49,6 +49,15 @@ class InsertionResult:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random proper rotation (3x3, columns orthonormal, det +1) from ``rng``."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
 def generate_lesions(shape: tuple[int, int, int], ijk_to_ras: np.ndarray, allowed: np.ndarray, *, count: int = 3,
                      diameter_range_mm: tuple[float, float] = (4.0, 10.0), seed: int = 0,
                      max_tries: int = 200) -> np.ndarray:
@@ -63,7 +72,7 @@ def generate_lesions(shape: tuple[int, int, int], ijk_to_ras: np.ndarray, allowe
     """
     from scipy import ndimage as ndi
 
-    from ..phantom.lesions import _random_rotation, ellipsoid_fraction  # noqa: PLC2701 (same project)
+    from ..phantom.lesions import ellipsoid_fraction
 
     allowed = np.asarray(allowed).astype(bool)
     if allowed.shape != tuple(shape):
@@ -86,7 +95,7 @@ def generate_lesions(shape: tuple[int, int, int], ijk_to_ras: np.ndarray, allowe
         kji = candidates[int(rng.integers(len(candidates)))]
         centre = ijk_to_ras[:3, :3] @ kji[::-1].astype(float) + ijk_to_ras[:3, 3]
         semi = rng.uniform(lo / 2, hi / 2, 3)
-        frac, box = ellipsoid_fraction(tuple(shape), ijk_to_ras, centre, semi, _random_rotation(rng))
+        frac, box = ellipsoid_fraction(tuple(shape), ijk_to_ras, centre, semi, random_rotation(rng))
         full = np.zeros(shape, np.float32)
         full[box] = frac
         if not (full >= MASK_THRESHOLD).any() or (full[~region] > 0).any():
