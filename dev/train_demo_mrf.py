@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", action="store_true", help="continue the work folder's checkpoint to --epochs")
     args = ap.parse_args()
 
     import numpy as np
@@ -52,11 +53,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     schedule = representative_schedule()
     cfg = MRFTrainConfig(train_seeds=(1, 2, 3), val_seeds=(), epochs=args.epochs, batch_size=16, patches_per_slice=4,
-                         steps_per_epoch=args.steps, lr=1e-3, lr_halve_epochs=3, seed=0)
+                         steps_per_epoch=args.steps, lr=1e-3, lr_halve_epochs=3, seed=0, arch={})
     t0 = time.perf_counter()
     import shutil
-    shutil.rmtree(args.work, ignore_errors=True)
-    model, result = train_model(cfg, schedule, args.work)
+    if not args.resume:
+        shutil.rmtree(args.work, ignore_errors=True)
+    model, result = train_model(cfg, schedule, args.work, resume=args.resume)
     train_s = time.perf_counter() - t0
     rows = []
     for seed in (201, 202):
@@ -78,7 +80,7 @@ def main() -> int:
                   "schedule (not the scanner schedule of paper 001), briefly (see training.train_seconds; 2 CPU cores) with a "
                   "shortened recipe (see training.deviations). Expect it to be far from the paper's accuracy; it exists so that "
                   "'neuroshift mrf predict' runs out of the box.") + held_out_sentence(mean),
-        "training": {"config": config_dict(cfg), "train_seconds": round(train_s, 1), "history": result.history,
+        "training": {"config": config_dict(cfg), "train_seconds": round(sum(float(r.get("seconds", 0)) for r in result.history), 1), "history": result.history,
                      "deviations": f"lr 1e-3 halved every 3 epochs; {args.epochs} epochs x {args.steps} batches of 16 "
                                    "patches; 4 patches per slice; narrow network (16-32-64-128)",
                      "software": software_provenance()},
@@ -87,7 +89,7 @@ def main() -> int:
     }
     save_package(model, args.out, schedule, manifest)
     print("mean held-out:", json.dumps(mean))
-    print(f"written {args.out} in {train_s:.0f} s of training")
+    print(f"written {args.out} ({train_s:.0f} s of training in this run)")
     return 0
 
 
