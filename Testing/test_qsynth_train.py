@@ -87,6 +87,11 @@ def test_epoch_data_are_seeded_fresh_each_epoch_and_independent_of_workers(tmp_p
     # z-scored inside the brain (the inference chain's preprocessing)
     brain = a[0].mask.astype(bool)
     assert float(a[0].channels[0][brain].mean()) == pytest.approx(0.0, abs=1e-3)
+    # the brain mask is the labelled head, even with the absolute (scanner-scaled) thresholds of the wmh task
+    absolute = dict(man, preprocessing={**man["preprocessing"], "brain_mask": True})
+    src = SynthSource(labels[:1], [], absolute, qcfg, positive_labels=[4], ignore_labels=None)
+    s0 = src.subjects(seed=5, epoch=1)[0]
+    assert abs(int(s0.mask.sum()) - int((head(0).data > 0).sum())) <= 0.1 * int((head(0).data > 0).sum())
 
 
 def test_training_from_labels_alone_writes_a_package_with_synthesis_provenance(tmp_path):

@@ -9,7 +9,8 @@ augmentations and deformation per subject), preprocessed by the model's own infe
 only, so the data do not depend on the number of workers and a resumed run sees the data of an
 uninterrupted one. Subjects that also have real images are trained on both (mixed); label-only subjects
 get one fixed synthetic image (seed ``run seed + index``) for preprocessing and validation, so a
-validation split of label maps gives held-out *synthetic* scores.
+validation split of label maps gives held-out *synthetic* scores. The brain mask of a synthetic subject is
+its labelled region (label > 0), whatever ``--mask-mode`` says.
 
 The label maps follow the qSynth convention (:data:`neuroshift.qsynth.generator.DEFAULT_LABEL_TISSUES`:
 1 CSF, 2 GM, 3 WM, 4 lesion, 0 background; e.g. ``tissue_labels.nii.gz`` of ``neuroshift sample-data``);
@@ -81,8 +82,14 @@ def label_only_subjects(labels: Sequence[Any], channels: Sequence[str], qcfg, se
         if sid in {s.id for s in out}:
             sid = f"{sid}_{n + 1}"
         g = generate(vol, qcfg, seed=int(seed) + n)
-        out.append(Subject(sid, {channels[0]: g["image"]}, vol))
+        out.append(Subject(sid, {channels[0]: g["image"]}, vol, brain_mask=_head_mask(vol)))
     return out
+
+
+def _head_mask(labels: Volume) -> Volume:
+    """The brain mask of a synthetic subject: every labelled voxel (its image scale is arbitrary, so
+    intensity thresholds would mean nothing)."""
+    return labels.with_data((np.asarray(labels.data) > 0).astype(np.uint8))
 
 
 def _identity(x):
@@ -108,7 +115,8 @@ class SynthSubjects:
         g = np.random.default_rng([self.seed, self.epoch, self.rank, int(i)])
         out = generate(lab, self.qcfg, seed=g)
         channel = self.manifest["input_channels"][0]
-        subj = Subject(f"{sid}-qsynth-e{self.epoch}-{i}", {channel: out["image"]}, out["labels"], group=sid)
+        subj = Subject(f"{sid}-qsynth-e{self.epoch}-{i}", {channel: out["image"]}, out["labels"],
+                       brain_mask=_head_mask(out["labels"]), group=sid)
         return prepare_subject(subj, self.manifest, self.positive_labels, self.ignore_labels)
 
 
