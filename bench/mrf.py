@@ -91,7 +91,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     atoms = d.atoms()
     idx = rng.choice(len(atoms), args.voxels, replace=False)
-    x = np.abs(atoms[idx] * rng.uniform(0.5, 2.0, (args.voxels, 1)) + rng.normal(0, 0.01 * atoms.mean(), (args.voxels, 35)))
+    noise = rng.normal(0, 0.01 * atoms.mean(), (args.voxels, 35))
+    x = np.abs(atoms[idx] * rng.uniform(0.5, 2.0, (args.voxels, 1)) + noise)
     p_full = prepare(d, device=args.device)
     p_svd = prepare(d, svd_energy=0.99999, device=args.device)
     try:

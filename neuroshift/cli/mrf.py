@@ -129,7 +129,8 @@ def _match(a) -> int:
         frames = mppca_denoise(frames, mask)
     res = match_volume(frames, d, mask, svd_energy=a.svd_energy, memory_mb=a.memory_mb,
                        device=None if a.device == "auto" else a.device)
-    info = {"schedule_hash": sched.hash, "dictionary": str(a.dictionary), "denoise": "dipy mppca" if a.denoise else None,
+    info = {"schedule_hash": sched.hash, "dictionary": str(a.dictionary),
+            "denoise": "dipy mppca" if a.denoise else None,
             "svd_energy": a.svd_energy, "seconds": round(time.perf_counter() - t0, 2), "units": OUTPUTS}
     write_maps({k: v for k, v in res.items() if k in OUTPUTS}, ref, a.out,
                extra_files={"mrf_match.json": json.dumps(info, indent=1) + "\n"})

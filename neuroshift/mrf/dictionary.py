@@ -133,7 +133,8 @@ def load_dictionary(path: str | os.PathLike, schedule: Schedule | None = None) -
     except FileNotFoundError:
         raise UnreadableFileError(f"{p}: no such dictionary file") from None
     except (KeyError, ValueError, OSError) as exc:
-        raise UnreadableFileError(f"{p}: not an MRF dictionary (.npz from 'neuroshift mrf dictionary'): {exc}") from None
+        raise UnreadableFileError(f"{p}: not an MRF dictionary (.npz from 'neuroshift mrf dictionary'): "
+                                  f"{exc}") from None
     try:
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
