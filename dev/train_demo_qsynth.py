@@ -11,9 +11,10 @@ qsynth``. Unlike ``wmh-demo`` (phantom FLAIR around one protocol) it is meant to
 Recipe (all seeded; ~15 min on a loaded 2-core CPU): ``--train-maps`` label maps (+1 for validation),
 the ``wmh-demo`` network layout (``demo`` preset, 156,305 parameters), one network, axial view, 2 mm grid,
 crop 112x96, relative brain mask, z-score; Dice + BCE, AdamW (weight decay 0.01) with poly LR (paper 002),
-64x64 patches with half centred on a lesion and gradient clipping at 1 (as ``wmh-demo``: a tiny network trained
-from scratch needs them), ``--steps-per-epoch`` batches of 16 per epoch, a fresh synthetic subject per label
-map and epoch.
+64x64 patches with 70 % centred on a lesion, an initial output bias of -2 and gradient clipping at 1 (a tiny
+network trained from scratch in minutes otherwise stays at "no lesion anywhere": a first 6-epoch run without the
+bias had validation DSC 0 after 3 epochs), at most ``--steps-per-epoch`` batches of 16 per epoch, a fresh
+synthetic subject per label map and epoch.
 
 Evaluation (held out: label maps of other seeds, never trained on): DSC and lesion F1 of this model and of
 ``wmh-demo`` on qSynth images of fixed protocols — FLAIR (3 T, TE 112, TI 2500, TR 9000 ms), T2w (SE, TE 100,
@@ -109,10 +110,13 @@ def main(argv=None) -> int:
     ap.add_argument("--train-maps", type=int, default=8)
     ap.add_argument("--map-seed", type=int, default=7)
     ap.add_argument("--eval-seeds", default="9001,9002")
-    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--steps-per-epoch", type=int, default=25)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--foreground-prob", type=float, default=0.7)
+    ap.add_argument("--head-bias", type=float, default=-2.0,
+                    help="initial output bias (logit of a ~12 %% foreground prior; see segment.train)")
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--device", default="cpu")
@@ -136,7 +140,7 @@ def main(argv=None) -> int:
                        "brain_mask": {"mode": "relative"}, "pad_value": 0.0},
         threshold=0.5, slab_fraction=0.1, augmentation={"preset": "wmh"}, slices="brain", negative_fraction=0.3,
         val_fraction=1.0 / (args.train_maps + 1), out=args.out, work_dir=str(work), loss="dice+bce",
-        patch_hw=[64, 64], foreground_prob=0.5, grad_clip=1.0, steps_per_epoch=args.steps_per_epoch,
+        patch_hw=[64, 64], foreground_prob=args.foreground_prob, head_bias=args.head_bias, grad_clip=1.0, steps_per_epoch=args.steps_per_epoch,
         optimizer="adamw", lr_schedule="poly", synth="qsynth", synth_workers=args.workers, device=args.device,
         seed=args.seed, demo=True, version="0.1.0-demo",
         description=("DEMO MODEL, NOT FOR CLINICAL USE: qSynth-trained MS-lesion segmenter (one channel, any "
