@@ -44,6 +44,7 @@ COMMAND_MODULES = (
     "neuroshift.cli.models",
     "neuroshift.cli.mrf",
     "neuroshift.cli.insert_lesions",
+    "neuroshift.cli.synthesize",
 )
 
 

@@ -1,0 +1,216 @@
+"""Model packages and volume inference for LesionSynth (2D slice models and the 3D virtual-T1c model).
+
+Package: a folder with ``manifest.json`` (task, target, input names, architecture keyword arguments,
+provenance: what it was trained on; demo packages say "SYNTHETIC phantom-trained, not clinical") and
+``weights.safetensors`` (loaded with safetensors: no pickle).
+
+Intensity handling: each input volume is clipped to its 1-99 percentiles over the brain (non-zero voxels of
+the first input, or the given mask) and mapped to [-1, 1] (2D GAN models) or [0, 1] (virtual T1c); missing
+inputs of DiamondGAN are filled with -1 and their availability code is 0. 2D models run on the axial slices
+(array axis 0) that contain brain (the papers' brain slice range); other slices are 0. Slices are padded
+(edge values) to the model's size multiple and cropped back. The output is mapped from the model range to
+[0, 1000] a.u. inside the brain, 0 outside; geometry is the first input's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+OUTPUT_MAX = 1000.0
+TASKS = ("diamondgan", "synthdir", "vt1c")
+
+
+@dataclass
+class SynthesisModel:
+    task: str
+    target: str
+    inputs: tuple[str, ...]
+    architecture: dict[str, Any]
+    net: torch.nn.Module
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def build_network(task: str, architecture: Mapping[str, Any]) -> torch.nn.Module:
+    """The network of a task from its manifest's architecture arguments."""
+    if task == "diamondgan":
+        from .diamondgan import DiamondGenerator
+        return DiamondGenerator(**architecture)
+    if task == "synthdir":
+        from .pix2pix import UNetGenerator
+        return UNetGenerator(**architecture)
+    if task == "vt1c":
+        from .vt1c import VirtualT1cNet
+        arch = dict(architecture)
+        if "features" in arch:
+            arch["features"] = tuple(arch["features"])
+        return VirtualT1cNet(**arch)
+    raise InputError(f"unknown synthesis task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+def save_package(folder: str | Path, task: str, target: str, inputs: tuple[str, ...], architecture: Mapping,
+                 net: torch.nn.Module, provenance: Mapping[str, Any]) -> Path:
+    """Write a model package (weights then manifest, each atomically)."""
+    from safetensors.torch import save_file
+
+    from ..io.atomic import atomic_path, write_text_atomic
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / WEIGHTS) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    manifest = {"task": task, "target": target, "inputs": list(inputs), "architecture": dict(architecture),
+                **dict(provenance)}
+    write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
+def load_package(folder: str | Path, device: str | torch.device = "cpu") -> SynthesisModel:
+    """Read a model package (refuses a missing or inconsistent one with :class:`InputError`)."""
+    from safetensors.torch import load_file
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder}: not a synthesis model package ({MANIFEST}: {exc})") from None
+    for key in ("task", "target", "inputs", "architecture"):
+        if key not in manifest:
+            raise InputError(f"{folder / MANIFEST}: missing '{key}'")
+    net = build_network(manifest["task"], manifest["architecture"])
+    try:
+        state = load_file(str(folder / WEIGHTS), device="cpu")
+        net.load_state_dict(state)
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"{folder / WEIGHTS}: weights do not load into the manifest's network ({exc})") from None
+    net.to(device).eval()
+    return SynthesisModel(manifest["task"], manifest["target"], tuple(manifest["inputs"]),
+                          dict(manifest["architecture"]), net, manifest)
+
+
+def normalise_volume(data: np.ndarray, brain: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
+    """Clip to the 1-99 percentiles over ``brain`` and map linearly to ``lo_hi``."""
+    v = np.asarray(data, np.float64)
+    p1, p99 = np.percentile(v[brain], [1, 99])
+    scaled = (np.clip(v, p1, p99) - p1) / (p99 - p1) if p99 > p1 else np.zeros_like(v)
+    return (lo_hi[0] + (lo_hi[1] - lo_hi[0]) * scaled).astype(np.float32)
+
+
+def _multiple(model: SynthesisModel) -> int:
+    return 4 if model.task == "diamondgan" else 2 ** int(model.architecture.get("depth", 5))
+
+
+def _pad2d(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x, (h, w)
+
+
+@torch.no_grad()
+def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: np.ndarray, *, mc_samples: int = 0,
+               tta: bool = False, seed: int = 0, device: str | torch.device = "cpu",
+               batch_slices: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
+    """Synthetic target (float32, [0, 1000] a.u. in the brain) and, with ``mc_samples`` > 1 (synthDIR), the
+    voxel-wise MC-dropout standard deviation in the same units.
+
+    Raises:
+        InputError: no input, an input the model does not take, or one the model needs missing.
+    """
+    from .diamondgan import availability_tensor
+    from .pix2pix import mc_sample
+    from .tta import flip_tta
+
+    unknown = sorted(set(inputs) - set(model.inputs))
+    if unknown:
+        raise InputError(f"model takes {', '.join(model.inputs)}; not {', '.join(unknown)}")
+    if not inputs:
+        raise InputError("give at least one input image")
+    if model.task != "diamondgan":
+        missing = [n for n in model.inputs if n not in inputs]
+        if missing:
+            raise InputError(f"this {model.task} model needs every input; missing: {', '.join(missing)}")
+    if mc_samples > 1 and model.task != "synthdir":
+        raise InputError("MC-dropout uncertainty needs a synthDIR model (the only one with dropout)")
+    brain = np.asarray(brain).astype(bool)
+    if not brain.any():
+        raise InputError("brain mask is empty")
+    rng = (0.0, 1.0) if model.task == "vt1c" else (-1.0, 1.0)
+    shape = brain.shape
+    stack = np.stack([normalise_volume(inputs[n], brain, rng) if n in inputs else np.full(shape, -1.0, np.float32)
+                      for n in model.inputs])
+    net = model.net.to(device)
+    out = np.zeros(shape, np.float32)
+    sd = np.zeros(shape, np.float32) if mc_samples > 1 else None
+    if model.task == "vt1c":
+        x = torch.from_numpy(stack)[None].to(device)
+        m = 16
+        pads = [(-s) % m for s in shape]
+        x = torch.nn.functional.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
+        y = flip_tta(net, x) if tta else net(x)
+        out[:] = y[0, 0, :shape[0], :shape[1], :shape[2]].cpu().numpy()
+    else:
+        code = availability_tensor(tuple(int(n in inputs) for n in model.inputs))
+        slices = np.flatnonzero(brain.any(axis=(1, 2)))
+        mult = _multiple(model)
+        for start in range(0, len(slices), int(batch_slices)):
+            ks = slices[start:start + int(batch_slices)]
+            x, (h, w) = _pad2d(torch.from_numpy(stack[:, ks]).permute(1, 0, 2, 3).to(device), mult)
+            if model.task == "diamondgan":
+                def fn(t, _c=code.expand(len(ks), -1).to(device)):
+                    return net(t, _c)
+            else:
+                fn = net
+            if sd is not None:
+                mean, s = mc_sample(net, x, mc_samples, seed=seed + int(start))
+                out[ks] = mean[:, 0, :h, :w].cpu().numpy()
+                sd[ks] = s[:, 0, :h, :w].cpu().numpy()
+            else:
+                y = flip_tta(fn, x, spatial_dims=2) if tta else fn(x)
+                out[ks] = y[:, 0, :h, :w].cpu().numpy()
+        out = (out + 1.0) / 2.0  # [-1, 1] -> [0, 1]
+        if sd is not None:
+            sd = sd / 2.0
+    out = np.clip(out, 0, 1) * OUTPUT_MAX * brain
+    if sd is not None:
+        sd = (sd * OUTPUT_MAX * brain).astype(np.float32)
+    return out.astype(np.float32), sd
+
+
+def write_synthetic(vol, path: str | Path, description: str = "SYNTHETIC NeuroShift LesionSynth") -> Path:
+    """Write a NIfTI volume whose header ``descrip`` says SYNTHETIC (nibabel; atomic; geometry read back and
+    checked against ``vol``)."""
+    import nibabel as nib
+
+    from ..errors import GeometryError
+    from ..io.atomic import atomic_path
+    from ..io.files import read_volume
+    p = Path(path)
+    if not p.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(f"{p}: synthetic outputs are written as NIfTI (.nii or .nii.gz)")
+    data = np.asarray(vol.data).transpose(2, 1, 0)  # Volume is (k, j, i); NIfTI is (i, j, k)
+    img = nib.Nifti1Image(np.ascontiguousarray(data), vol.ijk_to_ras())
+    img.header["descrip"] = description[:79].encode()
+    img.header.set_qform(vol.ijk_to_ras(), code=1)
+    img.header.set_sform(vol.ijk_to_ras(), code=1)
+
+    def verify(tmp: Path) -> None:
+        back = read_volume(tmp)
+        if not back.same_grid(vol) or not np.array_equal(back.data, np.asarray(vol.data)):
+            raise GeometryError(f"{p}: written volume does not read back identically")
+
+    with atomic_path(p, verify=verify) as tmp:  # the temporary keeps the .nii(.gz) suffix
+        nib.save(img, str(tmp))
+    return p
+
+
+__all__ = ["MANIFEST", "OUTPUT_MAX", "TASKS", "WEIGHTS", "SynthesisModel", "build_network", "load_package",
+           "normalise_volume", "save_package", "synthesize", "write_synthetic"]
