@@ -133,3 +133,17 @@ def test_generation_deterministic_and_refusals(subject):
         insert_lesions({}, {"WM": wm}, np.zeros_like(wm))
     with pytest.raises(InputError, match="within \\[0, 1\\]"):
         insert_lesions({}, {"WM": wm}, np.full_like(wm, 2.0))
+
+
+def test_seeded_transform_reproducible(subject):
+    from neuroshift.synthesis.insertion import RandomLesionInsertion
+    ph, cs = subject
+    sample = {"images": {"FLAIR": (cs.images["FLAIR"], "flair", cs.params["FLAIR"])},
+              "fractions": {k: v.data for k, v in ph.fractions.items()},
+              "ijk_to_ras": ph.fractions["WM"].ijk_to_ras(), "brain": ph.brain_mask.data}
+    a = RandomLesionInsertion(count=1, diameter_range_mm=(6, 8), seed=4)(sample)
+    b = RandomLesionInsertion(count=1, diameter_range_mm=(6, 8), seed=4)(sample)
+    assert np.array_equal(a.mask, b.mask) and np.array_equal(a.images["FLAIR"].image, b.images["FLAIR"].image)
+    t = RandomLesionInsertion(count=1, diameter_range_mm=(6, 8), seed=4)
+    first, second = t(sample), t(sample)
+    assert np.array_equal(first.mask, a.mask) and not np.array_equal(second.mask, first.mask)

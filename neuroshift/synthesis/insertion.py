@@ -164,4 +164,30 @@ def insert_lesions(images: Mapping[str, tuple[Any, str, Any]], fractions: Mappin
                             "estimator": estimator})
 
 
-__all__ = ["MASK_THRESHOLD", "InsertedContrast", "InsertionResult", "generate_lesions", "insert_lesions"]
+class RandomLesionInsertion:
+    """A seeded transform: generated lesions inserted into every contrast of a subject.
+
+    ``sample``: ``{"images": {name: (array, sequence, params)}, "fractions": {tissue: array},
+    "ijk_to_ras": 4x4, "brain": mask or None}`` -> :class:`InsertionResult`. Call ``i`` of a transform with
+    seed ``s`` uses the lesion seed ``(s, i)``, so a run is reproducible from its seed.
+    """
+
+    def __init__(self, *, count: int = 3, diameter_range_mm: tuple[float, float] = (4.0, 10.0),
+                 min_wm_fraction: float = 0.95, seed: int = 0):
+        self.count, self.diameter_range_mm = int(count), diameter_range_mm
+        self.min_wm_fraction, self.seed, self.calls = float(min_wm_fraction), int(seed), 0
+
+    def __call__(self, sample: Mapping[str, Any]) -> InsertionResult:
+        fr = {t: np.asarray(v, np.float64) for t, v in sample["fractions"].items()}
+        allowed = fr["WM"] >= self.min_wm_fraction
+        if "lesion" in fr:
+            allowed &= fr["lesion"] < MASK_THRESHOLD
+        seed = int(np.random.SeedSequence([self.seed, self.calls]).generate_state(1)[0])
+        self.calls += 1
+        fl = generate_lesions(fr["WM"].shape, np.asarray(sample["ijk_to_ras"]), allowed, count=self.count,
+                              diameter_range_mm=self.diameter_range_mm, seed=seed)
+        return insert_lesions(sample["images"], fr, fl, brain_mask=sample.get("brain"))
+
+
+__all__ = ["MASK_THRESHOLD", "InsertedContrast", "InsertionResult", "RandomLesionInsertion", "generate_lesions",
+           "insert_lesions"]
