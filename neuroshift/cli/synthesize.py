@@ -6,10 +6,10 @@ import argparse
 
 EPILOG = """\
 examples:
-  neuroshift synthesize out_DIR.nii.gz --target dir --model models/dir_demo --flair FLAIR.nii.gz --t1 T1w.nii.gz
-  neuroshift synthesize out_DIR.nii.gz --target dir --model models/synthdir_demo --flair F.nii.gz --t1 T1.nii.gz \\
+  neuroshift synthesize out_DIR.nii.gz --target dir --model MODEL --flair FLAIR.nii.gz --t1 T1w.nii.gz
+  neuroshift synthesize out_DIR.nii.gz --target dir --model MODEL --flair F.nii.gz --t1 T1.nii.gz \\
       --uncertainty dir_sd.nii.gz --mc-samples 20
-  neuroshift synthesize out_T1c.nii.gz --target t1c --model models/vt1c_demo --adc ADC.nii.gz --flair F.nii.gz \\
+  neuroshift synthesize out_T1c.nii.gz --target t1c --model MODEL --adc ADC.nii.gz --flair F.nii.gz \\
       --t1 T1w.nii.gz --low-dose T1c_low.nii.gz --tta
 
 DiamondGAN models take any non-empty subset of --flair --t1 --t2; synthDIR needs --flair and --t1; the
