@@ -52,6 +52,18 @@ def register(sub) -> None:
     e.add_argument("--output", metavar="JSON", help="write the metrics here (default: print only)")
     e.set_defaults(func=run_evaluate)
 
+    t = sub.add_parser("turing-study", help="build a blinded visual Turing test from real/synthetic pairs",
+                       description="Build a reader study (design 'turing', dissertation 003 layout: real source "
+                                   "left, real or synthetic target right at random, 1-6 stars) for "
+                                   "'neuroshift reader-study create'. PAIRS is a CSV with columns case, source, "
+                                   "real and one column per synthetic image set (paths relative to the CSV).")
+    t.add_argument("outdir", metavar="OUTDIR", help="new study folder (images are copied into it)")
+    t.add_argument("--pairs", required=True, metavar="CSV", help="case,source,real,<synthetic set>... table")
+    t.add_argument("--readers", required=True, metavar="IDS", help="comma-separated reader ids")
+    t.add_argument("--target-label", default="DIR", help="name of the target contrast (default DIR)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the trial schedule (default 0)")
+    t.set_defaults(func=run_turing)
+
 
 def _device(name: str) -> str:
     import torch
@@ -156,4 +168,28 @@ def run_evaluate(args) -> int:
     if args.output:
         write_text_atomic(args.output, text + "\n")
     print(text)
+    return 0
+
+
+def run_turing(args) -> int:
+    import csv
+    from pathlib import Path
+
+    from ..errors import InputError
+    from ..synthesis.turing import build_turing_study
+
+    table = Path(args.pairs)
+    try:
+        with table.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(f"--pairs {table}: cannot read ({exc.strerror})") from None
+    if not rows or not {"case", "source", "real"} <= set(rows[0]):
+        raise InputError(f"--pairs {table}: needs a header with case, source, real and synthetic columns")
+    sets = [c for c in rows[0] if c not in ("case", "source", "real")]
+    base = table.parent
+    cases = [{"id": r["case"], "source": base / r["source"], "real": base / r["real"],
+              "synthetic": {s: base / r[s] for s in sets}} for r in rows]
+    readers = [r.strip() for r in args.readers.split(",") if r.strip()]
+    print(build_turing_study(args.outdir, cases, readers, target_label=args.target_label, seed=args.seed))
     return 0
