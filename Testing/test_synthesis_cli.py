@@ -79,3 +79,32 @@ def test_synthesize_refusals_exit_2(setup, tmp_path, capsys):
     assert main(["synthesize", str(ph / "FLAIR.nii.gz"), "--target", "dir", "--model", str(setup / "m"),
                  "--flair", str(ph / "FLAIR.nii.gz"), "--t1", str(ph / "T1w.nii.gz")]) == 2
     assert not out.exists()
+
+
+def test_synthesize_diamondgan_subset_and_vt1c_tta(tmp_path):
+    from neuroshift.synthesis.diamondgan import DiamondGenerator
+    from neuroshift.synthesis.inference import synthesize
+    from neuroshift.synthesis.vt1c import VirtualT1cNet
+    rng = np.random.default_rng(0)
+    vols = {n: rng.random((6, 20, 18)).astype(np.float32) for n in ("flair", "t1", "t2", "adc", "low_dose")}
+    brain = np.zeros((6, 20, 18), bool)
+    brain[1:5, 2:18, 2:16] = True
+    arch = {"in_channels": 3, "out_channels": 1, "n_blocks": 1, "code_width": 3}
+    torch.manual_seed(0)
+    save_package(tmp_path / "dg", "diamondgan", "dir", ("flair", "t1", "t2"), arch, DiamondGenerator(**arch), PROV)
+    m = load_package(tmp_path / "dg")
+    only_flair, _ = synthesize(m, {"flair": vols["flair"]}, brain)
+    # the missing T1/T2 cannot matter: the same output whatever their (absent) content
+    assert only_flair.shape == brain.shape and not only_flair[~brain].any() and only_flair.max() <= 1000
+    all_three, _ = synthesize(m, {k: vols[k] for k in ("flair", "t1", "t2")}, brain)
+    assert not np.array_equal(only_flair, all_three)
+    varch = {"features": [2, 2, 4, 4, 4, 2], "in_channels": 4}
+    save_package(tmp_path / "v", "vt1c", "t1c", ("adc", "flair", "t1", "low_dose"), varch,
+                 VirtualT1cNet(features=(2, 2, 4, 4, 4, 2)), PROV)
+    v = load_package(tmp_path / "v")
+    inputs = {k: vols[k] for k in ("adc", "flair", "t1", "low_dose")}
+    plain, _ = synthesize(v, inputs, brain)
+    tta, _ = synthesize(v, inputs, brain, tta=True)
+    assert plain.shape == brain.shape and 0 <= tta.min() and tta.max() <= 1000 and not np.array_equal(plain, tta)
+    with pytest.raises(Exception, match="needs every input"):
+        synthesize(v, {"adc": vols["adc"]}, brain)
