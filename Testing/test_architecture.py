@@ -24,7 +24,8 @@ LAYERS = {
     "tissues": 3, "qmri": 3, "training": 3,
     "phantom": 4, "simulate": 4,
     "qsynth": 4.5,  # label-to-image synthesis: uses phantom anatomy, used by segment training
-    "segment": 5, "readerstudy": 5, "synthesis": 5,
+    "segment": 5, "readerstudy": 5,
+    "synthesis": 5.5,  # LesionSynth: uses phantom, simulate, training; its Turing-test builder writes reader studies
     "stress": 6, "mrf": 6,
     "cli": 7,
     "__main__": 8,
