@@ -97,6 +97,11 @@ def test_epoch_data_are_seeded_fresh_each_epoch_and_independent_of_workers(tmp_p
 def test_training_from_labels_alone_writes_a_package_with_synthesis_provenance(tmp_path):
     subs = label_only_subjects([head(0)], ["FLAIR"], QSynthConfig(), seed=0)
     assert subs[0].images["FLAIR"].meta["synthetic"].startswith("SYNTHETIC")
+    from neuroshift.qsynth import generate
+
+    again = generate(head(0), QSynthConfig(), seed=0)  # label = the deformed label the image was rendered from
+    np.testing.assert_array_equal(subs[0].label.data, again["labels"].data)
+    np.testing.assert_array_equal(subs[0].images["FLAIR"].data, again["image"].data)
     with pytest.raises(Exception, match="single-channel"):
         label_only_subjects([head(0)], ["FLAIR", "T1"], QSynthConfig(), seed=0)
     res = train(config(tmp_path))

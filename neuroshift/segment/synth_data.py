@@ -82,7 +82,8 @@ def label_only_subjects(labels: Sequence[Any], channels: Sequence[str], qcfg, se
         if sid in {s.id for s in out}:
             sid = f"{sid}_{n + 1}"
         g = generate(vol, qcfg, seed=int(seed) + n)
-        out.append(Subject(sid, {channels[0]: g["image"]}, vol, brain_mask=_head_mask(vol)))
+        # the label is the generator's (deformed) one: the image was rendered from it
+        out.append(Subject(sid, {channels[0]: g["image"]}, g["labels"], brain_mask=_head_mask(g["labels"])))
     return out
 
 
