@@ -53,7 +53,7 @@ def main() -> None:
         return g(x1, c1).detach()
 
     u = UNetGenerator(2, 1, 64, 5, 0.3)
-    xs = torch.rand(1, 2, 240, 256) * 2 - 1  # padded to a multiple of 32
+    xs = torch.rand(1, 2, 256, 256) * 2 - 1  # 240x240 padded to a multiple of 32
 
     def mc20():
         return mc_sample(u, xs, 20, seed=0)
