@@ -119,6 +119,7 @@ def main(argv=None) -> int:
                     help="initial output bias (logit of a ~12 %% foreground prior; see segment.train)")
     ap.add_argument("--seed", type=int, default=2025)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--synth-config", default=None, help="YAML/JSON of qSynth settings (default: paper 002 sampling)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-eval", action="store_true")
     args = ap.parse_args(argv)
@@ -141,7 +142,8 @@ def main(argv=None) -> int:
         threshold=0.5, slab_fraction=0.1, augmentation={"preset": "wmh"}, slices="brain", negative_fraction=0.3,
         val_fraction=1.0 / (args.train_maps + 1), out=args.out, work_dir=str(work), loss="dice+bce",
         patch_hw=[64, 64], foreground_prob=args.foreground_prob, head_bias=args.head_bias, grad_clip=1.0, steps_per_epoch=args.steps_per_epoch,
-        optimizer="adamw", lr_schedule="poly", synth="qsynth", synth_workers=args.workers, device=args.device,
+        optimizer="adamw", lr_schedule="poly", synth="qsynth", synth_workers=args.workers,
+        synth_config=args.synth_config, device=args.device,
         seed=args.seed, demo=True, version="0.1.0-demo",
         description=("DEMO MODEL, NOT FOR CLINICAL USE: qSynth-trained MS-lesion segmenter (one channel, any "
                      "contrast). Trained only on SYNTHETIC images rendered from SYNTHETIC label maps by "
