@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-for module_dir in ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy"):
-    path = ROOT / module_dir
-    if path.is_dir() and str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Qt-free logic of the ShiftSimulator module: MRML nodes and plain values in, a derivative volume node out.
 
 Tested with pytest against a real ``vtkMRMLScene`` from slicer-core
-(``Testing/test_shiftsimulator_logic.py``); the module's widget only binds the
+(``Testing/slicer/test_shiftsimulator_logic.py``); the module's widget only binds the
 GUI, calls this logic and shows progress. The science is the engine's
 (:func:`neuroshift.simulate.simulate_derivative`, paper 000's tissue-wise model);
 nothing here re-implements it.

@@ -17,7 +17,7 @@ Results are shown as
 * the heat map as a scalar volume node (one slice: x = first axis, y = second) and
   the report's PNG/HTML files.
 
-Tested with pytest against a real ``vtkMRMLScene`` (``Testing/test_stress_slicer_logic.py``).
+Tested with pytest against a real ``vtkMRMLScene`` (``Testing/slicer/test_stress_slicer_logic.py``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ import typing
 import xml.etree.ElementTree as ET
 
 import pytest
-from slicer_facts import BUILTIN_CONNECTORS, BUNDLED, NOT_BUNDLED, QT_PROPERTIES
+
+from helpers.slicer_facts import BUILTIN_CONNECTORS, BUNDLED, NOT_BUNDLED, QT_PROPERTIES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODULES = ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy")

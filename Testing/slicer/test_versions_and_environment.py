@@ -8,7 +8,8 @@ import sys
 import types
 
 import pytest
-from slicer_facts import NOT_BUNDLED, SLICER_PYTHON
+
+from helpers.slicer_facts import NOT_BUNDLED, SLICER_PYTHON
 
 import neuroshift_slicer
 from neuroshift_slicer import environment

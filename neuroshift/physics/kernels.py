@@ -10,7 +10,7 @@ the only full-size memory traffic is reading the maps and writing the result
 once. Same equations, same dtype as the reference; ``1 − e^{−x}`` is evaluated as
 ``−expm1(−x)``, which removes a cancellation of the reference at short TR /
 long T1, so the float32 kernel is within ~1e-6 of the float64 formula
-(``Testing/test_perf_signal.py``).
+(``Testing/physics/test_perf_signal.py``).
 
 Units: times in ms, flip angles in degrees (as in :mod:`.signal`). A voxel
 whose T1 or T2/T2* is not > 0 (or NaN) gives 0, as in the reference.

@@ -45,7 +45,7 @@ that recovered since the excitation — the ``2e^{−(TR−TE/2)/T1}`` terms (th
 printed forms of papers 000/002, ``1 − e^{−TR/T1}`` and ``1 − 2e^{−TI/T1} +
 e^{−TR/T1}``, drop them: up to 3 % off for a T1w SE at TE 10 / TR 600 ms and
 much more for CSF near a FLAIR null). Checked against a step-by-step Bloch
-simulation to 1e-6 (``Testing/test_bloch_sequences.py``); all reduce to the
+simulation to 1e-6 (``Testing/physics/test_bloch_sequences.py``); all reduce to the
 printed forms at TE = 0. IR: TR from inversion to inversion; FLAIR is IR with
 the recovery time ``Trec`` (paper 000's TR-related parameter, default TR) in
 place of TR, so ``flair(trec_ms=TR) == inversion_recovery``. DIR: TI1 > TI2
@@ -387,7 +387,7 @@ def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.
     magnetisation between readout pulses (Mz → cos α·Mz per pulse), a perfect
     inversion scaled by η, and the signal read at the k-space-centre pulse
     (linear phase encoding; the T1-blurring of the other lines is not modelled).
-    Checked against a step-by-step Bloch simulation in ``Testing/test_bloch_sequences.py``.
+    Checked against a step-by-step Bloch simulation in ``Testing/physics/test_bloch_sequences.py``.
 
     Timing (Deichmann et al. 2000, Siemens convention): an inversion every TR;
     TI from the inversion to the k-space-centre excitation, which is pulse

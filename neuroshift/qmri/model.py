@@ -15,7 +15,7 @@ and the chain rule through each equation of :mod:`neuroshift.physics.signal`
 (SE, IR, FLAIR, DIR, spoiled GRE; magnitude forms use sign(Mz)). MPRAGE, whose
 model is maintained elsewhere, is differentiated by central differences in
 log T (step 1e-6) of :func:`neuroshift.physics.signal.sequence_signal`.
-``Testing/test_perf_qmri.py`` checks every column against finite differences.
+``Testing/qmri/test_perf_qmri.py`` checks every column against finite differences.
 """
 
 from __future__ import annotations

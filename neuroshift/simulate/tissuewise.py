@@ -24,7 +24,7 @@ of ``[S; f_CSF; f_GM; ...]`` and one ``sgemv`` with ``[1, Δ_CSF, Δ_GM, ...]``
 writes the derivative straight into the output, copying only the slices outside;
 slabs under :data:`BLAS_MIN_VOXELS` use the same sum block by block on one thread
 (a multithreaded BLAS call costs more than the whole sum there). Memory beyond
-the output: one plane or block (``Testing/test_perf_derivative.py``).
+the output: one plane or block (``Testing/simulate/test_perf_derivative.py``).
 Nothing that does not depend on ``θ`` is recomputed between grid points, and
 ``simulate(target, out=buffer)`` reuses an output buffer (see ``bench/simulate.py``).
 """

@@ -36,7 +36,7 @@ T1-weighted image:
    voxel is lesion).
 
 Accuracy on NeuroShift's phantom (ICBM152 anatomy at 2 mm, Rician noise 2 % of WM; seed 0, see
-``Testing/test_tissues_classify.py`` and ``Testing/test_phantom_simulation.py``): mean absolute fraction
+``Testing/tissues/test_tissues_classify.py`` and ``Testing/phantom/test_phantom_simulation.py``): mean absolute fraction
 error inside the brain 0.032 (CSF), 0.072 (GM), 0.048 (WM); Dice of the hard labels 0.93 / 0.96 / 0.95;
 lesion Dice 0.94 with FLAIR. Used for the tissue-wise simulation of the phantom FLAIR (112/2500 ms) at
 paper 000's corner protocols, its maps give per-tissue errors of at most 2.4 % (GM), 0.6 % (WM) and

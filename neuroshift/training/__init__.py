@@ -20,7 +20,7 @@ settings object, a fingerprint (:func:`fingerprint` with an explicit exclusion l
 an interrupted run and its resumption) and a step class with ``models``/``optimizers`` dicts, ``batches``,
 ``step`` and ``validate`` (plus ``extra_state``/``load_extra_state`` for state such as an
 :class:`ImagePool`); :func:`run_loop` does epochs, resume, logging, checkpoints and keep-best.
-``neuroshift.segment.train_step.SegmentationStep`` is the worked example; ``Testing/test_training_engine.py``
+``neuroshift.segment.train_step.SegmentationStep`` is the worked example; ``Testing/training/test_training_engine.py``
 has a two-optimiser GAN step with an image pool that resumes bit-identically.
 
 Layering: this package imports torch but never a capability (``segment``, ``simulate``, ...), the CLI or

@@ -1,0 +1,54 @@
+"""Stress-test worker model: with worker processes every case is read and fitted once (by the parent)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from neuroshift.stress import runner
+from neuroshift.stress.runner import run_stress_test
+
+from helpers.stress_engine import QuadraticF1Model, by_key, memory_case
+
+GRID = "TE=60:140:3,TI=2100:2900:3"
+
+
+class FitCountingSimulator:
+    """Pass-through simulator that logs every fit (pid and case) to a file, across processes."""
+
+    def __init__(self, log):
+        self.log = str(log)
+
+    def fit(self, case, sequence):
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()} {case.case_id}\n")
+        return {"fitted_for": case.case_id, "weights": np.arange(1000.0)}
+
+    def render(self, fitted, case, target, shifts, *, seed):
+        assert fitted["fitted_for"] == case.case_id and fitted["weights"][-1] == 999.0
+        return case.image.with_data(np.array(case.image.data, dtype=np.float32))
+
+
+def test_workers_share_one_fit_per_case(tmp_path):
+    cases = [memory_case("a"), memory_case("b", te=80, ti=2300)]
+    serial = run_stress_test(cases, QuadraticF1Model(), GRID, tmp_path / "s",
+                             simulator=FitCountingSimulator(tmp_path / "serial.log"))
+    par = run_stress_test(cases, QuadraticF1Model(), GRID, tmp_path / "p",
+                          simulator=FitCountingSimulator(tmp_path / "par.log"), workers=2)
+    assert by_key(par) == by_key(serial) and len(par.records) == 20
+    fits = (tmp_path / "par.log").read_text().split("\n")[:-1]
+    # one fit per case, both in this (the parent) process: the workers never refit
+    assert sorted(f.split()[1] for f in fits) == ["a", "b"]
+    assert {f.split()[0] for f in fits} == {str(os.getpid())}
+    # the fit time is reported once per case
+    for cid in ("a", "b"):
+        assert sum(r["timing"]["fit_s"] > 0 for r in par.records if r["case"] == cid) == 1
+    assert not list(tmp_path.glob("p/*.pkl"))
+
+
+def test_thread_budget_is_split_between_workers(monkeypatch):
+    import neuroshift.threads as th
+
+    monkeypatch.setattr(th, "available_cores", lambda: 8)
+    assert [runner.worker_threads(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
