@@ -1,7 +1,7 @@
 """Write files so that a crash, a full disk or an error never leaves a partial output behind.
 
 Every write goes to a hidden temporary beside the target
-(``.NAME.ns-HOST-PID-XXXXXXXX.part.SUFFIX``), is flushed to disk (``fsync``),
+(``.NAME.ns-HOST-PID-<8 random characters>.part.SUFFIX``), is flushed to disk (``fsync``),
 verified, and only then renamed onto the target (the folder is fsynced after
 the rename). Verification always includes a complete gzip check (CRC-32 and
 length trailer) for ``.gz`` targets; callers add a format-specific read-back

@@ -137,8 +137,8 @@ def load_checkpoint(directory: str | Path, models: Mapping[str, torch.nn.Module]
         for name, model in models.items():
             model.load_state_dict(load_file(str(directory / model_file(name)), device="cpu"), strict=True)
         for name, opt in optimizers.items():
-            opt.load_state_dict(torch.load(str(directory / optimizer_file(name)), map_location=device,
-                                           weights_only=True))
+            path = str(directory / optimizer_file(name))
+            opt.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise IntegrityError(f"{directory}: cannot read the checkpoint ({exc}); remove the folder to start "
                              "again") from None
