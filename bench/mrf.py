@@ -6,7 +6,7 @@
 
 * dictionary build time (51 x 114 x 9 x 35 frames, torch float64);
 * matching throughput on the same noisy signals (dictionary atoms x PD + 1 % Gaussian noise, magnitude):
-  ``ours`` (chunked, float32 scores, float64 top-8 re-scoring; :func:`neuroshift.mrf.match.match_signals`),
+  ``ours`` (chunked, float32 scores, float64 top-8 re-scoring; :func:`neuroshift.mrf.match.match_volume`, as the CLI),
   ``ours-svd`` (the same with SVD compression keeping 0.99999 of the energy) and ``brute-force``: one einsum over
   the WHOLE dictionary in float32 (MRpro's ``DictionaryMatchOp`` when mrpro is installed; it is not a
   dependency), with peak RSS growth (psutil sampling every 5 ms) and the fraction of voxels whose match agrees
@@ -73,7 +73,7 @@ def main() -> int:
 
     from _timing import fmt, interleaved, load_average, machine
     from neuroshift.mrf.dictionary import build_dictionary
-    from neuroshift.mrf.match import brute_force_match, match_signals, prepare
+    from neuroshift.mrf.match import brute_force_match, match_volume, prepare
     from neuroshift.mrf.model import build_model
     from neuroshift.mrf.schedule import representative_schedule
     from neuroshift.threads import available_cores
@@ -102,8 +102,9 @@ def main() -> int:
     except ImportError:
         baseline_name = "brute-force einsum (plain torch, float32; mrpro not installed)"
     results, mem = {}, {}
-    funcs = {"ours": lambda: results.__setitem__("ours", match_signals(x, p_full)["index"]),
-             "ours-svd": lambda: results.__setitem__("ours-svd", match_signals(x, p_svd)["index"]),
+    # ours through match_volume, the call `neuroshift mrf match` makes (x: (voxels, frames), frames last)
+    funcs = {"ours": lambda: results.__setitem__("ours", match_volume(x, p_full)["index"]),
+             "ours-svd": lambda: results.__setitem__("ours-svd", match_volume(x, p_svd)["index"]),
              "brute-force": lambda: results.__setitem__("brute-force", brute_force_match(x, d, dtype="float32"))}
     for name, f in funcs.items():
         with PeakRSS() as pk:
