@@ -102,6 +102,8 @@ class FitReport:
     cost: float
     optimizer_message: str
     notes: list[str] = field(default_factory=list)
+    #: estimator 'auto' only: per target label and tissue the choice (fit/priors) and calibration errors (%)
+    auto: dict | None = None
 
     def as_dict(self) -> dict:
         from dataclasses import asdict

@@ -5,6 +5,8 @@ asks for tissue parameters:
 
 ``"fit"``        apparent parameters fitted to the contrast ratios (paper 000; :mod:`.estimate`)
 ``"priors"``     literature values, only the scale ``c`` fitted (the baseline every derivative must beat)
+``"auto"``       per target and tissue the fit or priors-only, whichever had the lower error on
+                 calibration subjects drawn from the prior (:mod:`.auto`)
 ``"posterior"``  all parameter sets consistent with the observed contrast(s), weighted by the prior
                  (:mod:`.posterior`): derivatives use the posterior mean, intervals its quantiles
 
@@ -27,7 +29,7 @@ from ..io.params import AcquisitionParams
 from . import estimate as _est
 
 #: Estimators :func:`estimate_parameters` accepts.
-ESTIMATORS = ("fit", "priors", "posterior")
+ESTIMATORS = ("fit", "priors", "posterior", "auto")
 
 
 def measure_contrasts(contrasts: Sequence, shape: tuple, box: tuple, stack: np.ndarray, mask_box: np.ndarray,
@@ -90,6 +92,10 @@ def estimate_parameters(estimator: str, signals: _est.TissueSignals, sequence: s
     if name == "priors":
         apparent, rep = _est.priors_only_parameters(signals, sequence, source, priors)
         return apparent, rep, None
+    if name == "auto":
+        from .auto import build_auto
+
+        return build_auto(signals, sequence, source, priors, tolerance=tolerance, prior_sd=prior_sd, seed=seed)
     extra = measure_contrasts(contrasts, shape, box, stack, mask_box, geometry, signals.tissues, method=method)
     post = posterior_from_contrasts([Contrast(sequence, source, signals)] + extra, priors, tolerance=tolerance,
                                     seed=seed)

@@ -367,8 +367,8 @@ def uncertainty_map(model, target) -> tuple[np.ndarray, dict]:
     voxels (tissue errors taken as fully correlated). Returns ``(map, per-tissue intervals)``.
     """
     post = model.ensemble
-    if post is None:
-        raise _est.EstimationError("this model has no posterior (estimator 'fit' or 'priors'); "
+    if post is None or not hasattr(post, "intervals"):
+        raise _est.EstimationError(f"this model has no posterior (estimator '{model.estimator}'); "
                                    "use estimator='posterior' for uncertainty")
     params = model.resolve_target(target)
     iv = post.intervals(params, field_factors(model, params))
