@@ -1,0 +1,332 @@
+"""QuantitativeMRI logic without Qt: MRML nodes in, ``neuroshift mrf|qmri`` in a background process, nodes out.
+
+For each panel ``start_*`` validates the request, writes the input nodes into a temporary folder (frames as
+a frames-last 4D NIfTI, images and maps as NIfTI; geometry kept), and starts the CLI commands in a child
+process (:class:`QuantitativeMRILib.sequential.SequentialRun` of
+:class:`neuroshift_slicer.background.BackgroundRun`). :meth:`QuantitativeMRICore.finish` loads what the run
+wrote as volume nodes named with their units (``<input>_UNet_T1_ms``, ``<input>_PD_au``), a segmentation of
+the lesion probability at the chosen threshold (paper 001: 33 %), and synthetic images whose name says
+``SYNTHETIC``; :meth:`QuantitativeMRICore.cancel` stops the run and removes the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .requests import FitRequest, MRFRequest, SynthRequest
+
+#: Unit of every map, as it appears in node names (``T1_ms``) and the ``NeuroShift.Units`` attribute.
+UNITS = {"T1": "ms", "T2": "ms", "T2star": "ms", "PD": "au", "B1": "scale", "quality": "cosine",
+         "NAWM": "percent", "GM": "percent", "lesion": "percent"}
+#: Map files each command writes, in display order.
+MATCH_MAPS = ("T1", "T2star", "B1", "PD", "quality")
+UNET_MAPS = ("T1", "T2star", "NAWM", "GM", "lesion")
+FIT_MAPS = ("PD", "T1", "T2", "T2star")
+SYNTH_MAPS = ("PD", "T1", "T2", "T2star", "B1")
+SOURCE_TAG = {"match": "match", "unet": "UNet"}
+
+
+def output_name(base: str, map_name: str, source: str | None = None) -> str:
+    """``<base>[_<source>]_<map>_<unit>``, e.g. ``sub01_UNet_T1_ms``."""
+    return "_".join(filter(None, [base, source, map_name, UNITS[map_name]]))
+
+
+@dataclass
+class Job:
+    kind: str  #: "mrf", "fit" or "synth"
+    run: Any  #: SequentialRun
+    workdir: Path
+    outputs: dict[str, Path]
+    base: str
+    request: Any
+
+
+@dataclass
+class Outputs:
+    volumes: dict[str, Any] = field(default_factory=dict)  #: output name -> vtkMRMLScalarVolumeNode
+    segmentation: Any = None
+    messages: list[str] = field(default_factory=list)
+
+
+def _write(node, path: Path, what: str) -> Path:
+    from neuroshift.errors import InputError
+    from neuroshift.io.files import write_volume
+    from neuroshift_slicer.volume_nodes import volume_from_node
+
+    if node is None or node.GetImageData() is None:
+        raise InputError(f"{what}: choose a volume with image data")
+    if node.GetImageData().GetNumberOfScalarComponents() != 1:
+        raise InputError(f"{what} '{node.GetName()}' has several components; choose a scalar volume")
+    write_volume(volume_from_node(node), path)
+    return path
+
+
+class QuantitativeMRICore:
+    """Qt-free logic of the QuantitativeMRI module, working on a ``vtkMRMLScene``."""
+
+    def __init__(self, scene):
+        self.scene = scene
+
+    # ------------------------------------------------------------------ MRF
+    @staticmethod
+    def resolve_schedule(explicit: str, source: Path | None):
+        """The schedule: the chosen file, else the one beside the frames' file (``mrf`` CLI rules)."""
+        from neuroshift.errors import InputError
+        from neuroshift.mrf.frames_io import find_schedule
+        from neuroshift.mrf.schedule import load_schedule
+
+        if explicit:
+            return load_schedule(explicit)
+        if source is None:
+            raise InputError("choose the schedule file (JSON: flip angle, TE and TR per frame); the frames were "
+                             "not loaded from a file beside which one could be found")
+        return find_schedule(source)
+
+    def start_mrf(self, frames, request: MRFRequest, *, python: str | None = None,
+                  env: Mapping[str, str] | None = None) -> Job:
+        """``frames``: a sequence node, a multi-component volume node, or a 4D NIfTI path (frames last)."""
+        from neuroshift.errors import DimensionError, InputError
+        from neuroshift.mrf.frames_io import write_frames_nifti
+        from neuroshift.mrf.schedule import save_schedule
+
+        from .frames import frames_from_node, storage_path
+
+        request.validate()
+        if isinstance(frames, (str, Path)):
+            if not str(frames) or not Path(frames).is_file():
+                raise InputError(f"4D NIfTI '{frames}' does not exist")
+            import nibabel as nib
+
+            shape = nib.load(str(frames)).shape
+            if len(shape) != 4:
+                raise DimensionError(f"{frames}: expected a 4D image with the frames last, got shape {shape}")
+            n_frames, source, base = shape[-1], Path(frames), Path(frames).name.split(".")[0]
+        else:
+            data, ref = frames_from_node(frames)
+            n_frames, source, base = data.shape[-1], storage_path(frames), frames.GetName()
+        schedule = self.resolve_schedule(request.schedule, source)
+        if n_frames != len(schedule):
+            raise DimensionError(f"'{base}' has {n_frames} frames, the schedule has {len(schedule)}")
+        workdir = Path(tempfile.mkdtemp(prefix="QuantitativeMRI-"))
+        try:
+            schedule_path = save_schedule(schedule, workdir / "schedule.json")
+            if isinstance(frames, (str, Path)):
+                frames_path = Path(frames)
+            else:
+                frames_path = write_frames_nifti(data, ref, workdir / "frames.nii.gz")
+            commands, outputs = request.commands(frames_path, schedule_path, workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return self._start("mrf", commands, workdir, outputs, base, request, python, env)
+
+    # ------------------------------------------------------------------ qMRI fit
+    @staticmethod
+    def params_text(node, text: str) -> str:
+        """The panel's parameter text, or (when empty) the parameters of the BIDS sidecar beside the node's file."""
+        if text.strip() or node is None:
+            return text.strip()
+        from neuroshift.io.params import AcquisitionParams
+
+        from .frames import storage_path
+
+        path = storage_path(node)
+        return AcquisitionParams.for_image(path).label() if path is not None else ""
+
+    def start_fit(self, images: Sequence[Any], request: FitRequest, *, mask=None, b1=None,
+                  python: str | None = None, env: Mapping[str, str] | None = None) -> Job:
+        """``images``: volume nodes in the order of ``request.sequences``/``request.params``."""
+        from neuroshift.errors import InputError
+
+        if any(n is None for n in images):
+            raise InputError("choose a volume for every image row in use")
+        request.params = [self.params_text(n, t) for n, t in zip(images, request.params)]
+        request.names = [n.GetName() for n in images]
+        request.validate()
+        workdir = Path(tempfile.mkdtemp(prefix="QuantitativeMRI-"))
+        try:
+            paths = [_write(n, workdir / f"image_{i + 1}.nii.gz", f"image {i + 1}") for i, n in enumerate(images)]
+            mask_path = _write(mask, workdir / "mask.nii.gz", "mask") if mask is not None else None
+            b1_path = _write(b1, workdir / "b1.nii.gz", "B1 map") if b1 is not None else None
+            outputs = {"maps": workdir / "maps"}
+            command = request.command(paths, outputs["maps"], mask_path, b1_path)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return self._start("fit", [command], workdir, outputs, images[0].GetName(), request, python, env)
+
+    # ------------------------------------------------------------------ qMRI synth
+    def start_synth(self, maps: Mapping[str, Any], request: SynthRequest, *, python: str | None = None,
+                    env: Mapping[str, str] | None = None) -> Job:
+        """``maps``: ``{"PD": node, "T1": node, ...}`` (PD required; times in ms)."""
+        from neuroshift.errors import InputError
+
+        request.validate()
+        chosen = {k: n for k, n in maps.items() if n is not None}
+        unknown = set(chosen) - set(SYNTH_MAPS)
+        if unknown:
+            raise InputError(f"unknown map(s) {sorted(unknown)}; use {', '.join(SYNTH_MAPS)}")
+        if "PD" not in chosen:
+            raise InputError("choose the PD map (and the T1/T2/T2* maps the sequence needs)")
+        workdir = Path(tempfile.mkdtemp(prefix="QuantitativeMRI-"))
+        try:
+            (workdir / "maps").mkdir()
+            for name, node in chosen.items():
+                _write(node, workdir / "maps" / f"{name}.nii.gz", f"{name} map")
+            outputs = {"image": workdir / "synthetic.nii.gz", "sidecar": workdir / "synthetic.json"}
+            command = request.command(workdir / "maps", outputs["image"])
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        base = chosen["PD"].GetName().removesuffix("_PD_au")
+        return self._start("synth", [command], workdir, outputs, base, request, python, env)
+
+    # ------------------------------------------------------------------ run, finish, cancel
+    @staticmethod
+    def _start(kind, commands, workdir, outputs, base, request, python, env) -> Job:
+        from neuroshift_slicer.background import BackgroundRun
+
+        from .sequential import SequentialRun
+
+        try:
+            run = SequentialRun(commands, lambda args: BackgroundRun(args, python=python, env=dict(env or {})))
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return Job(kind, run, workdir, outputs, base, request)
+
+    def finish(self, job: Job) -> Outputs:
+        """Load what a finished run wrote; raise with the CLI's message if it failed. Removes the work folder."""
+        from neuroshift.errors import NeuroShiftError
+
+        state = job.run.poll()
+        try:
+            if state.returncode != 0:
+                errors = [line for line in state.log if "error" in line.lower() or "failed" in line.lower()]
+                text = "\n".join(errors[-6:] or state.log[-6:]) or f"exit code {state.returncode}"
+                raise NeuroShiftError(f"{job.kind} failed: {text}")
+            return {"mrf": self._finish_mrf, "fit": self._finish_fit, "synth": self._finish_synth}[job.kind](job)
+        finally:
+            shutil.rmtree(job.workdir, ignore_errors=True)
+
+    @staticmethod
+    def cancel(job: Job) -> None:
+        job.run.cancel()
+        shutil.rmtree(job.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ outputs
+    def add_map(self, path: Path, name: str, unit: str, source: str):
+        """A volume node from a map file (geometry of the file), with units and source as attributes."""
+        from neuroshift.io.files import read_volume
+        from neuroshift_slicer.volume_nodes import add_volume_node
+
+        node = add_volume_node(self.scene, read_volume(path, dtype=np.float32), name)
+        node.SetAttribute("NeuroShift.Units", unit)
+        node.SetAttribute("NeuroShift.Source", source)
+        return node
+
+    def _load_folder(self, out: Outputs, folder: Path, names, base: str, source: str, tag: str | None) -> None:
+        for map_name in names:
+            path = folder / f"{map_name}.nii.gz"
+            if path.is_file():
+                name = output_name(base, map_name, tag)
+                out.volumes[name] = self.add_map(path, name, UNITS[map_name], source)
+
+    def _finish_mrf(self, job: Job) -> Outputs:
+        out = Outputs()
+        request: MRFRequest = job.request
+        both = request.method == "both"
+        if "match" in job.outputs:
+            self._load_folder(out, job.outputs["match"], MATCH_MAPS, job.base, "neuroshift mrf match",
+                              SOURCE_TAG["match"] if both else None)
+        if "unet" in job.outputs:
+            folder = job.outputs["unet"]
+            info = json.loads((folder / "mrf_predict.json").read_text(encoding="utf-8"))
+            first = len(out.volumes)
+            self._load_folder(out, folder, UNET_MAPS, job.base, "neuroshift mrf predict", SOURCE_TAG["unet"])
+            for node in list(out.volumes.values())[first:]:
+                node.SetAttribute("NeuroShift.Model", f"{info.get('model', '')}: {info.get('model_notes', '')}")
+            if info.get("model_notes"):
+                out.messages.append(f"U-Net model: {info['model_notes']}")
+            lesion = out.volumes.get(output_name(job.base, "lesion", SOURCE_TAG["unet"]))
+            if lesion is not None and request.lesion_threshold_percent is not None:
+                out.segmentation = self.threshold_segmentation(
+                    lesion, request.lesion_threshold_percent,
+                    f"{job.base}_lesion_{request.lesion_threshold_percent:g}percent")
+        return out
+
+    def _finish_fit(self, job: Job) -> Outputs:
+        out = Outputs()
+        folder = job.outputs["maps"]
+        self._load_folder(out, folder, FIT_MAPS, job.base, "neuroshift qmri fit", None)
+        report_path = folder / "qmri.json"
+        if report_path.is_file():
+            report = json.loads(report_path.read_text(encoding="utf-8"))
+            if report.get("identified"):
+                out.messages.append(f"identified: {', '.join(report['identified'])}")
+            out.messages += [f"note: {n}" for n in report.get("notes", [])]
+        return out
+
+    def _finish_synth(self, job: Job) -> Outputs:
+        from neuroshift.io.files import read_volume
+        from neuroshift_slicer.volume_nodes import add_volume_node
+
+        request: SynthRequest = job.request
+        sidecar = json.loads(job.outputs["sidecar"].read_text(encoding="utf-8"))
+        name = f"{job.base}_SYNTHETIC_{request.sequence.upper()}"
+        node = add_volume_node(self.scene, read_volume(job.outputs["image"], dtype=np.float32), name)
+        node.SetAttribute("NeuroShift.Synthetic", "true")
+        node.SetAttribute("NeuroShift.Source", "neuroshift qmri synth (SYNTHETIC image simulated from maps)")
+        node.SetAttribute("NeuroShift.Sequence", request.sequence)
+        node.SetAttribute("NeuroShift.TargetParameters", request.target.strip())
+        node.SetAttribute("NeuroShift.Sidecar", json.dumps(sidecar, sort_keys=True))
+        out = Outputs({name: node})
+        if sidecar.get("NeuroShiftWarning"):
+            out.messages.append(f"warning: {sidecar['NeuroShiftWarning']}")
+        return out
+
+    def threshold_segmentation(self, probability_node, threshold_percent: float, name: str):
+        """A segmentation node with one segment ``lesion``: voxels whose probability (%) >= the threshold."""
+        import slicer
+
+        from neuroshift_slicer.volume_nodes import update_node_from_volume, volume_from_node
+
+        prob = volume_from_node(probability_node)
+        label = prob.with_data((np.asarray(prob.data) >= threshold_percent).astype(np.uint8))
+        labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{name}_labelmap")
+        try:
+            update_node_from_volume(labelmap, label)
+            node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+            node.SetReferenceImageGeometryParameterFromVolumeNode(probability_node)
+            node.CreateDefaultDisplayNodes()
+            segmentation = node.GetSegmentation()
+            if label.data.any():
+                if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node):
+                    raise RuntimeError("could not import the lesion label map into the segmentation node")
+                segment = segmentation.GetNthSegment(0)
+            else:  # nothing above the threshold: an empty named segment (AddEmptySegment needs converter rules)
+                import vtk
+
+                segment = slicer.vtkSegment()
+                empty = slicer.vtkOrientedImageData()
+                empty.SetExtent(0, -1, 0, -1, 0, -1)
+                empty.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+                segment.AddRepresentation("Binary labelmap", empty)
+                segmentation.AddSegment(segment, "lesion")
+            segment.SetName("lesion")
+            segment.SetColor(0.9, 0.2, 0.2)
+        finally:
+            self.scene.RemoveNode(labelmap)
+        node.SetAttribute("NeuroShift.ThresholdPercent", f"{threshold_percent:g}")
+        return node
+
+
+__all__ = ["FIT_MAPS", "MATCH_MAPS", "SYNTH_MAPS", "UNET_MAPS", "UNITS", "Job", "Outputs", "QuantitativeMRICore",
+           "output_name"]
