@@ -94,9 +94,18 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-def _encoder(cin: int, n_blocks: int) -> nn.Sequential:
-    layers = _conv_in_relu(cin, 48, 7) + _conv_in_relu(48, 72, 3, 2) + _conv_in_relu(72, 144, 3, 2)
-    layers += [ResidualBlock(144) for _ in range(n_blocks)]
+def _widths(base: int) -> tuple[int, int, int]:
+    """Encoder widths ``(c7s1, d, d)``: the released ``48 -> 72 -> 144`` for ``base`` 48 (ratios 1 : 1.5 : 3)."""
+    b = int(base)
+    if b < 2 or b % 2:
+        raise ValueError(f"base width must be an even number >= 2, got {base}")
+    return b, 3 * b // 2, 3 * b
+
+
+def _encoder(cin: int, n_blocks: int, base: int = 48) -> nn.Sequential:
+    w0, w1, w2 = _widths(base)
+    layers = _conv_in_relu(cin, w0, 7) + _conv_in_relu(w0, w1, 3, 2) + _conv_in_relu(w1, w2, 3, 2)
+    layers += [ResidualBlock(w2) for _ in range(n_blocks)]
     return nn.Sequential(*layers)
 
 
@@ -107,19 +116,23 @@ class DiamondGenerator(nn.Module):
     ``n_blocks=9, in_channels=3, out_channels=3`` is the released layout (7,218,987 parameters). ``G2`` of the
     cycle (target -> sources) is the same class built with ``in_channels=1, out_channels=3, code_width=3``: it
     takes the same code, which then feeds only the domain stream (its input has no missing channels).
+    ``base`` scales every width (released 48: ``48 -> 72 -> 144``, decoder ``u72 -> u48``); the demo models use
+    a smaller one with the same shape.
     """
 
-    def __init__(self, in_channels: int = 3, out_channels: int = 3, n_blocks: int = 9, code_width: int = 3):
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, n_blocks: int = 9, code_width: int = 3,
+                 base: int = 48):
         super().__init__()
         self.in_channels, self.out_channels, self.code_width = int(in_channels), int(out_channels), int(code_width)
-        self.image_stream = _encoder(self.in_channels, n_blocks)
-        self.domain_stream = _encoder(1, n_blocks)
+        w0, w1, w2 = _widths(base)
+        self.image_stream = _encoder(self.in_channels, n_blocks, base)
+        self.domain_stream = _encoder(1, n_blocks, base)
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(288, 72, 3, stride=2, padding=1, output_padding=1),
-            nn.InstanceNorm2d(72, affine=True), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(72, 48, 3, stride=2, padding=1, output_padding=1),
-            nn.InstanceNorm2d(48, affine=True), nn.ReLU(inplace=True),
-            nn.Conv2d(48, self.out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh())
+            nn.ConvTranspose2d(2 * w2, w1, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(w1, affine=True), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(w1, w0, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(w0, affine=True), nn.ReLU(inplace=True),
+            nn.Conv2d(w0, self.out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh())
 
     def forward(self, x: torch.Tensor, available: torch.Tensor, *, mask_inputs: bool | None = None) -> torch.Tensor:
         """Synthesise from ``x`` given the code ``available`` ``(B, code_width)``.
@@ -143,15 +156,17 @@ class DiamondGenerator(nn.Module):
 
 
 class PatchDiscriminator(nn.Module):
-    """PatchGAN ``C64-C128-C256-C512`` + 1-channel 4x4 conv + sigmoid; output a patch map in (0, 1)."""
+    """PatchGAN ``C64-C128-C256-C512`` + 1-channel 4x4 conv + sigmoid; output a patch map in (0, 1).
+    ``base`` is the first width (released 64; each layer doubles it)."""
 
-    def __init__(self, in_channels: int = 3):
+    def __init__(self, in_channels: int = 3, base: int = 64):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, 64, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
-        for cin, cout in ((64, 128), (128, 256), (256, 512)):
+        b = int(base)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, b, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        for cin, cout in ((b, 2 * b), (2 * b, 4 * b), (4 * b, 8 * b)):
             layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True),
                        nn.LeakyReLU(0.2, inplace=True)]
-        layers += [nn.Conv2d(512, 1, 4, 1, 1), nn.Sigmoid()]
+        layers += [nn.Conv2d(8 * b, 1, 4, 1, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

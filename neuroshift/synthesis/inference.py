@@ -8,8 +8,10 @@ Intensity handling: each input volume is clipped to its 1-99 percentiles over th
 the first input, or the given mask) and mapped to [-1, 1] (2D GAN models) or [0, 1] (virtual T1c); missing
 inputs of DiamondGAN are filled with -1 and their availability code is 0. 2D models run on the axial slices
 (array axis 0) that contain brain (the papers' brain slice range); other slices are 0. Slices are padded
-(edge values) to the model's size multiple and cropped back. The output is mapped from the model range to
-[0, 1000] a.u. inside the brain, 0 outside; geometry is the first input's.
+(edge values) to the model's size multiple and cropped back. When the package stores a reference histogram
+(``histogram_reference``, :mod:`.histmatch`) the brain voxels of the output are histogram-matched to it, as the
+papers do before stacking the slices. The output is mapped from the model range to [0, 1000] a.u. inside the
+brain, 0 outside; geometry is the first input's.
 """
 
 from __future__ import annotations
@@ -118,14 +120,18 @@ def _pad2d(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
 @torch.no_grad()
 def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: np.ndarray, *, mc_samples: int = 0,
                tta: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-               batch_slices: int = 8) -> tuple[np.ndarray, np.ndarray | None]:
+               batch_slices: int = 8, histogram_match: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Synthetic target (float32, [0, 1000] a.u. in the brain) and, with ``mc_samples`` > 1 (synthDIR), the
     voxel-wise MC-dropout standard deviation in the same units.
+
+    ``histogram_match`` (default on): when the package stores a reference histogram of its training targets
+    (:mod:`.histmatch`), the brain voxels of the output are matched to it (the SD follows the map's slope).
 
     Raises:
         InputError: no input, an input the model does not take, or one the model needs missing.
     """
     from .diamondgan import availability_tensor
+    from .histmatch import MANIFEST_KEY, match_volume
     from .pix2pix import mc_sample
     from .tta import flip_tta
 
@@ -179,6 +185,8 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
         out = (out + 1.0) / 2.0  # [-1, 1] -> [0, 1]
         if sd is not None:
             sd = sd / 2.0
+    if histogram_match and MANIFEST_KEY in model.manifest:
+        out, sd = match_volume(out, brain, model.manifest[MANIFEST_KEY], sd)
     out = np.clip(out, 0, 1) * OUTPUT_MAX * brain
     if sd is not None:
         sd = (sd * OUTPUT_MAX * brain).astype(np.float32)
