@@ -224,3 +224,28 @@ def test_random_transform_is_seeded_and_keeps_the_channel_layout():
     img, _ = r(lab)
     np.testing.assert_array_equal(img, a["image"][0])
     assert r.last_parameters["sequence"] in ("flair", "se", "mprage", "gre")
+
+
+def test_a_list_of_protocols_picks_one_per_subject_within_its_ranges():
+    from neuroshift.qsynth.generator import draw
+
+    prots = [{"sequence": "flair", "TE_ms": [80, 140], "TI_ms": [2000, 2800], "TR_ms": 9000},
+             {"sequence": "se", "TE_ms": [80, 120], "TR_ms": [4000, 8000]}]
+    cfg = QSynthConfig(protocol=prots)
+    seqs = []
+    for s in range(200):
+        d = draw(cfg, s)
+        seqs.append(d.sequence)
+        lo_hi = prots[0] if d.sequence == "flair" else prots[1]
+        assert lo_hi["TE_ms"][0] <= d.params.TE_ms <= lo_hi["TE_ms"][1]
+        if d.sequence == "se":
+            assert 4000 <= d.params.TR_ms <= 8000 and d.params.TI_ms is None
+        else:
+            assert d.params.TR_ms == 9000 and 2000 <= d.params.TI_ms <= 2800
+    # uniform choice: 200 draws, binomial SD ~7; 100 +- 4 SD
+    assert set(seqs) == {"flair", "se"} and 72 <= seqs.count("flair") <= 128
+    # one mapping draws exactly as before (no extra random number), a bad list is refused
+    one = QSynthConfig(protocol=prots[0])
+    assert draw(one, 3).params == draw(QSynthConfig(protocol=[prots[0]]), 3).params
+    with pytest.raises(ParameterRangeError):
+        draw(QSynthConfig(protocol=[]), 0)

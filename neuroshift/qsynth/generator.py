@@ -62,7 +62,8 @@ class QSynthConfig:
 
     ``protocol``: None for paper 002's random sequences among ``sequences``; or
     ``{"sequence": "flair", "TE_ms": [80, 140], "TI_ms": [2000, 2800], "TR_ms": 9000}`` (uniform within each
-    ``[low, high]``, a number is fixed). ``priors``: JSON path or mapping overriding the default priors.
+    ``[low, high]``, a number is fixed); or a list of such ranges, one picked uniformly per subject (e.g.
+    clinical FLAIR, T2w and T1w ranges for a contrast-agnostic model trained on a small budget). ``priors``: JSON path or mapping overriding the default priors.
     ``prior_scale`` multiplies every spread (0: degenerate prior). ``augment_ranges`` overrides
     :data:`AUGMENT_RANGES` entries.
     """
@@ -164,7 +165,11 @@ def draw(cfg: QSynthConfig, rng, tissues: Sequence[str] | None = None, priors=No
                                   f"(known: {', '.join(table)})")
     subject = sample_subject(table, g, tissues)
     if cfg.protocol is not None:
-        seq, params = _draw_protocol(cfg.protocol, g, cfg.field_T)
+        protocols = [cfg.protocol] if isinstance(cfg.protocol, Mapping) else list(cfg.protocol)
+        if not protocols or not all(isinstance(p, Mapping) for p in protocols):
+            raise ParameterRangeError("protocol must be a mapping of parameter ranges or a non-empty list of them")
+        chosen = protocols[int(g.integers(len(protocols)))] if len(protocols) > 1 else protocols[0]
+        seq, params = _draw_protocol(chosen, g, cfg.field_T)
     else:
         seq, params = sample_sequence(g, sequences=cfg.sequences)
         params = dc_replace(params, field_T=cfg.field_T)
