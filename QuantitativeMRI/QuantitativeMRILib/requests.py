@@ -12,6 +12,10 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neuroshift.sequences import SIGNAL_SEQUENCES
+
+#: Sequences of the fit and synth panels: the engine's table (no numpy import).
+SEQUENCE_CHOICES = list(SIGNAL_SEQUENCES)
 #: Device choices (``--device`` of the mrf commands).
 DEVICES = ("auto", "cpu", "cuda")
 #: ``qmri fit --method`` choices.
@@ -135,8 +139,6 @@ class FitRequest:
     method: str = "auto"
 
     def validate(self) -> None:
-        from neuroshift.sequences import SIGNAL_SEQUENCES
-
         n = len(self.sequences)
         if n < 2:
             raise _input_error(f"qMRI fit needs two or more images, got {n}")
@@ -179,8 +181,6 @@ class SynthRequest:
     t2star_for_t2: bool = False
 
     def validate(self) -> None:
-        from neuroshift.sequences import SIGNAL_SEQUENCES
-
         if self.sequence not in SIGNAL_SEQUENCES:
             raise _input_error(f"unknown sequence '{self.sequence}'; choose one of {', '.join(SIGNAL_SEQUENCES)}")
         parse_params(self.target, self.sequence, "target parameters")
@@ -205,4 +205,4 @@ class SynthRequest:
 
 
 __all__ = ["DEVICES", "FIT_METHODS", "FIT_ROWS", "LESION_THRESHOLD_PERCENT", "FitRequest", "MRFMethod",
-           "MRFRequest", "SynthRequest", "parse_params"]
+           "MRFRequest", "SEQUENCE_CHOICES", "SynthRequest", "parse_params"]

@@ -46,6 +46,14 @@ class SequentialRun:
         log = self._log + [f"[{self._label()}] {line}" for line in state.log]
         return RunState((self._index + min(max(state.progress, 0.0), 1.0)) / n, message, state.returncode, log)
 
+    def wait(self, timeout_s: float | None = None) -> RunState:
+        """Block until every step has run or one failed (scripting, self-tests); ``timeout_s`` per step."""
+        state = self.poll()
+        while state.returncode is None:
+            self.current.wait(timeout_s)
+            state = self.poll()
+        return state
+
     def cancel(self) -> None:
         self._cancelled = True
         self.current.cancel()

@@ -37,12 +37,7 @@ def _volume_node(scene, data, name="vol"):
 
 
 def _wait(job, timeout_s=240):
-    job.run.current.wait(timeout_s)
-    state = job.run.poll()
-    while state.returncode is None:  # a next step was started
-        job.run.current.wait(timeout_s)
-        state = job.run.poll()
-    return state
+    return job.run.wait(timeout_s)
 
 
 # ---------------------------------------------------------------------------------------------- frames
@@ -381,3 +376,44 @@ def test_synth_needs_pd_and_known_map_names(mrml_scene):
         core.start_synth({"T1": t1, "PD": None}, SynthRequest())
     with pytest.raises(InputError, match=r"unknown map\(s\) \['R2'\]"):
         core.start_synth({"PD": t1, "R2": t1}, SynthRequest())
+
+
+# ---------------------------------------------------------------------------------------------- module file
+def test_panel_values_become_requests(load_module_file):
+    import types
+
+    module = load_module_file("QuantitativeMRI")
+    p = types.SimpleNamespace(mrfMethod=module.MRFMethod.both, mrfSchedule="s.json", mrfModel="", mrfDictionary="",
+                              mrfDenoise=True, mrfSvdEnergy=0.0, mrfDevice="cpu", mrfSegmentLesions=False,
+                              mrfThreshold=33.0)
+    r = module.mrf_request(p)
+    assert (r.method, r.svd_energy, r.lesion_threshold_percent, r.denoise, r.device) == ("both", None, None, True, "cpu")
+    p.mrfSvdEnergy, p.mrfSegmentLesions, p.mrfThreshold = 0.999, True, 40.0
+    assert (module.mrf_request(p).svd_energy, module.mrf_request(p).lesion_threshold_percent) == (0.999, 40.0)
+    rows = {"fitImage1": "A", "fitImage2": None, "fitImage3": "C", "fitImage4": None, "fitMethod": "nlls",
+            **{f"fitSequence{i}": s for i, s in enumerate(["se", "ir", "gre", "se"], 1)},
+            **{f"fitParams{i}": f"TE={i}" for i in range(1, 5)}}
+    images, fit = module.fit_rows(types.SimpleNamespace(**rows))
+    assert images == ["A", "C"] and fit.sequences == ["se", "gre"] and fit.params == ["TE=1", "TE=3"]
+    assert fit.method == "nlls"
+    s = types.SimpleNamespace(synthPD="PD", synthT1="T1", synthT2=None, synthT2star=None, synthB1=None,
+                              synthSequence="se", synthTarget="TE=80,TR=3000", synthField=0.0, synthNoise=0.5,
+                              synthSeed=-1, synthT2starForT2=True)
+    maps, syn = module.synth_request(s)
+    assert maps == {"PD": "PD", "T1": "T1", "T2": None, "T2star": None, "B1": None}
+    assert (syn.field_T, syn.seed, syn.noise_sigma, syn.t2star_for_t2) == (None, None, 0.5, True)
+    s.synthField, s.synthSeed = 3.0, 4
+    assert (module.synth_request(s)[1].field_T, module.synth_request(s)[1].seed) == (3.0, 4)
+
+
+def test_cmake_lists_every_python_file_of_the_module():
+    """A file missing from MODULE_PYTHON_SCRIPTS is not installed: the module fails to import in a built Slicer."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    cmake = (root / "QuantitativeMRI" / "CMakeLists.txt").read_text(encoding="utf-8")
+    listed = {line.strip().replace("${MODULE_NAME}", "QuantitativeMRI") for line in cmake.splitlines()
+              if line.strip().startswith("${MODULE_NAME}")}
+    files = {str(p.relative_to(root / "QuantitativeMRI")) for p in (root / "QuantitativeMRI").rglob("*.py")}
+    assert listed == files
+    assert "add_subdirectory(QuantitativeMRI)" in (root / "CMakeLists.txt").read_text(encoding="utf-8")

@@ -16,12 +16,14 @@ import pytest
 from helpers.slicer_facts import BUILTIN_CONNECTORS, BUNDLED, NOT_BUNDLED, QT_PROPERTIES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODULES = ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy")
+MODULES = ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy", "QuantitativeMRI")
 #: Files with widget code per module (the module file and its Qt panels).
 WIDGET_FILES = {"ShiftSimulator": ["ShiftSimulator/ShiftSimulator.py", "ShiftSimulator/ShiftSimulatorLib/stress_panel.py"],
-                "ClaustrumSeg": ["ClaustrumSeg/ClaustrumSeg.py"], "ReaderStudy": ["ReaderStudy/ReaderStudy.py"]}
+                "ClaustrumSeg": ["ClaustrumSeg/ClaustrumSeg.py"], "ReaderStudy": ["ReaderStudy/ReaderStudy.py"],
+                "QuantitativeMRI": ["QuantitativeMRI/QuantitativeMRI.py"]}
 #: Parameter-node fields deliberately not bound to a widget (with the reason in the module file).
-UNBOUND_FIELDS = {"ShiftSimulator": {"headerReadFor"}, "ClaustrumSeg": set(), "ReaderStudy": {"reader"}}
+UNBOUND_FIELDS = {"ShiftSimulator": {"headerReadFor"}, "ClaustrumSeg": set(), "ReaderStudy": {"reader"},
+                  "QuantitativeMRI": set()}
 
 
 def _ui(name: str) -> ET.ElementTree:
@@ -52,6 +54,10 @@ def _field_kind(hint) -> tuple[str, list]:
     if isinstance(hint, type) and issubclass(hint, pathlib.PurePath):
         return "path", annotations
     if isinstance(hint, type) and issubclass(hint, slicer.vtkMRMLNode):
+        return "node", annotations
+    # typing.Union of node classes: isNodeOrUnionOfNodes in guiConnectors.py and UnionSerializer (5.4+)
+    if typing.get_origin(hint) is typing.Union and all(isinstance(a, type) and issubclass(a, slicer.vtkMRMLNode)
+                                                       for a in typing.get_args(hint)):
         return "node", annotations
     return repr(hint), annotations
 
