@@ -200,3 +200,205 @@ def test_synthetic_tags_and_uncertainty_overlay(mrml_scene):
     for view in views:
         assert (view.GetBackgroundVolumeID(), view.GetForegroundVolumeID()) == (image.GetID(), unc.GetID())
         assert view.GetForegroundOpacity() == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------------------------- background runs
+@pytest.fixture(scope="module")
+def synthdir_package(tmp_path_factory):
+    import torch
+
+    from neuroshift.synthesis.inference import save_package
+    from neuroshift.synthesis.pix2pix import UNetGenerator
+
+    folder = tmp_path_factory.mktemp("pkg") / "synthdir-test"
+    torch.manual_seed(0)
+    save_package(folder, "synthdir", "dir", ("flair", "t1"), SYNTHDIR_ARCH, UNetGenerator(**SYNTHDIR_ARCH),
+                 {"trained_on": "untrained test package"})
+    return folder
+
+
+def test_background_synthesis_keeps_geometry_and_tags_outputs(mrml_scene, synthdir_package, tmp_path):
+    """The panel's run end to end: nodes -> files -> ``neuroshift synthesize`` in a child process -> nodes. The
+    synthetic node equals what the CLI computes from the same inputs, voxel for voxel, on the input's matrix."""
+    from neuroshift.cli.main import main
+    from neuroshift.io.files import read_volume, write_volume
+    from neuroshift_slicer.volume_nodes import add_volume_node, volume_from_node
+    from LesionSynthLib import SYNTHETIC_ATTRIBUTE, SynthesisCore, SynthesisParameters
+    from LesionSynthLib.nodes import UNCERTAINTY_COLOR_NODE_ID
+
+    scan = _oblique_scan()
+    flair = add_volume_node(mrml_scene, scan, "FLAIR")
+    t1 = add_volume_node(mrml_scene, scan.with_data(np.where(scan.data > 0, 300.0 - scan.data, 0)), "T1")
+    view = mrml_scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    core = SynthesisCore(mrml_scene)
+    params = SynthesisParameters(target="dir", model=str(synthdir_package), device="cpu", uncertainty=True,
+                                 mc_samples=3, seed=1)
+    job = core.start_background({"t1": t1, "flair": flair, "t2": None}, params)
+    state = job.run.wait(240)
+    assert state.returncode == 0, state.log
+    out = core.finish_background(job)
+    assert not job.workdir.exists()  # temporary files removed
+
+    assert out.synthetic.GetName() == "FLAIR DIR SYNTHETIC" and out.synthetic.GetAttribute(SYNTHETIC_ATTRIBUTE) == "true"
+    assert "synthdir-test" in out.synthetic.GetAttribute("NeuroShift.SyntheticDescription")
+    assert out.uncertainty.GetName() == "FLAIR DIR SYNTHETIC MC SD"
+    for node in (out.synthetic, out.uncertainty):
+        np.testing.assert_allclose(_geometry(node), _geometry(flair), atol=1e-6)
+        np.testing.assert_allclose(_geometry(node), scan.ijk_to_ras(), atol=1e-6)
+    assert out.sidecar["Synthetic"] is True and out.sidecar["MCSamples"] == 3
+    assert view.GetForegroundVolumeID() == out.uncertainty.GetID()
+    assert out.uncertainty.GetDisplayNode().GetColorNodeID() == UNCERTAINTY_COLOR_NODE_ID
+
+    # parity with the CLI run on the same files (in this process: float32 sums in another thread count, so to 1e-5)
+    write_volume(scan, tmp_path / "f.nii.gz")
+    write_volume(volume_from_node(t1), tmp_path / "t.nii.gz")
+    assert main(["synthesize", str(tmp_path / "d.nii.gz"), "--target", "dir", "--model", str(synthdir_package),
+                 "--flair", str(tmp_path / "f.nii.gz"), "--t1", str(tmp_path / "t.nii.gz"), "--uncertainty",
+                 str(tmp_path / "sd.nii.gz"), "--mc-samples", "3", "--seed", "1", "--device", "cpu"]) == 0
+    np.testing.assert_allclose(volume_from_node(out.synthetic).data, read_volume(tmp_path / "d.nii.gz").data,
+                               rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(volume_from_node(out.uncertainty).data, read_volume(tmp_path / "sd.nii.gz").data,
+                               rtol=1e-5, atol=1e-3)
+    brain = scan.data != 0
+    assert not volume_from_node(out.synthetic).data[~brain].any() and volume_from_node(out.uncertainty).data.max() > 0
+
+    # finishing into the chosen nodes fills them instead of adding new ones (a finished run, stubbed)
+    import shutil
+    import types
+
+    from neuroshift_slicer.background import RunState
+    from LesionSynthLib.synthesis import SynthesisJob
+
+    work = tmp_path / "work"
+    work.mkdir()
+    for src, dst in (("d.nii.gz", "synthetic.nii.gz"), ("d.json", "synthetic.json"), ("sd.nii.gz", "sd.nii.gz")):
+        shutil.copy(tmp_path / src, work / dst)
+    done = types.SimpleNamespace(poll=lambda: RunState(1.0, "", 0, []))
+    job = SynthesisJob(done, work, {"synthetic": work / "synthetic.nii.gz", "sidecar": work / "synthetic.json",
+                                    "uncertainty": work / "sd.nii.gz"}, params, "FLAIR", str(synthdir_package))
+    n_volumes = mrml_scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+    again = core.finish_background(job, out.synthetic, out.uncertainty)
+    assert again.synthetic is out.synthetic and again.uncertainty is out.uncertainty
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == n_volumes and not work.exists()
+    failed = types.SimpleNamespace(poll=lambda: RunState(0.4, "", 2, ["neuroshift: error: brain mask is empty"]))
+    work.mkdir()
+    with pytest.raises(Exception, match="synthesis failed: neuroshift: error: brain mask is empty"):
+        core.finish_background(SynthesisJob(failed, work, {}, params, "FLAIR", "m"))
+    assert not work.exists()
+
+
+def test_cancel_ends_the_run_and_removes_its_files(mrml_scene, synthdir_package):
+    from neuroshift_slicer.volume_nodes import add_volume_node
+    from LesionSynthLib import SynthesisCore, SynthesisParameters
+
+    scan = _oblique_scan()
+    flair = add_volume_node(mrml_scene, scan, "FLAIR")
+    t1 = add_volume_node(mrml_scene, scan, "T1")
+    core = SynthesisCore(mrml_scene)
+    job = core.start_background({"flair": flair, "t1": t1},
+                                SynthesisParameters(model=str(synthdir_package), device="cpu"))
+    core.cancel_background(job)
+    assert job.run.process.poll() is not None and not job.workdir.exists()
+    assert mrml_scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2  # nothing added
+
+
+def test_bad_synthesis_inputs_are_refused_before_any_process_starts(mrml_scene, synthdir_package):
+    from neuroshift.errors import GeometryError, InputError
+    from neuroshift_slicer.volume_nodes import add_volume_node
+    from LesionSynthLib import SynthesisCore, SynthesisParameters
+
+    scan = _oblique_scan()
+    flair = add_volume_node(mrml_scene, scan, "FLAIR a")
+    shifted = add_volume_node(mrml_scene, Volume(scan.data, scan.spacing, scan.origin + 2.0, scan.direction), "T1 b")
+    core = SynthesisCore(mrml_scene)
+    params = SynthesisParameters(model=str(synthdir_package), device="cpu")
+    with pytest.raises(GeometryError, match="'T1 b' \\(t1\\) is not on the grid of 'FLAIR a' \\(flair\\)"):
+        core.start_background({"flair": flair, "t1": shifted}, params)
+    with pytest.raises(InputError, match="choose at least one input"):
+        core.start_background({"flair": None}, params)
+    with pytest.raises(InputError, match="needs every input; missing T1"):
+        core.start_background({"flair": flair}, params)
+    transform = mrml_scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shifted.SetAndObserveTransformNodeID(transform.GetID())
+    with pytest.raises(InputError, match="'T1 b' is under a transform"):
+        core.start_background({"flair": flair, "t1": shifted}, params)
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    from neuroshift.phantom import make_phantom
+
+    d = tmp_path_factory.mktemp("phantom")
+    make_phantom(d, seed=0, quantitative=False)
+    return d
+
+
+def test_background_lesion_insertion_from_markup_points(mrml_scene, phantom_dir):
+    """Points + diameter -> the mask the CLI inserts; the written mask equals it; outside the mask dilated by 2
+    voxels the host is unchanged; geometry and SYNTHETIC tags on both outputs."""
+    from scipy import ndimage as ndi
+
+    from neuroshift.io.files import read_volume
+    from neuroshift_slicer.volume_nodes import add_volume_node, volume_from_node
+    from LesionSynthLib import InsertionCore, InsertionParameters, known_parameters, points_to_mask
+
+    host_vol = read_volume(phantom_dir / "FLAIR.nii.gz")
+    host = add_volume_node(mrml_scene, host_vol, "FLAIR")
+    for keyword, value in (("EchoTime", "112"), ("InversionTime", "2500"), ("RepetitionTime", "9000")):
+        host.SetAttribute(f"DICOM.{keyword}", value)  # as Slicer's DICOM loader / ShiftSimulator record them
+    host.SetAttribute("NeuroShift.TE_ms", "110")  # a typed value wins over the header
+    assert known_parameters(host) == "TE=110,TI=2500,TR=9000"
+    labels = add_volume_node(mrml_scene, read_volume(phantom_dir / "tissue_labels.nii.gz"), "tissues", labelmap=True)
+    wm = read_volume(phantom_dir / "pv_WM.nii.gz").data >= 0.99
+    core_wm = ndi.binary_erosion(wm, iterations=4)
+    k, j, i = np.argwhere(core_wm)[len(np.argwhere(core_wm)) // 2]
+    centre = (host_vol.ijk_to_ras() @ [i, j, k, 1.0])[:3]
+    points = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "lesions")
+    points.AddControlPoint(list(centre), "L1")
+    params = InsertionParameters(sequence="flair", parameters=known_parameters(host), diameter_mm=8.0)
+    expected = points_to_mask([("L1", centre)], host_vol, 8.0).data
+    assert int(expected.sum()) == 33  # 2 mm voxels, radius 4 mm = 2 voxels: lattice points with r² <= 4: 1+6+12+8+6
+
+    ins = InsertionCore(mrml_scene)
+    job = ins.start_background(host, labels, params, lesion_points=points)
+    state = job.run.wait(240)
+    assert state.returncode == 0, state.log
+    out = ins.finish_background(job)
+    assert not job.workdir.exists()
+    assert out.image.GetName() == "FLAIR lesions SYNTHETIC" and out.image.GetAttribute("NeuroShift.Synthetic") == "true"
+    assert out.mask.IsA("vtkMRMLLabelMapVolumeNode") and out.mask.GetName() == "FLAIR inserted lesion mask"
+    for node in (out.image, out.mask):
+        np.testing.assert_allclose(_geometry(node), host_vol.ijk_to_ras(), atol=1e-6)
+    mask = volume_from_node(out.mask).data
+    np.testing.assert_array_equal(mask, expected)
+    assert out.lesion_voxels == 33
+    after = volume_from_node(out.image).data
+    outside = ~ndi.binary_dilation(expected > 0, iterations=2)
+    np.testing.assert_array_equal(after[outside], host_vol.data[outside])
+    assert after[expected > 0].mean() > 1.3 * host_vol.data[wm & outside].mean()  # FLAIR lesions are bright
+
+
+def test_bad_insertion_inputs_are_refused(mrml_scene, phantom_dir):
+    from neuroshift.errors import GeometryError, InputError, MissingParameterError
+    from neuroshift.io.files import read_volume
+    from neuroshift_slicer.volume_nodes import add_volume_node
+    from LesionSynthLib import InsertionCore, InsertionParameters
+
+    host_vol = read_volume(phantom_dir / "FLAIR.nii.gz")
+    host = add_volume_node(mrml_scene, host_vol, "FLAIR")
+    labels = add_volume_node(mrml_scene, read_volume(phantom_dir / "tissue_labels.nii.gz"), "tissues", labelmap=True)
+    small = add_volume_node(mrml_scene, _oblique_scan(), "other grid", labelmap=True)
+    ins = InsertionCore(mrml_scene)
+    ok = InsertionParameters(sequence="flair", parameters="TE=112,TI=2500,TR=9000")
+    with pytest.raises(InputError, match="choose the host's tissue label map"):
+        ins.start_background(host, None, ok)
+    with pytest.raises(MissingParameterError, match="FLAIR needs TI"):
+        ins.start_background(host, labels, InsertionParameters(sequence="flair", parameters="TE=112,TR=9000"))
+    with pytest.raises(GeometryError, match="host 'FLAIR' and the tissues volume"):
+        ins.start_background(host, small, ok)
+    with pytest.raises(GeometryError, match="host 'FLAIR' and the mask volume"):
+        ins.start_background(host, labels, ok, lesion_mask=small)
+    far = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "far")
+    far.AddControlPoint([900.0, 0.0, 0.0], "F")
+    with pytest.raises(InputError, match="point 'F' at RAS \\(900.0, 0.0, 0.0\\) mm is outside the host volume"):
+        ins.start_background(host, labels, ok, lesion_points=far)
