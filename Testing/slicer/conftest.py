@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy", "QuantitativeMRI")
+MODULES = ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy", "QuantitativeMRI", "LesionSynth")
 #: Modules that must be re-imported under the stand-ins (they import qt/ctk at module level).
 QT_DEPENDENT = ("neuroshift_slicer.connectors", "ShiftSimulatorLib.stress_panel")
 

@@ -16,14 +16,14 @@ import pytest
 from helpers.slicer_facts import BUILTIN_CONNECTORS, BUNDLED, NOT_BUNDLED, QT_PROPERTIES
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-MODULES = ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy", "QuantitativeMRI")
+MODULES = ("ShiftSimulator", "ClaustrumSeg", "ReaderStudy", "QuantitativeMRI", "LesionSynth")
 #: Files with widget code per module (the module file and its Qt panels).
 WIDGET_FILES = {"ShiftSimulator": ["ShiftSimulator/ShiftSimulator.py", "ShiftSimulator/ShiftSimulatorLib/stress_panel.py"],
                 "ClaustrumSeg": ["ClaustrumSeg/ClaustrumSeg.py"], "ReaderStudy": ["ReaderStudy/ReaderStudy.py"],
-                "QuantitativeMRI": ["QuantitativeMRI/QuantitativeMRI.py"]}
+                "QuantitativeMRI": ["QuantitativeMRI/QuantitativeMRI.py"], "LesionSynth": ["LesionSynth/LesionSynth.py"]}
 #: Parameter-node fields deliberately not bound to a widget (with the reason in the module file).
 UNBOUND_FIELDS = {"ShiftSimulator": {"headerReadFor"}, "ClaustrumSeg": set(), "ReaderStudy": {"reader"},
-                  "QuantitativeMRI": set()}
+                  "QuantitativeMRI": set(), "LesionSynth": set()}
 
 
 def _ui(name: str) -> ET.ElementTree:
