@@ -95,3 +95,52 @@ def test_priors_estimator_and_refusals(case):
     assert not (d / "out.nii.gz").exists()
     # the ± map may not overwrite an input
     assert _run(d, pv, "--estimator", "posterior", "--uncertainty", str(d / "t1.nii.gz")) == 2
+
+
+def test_auto_estimator_records_its_choice(case):
+    d, pv, fr = case
+    assert _run(d, pv, "--estimator", "auto") == 0
+    doc = json.loads((d / "out.json").read_text())["NeuroShift"]
+    assert doc["estimator"] == "auto"
+    choice = doc["estimator_choice"]
+    assert set(choice) == set(TISSUES)
+    for t in TISSUES:
+        c = choice[t]
+        assert c["choice"] in ("fit", "priors")
+        # the recorded choice is the estimator with the lower calibration error (ties: the fit)
+        assert (c["choice"] == "fit") == (c["calibration_error_fit_pct"] <= c["calibration_error_priors_pct"])
+    # the written derivative is what the library gives with the same estimator
+    from neuroshift.simulate.tissuewise import fit_tissue_model
+
+    img = read_volume(d / "t1.nii.gz", dtype="float32")
+    m = fit_tissue_model(img, {t: Volume(fr[t], **GEOM) for t in TISSUES}, "se", P.parse("TE=10,TR=600,B0=1.5"),
+                         estimator="auto")
+    np.testing.assert_allclose(read_volume(d / "out.nii.gz").data, m.simulate(P.parse("TE=100,TR=3000")),
+                               rtol=1e-5, atol=1e-2)
+
+
+def test_validate_simulation_reports_auto_choices(case, capsys):
+    d, pv, fr = case
+    tab = relaxation_table(1.5)
+    arrs = [np.array([getattr(tab[t], k) for t in TISSUES]) for k in ("pd", "t1_ms", "t2_ms", "t2star_ms")]
+    s = E.tissue_signals("se", P.parse("TE=100,TR=3000"), *arrs)
+    write_volume(Volume(sum(fr[t] * 1000.0 * s[i] for i, t in enumerate(TISSUES)).astype(np.float32), **GEOM),
+                 d / "t2.nii.gz")
+    (d / "t2.json").write_text(json.dumps({"EchoTime": 0.100, "RepetitionTime": 3.0, "MagneticFieldStrength": 1.5}))
+    assert main(["validate-simulation", "--baseline", str(d / "t1.nii.gz"), "--real", str(d / "t2.nii.gz"),
+                 "--tissues", pv, "--sequence", "se", "--estimator", "auto", "--out", str(d / "v.json")]) == 0
+    doc = json.loads((d / "v.json").read_text())
+    assert doc["estimator"] == "auto" and "estimator 'auto'" in doc["auto_choices"]
+    rows = [r for r in doc["rows"] if not r["baseline"]]
+    assert {r["tissue"] for r in rows} == {"CSF", "GM", "WM", "lesion"}
+    assert "subjects using the fit" in capsys.readouterr().out
+    assert main(["validate-simulation", "--baseline", str(d / "t1.nii.gz"), "--real", str(d / "t2.nii.gz"),
+                 "--tissues", pv, "--sequence", "se", "--estimator", "fit", "--out", str(d / "f.json")]) == 0
+    fit_rows = {r["tissue"]: r for r in json.loads((d / "f.json").read_text())["rows"] if not r["baseline"]}
+    for r in rows:
+        # each row simulates exactly what its chosen estimator does (priors-only: the baseline column)
+        want = (fit_rows[r["tissue"]]["mean_simulated"] if r["estimator_choice"] == "fit"
+                else r["mean_simulated_baseline"])
+        assert r["mean_simulated"] == pytest.approx(want, rel=1e-5)
+        assert r["calibration_error_fit_pct"] >= 0 and r["calibration_error_priors_pct"] >= 0
+        assert fit_rows[r["tissue"]]["estimator_choice"] is None

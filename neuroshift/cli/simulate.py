@@ -175,7 +175,8 @@ def run(args) -> int:
     source.require(args.sequence, context=f"INPUT {args.input}")
     source.merged(args.target).require(args.sequence, context="the target")
     with cli_progress("simulate") as progress:
-        from .simulate_estimation import estimation_kwargs, uncertainty_path, uncertainty_volume
+        from .simulate_estimation import (estimation_kwargs, estimator_choice, uncertainty_path,
+                                          uncertainty_volume)
 
         model = fit_tissue_model(image, fractions, args.sequence, source, field_T=args.field,
                                  brain_mask=mask, relaxation=args.relaxation,
@@ -192,6 +193,8 @@ def run(args) -> int:
         sidecar = _sidecar_for(output)
         doc = _sidecar_doc(args, model, target, model.source)
         doc["NeuroShift"]["estimator"] = model.estimator
+        if estimator_choice(model, target) is not None:
+            doc["NeuroShift"]["estimator_choice"] = estimator_choice(model, target)
         if intervals is not None:
             doc["NeuroShift"]["uncertainty"] = {"file": str(uncertainty_path(args)), "level": 0.9,
                                                 "tissue_intervals": intervals}

@@ -1,6 +1,6 @@
 """Options of ``neuroshift simulate`` for the estimator, joint contrasts and the uncertainty map.
 
-``--estimator fit|priors|posterior`` (see :mod:`neuroshift.simulate.joint`),
+``--estimator fit|priors|posterior|auto`` (see :mod:`neuroshift.simulate.joint`),
 ``--joint IMG:SEQ[:TE=..,TI=..]`` (repeatable; co-registered images of the same
 subject, parameters from their sidecar/DICOM header, overridable) and
 ``--uncertainty FILE`` (the ± map: half-width of the posterior 90 % interval,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Choices of --estimator (default: the paper-000 fit).
-ESTIMATOR_CHOICES = ("fit", "priors", "posterior")
+ESTIMATOR_CHOICES = ("fit", "priors", "posterior", "auto")
 
 
 def add_estimation_options(p) -> None:
@@ -21,7 +21,9 @@ def add_estimation_options(p) -> None:
                    help="tissue parameters: 'fit' the apparent values to INPUT's contrast (paper 000, default), "
                         "'priors' (literature values, only the scale fitted: the baseline) or 'posterior' "
                         "(every value consistent with the contrast, weighted by the literature spread; gives "
-                        "--uncertainty and uses --joint)")
+                        "--uncertainty and uses --joint) or 'auto' (per tissue the fit or the priors, whichever "
+                        "had the lower error at this target on calibration subjects drawn from the priors; the "
+                        "choice and the calibration errors go into the sidecar)")
     p.add_argument("--joint", action="append", default=[], metavar="IMG:SEQ[:TE=..,TI=..]",
                    help="another co-registered image of the same subject for joint estimation (e.g. "
                         "FLAIR.nii.gz:flair); parameters from its sidecar/header, or after the second ':' "
@@ -89,6 +91,14 @@ def uncertainty_volume(args, model, target):
     meta = {k: v for k, v in geom.meta.items() if k != "source_path" and not k.startswith("dicom:")}
     meta["neuroshift:uncertainty"] = "half-width of the posterior 90 % interval (image units)"
     return Volume(pm, geom.spacing.copy(), geom.origin.copy(), geom.direction.copy(), meta), intervals
+
+
+def estimator_choice(model, target) -> dict | None:
+    """Estimator 'auto': per tissue the choice and calibration errors (%) at ``target`` (None otherwise)."""
+    rec = getattr(model.report, "auto", None) if model.report is not None else None
+    if rec is None:
+        return None
+    return rec.get(model.resolve_target(target).label())
 
 
 def uncertainty_path(args) -> Path | None:

@@ -20,7 +20,9 @@ Acquisition parameters come from each image's BIDS sidecar (name.json, seconds) 
 file (CSF=1, GM=2, WM=3, lesion=4 unless --labels), or CSF=a.nii.gz,GM=b.nii.gz,WM=c.nii.gz.
 The relative error is 100·|mean simulated − mean real| / mean real over voxels whose tissue fraction
 is at least --purity. Every row also gives the error of the priors-only baseline (literature relaxation
-values, only the scale fitted); --estimator chooses the method under test (fit, priors, posterior).
+values, only the scale fitted); --estimator chooses the method under test (fit, priors, posterior,
+auto: per protocol and tissue the fit or the priors, whichever had the lower error on calibration
+subjects drawn from the priors; its choice and calibration errors are in every row).
 
 Several subjects (paper 000's Table 5: mean ±SD over subjects per tissue and protocol):
   neuroshift validate-simulation --subjects subjects.csv --out table5.json
@@ -38,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--tissues", metavar="TISSUES", help="PV maps folder, label map, or T=path,...")
     p.add_argument("--subjects", metavar="CSV", help="several subjects at once (instead of --baseline/--real/"
                                                       "--tissues): mean ±SD per tissue and protocol")
-    p.add_argument("--estimator", choices=("fit", "priors", "posterior"), default="fit",
+    p.add_argument("--estimator", choices=("fit", "priors", "posterior", "auto"), default="fit",
                    help="tissue-parameter estimator under test (default fit; the priors-only baseline is "
                         "always reported next to it)")
     p.add_argument("--labels", metavar="MAP", help="label values of a label map, e.g. CSF=1,GM=2,WM=3,lesion=4")
@@ -182,6 +184,8 @@ def run(args) -> int:
                                estimator=args.estimator)
     print(result.table())
     print(result.table(baseline=True))
+    if result.choices_table():
+        print(result.choices_table())
     for note in result.notes:
         print(f"note: {note}")
     if args.out:
@@ -189,13 +193,15 @@ def run(args) -> int:
         rows = [r.to_dict() for r in result.rows]
         if out.suffix.lower() == ".json":
             doc = {"rows": rows, "table5": result.summary(), "estimator": args.estimator,
+                   "auto_choices": result.choices_table(),
                    "baseline_estimator": "priors", "notes": result.notes}
             write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
         else:
             buf = io.StringIO()
             fields = ["subject", "image", "TE_ms", "TI_ms", "TR_ms", "tissue", "n_voxels", "mean_real",
                       "mean_simulated", "rel_error_pct", "signed_error_pct", "baseline", "estimator",
-                      "mean_simulated_baseline", "rel_error_baseline_pct"]
+                      "mean_simulated_baseline", "rel_error_baseline_pct", "estimator_choice",
+                      "calibration_error_fit_pct", "calibration_error_priors_pct"]
             w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
             w.writeheader()
             for r in rows:

@@ -123,7 +123,7 @@ class PhysicsSimulator:
 
     ``field_T``: field strength of the relaxation priors for cases whose header does not give it
     (``None``: :func:`~neuroshift.simulate.tissuewise.fit_tissue_model` assumes 3 T and notes it).
-    ``estimator``: "fit" (paper 000), "priors" or "posterior" (:mod:`neuroshift.simulate.joint`).
+    ``estimator``: "fit" (paper 000), "priors", "posterior" or "auto" (:mod:`neuroshift.simulate.joint`).
     ``uncertainty``: also estimate the posterior of each case and give :meth:`uncertainty` per grid
     point (the runner stores it in every record).
     """
@@ -139,7 +139,7 @@ class PhysicsSimulator:
         model = fit_tissue_model(case.image, case.fractions, sequence, case.params, field_T=field,
                                  brain_mask=case.brain_mask, estimator=self.estimator)
         if self.uncertainty:
-            model.uncertainty_model = model if model.ensemble is not None else fit_tissue_model(
+            model.uncertainty_model = model if hasattr(model.ensemble, "intervals") else fit_tissue_model(
                 case.image, case.fractions, sequence, case.params, field_T=field, brain_mask=case.brain_mask,
                 estimator="posterior")
         notes = getattr(getattr(model, "report", None), "notes", None) or []

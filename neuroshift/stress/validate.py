@@ -12,8 +12,11 @@ is at least ``purity`` (inside the brain mask, if given). The baseline itself is
 included as a row: the simulation must reproduce it (error 0).
 
 Estimators (``estimator``): the apparent-parameter ``"fit"`` of paper 000
-(default), ``"priors"`` (literature values, only the scale fitted) or
-``"posterior"`` (:mod:`neuroshift.simulate.posterior`). Every row also carries
+(default), ``"priors"`` (literature values, only the scale fitted),
+``"posterior"`` (:mod:`neuroshift.simulate.posterior`) or ``"auto"``
+(:mod:`neuroshift.simulate.auto`: per protocol and tissue the fit or priors-only,
+whichever had the lower error on calibration subjects; each row records the
+choice and both calibration errors). Every row also carries
 the error of the **priors-only baseline** (``rel_error_baseline_pct``): a
 derivative method is only worth using where it beats that baseline.
 
@@ -52,6 +55,9 @@ class ValidationRow:
     mean_simulated_baseline: float | None = None   #: priors-only estimator (literature values, c fitted)
     rel_error_baseline_pct: float | None = None     #: its 100 · |sim − real| / |real|
     subject: str = ""
+    estimator_choice: str | None = None            #: estimator 'auto': 'fit' or 'priors' for this row
+    calibration_error_fit_pct: float | None = None     #: estimator 'auto': expected errors on calibration
+    calibration_error_priors_pct: float | None = None  #: subjects drawn from the prior
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -152,6 +158,7 @@ def validate_simulation(baseline: Volume, baseline_params: AcquisitionParams, fr
         target = baseline_params.merged(params)
         sim = simulator.render(fitted, case, target, {}, seed=0)
         ref = reference.render(fitted_ref, case, target, {}, seed=0) if reference is not None else None
+        choices = _auto_record(fitted, target)
         for tissue in [t for t in ORDER if t in rois] + [t for t in rois if t not in ORDER]:
             roi = rois[tissue]
             n = int(roi.sum())
@@ -166,8 +173,24 @@ def validate_simulation(baseline: Volume, baseline_params: AcquisitionParams, fr
             rows.append(ValidationRow(name, target.known(), tissue, n, m_real, m_sim,
                                       100.0 * abs(m_sim - m_real) / denom, 100.0 * (m_sim - m_real) / denom,
                                       is_base, str(estimator), m_ref,
-                                      None if m_ref is None else 100.0 * abs(m_ref - m_real) / denom, subject))
+                                      None if m_ref is None else 100.0 * abs(m_ref - m_real) / denom, subject,
+                                      *_auto_fields(choices, tissue)))
     return ValidationResult(rows, notes)
+
+
+def _auto_record(fitted, target) -> dict | None:
+    """Estimator 'auto': its per-tissue choices at ``target`` (after the render that made them)."""
+    rec = getattr(getattr(fitted, "report", None), "auto", None)
+    if rec is None or not hasattr(fitted, "resolve_target"):
+        return None
+    return rec.get(fitted.resolve_target(target).label())
+
+
+def _auto_fields(choices: dict | None, tissue: str) -> tuple:
+    c = (choices or {}).get(tissue)
+    if c is None:
+        return (None, None, None)
+    return (c["choice"], c["calibration_error_fit_pct"], c["calibration_error_priors_pct"])
 
 
 # --------------------------------------------------------------------------- several subjects
@@ -212,6 +235,25 @@ class MultiValidationResult:
                                                          else (c["mean"], c["sd"]))
                 row.append(f"{'–':>{width}s}" if m is None else f"{f'{m:.0f} ±{sd:.0f}':>{width}s}")
             lines.append(f"{t:8s}" + "".join(row))
+        return "\n".join(lines)
+
+
+    def choices_table(self) -> str | None:
+        """Estimator 'auto': per tissue and protocol how many subjects used the fit (f) and the priors (p)."""
+        if not any(r.estimator_choice for r in self.rows):
+            return None
+        labels = _protocols(self.rows)
+        width = max(14, *(len(lab) + 2 for lab in labels))
+        lines = ["estimator 'auto': subjects using the fit (f) / priors-only (p), chosen on calibration subjects",
+                 f"{'TE/TI':8s}" + "".join(f"{lab:>{width}s}" for lab in labels)]
+        for t in _tissues(self.rows):
+            cells = []
+            for lab in labels:
+                sel = [r.estimator_choice for r in self.rows if r.tissue == t and _protocol_label(r) == lab
+                       and r.estimator_choice]
+                n_fit = sum(c == "fit" for c in sel)
+                cells.append(f"{f'{n_fit}f/{len(sel) - n_fit}p':>{width}s}" if sel else f"{'–':>{width}s}")
+            lines.append(f"{t:8s}" + "".join(cells))
         return "\n".join(lines)
 
 
