@@ -306,9 +306,12 @@ class QuantitativeMRITest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
+        from neuroshift.io.params import AcquisitionParams
         from neuroshift.io.volume import Volume
         from neuroshift.mrf.dictionary import build_dictionary, save_dictionary
         from neuroshift.mrf.schedule import data_dir, representative_schedule
+        from neuroshift.qmri.maps import QMRIMaps
+        from neuroshift.qmri.synth import synthesize
         from neuroshift_slicer.volume_nodes import add_volume_node, volume_from_node
         from QuantitativeMRILib.frames import frames_to_sequence
 
@@ -334,7 +337,8 @@ class QuantitativeMRITest(ScriptedLoadableModuleTest):
                                python=python, env=env)
         self.assertEqual(job.run.wait(600).returncode, 0)
         image = core.finish(job).volumes["s_SYNTHETIC_SE"]
-        # spin echo, 90-180 pulses: PD (1 - 2 exp(-(TR - TE/2)/T1) + exp(-TR/T1)) exp(-TE/T2)
-        expected = 1000.0 * (1 - 2 * np.exp(-2.96) + np.exp(-3.0)) * np.exp(-1.0)
-        np.testing.assert_allclose(volume_from_node(image).data, expected, rtol=1e-4)
+        maps = QMRIMaps({"PD": volume_from_node(pd), "T1": volume_from_node(t1n), "T2": volume_from_node(t2)})
+        expected = synthesize(maps, "se", AcquisitionParams.parse("TE=80,TR=3000")).data  # same as in this process
+        np.testing.assert_allclose(volume_from_node(image).data, expected, rtol=1e-5)
+        self.assertEqual(image.GetAttribute("NeuroShift.Synthetic"), "true")
         self.delayDisplay("QuantitativeMRI test passed")

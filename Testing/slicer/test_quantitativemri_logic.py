@@ -417,3 +417,25 @@ def test_cmake_lists_every_python_file_of_the_module():
     files = {str(p.relative_to(root / "QuantitativeMRI")) for p in (root / "QuantitativeMRI").rglob("*.py")}
     assert listed == files
     assert "add_subdirectory(QuantitativeMRI)" in (root / "CMakeLists.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_the_self_test_runs_under_the_stand_ins(load_module_file):
+    """The ScriptedLoadableModuleTest that runs inside Slicer, run here on a real MRML scene with the engine
+    in a child process (the stand-in base class has no asserts, so unittest.TestCase provides them)."""
+    import unittest
+
+    module = load_module_file("QuantitativeMRI")
+
+    class SelfTest(module.QuantitativeMRITest, unittest.TestCase):
+        messages: list = []
+
+        def __init__(self, name):
+            unittest.TestCase.__init__(self, name)  # the stand-in base swallows the arguments
+
+        def delayDisplay(self, message):
+            self.messages.append(message)
+
+    test = SelfTest("test_QuantitativeMRI_match_and_synth")
+    test.runTest()
+    assert SelfTest.messages == ["QuantitativeMRI test passed"]
