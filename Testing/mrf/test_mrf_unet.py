@@ -10,7 +10,7 @@ from neuroshift.errors import InputError
 from neuroshift.mrf.dataset import SliceSet, oversampled_indices, random_patches
 from neuroshift.mrf.model import build_model, load_package, predict_slices, save_package, to_maps
 from neuroshift.mrf.schedule import Schedule, representative_schedule, validate_frames
-from neuroshift.mrf.train import MRFStep, MRFTrainConfig, loss_fn
+from neuroshift.mrf.train import MRFStep, MRFTrainConfig, lesion_weights, loss_fn
 
 
 def test_35_frames_in_5_maps_out_probabilities_in_percent_range():
@@ -65,6 +65,21 @@ def test_losses_literal():
     assert loss_fn("mae", p, t).item() == pytest.approx(2.0)
     assert loss_fn("huber", p, t, 2.0).item() == pytest.approx((0.5 + (2 * 3 - 2)) / 2)
     assert loss_fn("logcosh", p, t).item() == pytest.approx((np.log(np.cosh(1)) + np.log(np.cosh(3))) / 2, rel=1e-6)
+
+
+def test_lesion_weighted_loss_literal():
+    p, t = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])
+    w = torch.tensor([1.0, 3.0])
+    assert loss_fn("mse", p, t, weight=w).item() == pytest.approx((1 * 1 + 3 * 9) / 4)
+    assert loss_fn("mae", p, t, weight=w).item() == pytest.approx((1 * 1 + 3 * 3) / 4)
+    assert loss_fn("mse", p, t, weight=torch.ones(2)).item() == pytest.approx(5.0)  # all ones: the plain mean
+    y = torch.zeros(1, 5, 2, 2)
+    y[0, 4, 0, 1] = 0.3  # one voxel with some lesion
+    assert lesion_weights(y, 1.0) is None
+    wt = lesion_weights(y, 20.0)
+    assert wt.shape == (1, 1, 2, 2) and wt.flatten().tolist() == [1.0, 20.0, 1.0, 1.0]
+    with pytest.raises(Exception, match="lesion_weight"):
+        MRFTrainConfig(lesion_weight=0.5).check()
 
 
 def test_training_runs_through_the_shared_loop_lr_halves_and_loss_falls(tmp_path):
