@@ -226,12 +226,15 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.jobs.start(job.run, context=job)
 
     def _onSynthesisProgress(self, fraction: float, message: str) -> None:
-        self.ui.synthesisProgressBar.value = int(round(100 * fraction))
+        if fraction > 0:  # the bar stays a busy indicator until the engine reports a fraction
+            self.ui.synthesisProgressBar.maximum = 100
+            self.ui.synthesisProgressBar.value = int(round(100 * fraction))
         if message:
             self.ui.synthesisStatusLabel.text = message
 
     def _onSynthesisBusy(self, busy: bool) -> None:
         self.ui.synthesisCancelButton.enabled = busy
+        self.ui.synthesisProgressBar.maximum = 0 if busy else 100  # maximum 0: Qt's busy indicator
         self.ui.synthesisProgressBar.value = 0
         if busy:
             self.ui.synthesisStatusLabel.text = _("Running...")
@@ -269,12 +272,15 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.insertJobs.start(job.run, context=job)
 
     def _onInsertionProgress(self, fraction: float, message: str) -> None:
-        self.ui.insertionProgressBar.value = int(round(100 * fraction))
+        if fraction > 0:  # the bar stays a busy indicator until the engine reports a fraction
+            self.ui.insertionProgressBar.maximum = 100
+            self.ui.insertionProgressBar.value = int(round(100 * fraction))
         if message:
             self.ui.insertionStatusLabel.text = message
 
     def _onInsertionBusy(self, busy: bool) -> None:
         self.ui.insertionCancelButton.enabled = busy
+        self.ui.insertionProgressBar.maximum = 0 if busy else 100  # maximum 0: Qt's busy indicator
         self.ui.insertionProgressBar.value = 0
         if busy:
             self.ui.insertionStatusLabel.text = _("Running...")
