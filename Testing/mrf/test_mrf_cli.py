@@ -154,3 +154,24 @@ def test_train_flags_come_from_the_config_and_bad_settings_exit_2(tmp_path, caps
     assert main(["mrf", "train", "--out", str(tmp_path / "m"), "--work", str(tmp_path / "w"), "--epochs", "0",
                  "--device", "cpu"]) == 2
     assert not (tmp_path / "m").exists()
+
+
+def test_match_cli_b1_map_and_scores_method(dict_path, tmp_path, capsys):
+    from neuroshift.io.files import write_volume
+
+    ref = _ref((2, 3, 4))
+    frames, params = _frames_from_atoms(dict_path, ref)
+    f = write_frames_nifti(frames, ref, tmp_path / "frames.nii.gz")
+    shutil.copy(data_dir() / "schedule_representative.json", tmp_path / "frames.schedule.json")
+    b1 = write_volume(ref.with_data((params[..., 2] + 0.03).astype(np.float32)), tmp_path / "b1.nii.gz")
+    assert main(["mrf", "match", str(f), "--dictionary", str(dict_path), "--out", str(tmp_path / "m"),
+                 "--device", "cpu", "--b1-map", str(b1), "--method", "scores", "--threads", "1"]) == 0
+    t2 = read_volume(tmp_path / "m" / "T2star.nii.gz").data
+    np.testing.assert_allclose(t2.ravel()[1:], params[..., 1].ravel()[1:], rtol=1e-6)
+    info = json.loads((tmp_path / "m" / "mrf_match.json").read_text())
+    assert info["method"] == "scores" and info["b1_map"] == str(b1)
+    # a B1 map on another grid: exit 2, nothing written
+    write_volume(_ref((2, 3, 5)).with_data(np.ones((2, 3, 5), np.float32)), tmp_path / "b1bad.nii.gz")
+    assert main(["mrf", "match", str(f), "--dictionary", str(dict_path), "--out", str(tmp_path / "m2"),
+                 "--b1-map", str(tmp_path / "b1bad.nii.gz")]) == 2
+    assert "B1 map and frames" in capsys.readouterr().err and not (tmp_path / "m2").exists()

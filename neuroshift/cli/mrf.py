@@ -45,7 +45,11 @@ def register(sub) -> None:
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("--denoise", action="store_true", help="MP-PCA (dipy) before matching")
     m.add_argument("--svd-energy", type=float, help="SVD compression keeping this energy fraction, e.g. 0.99999")
-    m.add_argument("--memory-mb", type=float, default=256.0, help="score memory per chunk (MB)")
+    m.add_argument("--memory-mb", type=float, default=256.0, help="score memory per chunk (MB; method scores)")
+    m.add_argument("--method", choices=("auto", "tree", "scores"), default="auto",
+                   help="tree: exact k-d tree nearest atom (default on CPU); scores: chunked products (default on GPU)")
+    m.add_argument("--b1-map", help="measured B1+ map (scale, on the frames' grid): restricts the B1 axis")
+    m.add_argument("--threads", type=int, help="cores for the tree search (default: all available)")
     m.add_argument("--device", default="auto")
     m.set_defaults(func=_match)
 
@@ -122,15 +126,25 @@ def _match(a) -> int:
 
         raise DimensionError(f"{a.frames}: {frames.shape[-1]} frames, the schedule has {len(sched)}")
     mask = _mask(a.mask, ref)
+    b1_map = None
+    if a.b1_map:
+        from ..io.files import read_volume
+
+        b1v = read_volume(a.b1_map)
+        ref.require_same_grid(b1v, "B1 map and frames")
+        b1_map = b1v.data
     t0 = time.perf_counter()
     if a.denoise:
         from ..mrf.denoise import mppca_denoise
 
         frames = mppca_denoise(frames, mask)
-    res = match_volume(frames, d, mask, svd_energy=a.svd_energy, memory_mb=a.memory_mb,
-                       device=None if a.device == "auto" else a.device)
+    from ..threads import requested_threads
+
+    res = match_volume(frames, d, mask, b1_map=b1_map, svd_energy=a.svd_energy, memory_mb=a.memory_mb,
+                       device=None if a.device == "auto" else a.device, method=a.method,
+                       threads=requested_threads(a.threads))
     info = {"schedule_hash": sched.hash, "dictionary": str(a.dictionary),
-            "denoise": "dipy mppca" if a.denoise else None,
+            "denoise": "dipy mppca" if a.denoise else None, "method": a.method, "b1_map": a.b1_map,
             "svd_energy": a.svd_energy, "seconds": round(time.perf_counter() - t0, 2), "units": OUTPUTS}
     write_maps({k: v for k, v in res.items() if k in OUTPUTS}, ref, a.out,
                extra_files={"mrf_match.json": json.dumps(info, indent=1) + "\n"})
