@@ -66,7 +66,9 @@ class QuantitativeMRI(ScriptedLoadableModule):
 #
 @parameterNodeWrapper
 class QuantitativeMRIParameterNode:
-    mrfInput: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode]
+    # None in the Union: UnionSerializer writes the default (None) only through a NoneSerializer (Slicer
+    # Docs/developer_guide/parameter_nodes/gui_connection.md, 5.4+); without it the wrapper raises TypeError.
+    mrfInput: Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode, None]
     mrfFramesFile: str = ""
     mrfSchedule: str = ""
     mrfMethod: MRFMethod = MRFMethod.unet

@@ -23,7 +23,7 @@ WIDGET_FILES = {"ShiftSimulator": ["ShiftSimulator/ShiftSimulator.py", "ShiftSim
                 "QuantitativeMRI": ["QuantitativeMRI/QuantitativeMRI.py"], "LesionSynth": ["LesionSynth/LesionSynth.py"]}
 #: Parameter-node fields deliberately not bound to a widget (with the reason in the module file).
 UNBOUND_FIELDS = {"ShiftSimulator": {"headerReadFor"}, "ClaustrumSeg": set(), "ReaderStudy": {"reader"},
-                  "QuantitativeMRI": set(), "LesionSynth": set()}
+                  "QuantitativeMRI": set(), "LesionSynth": {"hostParametersFor"}}
 
 
 def _ui(name: str) -> ET.ElementTree:
@@ -55,9 +55,9 @@ def _field_kind(hint) -> tuple[str, list]:
         return "path", annotations
     if isinstance(hint, type) and issubclass(hint, slicer.vtkMRMLNode):
         return "node", annotations
-    # typing.Union of node classes: isNodeOrUnionOfNodes in guiConnectors.py and UnionSerializer (5.4+)
-    if typing.get_origin(hint) is typing.Union and all(isinstance(a, type) and issubclass(a, slicer.vtkMRMLNode)
-                                                       for a in typing.get_args(hint)):
+    # typing.Union of node classes (and None): parameterNodeWrapper/util.py isNodeOrUnionOfNodes (5.4+)
+    if typing.get_origin(hint) is typing.Union and all(
+            isinstance(a, type) and (a is type(None) or issubclass(a, slicer.vtkMRMLNode)) for a in typing.get_args(hint)):
         return "node", annotations
     return repr(hint), annotations
 
@@ -127,6 +127,20 @@ def test_first_claiming_connector_can_represent_each_bound_field(load_module_fil
                 winner = entry.__name__
                 break
         assert winner, f"{version}: no connector for {widget_class} {widget_name} <-> {field}: {kind}"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_a_union_of_nodes_includes_none(load_module_file, name):
+    """Slicer ``parameterNodeWrapper/serializers.py`` (5.4-5.12): ``UnionSerializer.default()`` is None for a Union of
+    nodes, and writing None finds no serializer unless ``None`` is one of the Union's types (TypeError "Unable to
+    write value"); ``Docs/developer_guide/parameter_nodes/gui_connection.md`` says so for ``qMRMLNodeComboBox``.
+    QuantitativeMRI's first draft declared ``Union[vtkMRMLSequenceNode, vtkMRMLScalarVolumeNode]``."""
+    module = load_module_file(name)
+    for field, hint in _parameter_fields(module, name).items():
+        if typing.get_origin(hint) is typing.Annotated:
+            hint = typing.get_args(hint)[0]
+        if typing.get_origin(hint) is typing.Union:
+            assert type(None) in typing.get_args(hint), f"{name}.{field}: add None to the Union"
 
 
 def _bool_properties(name: str, widget_name: str) -> dict:
