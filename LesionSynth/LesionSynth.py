@@ -30,7 +30,7 @@ import neuroshift_slicer.connectors  # noqa: F401  (registers the str path conne
 from neuroshift_slicer.environment import MODEL_REQUIREMENTS, engine_process, ensure_requirements
 from neuroshift_slicer.jobs import BackgroundJobController
 from LesionSynthLib import (DEFAULT_LABELS, DEVICES, SEQUENCES, InsertionCore, InsertionParameters, SynthesisCore,
-                            SynthesisParameters, SynthesisTarget, available_models, known_parameters)
+                            SynthesisParameters, SynthesisTarget, available_models, known_parameters, known_sequence)
 
 #: Parameter-node field of each synthesis input (keys of LesionSynthLib.synthesis.INPUT_FLAGS).
 INPUT_FIELDS = {"flair": "flairVolume", "t1": "t1Volume", "t2": "t2Volume", "adc": "adcVolume",
@@ -80,6 +80,9 @@ class LesionSynthParameterNode:
     hostVolume: vtkMRMLScalarVolumeNode
     hostSequence: Annotated[str, Choice(list(SEQUENCES))] = "flair"
     hostParameters: str = ""
+    # Not bound: the ID of the host whose known parameters filled hostParameters, so that a scene reload or
+    # module enter keeps what the user typed (ShiftSimulator's headerReadFor, defect 9 of issue 14).
+    hostParametersFor: str = ""
     tissueLabels: vtkMRMLLabelMapVolumeNode
     labelMapping: str = DEFAULT_LABELS
     lesionMask: vtkMRMLScalarVolumeNode
@@ -102,7 +105,6 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._modelsForTarget = None
-        self._hostRead = None  # ID of the host whose known parameters were last filled in
         self.jobs = None
         self.insertJobs = None
 
@@ -181,11 +183,10 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.synthesizeButton.toolTip = (_("Synthesise in a separate process") if ready
                                             else _("Choose at least one input volume"))
         host = p.hostVolume
-        if host is not None and host.GetID() != self._hostRead:
-            self._hostRead = host.GetID()
-            known = known_parameters(host)
-            if known and not p.hostParameters:
-                p.hostParameters = known
+        if host is not None and host.GetID() != p.hostParametersFor:  # a newly chosen host, not a scene reload
+            p.hostParametersFor = host.GetID()
+            p.hostSequence = known_sequence(host) or p.hostSequence
+            p.hostParameters = known_parameters(host)  # the previous host's values do not carry over
         self.ui.lesionCountSpinBox.enabled = p.lesionMask is None and p.lesionPoints is None
         self.ui.lesionDiameterSpinBox.enabled = p.lesionMask is None
         insertReady = host is not None and p.tissueLabels is not None

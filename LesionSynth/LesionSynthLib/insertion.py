@@ -90,6 +90,14 @@ def known_parameters(node) -> str:
     return params.label()
 
 
+def known_sequence(node) -> str | None:
+    """The host's sequence recorded as ``NeuroShift.sequence`` (ShiftSimulator stores it), if it is one we model."""
+    from neuroshift.sequences import SEQUENCES
+
+    value = (node.GetAttribute(PARAMETER_PREFIX + "sequence") or "").lower()
+    return value if value in SEQUENCES else None
+
+
 def markup_points_ras(markups_node) -> list[tuple[str, np.ndarray]]:
     """``[(label, RAS mm), ...]`` of a markups node's control points in world coordinates."""
     out = []

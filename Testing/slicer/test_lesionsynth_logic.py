@@ -340,7 +340,7 @@ def test_background_lesion_insertion_from_markup_points(mrml_scene, phantom_dir)
 
     from neuroshift.io.files import read_volume
     from neuroshift_slicer.volume_nodes import add_volume_node, volume_from_node
-    from LesionSynthLib import InsertionCore, InsertionParameters, known_parameters, points_to_mask
+    from LesionSynthLib import InsertionCore, InsertionParameters, known_parameters, known_sequence, points_to_mask
 
     host_vol = read_volume(phantom_dir / "FLAIR.nii.gz")
     host = add_volume_node(mrml_scene, host_vol, "FLAIR")
@@ -348,6 +348,9 @@ def test_background_lesion_insertion_from_markup_points(mrml_scene, phantom_dir)
         host.SetAttribute(f"DICOM.{keyword}", value)  # as Slicer's DICOM loader / ShiftSimulator record them
     host.SetAttribute("NeuroShift.TE_ms", "110")  # a typed value wins over the header
     assert known_parameters(host) == "TE=110,TI=2500,TR=9000"
+    assert known_sequence(host) is None
+    host.SetAttribute("NeuroShift.sequence", "FLAIR")
+    assert known_sequence(host) == "flair"
     labels = add_volume_node(mrml_scene, read_volume(phantom_dir / "tissue_labels.nii.gz"), "tissues", labelmap=True)
     wm = read_volume(phantom_dir / "pv_WM.nii.gz").data >= 0.99
     core_wm = ndi.binary_erosion(wm, iterations=4)
