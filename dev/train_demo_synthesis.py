@@ -1,15 +1,22 @@
-"""Train tiny SYNTHETIC-phantom LesionSynth demo models through the shared engine and report held-out scores.
+"""Train the small SYNTHETIC-phantom LesionSynth demo models through the shared engine, score them on a held-out
+phantom through the product path (:func:`neuroshift.synthesis.inference.synthesize`) and write the packages.
 
-    python dev/train_demo_synthesis.py OUT [--task synthdir|diamondgan|all] [--epochs N] [--slices N]
+    python dev/train_demo_synthesis.py OUT --task synthdir|ablation|diamondgan|vt1c [--epochs N] [--base W]
 
-Data: phantoms of seeds 0..2 (training) and 3 (held out), every contrast from one set of tissue maps
-(neuroshift.phantom.contrasts); axial slices with brain, each volume clipped to its 1-99 brain percentiles and
-mapped to [-1, 1], padded to a multiple of 8. Models are tiny (CPU minutes), phantom-trained, NOT clinical.
+Data: phantoms of seeds 0, 1, 2, 4, 5 (training) and 3 (held out), every contrast from one set of tissue maps
+(:mod:`neuroshift.phantom.contrasts`). 2D tasks: every axial slice with brain, each volume clipped to its 1-99
+brain percentiles and mapped to [-1, 1] (as inference does), edge-padded to a multiple of 8; vT1c: whole
+volumes in [0, 1], padded to a multiple of 16. No augmentation (the papers' gamma/blur/shift/flip are left out
+for the CPU budget). Packages (OUT/<name>/) carry the reference histogram of the training DIR (brain voxels of
+the brain slice range, :mod:`neuroshift.synthesis.histmatch`) and say "phantom-trained, not clinical".
 
-Reports (OUT/report.json): held-out PSNR / SSIM / LBR (region metrics of neuroshift.synthesis.metrics)
-per input subset for DiamondGAN; for synthDIR with and without the lesion-focused term (ablation:
-lesion-region MAE) and the Spearman correlation of the per-voxel MC-dropout SD (20 samples) with the
-absolute error over brain voxels. Model packages: OUT/<task>/ (manifest says phantom-trained, not clinical).
+Scores (OUT/<task>.json), all on held-out phantom seed 3 through ``synthesize`` (histogram matching on):
+region PSNR / SSIM / MAE (each image clipped to its 0.5-99.5 brain percentiles, mapped to [0, 1]), LBR of the
+real and synthetic image; DiamondGAN per input subset (7); synthDIR: Spearman of the per-voxel MC-dropout SD
+(20 samples; also MC x 4-flip TTA) with the absolute error over brain voxels, against the acquired (noisy) DIR
+and against the noise-free DIR; ablation: lesion-region MAE and LBR with the lesion-focused term on vs off
+(same seed, same epochs); vT1c: SSIM / PSNR / enhancement AUC with and without 8-flip TTA and of the low-dose
+image itself.
 """
 
 from __future__ import annotations
@@ -25,109 +32,205 @@ import torch
 from neuroshift.phantom import build_phantom
 from neuroshift.phantom.contrasts import build_contrasts
 from neuroshift.synthesis import metrics
-from neuroshift.synthesis.inference import normalise_volume, save_package
+from neuroshift.synthesis.histmatch import MANIFEST_KEY, reference_from_values
+from neuroshift.synthesis.inference import load_package, normalise_volume, save_package, synthesize
 from neuroshift.training.loop import LoopSettings, run_loop
 
-PROVENANCE = {"trained_on": "SYNTHETIC NeuroShift phantoms (seeds 0-2), phantom-trained demo, NOT clinical",
-              "held_out": "phantom seed 3"}
+TRAIN_SEEDS, TEST_SEED = (0, 1, 2, 4, 5), 3
+NOTE = ("DEMO MODEL, NOT FOR CLINICAL USE: trained only on SYNTHETIC NeuroShift phantoms (seeds 0, 1, 2, 4, 5) "
+        "by dev/train_demo_synthesis.py; it has never seen a real scan")
+SOURCE_NAMES = {"flair": "FLAIR", "t1": "T1w", "t2": "T2w"}
 
 
-def subject(seed: int):
+def subject(seed: int) -> dict:
     ph = build_phantom(seed=seed)
     cs = build_contrasts(ph, seed=seed)
     brain = ph.brain_mask.data > 0
-    vols = {n: normalise_volume(cs.images[n].data, brain, (-1.0, 1.0)) for n in ("FLAIR", "T1w", "T2w", "DIR")}
     lesion = ph.lesion_mask.data > 0
-    nawm = (ph.fractions["WM"].data >= 0.9) & ~lesion
-    return vols, brain, lesion, nawm
+    raw = {n: np.asarray(v.data, np.float32) for n, v in cs.images.items()}
+    raw["ADC"] = np.asarray(cs.adc.data, np.float32)
+    return {"raw": raw, "clean_dir": np.asarray(cs.clean_images["DIR"].data, np.float32), "brain": brain,
+            "lesion": lesion, "nawm": (ph.fractions["WM"].data >= 0.9) & ~lesion,
+            "enhancing": cs.enhancing_mask.data > 0}
 
 
-def slices(vols, brain, lesion, n_max, rng):
-    ks = np.flatnonzero(brain.any(axis=(1, 2)))
-    with_lesion = [k for k in ks if lesion[k].any()]
-    others = [k for k in ks if not lesion[k].any()]
-    pick = with_lesion + list(rng.permutation(others)[: max(0, n_max - len(with_lesion))])
-    pick = sorted(pick[:n_max])
+def _pad(a: np.ndarray, m: int) -> np.ndarray:
+    pads = [(0, 0)] * (a.ndim - 2) + [(0, (-s) % m) for s in a.shape[-2:]]
+    return np.pad(a, pads, mode="edge")
 
-    def pad(a):
-        h, w = a.shape[-2:]
-        return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, (-h) % 8), (0, (-w) % 8)], mode="edge")
-    src = pad(np.stack([vols[n][pick] for n in ("FLAIR", "T1w", "T2w")], 1))
-    tgt = pad(vols["DIR"][pick][:, None])
-    les = pad(lesion[pick][:, None].astype(np.float32))
-    return torch.from_numpy(src), torch.from_numpy(tgt), torch.from_numpy(les), pick
+
+def slices2d(subj: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(sources (N, 3, H, W) FLAIR/T1w/T2w, DIR (N, 1, H, W), lesion (N, 1, H, W), DIR in [0, 1] brain values)."""
+    b = subj["brain"]
+    ks = np.flatnonzero(b.any(axis=(1, 2)))
+    vol = {n: normalise_volume(subj["raw"][n], b, (-1.0, 1.0)) for n in ("FLAIR", "T1w", "T2w", "DIR")}
+    src = _pad(np.stack([vol[n][ks] for n in ("FLAIR", "T1w", "T2w")], 1), 8)
+    tgt = _pad(vol["DIR"][ks][:, None], 8)
+    les = _pad(subj["lesion"][ks][:, None].astype(np.float32), 8)
+    return src, tgt, les, (vol["DIR"][b] + 1.0) / 2.0
+
+
+def train_2d(subjects: list[dict], max_slices: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """Training tensors (``max_slices`` > 0: that many evenly spaced slices per subject) and the reference
+    histogram of the training DIR (all brain voxels)."""
+    parts = [slices2d(s) for s in subjects]
+    ref = reference_from_values(np.concatenate([p[3] for p in parts]))
+    if max_slices:
+        keep = [np.unique(np.linspace(0, len(p[0]) - 1, max_slices).round().astype(int)) for p in parts]
+        parts = [tuple(a[k] for a in p[:3]) + (p[3],) for p, k in zip(parts, keep)]
+    return (torch.from_numpy(np.concatenate([p[0] for p in parts])), torch.from_numpy(np.concatenate([p[1] for p in parts])),
+            torch.from_numpy(np.concatenate([p[2] for p in parts])), ref)
+
+
+def dir_scores(test: dict, pred: np.ndarray) -> dict:
+    real = test["raw"]["DIR"]
+    masks = {"brain": test["brain"], "lesion": test["lesion"], "nawm": test["nawm"]}
+    r = metrics.region_metrics(real, pred, masks)
+    return {"psnr_brain_db": r["brain"]["psnr_db"], "ssim_brain": r["brain"]["ssim"], "mae_brain": r["brain"]["mae"],
+            "mae_lesion": r["lesion"]["mae"], "psnr_lesion_db": r["lesion"]["psnr_db"],
+            "lbr_synthetic": metrics.lbr(pred, test["lesion"], test["nawm"]),
+            "lbr_real": metrics.lbr(real, test["lesion"], test["nawm"])}
+
+
+def spearman_sd_error(test: dict, pred: np.ndarray, sd: np.ndarray) -> dict:
+    """Spearman of the per-voxel SD with |error| over brain voxels (images through metrics.normalise)."""
+    from scipy.stats import spearmanr
+
+    b = test["brain"]
+    out = {}
+    for label, ref in (("acquired_dir", test["raw"]["DIR"]), ("noise_free_dir", test["clean_dir"])):
+        r, p = metrics.normalise_pair(ref, pred, b)
+        out[label] = float(spearmanr(sd[b], np.abs(r - p)[b])[0])
+    return out
+
+
+def provenance(extra: dict) -> dict:
+    return {"trained_on": NOTE, "demo": True, "held_out": f"phantom seed {TEST_SEED}",
+            "version": "0.1.0-demo", **extra}
+
+
+def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: bool) -> dict:
+    from neuroshift.synthesis.train_steps import SynthDIRStep
+    src, tgt, les, ref = data
+    arch = {"in_channels": 2, "out_channels": 1, "base": args.base, "depth": 3, "dropout": 0.3}
+    t0 = time.time()
+    step = SynthDIRStep(src[:, :2], tgt, les, lambda1=lambda1, base=args.base, depth=3, lr=args.lr,
+                        batch_size=args.batch, d_base=16, seed=0)
+    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / name, seed=0, verbose=False))
+    train_s = time.time() - t0
+    pkg = save_package(out / name, "synthdir", "dir", ("flair", "t1"), arch, step.models["generator"],
+                       provenance({"epochs_run": len(res.history), "train_s": round(train_s), "lambda1": lambda1,
+                                   MANIFEST_KEY: ref}))
+    model = load_package(pkg)
+    inputs = {n: test["raw"][SOURCE_NAMES[n]] for n in ("flair", "t1")}
+    pred, sd = synthesize(model, inputs, test["brain"], mc_samples=20)
+    s = dir_scores(test, pred)
+    s["spearman_mc_sd_vs_abs_error"] = spearman_sd_error(test, pred, sd)
+    pred_t, sd_t = synthesize(model, inputs, test["brain"], mc_samples=20, tta=True)
+    s["mc_tta"] = {**dir_scores(test, pred_t), "spearman_sd_vs_abs_error": spearman_sd_error(test, pred_t, sd_t)}
+    raw_pred, _ = synthesize(model, inputs, test["brain"], histogram_match=False)
+    s["without_histogram_matching"] = dir_scores(test, raw_pred)
+    s.update(train_s=train_s, epochs_run=len(res.history), steps=res.steps)
+    if not save:
+        import shutil
+        shutil.rmtree(pkg)
+    return s
+
+
+def run_diamondgan(out: Path, args, data, test) -> dict:
+    from neuroshift.synthesis.diamondgan import all_subsets
+    from neuroshift.synthesis.train_steps import DiamondGANStep
+    src, tgt, _, ref = data
+    t0 = time.time()
+    step = DiamondGANStep(src, tgt, n_blocks=args.blocks, base=args.base, d_base=16, batch_size=args.batch,
+                          lr=args.lr, seed=0)
+    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "dir-demo", seed=0, verbose=False))
+    train_s = time.time() - t0
+    arch = {"in_channels": 3, "out_channels": 1, "n_blocks": args.blocks, "code_width": 3, "base": args.base}
+    pkg = save_package(out / "dir-demo", "diamondgan", "dir", ("flair", "t1", "t2"), arch, step.models["g1"],
+                       provenance({"epochs_run": len(res.history), "train_s": round(train_s), MANIFEST_KEY: ref}))
+    model = load_package(pkg)
+    per = {}
+    for code in all_subsets(3):
+        names = [n for n, c in zip(("flair", "t1", "t2"), code) if c]
+        pred, _ = synthesize(model, {n: test["raw"][SOURCE_NAMES[n]] for n in names}, test["brain"])
+        per["+".join(names)] = dir_scores(test, pred)
+    return {"per_subset": per, "train_s": train_s, "epochs_run": len(res.history), "steps": res.steps}
+
+
+def run_vt1c(out: Path, args, subjects, test) -> dict:
+    from neuroshift.synthesis.train_steps import VirtualT1cStep
+    order = ("ADC", "FLAIR", "T1w", "T1c_low")
+
+    def vol(s):
+        b = s["brain"]
+        x = np.stack([normalise_volume(s["raw"][n], b, (0.0, 1.0)) for n in order])
+        y = normalise_volume(s["raw"]["T1c"], b, (0.0, 1.0))[None]
+        pads = [(0, 0)] + [(0, (-n) % 16) for n in b.shape]
+        return np.pad(x, pads, mode="edge"), np.pad(y, pads, mode="edge")
+    vs = [vol(s) for s in subjects]
+    x = torch.from_numpy(np.stack([v[0] for v in vs]))
+    y = torch.from_numpy(np.stack([v[1] for v in vs]))
+    feats = tuple(args.features)
+    t0 = time.time()
+    step = VirtualT1cStep(x, y, features=feats, lr=args.lr, batch_size=1, seed=0)
+    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "vt1c-demo", seed=0, verbose=False))
+    train_s = time.time() - t0
+    pkg = save_package(out / "vt1c-demo", "vt1c", "t1c", ("adc", "flair", "t1", "low_dose"),
+                       {"features": list(feats), "in_channels": 4}, step.models["unet"],
+                       provenance({"epochs_run": len(res.history), "train_s": round(train_s)}))
+    model = load_package(pkg)
+    raw, b = test["raw"], test["brain"]
+    inputs = {"adc": raw["ADC"], "flair": raw["FLAIR"], "t1": raw["T1w"], "low_dose": raw["T1c_low"]}
+    p1, p99 = np.percentile(raw["T1c"][b], [1, 99])
+
+    def scores(img: np.ndarray, in_au: bool) -> dict:
+        post = p1 + img / 1000.0 * (p99 - p1) if in_au else img  # back to the T1c scale for the enhancement
+        r = metrics.region_metrics(raw["T1c"], img, {"brain": b, "lesion": test["lesion"]})
+        return {"ssim_brain": r["brain"]["ssim"], "psnr_brain_db": r["brain"]["psnr_db"],
+                "mae_lesion": r["lesion"]["mae"],
+                "enhancement_auc": metrics.enhancement_auc(raw["T1w"], raw["T1c"], post, b)}
+    out_s = {"low_dose_image": scores(raw["T1c_low"], False)}
+    for tta in (False, True):
+        pred, _ = synthesize(model, inputs, b, tta=tta)
+        out_s["tta8" if tta else "single"] = scores(pred, True)
+    out_s.update(train_s=train_s, epochs_run=len(res.history), steps=res.steps,
+                 enhancement_note="post (synthetic, mapped to the real T1c's 1-99 % range) minus pre T1w")
+    return out_s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
-    ap.add_argument("--task", choices=("synthdir", "diamondgan", "all"), default="all")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--slices", type=int, default=24, help="training slices per subject")
+    ap.add_argument("--task", choices=("synthdir", "ablation", "diamondgan", "vt1c"), required=True)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--base", type=int, default=16, help="generator width")
+    ap.add_argument("--blocks", type=int, default=3, help="DiamondGAN residual blocks")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--slices", type=int, default=0, help="DiamondGAN: slices per training subject (0: all)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--features", type=int, nargs=6, default=(8, 8, 16, 32, 64, 8), help="vT1c U-Net widths")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    train = [subject(s) for s in (0, 1, 2)]
-    test_vols, test_brain, test_lesion, test_nawm = subject(3)
-    parts = [slices(*t[:3], args.slices, rng) for t in train]
-    src = torch.cat([p[0] for p in parts])
-    tgt = torch.cat([p[1] for p in parts])
-    les = torch.cat([p[2] for p in parts])
-    t_src, t_tgt, t_les, t_pick = slices(test_vols, test_brain, test_lesion, 10 ** 6, rng)
-    h, w = test_brain.shape[1:]
-    report: dict = {"provenance": PROVENANCE, "train_slices": len(src), "held_out_slices": len(t_src),
-                    "epochs": args.epochs}
-
-    def score(pred: np.ndarray) -> dict:
-        ref = t_tgt[:, 0, :h, :w].numpy()
-        p = pred[:, :h, :w]
-        b, le, nw = test_brain[t_pick], test_lesion[t_pick], test_nawm[t_pick]
-        r = metrics.region_metrics(ref, p, {"brain": b, "lesion": le})
-        return {"psnr_brain_db": r["brain"]["psnr_db"], "ssim_brain": r["brain"]["ssim"],
-                "mae_lesion": r["lesion"]["mae"], "lbr_synthetic": metrics.lbr(p + 1, le, nw),
-                "lbr_real": metrics.lbr(ref + 1, le, nw)}
-
-    if args.task in ("synthdir", "all"):
-        from scipy.stats import spearmanr
-
-        from neuroshift.synthesis.pix2pix import mc_sample
-        from neuroshift.synthesis.train_steps import SynthDIRStep
-        arch = {"in_channels": 2, "out_channels": 1, "base": 16, "depth": 3, "dropout": 0.3}
-        for lam1, name in ((1.0, "synthdir"), (0.0, "synthdir_no_lesion_term")):
-            t0 = time.time()
-            step = SynthDIRStep(src[:, :2], tgt, les, lambda1=lam1, base=16, depth=3, lr=1e-3, batch_size=4)
-            run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / name, seed=0, verbose=False))
-            g = step.models["generator"]
-            mean, sd = mc_sample(g, t_src[:, :2], 20, seed=0)
-            pred = mean[:, 0].numpy()
-            s = score(pred)
-            err = np.abs(pred - t_tgt[:, 0].numpy())[:, :h, :w][test_brain[t_pick]]
-            s["spearman_mc_sd_vs_abs_error"] = float(spearmanr(sd[:, 0, :h, :w].numpy()[test_brain[t_pick]], err)[0])
-            s["train_s"] = time.time() - t0
-            report[name] = s
-            if lam1:
-                save_package(out / name, "synthdir", "dir", ("flair", "t1"), arch, g, PROVENANCE)
-            print(name, s, flush=True)
-    if args.task in ("diamondgan", "all"):
-        from neuroshift.synthesis.diamondgan import all_subsets, availability_tensor
-        from neuroshift.synthesis.train_steps import DiamondGANStep
-        t0 = time.time()
-        step = DiamondGANStep(src, tgt, n_blocks=2, batch_size=4)
-        run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "diamondgan", seed=0, verbose=False))
-        g1 = step.models["g1"].eval()
-        per = {}
-        with torch.no_grad():
-            for code in all_subsets(3):
-                pred = torch.cat([g1(t_src[i:i + 8], availability_tensor(code, len(t_src[i:i + 8])))
-                                  for i in range(0, len(t_src), 8)])[:, 0].numpy()
-                per["".join(k for k, c in zip(("F", "T1", "T2"), code) if c)] = score(pred)
-        report["diamondgan"] = {"per_subset": per, "train_s": time.time() - t0}
-        save_package(out / "diamondgan", "diamondgan", "dir", ("flair", "t1", "t2"),
-                     {"in_channels": 3, "out_channels": 1, "n_blocks": 2, "code_width": 3}, g1, PROVENANCE)
-        print("diamondgan", report["diamondgan"], flush=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    subjects = [subject(s) for s in TRAIN_SEEDS]
+    test = subject(TEST_SEED)
+    report = {"task": args.task, "args": vars(args), "note": NOTE}
+    if args.task in ("synthdir", "ablation"):
+        data = train_2d(subjects)
+        report["synthdir"] = run_synthdir(out, args, data, test, 1.0, "synthdir-demo", save=True)
+        print(json.dumps(report["synthdir"], indent=1), flush=True)
+        if args.task == "ablation":
+            report["synthdir_without_lesion_term"] = run_synthdir(out, args, data, test, 0.0, "synthdir-nolfl",
+                                                                  save=False)
+    elif args.task == "diamondgan":
+        report["diamondgan"] = run_diamondgan(out, args, train_2d(subjects, args.slices), test)
+    else:
+        report["vt1c"] = run_vt1c(out, args, subjects, test)
+    text = json.dumps(report, indent=2, default=float)
+    (out / f"{args.task}.json").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

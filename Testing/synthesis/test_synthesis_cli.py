@@ -108,3 +108,23 @@ def test_synthesize_diamondgan_subset_and_vt1c_tta(tmp_path):
     assert plain.shape == brain.shape and 0 <= tta.min() and tta.max() <= 1000 and not np.array_equal(plain, tta)
     with pytest.raises(Exception, match="needs every input"):
         synthesize(v, {"adc": vols["adc"]}, brain)
+
+
+def test_synthesize_histogram_matching_flag(setup, tmp_path):
+    from neuroshift.synthesis.histmatch import MANIFEST_KEY, reference_from_values
+    arch = {"in_channels": 2, "out_channels": 1, "base": 4, "depth": 2, "dropout": 0.3}
+    torch.manual_seed(0)
+    ref = reference_from_values(np.linspace(0.6, 0.9, 1000))
+    save_package(tmp_path / "mh", "synthdir", "dir", ("flair", "t1"), arch, UNetGenerator(**arch),
+                 {**PROV, MANIFEST_KEY: ref})
+    ph = setup / "ph"
+    brain = read_volume(ph / "brain_mask.nii.gz").data > 0
+    common = ["--target", "dir", "--model", str(tmp_path / "mh"), "--flair", str(ph / "FLAIR.nii.gz"),
+              "--t1", str(ph / "T1w.nii.gz"), "--brain-mask", str(ph / "brain_mask.nii.gz"), "--device", "cpu"]
+    assert main(["synthesize", str(tmp_path / "a.nii.gz"), *common]) == 0
+    assert main(["synthesize", str(tmp_path / "b.nii.gz"), *common, "--no-histogram-match"]) == 0
+    a, b = read_volume(tmp_path / "a.nii.gz").data[brain], read_volume(tmp_path / "b.nii.gz").data[brain]
+    assert np.quantile(a, 0.05) == pytest.approx(615, abs=5) and np.quantile(a, 0.95) == pytest.approx(885, abs=5)
+    assert not np.allclose(a, b)
+    assert json.loads((tmp_path / "a.json").read_text())["HistogramMatched"] is True
+    assert json.loads((tmp_path / "b.json").read_text())["HistogramMatched"] is False

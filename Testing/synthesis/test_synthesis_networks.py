@@ -128,3 +128,43 @@ def test_flip_tta_identity_and_flip_back():
     torch.testing.assert_close(out, expected)
     # 2 models x 8 flips = 16 passes, averaged
     assert torch.equal(flip_tta([lambda t: t, lambda t: 3 * t], x), 2 * x)
+
+
+def test_mc_samples_only_the_head_same_draws_as_full_passes():
+    torch.manual_seed(0)
+    g = UNetGenerator(depth=3, base=8, dropout=0.3)
+    x = torch.randn(2, 2, 32, 32)
+    set_mc_dropout(g, True)
+    torch.manual_seed(11)
+    full = [g(x) for _ in range(3)]  # the backbone draws no random numbers: same masks in the same order
+    g.eval()
+    mean, sd = mc_sample(g, x, 3, seed=11)
+    stack = torch.stack(full)
+    torch.testing.assert_close(mean, stack.mean(0), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sd, stack.std(0, unbiased=False), atol=1e-6, rtol=1e-5)
+
+
+def test_mc_flip_tta_pools_by_total_variance():
+    from neuroshift.synthesis.tta import mc_flip_tta
+    # no dropout: every MC SD is 0, so the pooled SD is the SD over the 4 flipped-back outputs
+    torch.manual_seed(1)
+    g = UNetGenerator(depth=2, base=4, dropout=0.0).eval()
+    x = torch.randn(1, 2, 16, 16)
+    mean, sd = mc_flip_tta(g, x, 3, spatial_dims=2)
+    outs = torch.stack([torch.flip(g(torch.flip(x, f)), f) if f else g(x) for f in flip_variants(2)])
+    torch.testing.assert_close(mean, outs.mean(0), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(sd, outs.std(0, unbiased=False), atol=1e-5, rtol=1e-4)
+
+
+def test_width_settings_keep_the_released_counts_and_scale():
+    assert count_parameters(DiamondGenerator(base=48)) == 7_218_987
+    assert count_parameters(PatchDiscriminator(3, base=64)) == 2_766_529
+    # base 16: widths 16-24-48; hand count of the 1-block, 1-channel-out generator
+    conv = lambda ci, co, k: ci * co * k * k + co  # noqa: E731
+    norm = lambda c: 2 * c  # noqa: E731
+    enc = lambda ci: (conv(ci, 16, 7) + norm(16) + conv(16, 24, 3) + norm(24) + conv(24, 48, 3) + norm(48)  # noqa: E731
+                      + 2 * (conv(48, 48, 3) + norm(48)))
+    dec = conv(96, 24, 3) + norm(24) + conv(24, 16, 3) + norm(16) + conv(16, 1, 7)
+    assert count_parameters(DiamondGenerator(3, 1, n_blocks=1, base=16)) == enc(3) + enc(1) + dec
+    with pytest.raises(ValueError, match="even"):
+        DiamondGenerator(base=15)

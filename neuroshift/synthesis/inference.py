@@ -122,7 +122,8 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
                tta: bool = False, seed: int = 0, device: str | torch.device = "cpu",
                batch_slices: int = 8, histogram_match: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Synthetic target (float32, [0, 1000] a.u. in the brain) and, with ``mc_samples`` > 1 (synthDIR), the
-    voxel-wise MC-dropout standard deviation in the same units.
+    voxel-wise MC-dropout standard deviation in the same units (with ``tta`` too: MC dropout on each of the
+    4 in-plane flip variants, pooled by the law of total variance, :func:`.tta.mc_flip_tta`).
 
     ``histogram_match`` (default on): when the package stores a reference histogram of its training targets
     (:mod:`.histmatch`), the brain voxels of the output are matched to it (the SD follows the map's slope).
@@ -133,7 +134,7 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
     from .diamondgan import availability_tensor
     from .histmatch import MANIFEST_KEY, match_volume
     from .pix2pix import mc_sample
-    from .tta import flip_tta
+    from .tta import flip_tta, mc_flip_tta
 
     unknown = sorted(set(inputs) - set(model.inputs))
     if unknown:
@@ -176,7 +177,10 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
             else:
                 fn = net
             if sd is not None:
-                mean, s = mc_sample(net, x, mc_samples, seed=seed + int(start))
+                if tta:  # MC dropout on every flip variant, pooled (law of total variance)
+                    mean, s = mc_flip_tta(net, x, mc_samples, seed=seed + 8 * int(start), spatial_dims=2)
+                else:
+                    mean, s = mc_sample(net, x, mc_samples, seed=seed + int(start))
                 out[ks] = mean[:, 0, :h, :w].cpu().numpy()
                 sd[ks] = s[:, 0, :h, :w].cpu().numpy()
             else:

@@ -46,15 +46,15 @@ class DiamondGANStep:
 
     def __init__(self, sources: torch.Tensor, target: torch.Tensor, *, val: tuple[torch.Tensor, torch.Tensor] | None = None,
                  n_blocks: int = 9, lambda_rec: float = 10.0, real_label: float = 1.0, lr: float = 2e-4,
-                 batch_size: int = 5, pool_size: int = POOL_SIZE, seed: int = 0):
+                 batch_size: int = 5, pool_size: int = POOL_SIZE, seed: int = 0, base: int = 48, d_base: int = 64):
         n = sources.shape[1]
         self.sources, self.target, self.val = sources, target, val
         self.codes = all_subsets(n)
         self.lambda_rec, self.real_label, self.batch_size = float(lambda_rec), float(real_label), int(batch_size)
         torch.manual_seed(seed)
-        self.models = {"g1": DiamondGenerator(n, target.shape[1], n_blocks, code_width=n),
-                       "g2": DiamondGenerator(target.shape[1], n, n_blocks, code_width=n),
-                       "d1": PatchDiscriminator(n), "d2": PatchDiscriminator(target.shape[1])}
+        self.models = {"g1": DiamondGenerator(n, target.shape[1], n_blocks, code_width=n, base=base),
+                       "g2": DiamondGenerator(target.shape[1], n, n_blocks, code_width=n, base=base),
+                       "d1": PatchDiscriminator(n, d_base), "d2": PatchDiscriminator(target.shape[1], d_base)}
         betas = (0.5, 0.999)
         self.optimizers = {
             "g": torch.optim.Adam(list(self.models["g1"].parameters()) + list(self.models["g2"].parameters()),
@@ -126,12 +126,12 @@ class SynthDIRStep:
     def __init__(self, sources: torch.Tensor, target: torch.Tensor, lesion: torch.Tensor, *,
                  val: tuple[torch.Tensor, torch.Tensor] | None = None, lambda1: float = 1.0, lambda2: float = 10.0,
                  lr: float = 1e-3, batch_size: int = 1, base: int = 64, depth: int = 5, dropout: float = 0.3,
-                 seed: int = 0):
+                 seed: int = 0, d_base: int = 64):
         self.sources, self.target, self.lesion, self.val = sources, target, lesion, val
         self.lambda1, self.lambda2, self.batch_size = float(lambda1), float(lambda2), int(batch_size)
         torch.manual_seed(seed)
         self.models = {"generator": UNetGenerator(sources.shape[1], target.shape[1], base, depth, dropout),
-                       "discriminator": ConditionalPatchDiscriminator(sources.shape[1], target.shape[1])}
+                       "discriminator": ConditionalPatchDiscriminator(sources.shape[1], target.shape[1], d_base)}
         self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999))
                            for k, m in self.models.items()}
 

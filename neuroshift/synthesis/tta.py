@@ -34,4 +34,28 @@ def flip_tta(models: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[
     return (total / count).to(x.dtype)
 
 
-__all__ = ["flip_tta", "flip_variants"]
+@torch.no_grad()
+def mc_flip_tta(model: torch.nn.Module, x: torch.Tensor, n_samples: int, *, seed: int = 0,
+                spatial_dims: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """MC dropout combined with flip TTA: ``n_samples`` MC passes on every flip variant (flipped back), mean
+    and standard deviation of the pooled predictive distribution (law of total variance: mean of the
+    per-flip MC variances plus the variance of the per-flip means). Variant ``i`` is sampled with seed
+    ``seed + i``."""
+    from .pix2pix import mc_sample
+
+    dims = x.ndim - 2 if spatial_dims is None else int(spatial_dims)
+    s1 = s2 = None
+    variants = flip_variants(dims)
+    for i, flips in enumerate(variants):
+        m, sd = mc_sample(model, torch.flip(x, flips) if flips else x, n_samples, seed=int(seed) + i)
+        if flips:
+            m, sd = torch.flip(m, flips), torch.flip(sd, flips)
+        m, sd = m.double(), sd.double()
+        s1 = m if s1 is None else s1 + m
+        s2 = sd ** 2 + m ** 2 if s2 is None else s2 + sd ** 2 + m ** 2
+    mean = s1 / len(variants)
+    var = (s2 / len(variants) - mean ** 2).clamp_min(0)
+    return mean.to(x.dtype), var.sqrt().to(x.dtype)
+
+
+__all__ = ["flip_tta", "flip_variants", "mc_flip_tta"]
