@@ -83,6 +83,9 @@ class LesionSynthParameterNode:
     # Not bound: the ID of the host whose known parameters filled hostParameters, so that a scene reload or
     # module enter keeps what the user typed (ShiftSimulator's headerReadFor, defect 9 of issue 14).
     hostParametersFor: str = ""
+    pvCSF: vtkMRMLScalarVolumeNode
+    pvGM: vtkMRMLScalarVolumeNode
+    pvWM: vtkMRMLScalarVolumeNode
     tissueLabels: vtkMRMLLabelMapVolumeNode
     labelMapping: str = DEFAULT_LABELS
     lesionMask: vtkMRMLScalarVolumeNode
@@ -163,6 +166,10 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
             self._updateGui()
 
+    def _pvMaps(self) -> dict:
+        p = self._parameterNode
+        return {"CSF": p.pvCSF, "GM": p.pvGM, "WM": p.pvWM}
+
     def _inputs(self) -> dict:
         p = self._parameterNode
         return {key: getattr(p, field) for key, field in INPUT_FIELDS.items()}
@@ -189,10 +196,12 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.hostParameters = known_parameters(host)  # the previous host's values do not carry over
         self.ui.lesionCountSpinBox.enabled = p.lesionMask is None and p.lesionPoints is None
         self.ui.lesionDiameterSpinBox.enabled = p.lesionMask is None
-        insertReady = host is not None and p.tissueLabels is not None
+        pvMaps = any(node is not None for node in self._pvMaps().values())
+        self.ui.tissueSelector.enabled = self.ui.labelMappingLineEdit.enabled = not pvMaps
+        insertReady = host is not None and (pvMaps or p.tissueLabels is not None)
         self.ui.insertButton.enabled = insertReady and not self.insertJobs.busy
         self.ui.insertButton.toolTip = (_("Insert lesions in a separate process") if insertReady
-                                        else _("Choose the host volume and its tissue label map"))
+                                        else _("Choose the host volume and its tissues (maps or label map)"))
 
     def updateModels(self) -> None:
         """Fill the model list (installed and bundled synthesis packages) for the current target."""
@@ -268,7 +277,9 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                          label_mapping=p.labelMapping, diameter_mm=p.lesionDiameter,
                                          count=p.lesionCount, seed=p.lesionSeed)
             python, env = engine_process()
-            job = self.logic.insertion.start_background(p.hostVolume, p.tissueLabels, params, lesion_mask=p.lesionMask,
+            pvMaps = self._pvMaps()
+            tissues = pvMaps if any(node is not None for node in pvMaps.values()) else p.tissueLabels
+            job = self.logic.insertion.start_background(p.hostVolume, tissues, params, lesion_mask=p.lesionMask,
                                                         lesion_points=p.lesionPoints, python=python, env=env)
             self.insertJobs.start(job.run, context=job)
 

@@ -2,8 +2,9 @@
 
 The host is a real scan with known acquisition parameters (sequence and ``TE=..,TI=..,TR=..`` in ms/degrees,
 pre-filled from the node's ``NeuroShift.*`` / ``DICOM.*`` attributes, which ShiftSimulator and Slicer's
-DICOM loader set). Its tissues come from a label map on its grid (default ``CSF=1,GM=2,WM=3,lesion=4``),
-turned into the partial-volume maps the CLI reads. Lesions are a mask volume, or markup points with a
+DICOM loader set). Its tissues are partial-volume maps (CSF, GM, WM; recommended: the lesion fraction then
+replaces tissue fractions at the edges too) or a label map on its grid (default ``CSF=1,GM=2,WM=3,lesion=4``,
+turned into 0/1 fractions), written as the ``pv_<tissue>.nii.gz`` files the CLI reads. Lesions are a mask volume, or markup points with a
 diameter in mm (a ball around each point, on the host grid), or ``count`` ellipsoids generated in the WM
 (seeded). Outputs: the host with lesions (SYNTHETIC) and the mask of inserted lesions (fraction >= 0.5), as
 the CLI wrote them.
@@ -140,12 +141,16 @@ def points_to_mask(points: list[tuple[str, np.ndarray]], reference, diameter_mm:
     return reference.with_data(mask)
 
 
-def write_tissue_maps(labels, label_mapping: str, folder: Path) -> dict[str, Path]:
-    """``pv_<tissue>.nii.gz`` (0/1 fractions) in ``folder`` from a label :class:`Volume` and ``CSF=1,...`` text."""
+def write_tissue_maps(tissues, label_mapping: str, folder: Path) -> dict[str, Path]:
+    """``pv_<tissue>.nii.gz`` in ``folder`` from a label :class:`Volume` and ``CSF=1,...`` text (0/1 fractions), or
+    from ``{tissue: Volume}`` partial-volume maps (checked: one grid, finite, in [0, 1], sum at most 1)."""
     from neuroshift.io.files import write_volume
-    from neuroshift.tissues.maps import fractions_from_labels, parse_label_mapping
+    from neuroshift.tissues.maps import fractions_from_labels, fractions_from_pv, parse_label_mapping
 
-    fractions = fractions_from_labels(labels, parse_label_mapping(label_mapping), unknown="warn")
+    if isinstance(tissues, dict):
+        fractions = fractions_from_pv(tissues)
+    else:
+        fractions = fractions_from_labels(tissues, parse_label_mapping(label_mapping), unknown="warn")
     folder.mkdir(parents=True, exist_ok=True)
     return {t: write_volume(v, folder / f"pv_{t}.nii.gz") for t, v in fractions.items()}
 
@@ -176,31 +181,40 @@ class InsertionCore:
 
     def start_background(self, host, tissues, params: InsertionParameters, *, lesion_mask=None, lesion_points=None,
                          python: str | None = None, env: dict | None = None) -> InsertionJob:
-        """Export host, tissue maps and lesions (mask node, or markup points as balls of ``diameter_mm``; neither:
-        ``count`` generated lesions) and start the CLI."""
+        """Export host, tissues and lesions and start the CLI.
+
+        ``tissues``: a label map node, or ``{"CSF": node, "GM": node, "WM": node}`` partial-volume map nodes
+        (``"lesion"`` optional). Lesions: a mask node, or markup points as balls of ``diameter_mm``; neither:
+        ``count`` generated lesions."""
         from neuroshift.errors import InputError
         from neuroshift.io.files import write_volume
         from neuroshift_slicer.background import BackgroundRun
 
         if host is None:
             raise InputError("choose the host volume")
+        pv = {t: n for t, n in tissues.items() if n is not None} if isinstance(tissues, dict) else None
+        if pv is not None and not {"CSF", "GM", "WM"} <= set(pv):
+            missing = ", ".join(sorted({"CSF", "GM", "WM"} - set(pv)))
+            raise InputError(f"partial-volume maps: choose CSF, GM and WM (missing {missing}), or a tissue label map")
         if tissues is None:
-            raise InputError("choose the host's tissue label map (CSF, GM, WM labels on the host grid)")
+            raise InputError("choose the host's tissues: partial-volume maps (CSF, GM, WM) or a tissue label map")
         params.validate()
-        for node, role in ((host, "host volume"), (tissues, "tissue label map"), (lesion_mask, "lesion mask"),
-                           (lesion_points, "lesion points")):
+        tissue_nodes = {f"{t} map": n for t, n in pv.items()} if pv is not None else {"tissue label map": tissues}
+        for role, node in {"host volume": host, **tissue_nodes, "lesion mask": lesion_mask,
+                           "lesion points": lesion_points}.items():
             require_untransformed(node, role)
-        vols = volumes_of({"host": host, "tissues": tissues, "mask": lesion_mask})
-        for key in ("tissues", "mask"):
-            if key in vols:
-                vols["host"].require_same_grid(vols[key], f"host '{host.GetName()}' and the {key} volume")
+        vols = volumes_of({"host": host, **tissue_nodes, "lesion mask": lesion_mask})
+        for key in vols:
+            if key != "host":
+                vols["host"].require_same_grid(vols[key], f"host '{host.GetName()}' and the {key}")
         workdir = Path(tempfile.mkdtemp(prefix="LesionSynth-insert-"))
         try:
             host_path = write_volume(vols["host"], workdir / "host.nii.gz")
-            write_tissue_maps(vols["tissues"], params.label_mapping, workdir / "pv")
+            tissue_vols = ({t: vols[f"{t} map"] for t in pv} if pv is not None else vols["tissue label map"])
+            write_tissue_maps(tissue_vols, params.label_mapping, workdir / "pv")
             mask_path = None
             if lesion_mask is not None:
-                mask_path = write_volume(vols["mask"], workdir / "lesions.nii.gz")
+                mask_path = write_volume(vols["lesion mask"], workdir / "lesions.nii.gz")
             elif lesion_points is not None:
                 mask = points_to_mask(markup_points_ras(lesion_points), vols["host"], params.diameter_mm)
                 mask_path = write_volume(mask, workdir / "lesions.nii.gz")

@@ -333,9 +333,11 @@ def phantom_dir(tmp_path_factory):
     return d
 
 
-def test_background_lesion_insertion_from_markup_points(mrml_scene, phantom_dir):
+@pytest.mark.parametrize("tissue_source", ["label map", "partial-volume maps"])
+def test_background_lesion_insertion_from_markup_points(mrml_scene, phantom_dir, tissue_source):
     """Points + diameter -> the mask the CLI inserts; the written mask equals it; outside the mask dilated by 2
-    voxels the host is unchanged; geometry and SYNTHETIC tags on both outputs."""
+    voxels the host is unchanged; geometry and SYNTHETIC tags on both outputs; tissues from a label map or from
+    partial-volume maps."""
     from scipy import ndimage as ndi
 
     from neuroshift.io.files import read_volume
@@ -351,7 +353,12 @@ def test_background_lesion_insertion_from_markup_points(mrml_scene, phantom_dir)
     assert known_sequence(host) is None
     host.SetAttribute("NeuroShift.sequence", "FLAIR")
     assert known_sequence(host) == "flair"
-    labels = add_volume_node(mrml_scene, read_volume(phantom_dir / "tissue_labels.nii.gz"), "tissues", labelmap=True)
+    if tissue_source == "label map":
+        tissues = add_volume_node(mrml_scene, read_volume(phantom_dir / "tissue_labels.nii.gz"), "tissues",
+                                  labelmap=True)
+    else:
+        tissues = {t: add_volume_node(mrml_scene, read_volume(phantom_dir / f"pv_{t}.nii.gz"), f"pv {t}")
+                   for t in ("CSF", "GM", "WM")}
     wm = read_volume(phantom_dir / "pv_WM.nii.gz").data >= 0.99
     core_wm = ndi.binary_erosion(wm, iterations=4)
     k, j, i = np.argwhere(core_wm)[len(np.argwhere(core_wm)) // 2]
@@ -363,7 +370,7 @@ def test_background_lesion_insertion_from_markup_points(mrml_scene, phantom_dir)
     assert int(expected.sum()) == 33  # 2 mm voxels, radius 4 mm = 2 voxels: lattice points with r² <= 4: 1+6+12+8+6
 
     ins = InsertionCore(mrml_scene)
-    job = ins.start_background(host, labels, params, lesion_points=points)
+    job = ins.start_background(host, tissues, params, lesion_points=points)
     state = job.run.wait(240)
     assert state.returncode == 0, state.log
     out = ins.finish_background(job)
@@ -393,13 +400,17 @@ def test_bad_insertion_inputs_are_refused(mrml_scene, phantom_dir):
     small = add_volume_node(mrml_scene, _oblique_scan(), "other grid", labelmap=True)
     ins = InsertionCore(mrml_scene)
     ok = InsertionParameters(sequence="flair", parameters="TE=112,TI=2500,TR=9000")
-    with pytest.raises(InputError, match="choose the host's tissue label map"):
+    with pytest.raises(InputError, match="choose the host's tissues"):
         ins.start_background(host, None, ok)
+    with pytest.raises(InputError, match="choose CSF, GM and WM \\(missing CSF, WM\\)"):
+        ins.start_background(host, {"CSF": None, "GM": labels, "WM": None}, ok)
     with pytest.raises(MissingParameterError, match="FLAIR needs TI"):
         ins.start_background(host, labels, InsertionParameters(sequence="flair", parameters="TE=112,TR=9000"))
-    with pytest.raises(GeometryError, match="host 'FLAIR' and the tissues volume"):
+    with pytest.raises(GeometryError, match="host 'FLAIR' and the tissue label map"):
         ins.start_background(host, small, ok)
-    with pytest.raises(GeometryError, match="host 'FLAIR' and the mask volume"):
+    with pytest.raises(GeometryError, match="host 'FLAIR' and the GM map"):
+        ins.start_background(host, {"CSF": labels, "GM": small, "WM": labels}, ok)
+    with pytest.raises(GeometryError, match="host 'FLAIR' and the lesion mask"):
         ins.start_background(host, labels, ok, lesion_mask=small)
     far = mrml_scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "far")
     far.AddControlPoint([900.0, 0.0, 0.0], "F")
