@@ -108,6 +108,7 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._modelsForTarget = None
+        self._modelTasks = {}  # package path -> task of the listed models (uncertainty needs synthDIR)
         self.jobs = None
         self.insertJobs = None
 
@@ -184,6 +185,8 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         t1c = p.target.value == "t1c"
         for widget in (self.ui.adcLabel, self.ui.adcSelector, self.ui.lowDoseLabel, self.ui.lowDoseSelector):
             widget.visible = t1c
+        task = None if p.modelPath else self._modelTasks.get(self.ui.modelComboBox.currentData)
+        self.ui.uncertaintyCheckBox.enabled = task in (None, "synthdir")  # None: automatic, or a folder
         self.ui.mcSamplesSpinBox.enabled = p.uncertainty
         ready = any(node is not None for node in self._inputs().values())
         self.ui.synthesizeButton.enabled = ready and not self.jobs.busy
@@ -216,6 +219,7 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception as exc:  # a broken model folder must not break the GUI
             models = []
             self.ui.synthesisStatusLabel.text = _("Cannot list models: {error}").format(error=exc)
+        self._modelTasks = {m["path"]: m["task"] for m in models}
         for m in models:
             inputs = "/".join(m["inputs"])
             self.ui.modelComboBox.addItem(f"{m['name']} ({m['task']}: {inputs}) - {m['source']}", m["path"])
