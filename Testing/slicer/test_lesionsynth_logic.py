@@ -449,3 +449,47 @@ def test_the_self_test_runs_under_the_stand_ins(load_module_file):
 
     SelfTest("runTest").runTest()
     assert SelfTest.messages == ["LesionSynth synthesis test passed", "LesionSynth points-to-mask test passed"]
+
+
+def test_widget_state_follows_the_parameter_node(load_module_file, mrml_scene):
+    """The widget's _updateGui under the stand-ins (plain objects for the .ui widgets and the parameter node): a
+    newly chosen host fills sequence and parameters from its attributes, a reload of the same host keeps typed
+    values, another host replaces them; PV maps disable the label map; buttons follow readiness; uncertainty is
+    offered only for synthDIR (or an unknown) model."""
+    import types
+
+    module = load_module_file("LesionSynth")
+    widget = module.LesionSynthWidget()
+    names = {"adcLabel", "adcSelector", "lowDoseLabel", "lowDoseSelector", "mcSamplesSpinBox", "synthesizeButton",
+             "uncertaintyCheckBox", "lesionCountSpinBox", "lesionDiameterSpinBox", "tissueSelector",
+             "labelMappingLineEdit", "insertButton"}
+    widget.ui = types.SimpleNamespace(**{n: types.SimpleNamespace() for n in names})
+    widget.ui.modelComboBox = types.SimpleNamespace(currentData="/m/dg")
+    widget.jobs = widget.insertJobs = types.SimpleNamespace(busy=False)
+    widget._modelsForTarget = "dir"
+    widget._modelTasks = {"/m/dg": "diamondgan", "/m/sd": "synthdir"}
+    host_a = mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "A")
+    host_a.SetAttribute("DICOM.EchoTime", "90")
+    host_a.SetAttribute("DICOM.RepetitionTime", "600")
+    host_a.SetAttribute("NeuroShift.sequence", "se")
+    host_b = mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "B")
+    fields = dict(target=module.SynthesisTarget.dir, modelPath="", uncertainty=True, hostVolume=host_a,
+                  hostSequence="flair", hostParameters="", hostParametersFor="", pvCSF=None, pvGM=None, pvWM=None,
+                  tissueLabels=None, lesionMask=None, lesionPoints=None,
+                  **{f: None for f in module.INPUT_FIELDS.values()})
+    p = widget._parameterNode = types.SimpleNamespace(**fields)
+    widget._updateGui()
+    assert (p.hostSequence, p.hostParameters, p.hostParametersFor) == ("se", "TE=90,TR=600", host_a.GetID())
+    ui = widget.ui
+    assert not ui.synthesizeButton.enabled and not ui.insertButton.enabled and ui.tissueSelector.enabled
+    assert not ui.uncertaintyCheckBox.enabled and not ui.adcSelector.visible and ui.mcSamplesSpinBox.enabled
+    p.hostParameters = "TE=95,TR=600"  # typed; a scene reload or module enter keeps it
+    p.flairVolume, p.pvWM = host_b, host_b
+    ui.modelComboBox.currentData = "/m/sd"
+    widget._updateGui()
+    assert p.hostParameters == "TE=95,TR=600" and ui.synthesizeButton.enabled and ui.insertButton.enabled
+    assert not ui.tissueSelector.enabled and not ui.labelMappingLineEdit.enabled and ui.uncertaintyCheckBox.enabled
+    p.hostVolume, p.target = host_b, module.SynthesisTarget.t1c
+    widget._modelsForTarget = "t1c"
+    widget._updateGui()
+    assert (p.hostSequence, p.hostParameters) == ("se", "") and ui.adcSelector.visible and ui.lowDoseLabel.visible
