@@ -50,19 +50,22 @@ def _sequence_frames(node):
     n = node.GetNumberOfDataNodes()
     if n < 2:
         raise DimensionError(f"sequence '{node.GetName()}' holds {n} item(s); MRF needs one volume per frame")
-    vols = []
-    for index in range(n):
+    first = frames = None
+    for index in range(n):  # one frame in memory besides the stack (a 240 x 240 x 60 x 35 stack is 480 MB)
         item = node.GetNthDataNode(index)
         if item is None or not item.IsA("vtkMRMLScalarVolumeNode") or item.GetImageData() is None:
             raise InputError(f"sequence '{node.GetName()}': item {index + 1} is not a scalar volume "
                              f"({item.GetClassName() if item is not None else 'empty'})")
         if item.GetImageData().GetNumberOfScalarComponents() != 1:
             raise DimensionError(f"sequence '{node.GetName()}': item {index + 1} has several components")
-        vols.append(volume_from_node(item))
-    for index, vol in enumerate(vols[1:], start=2):
-        vols[0].require_same_grid(vol, f"sequence '{node.GetName()}' frames 1 and {index}")
-    frames = np.stack([np.asarray(v.data, dtype=np.float32) for v in vols], axis=-1)
-    return frames, vols[0].with_data(np.asarray(vols[0].data, dtype=np.float32))
+        vol = volume_from_node(item)
+        if first is None:
+            first = vol.with_data(np.asarray(vol.data, dtype=np.float32))
+            frames = np.empty(first.data.shape + (n,), dtype=np.float32)
+        else:
+            first.require_same_grid(vol, f"sequence '{node.GetName()}' frames 1 and {index + 1}")
+        frames[..., index] = vol.data
+    return frames, first
 
 
 def frames_from_node(node) -> tuple[np.ndarray, object]:

@@ -12,6 +12,9 @@ from typing import Any, Callable, Sequence
 
 from neuroshift_slicer.background import RunState
 
+#: Exit code reported when Cancel came after a step had ended with 0 but before the next one started.
+CANCELLED = -15
+
 
 class SequentialRun:
     """``start(args)`` -> a run with ``poll()``/``cancel()``; progress is the step's share of the whole."""
@@ -44,7 +47,10 @@ class SequentialRun:
             return RunState(self._index / n, self._label(), None, list(self._log))
         message = f"{self._label()}: {state.message}" if state.message else self._label()
         log = self._log + [f"[{self._label()}] {line}" for line in state.log]
-        return RunState((self._index + min(max(state.progress, 0.0), 1.0)) / n, message, state.returncode, log)
+        code = state.returncode
+        if code == 0 and self._cancelled and self._index + 1 < n:  # cancelled between two steps: not a success
+            code, message = CANCELLED, f"{self._label()}: cancelled before the next step"
+        return RunState((self._index + min(max(state.progress, 0.0), 1.0)) / n, message, code, log)
 
     def wait(self, timeout_s: float | None = None) -> RunState:
         """Block until every step has run or one failed (scripting, self-tests); ``timeout_s`` per step."""
@@ -59,4 +65,4 @@ class SequentialRun:
         self.current.cancel()
 
 
-__all__ = ["SequentialRun"]
+__all__ = ["CANCELLED", "SequentialRun"]

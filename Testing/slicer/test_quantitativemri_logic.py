@@ -169,7 +169,7 @@ def test_fit_and_synth_errors_name_the_image_and_parameter(request_, message):
 
 def test_sequential_run_progress_failure_and_cancel():
     from neuroshift_slicer.background import RunState
-    from QuantitativeMRILib.sequential import SequentialRun
+    from QuantitativeMRILib.sequential import CANCELLED, SequentialRun
 
     class Fake:
         def __init__(self, args):
@@ -178,9 +178,10 @@ def test_sequential_run_progress_failure_and_cancel():
         def poll(self):
             return self.state
 
-        def cancel(self):
+        def cancel(self):  # as BackgroundRun.cancel: kills only a running process
             self.cancelled = True
-            self.state.returncode = -9
+            if self.state.returncode is None:
+                self.state.returncode = -9
 
     started = []
     run = SequentialRun([["a"], ["b"], ["c"]], lambda a: started.append(Fake(a)) or started[-1])
@@ -195,6 +196,11 @@ def test_sequential_run_progress_failure_and_cancel():
     run2 = SequentialRun([["a"], ["b"]], lambda a: started.append(Fake(a)) or started[-1])
     run2.cancel()
     assert started[-1].cancelled and run2.poll().returncode == -9 and started[-1].args == ["a"]
+    run3 = SequentialRun([["a"], ["b"]], lambda a: started.append(Fake(a)) or started[-1])
+    started[-1].state = RunState(1.0, "", 0, [])  # step 1 ended with 0, not yet polled
+    run3.cancel()
+    state = run3.poll()
+    assert state.returncode == CANCELLED and "cancelled" in state.message and started[-1].args == ["a"]
 
 
 # ---------------------------------------------------------------------------------------------- background runs
@@ -277,30 +283,77 @@ def test_lesion_probability_threshold_segmentation(mrml_scene):
 
 
 @pytest.mark.slow
-def test_unet_in_the_background_gives_maps_probabilities_and_a_lesion_segmentation(mrml_scene, tmp_path):
+def test_both_methods_in_the_background_give_tagged_maps_and_a_lesion_segmentation(mrml_scene, small_dictionary,
+                                                                                    tmp_path):
+    """4D NIfTI file with the schedule beside it; the U-Net and dictionary matching in one chained job."""
     from neuroshift.mrf.frames_io import write_frames_nifti
     from neuroshift.mrf.schedule import data_dir, representative_schedule
     from neuroshift.mrf.simulate import simulate
     from neuroshift_slicer.volume_nodes import volume_from_node
     from QuantitativeMRILib import MRFRequest, QuantitativeMRICore
 
-    t1 = np.full((1, 32, 32), 800.0)
-    t1[:, 8:24, 8:24] = 1300.0
-    frames = simulate(representative_schedule(), t1, t1 / 15.0).numpy().astype(np.float32)
+    t1, t2 = np.full((1, 32, 32), 900.0), np.full((1, 32, 32), 70.0)  # on the small dictionary's grid
+    t1[:, 8:24, 8:24], t2[:, 8:24, 8:24] = 1400.0, 40.0
+    frames = simulate(representative_schedule(), t1, t2).numpy().astype(np.float32)
     path = write_frames_nifti(frames, _ref((1, 32, 32)), tmp_path / "sub.nii.gz")
     (tmp_path / "schedule.json").write_text((data_dir() / "schedule_representative.json").read_text())
     core = QuantitativeMRICore(mrml_scene)
-    job = core.start_mrf(str(path), MRFRequest("unet", device="cpu"), python=sys.executable)  # schedule beside it
+    request = MRFRequest("both", dictionary=str(small_dictionary[1]), device="cpu")
+    job = core.start_mrf(str(path), request, python=sys.executable)
+    assert [c[1] for c in job.run.commands] == ["match", "predict"]
     assert _wait(job).returncode == 0, job.run.poll().log
     out = core.finish(job)
-    assert list(out.volumes) == ["sub_UNet_T1_ms", "sub_UNet_T2star_ms", "sub_UNet_NAWM_percent",
-                                 "sub_UNet_GM_percent", "sub_UNet_lesion_percent"]
+    assert list(out.volumes) == [
+        "sub_match_T1_ms", "sub_match_T2star_ms", "sub_match_B1_scale", "sub_match_PD_au", "sub_match_quality_cosine",
+        "sub_UNet_T1_ms", "sub_UNet_T2star_ms", "sub_UNet_NAWM_percent", "sub_UNet_GM_percent",
+        "sub_UNet_lesion_percent"]
+    np.testing.assert_allclose(volume_from_node(out.volumes["sub_match_T1_ms"]).data, t1, rtol=1e-6)
+    np.testing.assert_allclose(volume_from_node(out.volumes["sub_match_T2star_ms"]).data, t2, rtol=1e-6)
     for name in ("NAWM", "GM", "lesion"):
         p = volume_from_node(out.volumes[f"sub_UNet_{name}_percent"]).data
         assert p.min() >= 0.0 and p.max() <= 100.0
     assert "SYNTHETIC" in out.volumes["sub_UNet_T1_ms"].GetAttribute("NeuroShift.Model")
     assert out.segmentation.GetName() == "sub_lesion_33percent"
     np.testing.assert_allclose(_matrix(out.volumes["sub_UNet_lesion_percent"]), IJK_TO_RAS, atol=1e-5)
+
+
+def test_a_dictionary_of_another_schedule_fails_with_the_cli_message(mrml_scene, small_dictionary, tmp_path):
+    from neuroshift.errors import NeuroShiftError
+    from neuroshift.mrf.schedule import data_dir
+    from QuantitativeMRILib import MRFRequest, QuantitativeMRICore
+    from QuantitativeMRILib.frames import frames_to_sequence
+
+    doc = json.loads((data_dir() / "schedule_representative.json").read_text())
+    doc["frames"][0]["fa_deg"] += 1.0  # 34 -> 35 degrees: another schedule hash
+    (tmp_path / "other.json").write_text(json.dumps(doc))
+    seq = frames_to_sequence(mrml_scene, np.ones((1, 2, 3, 35), np.float32), _ref((1, 2, 3)), "MRF")
+    core = QuantitativeMRICore(mrml_scene)
+    job = core.start_mrf(seq, MRFRequest("match", schedule=str(tmp_path / "other.json"),
+                                         dictionary=str(small_dictionary[1])), python=sys.executable)
+    assert _wait(job).returncode == 2
+    before = mrml_scene.GetNumberOfNodes()
+    with pytest.raises(NeuroShiftError, match=r"mrf failed: \[step 1/1 \(mrf match\)\] .* was made for schedule"):
+        core.finish(job)
+    assert mrml_scene.GetNumberOfNodes() == before and not job.workdir.exists()
+
+
+def test_cancel_ends_the_run_and_leaves_nothing(mrml_scene, tmp_path):
+    import time
+
+    from neuroshift.mrf.schedule import data_dir
+    from QuantitativeMRILib import MRFRequest, QuantitativeMRICore
+    from QuantitativeMRILib.frames import frames_to_sequence
+
+    seq = frames_to_sequence(mrml_scene, np.ones((1, 2, 3, 35), np.float32), _ref((1, 2, 3)), "MRF")
+    core = QuantitativeMRICore(mrml_scene)
+    before = mrml_scene.GetNumberOfNodes()
+    job = core.start_mrf(seq, MRFRequest("match", schedule=str(data_dir() / "schedule_representative.json")),
+                         python=sys.executable)  # no dictionary: the full one is simulated first (tens of s)
+    time.sleep(1.0)
+    core.cancel(job)
+    state = job.run.poll()
+    assert state.returncode is not None and state.returncode != 0 and job.run.step == 0
+    assert not job.workdir.exists() and mrml_scene.GetNumberOfNodes() == before
 
 
 def _se(pd, t1, t2, te, tr):
