@@ -196,7 +196,11 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if host is not None and host.GetID() != p.hostParametersFor:  # a newly chosen host, not a scene reload
             p.hostParametersFor = host.GetID()
             p.hostSequence = known_sequence(host) or p.hostSequence
-            p.hostParameters = known_parameters(host)  # the previous host's values do not carry over
+            try:
+                p.hostParameters = known_parameters(host)  # the previous host's values do not carry over
+            except Exception as exc:  # an out-of-range header value: say so, let the user type the values
+                p.hostParameters = ""
+                self.ui.insertionStatusLabel.text = _("Header parameters not used: {error}").format(error=exc)
         self.ui.lesionCountSpinBox.enabled = p.lesionMask is None and p.lesionPoints is None
         self.ui.lesionDiameterSpinBox.enabled = p.lesionMask is None
         pvMaps = any(node is not None for node in self._pvMaps().values())

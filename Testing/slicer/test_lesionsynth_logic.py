@@ -493,3 +493,9 @@ def test_widget_state_follows_the_parameter_node(load_module_file, mrml_scene):
     widget._modelsForTarget = "t1c"
     widget._updateGui()
     assert (p.hostSequence, p.hostParameters) == ("se", "") and ui.adcSelector.visible and ui.lowDoseLabel.visible
+    host_c = mrml_scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "C")
+    host_c.SetAttribute("DICOM.EchoTime", "-5")  # out of the physical range: not used, and the GUI keeps working
+    p.hostVolume, p.hostParameters = host_c, "TE=1"
+    ui.insertionStatusLabel = types.SimpleNamespace()
+    widget._updateGui()
+    assert p.hostParameters == "" and "TE_ms = -5 is outside" in ui.insertionStatusLabel.text
