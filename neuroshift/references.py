@@ -80,6 +80,16 @@ REFERENCES: dict[str, Reference] = {
         "Bojorquez JZ, Bricq S, Acquitter C, Brunotte F, Walker PM, Lalande A", 2017,
         "What are normal relaxation times of tissues at 3 T?", "Magn Reson Imaging 35:69-80",
         "10.1016/j.mri.2016.08.021"),
+    "Rooney2007": Reference(
+        "Rooney WD, et al.", 2007,
+        "Magnetic field and tissue dependencies of human brain longitudinal 1H2O relaxation in vivo",
+        "Magn Reson Med 57(2):308-318", "10.1002/mrm.21122",
+        note="DOI as listed in FSL-MRS's constants documentation (wtclarke/fsl_mrs)"),
+    "Wright2008": Reference(
+        "Wright PJ, et al.", 2008,
+        "Water proton T1 measurements in brain tissue at 7, 3, and 1.5 T using IR-EPI, IR-TSE, and MPRAGE: "
+        "results and optimization", "MAGMA 21(1-2):121-130", "10.1007/s10334-008-0104-8",
+        note="values checked in the abstract (link.springer.com/article/10.1007/s10334-008-0104-8)"),
     "BrainWeb": Reference(
         "Kwan RK-S, Evans AC, Pike GB", 1999,
         "MRI simulation-based evaluation of image-processing and classification methods",

@@ -92,32 +92,51 @@ def test_other_fields():
 
 @pytest.mark.parametrize("field", [1.5, 3.0])
 def test_every_builtin_value_has_a_provenance(field):
-    """Publication (or an explicit assumption), location, field strength, method and status for every value."""
+    """Publication (or an explicit ASSUMPTION), location, field strength, method and a verified flag for every
+    value; a verified number is quoted where it was checked."""
     from neuroshift.physics.relaxation import PROVENANCE, SOURCES, provenance
+    from neuroshift.physics.relaxation_sources import STATUSES
 
     table = relaxation_table(field)
     assert set(PROVENANCE[field]) == set(TISSUES)
     for t in TISSUES:
         for param in ("pd", "t1_ms", "t2_ms", "t2star_ms"):
             pv = provenance(field, t, param)
-            assert pv.status in ("checked", "as cited", "representative", "assumption"), (t, param)
+            assert pv.status in STATUSES, (t, param)
             assert pv.method.strip() and pv.location.strip(), (t, param)
-            if pv.status in ("checked", "as cited"):
-                assert pv.ref in SOURCES and pv.field_T is not None, (t, param)
-            elif pv.ref is not None:
+            if pv.status == "ASSUMPTION":
+                assert pv.ref is None or pv.ref in SOURCES, (t, param)
+                assert not pv.verified
+                if param != "pd":  # the value's own source text says so too
+                    assert "[assumption]" in table[t].source, (t, param)
+                continue
+            assert pv.field_T is not None, (t, param)
+            if pv.status == "representative":
+                assert pv.ref is None or pv.ref in SOURCES, (t, param)
+                assert not pv.verified
+            else:
                 assert pv.ref in SOURCES, (t, param)
-            # the value's own source text agrees: an assumption is marked as one
-            if pv.status == "assumption" and pv.ref is None and param != "pd":
-                assert "[assumption]" in table[t].source, (t, param)
+                assert pv.verified == (pv.status == "verified"), (t, param)
+            if pv.verified:
+                # the number itself appears in what was checked (location, note or checked_at quote it)
+                value = f"{getattr(table[t], param):g}"
+                assert value in pv.note + pv.checked_at + pv.location, (t, param, value)
+                assert pv.checked_at.strip(), (t, param)
 
 
-def test_checked_values_match_the_available_texts():
-    """The two values checked against texts available here: paper 000 Table 4 (3 T CSF T2, measured) and
-    BrainWeb's CSF T2 at 1.5 T as quoted by paper 000 Sec. 3.1."""
+def test_verified_values_and_corrected_attributions():
+    """Values whose numbers were found in public texts; the 3 T CSF T1 no longer claims Lu 2005 (3817 ms there)."""
     from neuroshift.physics.relaxation import provenance
 
-    assert relaxation_table(3.0)["CSF"].t2_ms == 379.0 and provenance(3.0, "CSF", "t2_ms").status == "checked"
-    assert relaxation_table(1.5)["CSF"].t2_ms == 329.0 and provenance(1.5, "CSF", "t2_ms").status == "checked"
-    # the 1.5 T CSF T1 is the 3 T value reused: flagged as an assumption, with its measurement field
-    pv = provenance(1.5, "CSF", "t1_ms")
-    assert pv.status == "assumption" and pv.field_T == 3.0
+    verified = {(f, t, p) for f in (1.5, 3.0) for t in TISSUES for p in ("pd", "t1_ms", "t2_ms", "t2star_ms")
+                if provenance(f, t, p).verified}
+    assert verified == {(3.0, "CSF", "t2_ms"), (1.5, "CSF", "t2_ms"), (3.0, "GM", "t1_ms"), (3.0, "GM", "t2_ms"),
+                        (3.0, "WM", "t1_ms")}
+    assert relaxation_table(3.0)["CSF"].t2_ms == 379.0 and relaxation_table(1.5)["CSF"].t2_ms == 329.0
+    assert (relaxation_table(3.0)["GM"].t1_ms, relaxation_table(3.0)["GM"].t2_ms,
+            relaxation_table(3.0)["WM"].t1_ms) == (1331.0, 110.0, 832.0)
+    csf = provenance(3.0, "CSF", "t1_ms")
+    assert csf.status == "representative" and csf.ref is None and "3817" in csf.note
+    assert "Lu2005 (3 T)" not in relaxation_table(3.0)["CSF"].source
+    # the 1.5 T CSF T1 is the 3 T value reused: an assumption
+    assert provenance(1.5, "CSF", "t1_ms").status == "ASSUMPTION"

@@ -4,10 +4,10 @@ Times in **ms**, PD relative to free water (CSF = 1). Every value carries the
 literature source it comes from; values marked ``[assumption]`` or
 ``[representative]`` have no single published measurement behind them (say so
 in anything you publish with them) and are the first candidates for a user
-override. :data:`PROVENANCE` gives, for every value, the publication, where in
-it (table/figure, when checked), the field strength and method of the
-measurement and whether it was checked against the publication's text here
-(only paper 000's and BrainWeb's CSF T2 could be; the rest are "as cited").
+override. :data:`PROVENANCE` (:mod:`.relaxation_sources`) gives, for every
+value, the publication, where in it, the field strength and method of the
+measurement, a status (verified / unverified / representative / ASSUMPTION)
+and, for verified numbers, the public text they were found in.
 
 Built in: 1.5 T and 3 T. Other field strengths raise a
 :class:`~neuroshift.errors.ParameterRangeError` unless the override file gives
@@ -69,31 +69,7 @@ class TissueParameters:
 
 
 # --------------------------------------------------------------------- literature
-#: Short citation keys used in the ``source`` strings.
-SOURCES = {
-    "Wansapura1999": "Wansapura JP, Holland SK, Dunn RS, Ball WS. NMR relaxation times in the human brain at 3.0 tesla. "
-                     "J Magn Reson Imaging 1999;9:531-538 (in vivo, 3 T)",
-    "Stanisz2005": "Stanisz GJ et al. T1, T2 relaxation and magnetization transfer in tissue at 3T. "
-                   "Magn Reson Med 2005;54:507-512 (1.5 T and 3 T; in vitro bovine white/grey matter at 37 °C, "
-                   "so not in-vivo human values such as Wansapura1999: compare field trends within one source)",
-    "Lu2005": "Lu H, Nagae-Poetscher LM, Golay X, Lin D, Pomper M, van Zijl PCM. Routine clinical brain MRI sequences "
-              "for use at 3.0 Tesla. J Magn Reson Imaging 2005;22:13-22",
-    "Peters2007": "Peters AM et al. T2* measurements in human brain at 1.5, 3 and 7 T. "
-                  "Magn Reson Imaging 2007;25:748-753",
-    "Bojorquez2017": "Bojorquez JZ et al. What are normal relaxation times of tissues at 3 T? "
-                     "Magn Reson Imaging 2017;35:69-80 (review; ranges)",
-    "BrainWeb": "Kwan RK-S, Evans AC, Pike GB. MRISIM tissue MR parameters (BrainWeb), "
-                "brainweb.bic.mni.mcgill.ca/brainweb/tissue_mr_parameters.txt",
-    "Paper000": "Posselt et al. (paper 000), Table 4: measured values, 10 volunteers, 3 T Siemens Verio",
-    "Neeb2006": "Neeb H, Zilles K, Shah NJ. Fully-automated detection of cerebral water content changes. "
-                "NeuroImage 2006;29:910-922 (brain water content)",
-    "Gabr2017": "Gabr RE et al. Patient-specific 3D FLAIR for enhanced visualization of brain white matter "
-                "lesions in multiple sclerosis. J Magn Reson Imaging 2017;46(2):557-564, doi:10.1002/jmri.25557 "
-                "(DOI as cited by paper 000, ref. 32)",
-    "Parry2002": "Parry A et al. White matter and lesion T1 relaxation times increase in parallel and correlate "
-                 "with disability in multiple sclerosis. J Neurol 2002;249(9):1279-1286, doi:10.1007/s00415-002-0837-7 "
-                 "(DOI as cited by paper 000, ref. 33)",
-}
+from .relaxation_sources import PROVENANCE, SOURCES, Provenance, provenance  # noqa: E402  (re-exported)
 
 _LESION_NOTE = ("[representative] MS white-matter lesion value, not a single measurement: between NAWM and CSF, "
                 "inside the range reported for MS lesions (e.g. {refs}); verify for your cohort")
@@ -107,7 +83,8 @@ _BUILTIN: dict[float, dict[str, TissueParameters]] = {
     3.0: {
         "CSF": TissueParameters(
             pd=1.00, t1_ms=4163.0, t2_ms=379.0, t2star_ms=190.0,
-            source=_src(PD="free water (reference, = 1)", T1="Lu2005 (3 T)",
+            source=_src(PD="free water (reference, = 1)",
+                        T1="[representative] inside the 3 T range 3817 (Lu2005) - 4470 ms (Rooney2007)",
                         T2="Paper000 Table 4 measured (literature lacks a 3 T CSF T2; pure CSF is longer, ~1-2 s)",
                         T2star="[assumption] no reliable in-vivo value; T2/2")),
         "GM": TissueParameters(
@@ -129,7 +106,8 @@ _BUILTIN: dict[float, dict[str, TissueParameters]] = {
         "CSF": TissueParameters(
             pd=1.00, t1_ms=4163.0, t2_ms=329.0, t2star_ms=165.0,
             source=_src(PD="free water (reference, = 1)",
-                        T1="Lu2005 3 T value (free-water T1 is nearly field independent)",
+                        T1="[assumption] the 3 T value reused (free-water T1 is nearly field independent; "
+                           "Rooney2007: 4329 ms at 1.5 T)",
                         T2="BrainWeb (CSF T2 329 ms, the only 1.5 T CSF T2 paper 000 found)",
                         T2star="[assumption] no reliable in-vivo value; T2/2")),
         "GM": TissueParameters(
@@ -148,105 +126,6 @@ _BUILTIN: dict[float, dict[str, TissueParameters]] = {
                         T2star="[assumption] slightly above NAWM T2* (Peters2007 WM value + demyelination)")),
     },
 }
-
-# --------------------------------------------------------------------- provenance of every value
-@dataclass(frozen=True)
-class Provenance:
-    """Where one built-in value comes from.
-
-    ``ref``: key of :data:`SOURCES` (``None`` for an assumption); ``location``: table/figure/section of
-    that publication, or why it is not given; ``field_T``: field strength of the measurement (which may
-    differ from the table's field, e.g. a 3 T value reused at 1.5 T); ``method``: how it was measured;
-    ``status``: ``"checked"`` (value compared with the publication's text available here),
-    ``"as cited"`` (from the publication, whose text is not available here: verify before relying on it),
-    ``"representative"`` or ``"assumption"`` (no single measurement behind it).
-    """
-
-    ref: str | None
-    location: str
-    field_T: float | None
-    method: str
-    status: str
-    note: str = ""
-
-
-_NOT_HERE = "table/figure not checked: the paper's text is not available in this environment"
-_WANS = dict(ref="Wansapura1999", location=_NOT_HERE, field_T=3.0,
-             method="in vivo, healthy adult volunteers (ROI means: frontal white matter, cortical grey matter)",
-             status="as cited")
-_STAN = dict(ref="Stanisz2005", location=_NOT_HERE, field_T=1.5,
-             method="in vitro, excised bovine white/grey matter at 37 °C (per the authors' ISMRM 2006 abstract "
-                    "2494 on the same measurements); in vitro T1 is not in vivo human T1", status="as cited")
-_PET = dict(ref="Peters2007", location=_NOT_HERE,
-            method="in vivo, multi-echo gradient echo, healthy volunteers", status="as cited")
-_NEEB = dict(ref="Neeb2006", location=_NOT_HERE, field_T=1.5,
-             method="in vivo quantitative water-content mapping; PD taken as water content relative to CSF",
-             status="as cited")
-_ASSUME = dict(ref=None, location="—", field_T=None, status="assumption")
-
-
-def _prov(**kw) -> Provenance:
-    return Provenance(**kw)
-
-
-#: field -> tissue -> parameter ("pd", "t1_ms", "t2_ms", "t2star_ms") -> :class:`Provenance`.
-PROVENANCE: dict[float, dict[str, dict[str, Provenance]]] = {
-    3.0: {
-        "CSF": {"pd": _prov(**{**_ASSUME, "method": "free water is the PD reference (= 1 by definition)"}),
-                "t1_ms": _prov(ref="Lu2005", location=_NOT_HERE, field_T=3.0,
-                               method="in vivo, inversion recovery, healthy volunteers", status="as cited"),
-                "t2_ms": _prov(ref="Paper000", location="Table 4, row 'Measured', 6th column (379 ± 157 ms); "
-                               "column headers lost in the text extraction, order WM T1, WM T2, GM T1, GM T2, "
-                               "CSF T1, CSF T2 inferred", field_T=3.0,
-                               method="in vivo dual-echo T2 estimate, 10 volunteers, Siemens Verio",
-                               status="checked", note="paper 000 notes the literature lacks a 3 T CSF T2; pure "
-                               "CSF T2 is longer (~1-2 s), partial volume lowers this ROI value"),
-                "t2star_ms": _prov(**{**_ASSUME, "method": "T2/2 (no reliable in-vivo CSF T2* value)"})},
-        "GM": {"pd": _prov(**_NEEB), "t1_ms": _prov(**_WANS), "t2_ms": _prov(**_WANS),
-               "t2star_ms": _prov(**{**_PET, "field_T": 3.0}, note="cortical grey matter")},
-        "WM": {"pd": _prov(**_NEEB), "t1_ms": _prov(**_WANS), "t2_ms": _prov(**_WANS),
-               "t2star_ms": _prov(**{**_PET, "field_T": 3.0}, note="frontal white matter")},
-        "lesion": {"pd": _prov(**{**_ASSUME, "status": "representative",
-                                  "method": "raised water content of MS lesions relative to NAWM"}),
-                   "t1_ms": _prov(ref="Gabr2017", location=_NOT_HERE, field_T=3.0, status="representative",
-                                  method="between NAWM and CSF, inside the range reported for MS lesions"),
-                   "t2_ms": _prov(ref="Gabr2017", location=_NOT_HERE, field_T=3.0, status="representative",
-                                  method="between NAWM and CSF, inside the range reported for MS lesions"),
-                   "t2star_ms": _prov(**{**_ASSUME, "method": "slightly above the NAWM T2* of Peters2007"})},
-    },
-    1.5: {
-        "CSF": {"pd": _prov(**{**_ASSUME, "method": "free water is the PD reference (= 1 by definition)"}),
-                "t1_ms": _prov(ref="Lu2005", location=_NOT_HERE, field_T=3.0, status="assumption",
-                               method="the 3 T in-vivo value reused at 1.5 T (free-water T1 is nearly field "
-                                      "independent)"),
-                "t2_ms": _prov(ref="BrainWeb", location="tissue_mr_parameters.txt (MRISIM); value 329 ms "
-                               "confirmed by paper 000, Sec. 3.1", field_T=1.5,
-                               method="simulator parameter table (no measurement protocol given)",
-                               status="checked", note="paper 000: the only 1.5 T CSF T2 it found; BrainWeb's "
-                               "WM/GM values are lower than most 1.5 T literature"),
-                "t2star_ms": _prov(**{**_ASSUME, "method": "T2/2 (no reliable in-vivo CSF T2* value)"})},
-        "GM": {"pd": _prov(**_NEEB), "t1_ms": _prov(**_STAN), "t2_ms": _prov(**_STAN),
-               "t2star_ms": _prov(**{**_PET, "field_T": 1.5}, note="cortical grey matter")},
-        "WM": {"pd": _prov(**_NEEB), "t1_ms": _prov(**_STAN), "t2_ms": _prov(**_STAN),
-               "t2star_ms": _prov(**{**_PET, "field_T": 1.5}, note="frontal white matter")},
-        "lesion": {"pd": _prov(**{**_ASSUME, "status": "representative",
-                                  "method": "raised water content of MS lesions relative to NAWM"}),
-                   "t1_ms": _prov(ref="Parry2002", location=_NOT_HERE, field_T=1.5, status="representative",
-                                  method="between NAWM and CSF, inside the range reported for MS lesions"),
-                   "t2_ms": _prov(ref="Parry2002", location=_NOT_HERE, field_T=1.5, status="representative",
-                                  method="between NAWM and CSF (T2 is nearly field independent)"),
-                   "t2star_ms": _prov(**{**_ASSUME, "method": "slightly above the NAWM T2* of Peters2007"})},
-    },
-}
-
-
-def provenance(field_T: float, tissue: str, parameter: str) -> Provenance:
-    """The :class:`Provenance` of one built-in value (``parameter``: pd, t1_ms, t2_ms or t2star_ms)."""
-    key = _match_field(field_T)
-    if key is None:
-        raise ParameterRangeError(f"no built-in relaxation table at {field_T:g} T")
-    return PROVENANCE[key][tissue][parameter]
-
 
 _FIELD_ALIASES = {
     "pd": "pd", "PD": "pd", "t1_ms": "t1_ms", "T1": "t1_ms", "T1_ms": "t1_ms", "t2_ms": "t2_ms", "T2": "t2_ms",
