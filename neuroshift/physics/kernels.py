@@ -32,6 +32,8 @@ import numbers
 
 import numpy as np
 
+from .kernels_blocks import KERNELS, SCRATCH, exp_neg as _exp_neg
+
 __all__ = ["BLOCK", "ENABLED", "PARALLEL_MIN", "fused_signal", "eligible", "decay_inplace"]
 
 #: Voxels per block (float32: 64 KiB per scratch buffer, well inside L2).
@@ -84,93 +86,18 @@ def eligible(maps: tuple, params: tuple):
     return shape, dtype
 
 
-# --------------------------------------------------------------------------- per-block kernels
-# Each kernel writes the relaxation factor f(T1, T2 | T2*) of one block into ``o`` (PD and B1 are
-# multiplied in by the driver) using the scratch buffers ``a`` (and ``b``) of the same length.
-# 1 − e^{−t/T1} is computed as −expm1(−t/T1): the same value without the cancellation of 1 − e^{−x}
-# at small x (short TR, long T1), so float32 results are closer to the float64 formula than the
-# reference's float32 path is.
-def _exp_neg(t, T, out):
-    """out = exp(−t/T) for a scalar time t (ms) and a block of T (ms)."""
-    np.divide(-t, T, out=out)
-    np.exp(out, out=out)
-    return out
-
-
-def _decay(o, te, T, a):
-    """o *= e^{−TE/T}; nothing to do at TE = 0 (T <= 0 voxels are zeroed by the driver)."""
-    if te != 0.0:
-        o *= _exp_neg(te, T, a)
-
-
-def _expm1_neg(t, T, out):
-    """out = exp(−t/T) − 1 (≤ 0), accurate when t/T is small."""
-    np.divide(-t, T, out=out)
-    np.expm1(out, out=out)
-    return out
-
-
-def _k_se(o, a, b, t1, t2, p):
-    _expm1_neg(p["tr"], t1, o)
-    np.negative(o, out=o)                 # 1 − E_TR
-    _decay(o, p["te"], t2, a)
-
-
-def _k_ir(o, a, b, t1, t2, p):
-    # mz = 1 − 2e^{−TI/T1} + e^{−Trec/T1} = (e^{−Trec/T1} − 1) − 2(e^{−TI/T1} − 1)
-    _expm1_neg(p["ti"], t1, o)
-    o *= -2.0
-    o += _expm1_neg(p["trec"], t1, a)
-    if p["magnitude"]:
-        np.abs(o, out=o)
-    _decay(o, p["te"], t2, a)
-
-
-def _k_dir(o, a, b, t1, t2, p):
-    # mz = 1 − 2e^{−TI2/T1} + 2e^{−TI1/T1} − e^{−TR/T1} = 2(E_TI1 − 1) − 2(E_TI2 − 1) − (E_TR − 1)
-    _expm1_neg(p["ti1"], t1, o)
-    o -= _expm1_neg(p["ti2"], t1, a)
-    o *= 2.0
-    o -= _expm1_neg(p["tr"], t1, a)
-    if p["magnitude"]:
-        np.abs(o, out=o)
-    _decay(o, p["te"], t2, a)
-
-
-def _k_gre(o, a, b, t1, t2s, p):
-    # sin α (1 − E1)/(1 − cos α E1) e^{−TE/T2*} with m = E1 − 1: −m / ((1 − cos α) − cos α·m);
-    # the denominator is > 0 (cos α < 1 is checked by the caller)
-    _expm1_neg(p["tr"], t1, o)
-    np.multiply(o, -p["cos"], out=a)
-    a += 1.0 - p["cos"]
-    o /= a
-    _decay(o, p["te"], t2s, a)
-    o *= -p["sin"]
-
-
-def _k_dir_se(o, a, b, t1, t2, p):
-    # DIR with its refocusing pulse at TE/2 (signal.double_inversion_recovery), p["tra"] = TR − TE/2:
-    # mz = 1 − 2E_TI2 + 2E_TI1 − 2E_tra + E_TR = 2[(E_TI1 − 1) − (E_TI2 − 1) − (E_tra − 1)] + (E_TR − 1)
-    _expm1_neg(p["ti1"], t1, o)
-    o -= _expm1_neg(p["ti2"], t1, a)
-    o -= _expm1_neg(p["tra"], t1, a)
-    o *= 2.0
-    o += _expm1_neg(p["tr"], t1, a)
-    if p["magnitude"]:
-        np.abs(o, out=o)
-    _decay(o, p["te"], t2, a)
-
-
-_KERNELS = {"se": _k_se, "ir": _k_ir, "dir": _k_dir, "dir_se": _k_dir_se, "gre": _k_gre}
-
-
 def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
-    """Signal of ``kind`` ("se", "ir" (also FLAIR), "dir", "gre") evaluated block-wise, or ``None``.
+    """Signal of ``kind`` evaluated block-wise (:data:`.kernels_blocks.KERNELS`), or ``None``.
 
-    ``None`` means the fused path does not apply (see :func:`eligible`) and the
-    caller must use the reference formula. ``params`` holds scalar times in ms
-    (``te``, ``tr``, ``ti``, ``trec``, ``ti1``, ``ti2``), ``fa`` in degrees and
-    the ``magnitude`` flag; ``t2_ms`` is T2* for "gre".
+    Kinds: "ir" (also SE and FLAIR), "dir", "dir_se", "gre", "mprage", "mprage_eq6". ``None``
+    means the fused path does not apply (see :func:`eligible`) and the caller must use the
+    reference formula. ``params`` holds scalar times in ms (``te`` — the echo time of the decay
+    factor —, ``tr``, ``ti``, ``trec``, ``ti1``, ``ti2``, ``tra``, ``tx``, ``ta``, ``td``), ``fa`` in
+    degrees, ``n``, ``eta`` and the ``magnitude`` flag; ``t2_ms`` is T2* for "gre" and the MPRAGEs.
+
+    Background: per block, the voxels whose T1 or T2 is not > 0 (NaN included) are found first; a
+    block with none valid is written as 0 without evaluating the equation (most of a head volume's
+    field of view), a block with all valid needs no mask.
     """
     if not ENABLED:
         return None
@@ -181,12 +108,24 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
     shape, dtype = elig
     p = {k: _scalar(v) for k, v in scal.items()}
     p["magnitude"] = bool(params.get("magnitude", True))
-    if kind == "gre":
+    if "fa" in p:
         a = p["fa"] * _DEG
         p["sin"], p["cos"] = math.sin(a), math.cos(a)
         if not p["cos"] < 1.0:  # α = 0 (mod 360°): 0/0 at T1 = ∞; the reference handles it
             return None
-    kernel = _KERNELS[kind]
+    if "n" in p:
+        if not all(math.isfinite(v) for v in p.values() if isinstance(v, float)):
+            return None  # an infinite TR/TD: the reference handles the limits
+        p["n"] = float(np.round(p["n"]))  # as the reference (round half to even)
+        p["cn"] = p["cos"] ** p["n"]
+        if kind == "mprage":
+            p["kc"] = math.floor(p["n"] / 2.0)
+            p["ckc"] = p["cos"] ** p["kc"]
+            p["ta"] = max(p["ti"] - p["kc"] * p["tx"], 0.0)
+            p["td"] = max(p["tr"] - p["ta"] - p["n"] * p["tx"], 0.0)
+        elif "td" not in p:
+            p["td"] = max(p["tr"] - p["ti"] - p["n"] * p["tx"], 0.0)  # signal_mprage.mprage_delay_time
+    kernel, n_scratch = KERNELS[kind], SCRATCH[kind]
     out = np.empty(shape, dtype)
     flat = out.reshape(-1)
     n = flat.size
@@ -203,39 +142,39 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
     if not isinstance(t1_v, np.ndarray) and not t1_v > 0 or not isinstance(t2_v, np.ndarray) and not t2_v > 0:
         flat[:] = 0.0  # a scalar T1/T2 that is not > 0: every voxel is background
         return out
+    maps_t = [t for t in (t1_v, t2_v) if isinstance(t, np.ndarray)]
+
     def run(lo: int, hi: int) -> None:
         block = min(BLOCK, hi - lo)
-        a = np.empty(block, dtype)
+        scratch = [np.empty(block, dtype) for _ in range(max(1, n_scratch))]
         ok = np.empty(block, bool)
-        ok2 = np.empty(block, bool)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-            _blocks(lo, hi, block, a, ok, ok2)
-
-    def _blocks(lo, hi, block, a, ok, ok2):
-        for s in range(lo, hi, block):
-            e = min(s + block, hi)
-            m = e - s
-            o = flat[s:e]
-            t1 = t1_v[s:e] if isinstance(t1_v, np.ndarray) else t1_v
-            t2 = t2_v[s:e] if isinstance(t2_v, np.ndarray) else t2_v
-            kernel(o, a[:m], None, t1, t2, p)
-            if isinstance(pd_v, np.ndarray):
-                o *= pd_v[s:e]
-            if isinstance(b1_v, np.ndarray):
-                o *= b1_v[s:e]
-            if gain != 1.0:
-                o *= gain
-            # background: T1 or T2 not > 0 (NaN included) -> 0
-            valid = None
-            for t in (t1, t2):
-                if isinstance(t, np.ndarray):
-                    if valid is None:
-                        valid = np.greater(t, 0.0, out=ok[:m])
-                    else:
-                        valid &= np.greater(t, 0.0, out=ok2[:m])
-            if valid is not None:
-                np.logical_not(valid, out=valid)
-                np.putmask(o, valid, 0.0)
+            for s in range(lo, hi, block):
+                e = min(s + block, hi)
+                m = e - s
+                o = flat[s:e]
+                # background first: T1 or T2 not > 0 (NaN included) -> 0
+                valid = ok[:m]
+                if len(maps_t) == 2:
+                    np.greater(np.minimum(maps_t[0][s:e], maps_t[1][s:e], out=scratch[0][:m]), 0.0, out=valid)
+                elif maps_t:
+                    np.greater(maps_t[0][s:e], 0.0, out=valid)
+                n_valid = np.count_nonzero(valid) if maps_t else m
+                if n_valid == 0:
+                    o.fill(0.0)
+                    continue
+                t1 = t1_v[s:e] if isinstance(t1_v, np.ndarray) else t1_v
+                t2 = t2_v[s:e] if isinstance(t2_v, np.ndarray) else t2_v
+                kernel(o, [b[:m] for b in scratch], t1, t2, p)
+                if isinstance(pd_v, np.ndarray):
+                    o *= pd_v[s:e]
+                if isinstance(b1_v, np.ndarray):
+                    o *= b1_v[s:e]
+                if gain != 1.0:
+                    o *= gain
+                if n_valid < m:
+                    np.logical_not(valid, out=valid)
+                    np.putmask(o, valid, 0.0)
 
     _parallel(run, n)
     return out

@@ -271,6 +271,9 @@ def sequence_signal(sequence: str, params, *, pd, t1_ms, t2_ms=None, t2star_ms=N
     elif t2star_ms is None:
         raise MissingParameterError(f"{seq.upper()} needs a T2* map/value (t2star_ms), which was not given")
     if multi_echo and seq in ("se", "ir", "flair", "dir"):
+        fast = _fused_spin_echo_family(seq, p, pd, t1_ms, t2_ms, b1, te_long_ms=0.0)
+        if fast is not None:  # numpy maps: longitudinal factor at TE -> 0 and e^{-TE/T2} in one block-wise pass
+            return fast
         from dataclasses import replace
 
         mz = _sequence_signal_te(seq, replace(p, TE_ms=0.0), pd, t1_ms, t2_ms, b1)  # longitudinal factor, TE -> 0
@@ -286,6 +289,21 @@ def sequence_signal(sequence: str, params, *, pd, t1_ms, t2_ms=None, t2star_ms=N
         return spoiled_gre(pd, t1_ms, t2star_ms, te_ms=p.TE_ms, tr_ms=p.TR_ms, fa_deg=p.FA_deg, b1=b1)
     return mprage(pd, t1_ms, t2star_ms, te_ms=p.TE_ms, ti_ms=p.TI_ms, tr_ms=p.TR_ms, fa_deg=p.FA_deg,
                   tx_ms=p.TX_ms, n=p.N, b1=b1)
+
+
+def _fused_spin_echo_family(seq: str, p, pd, t1_ms, t2_ms, b1, *, te_long_ms: float):
+    """The fused kernel of ``seq`` ("se", "ir", "flair", "dir") with the longitudinal timing of an echo at
+    ``te_long_ms`` and the decay ``e^{−TE/T2}`` of ``p.TE_ms``, or None (see :func:`.kernels.fused_signal`)."""
+    te, half = p.TE_ms, 0.5 * te_long_ms
+    if seq == "se":
+        return _fused("ir", pd, t1_ms, t2_ms, b1, {"te": te, "ti": p.TR_ms - half, "trec": p.TR_ms,
+                                                   "magnitude": False})
+    if seq in ("ir", "flair"):
+        trec = p.TR_ms if seq == "ir" or p.Trec_ms is None else p.Trec_ms
+        return _fused("dir", pd, t1_ms, t2_ms, b1, {"te": te, "ti1": trec - half, "ti2": p.TI_ms, "tr": trec,
+                                                    "magnitude": True})
+    return _fused("dir_se", pd, t1_ms, t2_ms, b1, {"te": te, "ti1": p.TI1_ms, "ti2": p.TI2_ms, "tr": p.TR_ms,
+                                                  "tra": p.TR_ms - half, "magnitude": True})
 
 
 def _sequence_signal_te(seq: str, p, pd, t1_ms, t2_ms, b1):

@@ -53,6 +53,12 @@ def mprage_eq6_paper002(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx
 
     For the physical, cycle-consistent steady-state MPRAGE see :func:`mprage`.
     """
+    fused = {"te": te_ms, "ti": ti_ms, "tr": tr_ms, "fa": fa_deg, "tx": tx_ms, "n": n}
+    if td_ms is not None:
+        fused["td"] = td_ms
+    fast = _fused("mprage_eq6", pd, t1_ms, t2star_ms, b1, fused)
+    if fast is not None:  # numpy maps, scalar parameters: fused block kernel (same formula)
+        return fast
     be, (pd, t1, t2s, te, ti, tr, fa, tx, n, b1, td) = _setup(
         pd, t1_ms, t2star_ms, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1, td_ms)
     if td is None:
@@ -115,6 +121,11 @@ def mprage(pd, t1_ms, t2star_ms, *, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1=1.
     is in its recovery/periodicity term. The Bloch check in the tests
     supports this model.
     """
+    fast = _fused("mprage", pd, t1_ms, t2star_ms, b1, {"te": te_ms, "ti": ti_ms, "tr": tr_ms, "fa": fa_deg,
+                                                       "tx": tx_ms, "n": n, "eta": inversion_efficiency,
+                                                       "magnitude": magnitude})
+    if fast is not None:  # numpy maps, scalar parameters: fused block kernel (same closed forms, one pass)
+        return fast
     be, (pd, t1, t2s, te, ti, tr, fa, tx, n, b1, eta) = _setup(
         pd, t1_ms, t2star_ms, te_ms, ti_ms, tr_ms, fa_deg, tx_ms, n, b1, inversion_efficiency)
     valid = _valid_times(be, t1, t2s)
