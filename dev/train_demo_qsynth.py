@@ -15,7 +15,7 @@ heavier lesion load than the default lesion model (``--lesion-count`` 20 lesions
 relative brain mask, z-score; Dice + BCE, AdamW (weight decay 0.01) with poly LR (paper 002), 64x64 patches with
 70 % centred on a lesion, an initial output bias of -2 and gradient clipping at 1, a fresh synthetic subject
 per label map and epoch and one pass over its slices per epoch (~29 batches of 16 with 8 maps; at most
-``--steps-per-epoch``), 110 epochs (~3,200 steps). Contrasts (``--protocols``):
+``--steps-per-epoch``), 75 epochs (~2,200 steps). Contrasts (``--protocols``):
 ``mix`` (default) draws each subject from clinical FLAIR (TE 80-140, TI 2000-2800, TR 9000 ms), T2w spin echo
 (TE 80-120, TR 4000-8000 ms) and paper 002's MPRAGE ranges - a CPU-budget stand-in for ``paper`` (paper 002's
 full random FLAIR/FSE/MPRAGE/GRE sampling, whose spread needs a far longer training).
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     ap.add_argument("--train-maps", type=int, default=8)
     ap.add_argument("--map-seed", type=int, default=7)
     ap.add_argument("--eval-seeds", default="9001,9002")
-    ap.add_argument("--epochs", type=int, default=110)
+    ap.add_argument("--epochs", type=int, default=75)
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument("--lesion-count", type=float, default=20.0, help="mean lesion count of the training maps")
     ap.add_argument("--lesion-median-ml", type=float, default=0.4, help="median lesion volume (ml) of the training maps")
