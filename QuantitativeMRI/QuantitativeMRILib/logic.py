@@ -25,6 +25,8 @@ from .requests import FitRequest, MRFRequest, SynthRequest
 #: Unit of every map, as it appears in node names (``T1_ms``) and the ``NeuroShift.Units`` attribute.
 UNITS = {"T1": "ms", "T2": "ms", "T2star": "ms", "PD": "au", "B1": "scale", "quality": "cosine",
          "NAWM": "percent", "GM": "percent", "lesion": "percent"}
+#: Largest difference (mm) between a written output's grid and its input node's that is float32 rounding.
+GRID_TOLERANCE_MM = 1e-3
 #: Map files each command writes, in display order.
 MATCH_MAPS = ("T1", "T2star", "B1", "PD", "quality")
 UNET_MAPS = ("T1", "T2star", "NAWM", "GM", "lesion")
@@ -46,6 +48,8 @@ class Job:
     outputs: dict[str, Path]
     base: str
     request: Any
+    #: IJK-to-RAS of the input node (4x4): outputs get it exactly (NIfTI stores the grid in float32)
+    reference: Any = None
 
 
 @dataclass
@@ -53,6 +57,14 @@ class Outputs:
     volumes: dict[str, Any] = field(default_factory=dict)  #: output name -> vtkMRMLScalarVolumeNode
     segmentation: Any = None
     messages: list[str] = field(default_factory=list)
+
+
+def _matrix(node) -> np.ndarray:
+    import vtk
+
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
 def _write(node, path: Path, what: str) -> Path:
@@ -99,6 +111,7 @@ class QuantitativeMRICore:
         from .frames import frames_from_node, storage_path
 
         request.validate()
+        reference = None
         if isinstance(frames, (str, Path)):
             if not str(frames) or not Path(frames).is_file():
                 raise InputError(f"4D NIfTI '{frames}' does not exist")
@@ -111,6 +124,7 @@ class QuantitativeMRICore:
         else:
             data, ref = frames_from_node(frames)
             n_frames, source, base = data.shape[-1], storage_path(frames), frames.GetName()
+            reference = ref.ijk_to_ras()
         schedule = self.resolve_schedule(request.schedule, source)
         if n_frames != len(schedule):
             raise DimensionError(f"'{base}' has {n_frames} frames, the schedule has {len(schedule)}")
@@ -125,7 +139,7 @@ class QuantitativeMRICore:
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return self._start("mrf", commands, workdir, outputs, base, request, python, env)
+        return self._start("mrf", commands, workdir, outputs, base, request, python, env, reference)
 
     # ------------------------------------------------------------------ qMRI fit
     @staticmethod
@@ -160,7 +174,8 @@ class QuantitativeMRICore:
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return self._start("fit", [command], workdir, outputs, images[0].GetName(), request, python, env)
+        return self._start("fit", [command], workdir, outputs, images[0].GetName(), request, python, env,
+                           _matrix(images[0]))
 
     # ------------------------------------------------------------------ qMRI synth
     def start_synth(self, maps: Mapping[str, Any], request: SynthRequest, *, python: str | None = None,
@@ -186,11 +201,11 @@ class QuantitativeMRICore:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         base = chosen["PD"].GetName().removesuffix("_PD_au")
-        return self._start("synth", [command], workdir, outputs, base, request, python, env)
+        return self._start("synth", [command], workdir, outputs, base, request, python, env, _matrix(chosen["PD"]))
 
     # ------------------------------------------------------------------ run, finish, cancel
     @staticmethod
-    def _start(kind, commands, workdir, outputs, base, request, python, env) -> Job:
+    def _start(kind, commands, workdir, outputs, base, request, python, env, reference=None) -> Job:
         from neuroshift_slicer.background import BackgroundRun
 
         from .sequential import SequentialRun
@@ -200,7 +215,7 @@ class QuantitativeMRICore:
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return Job(kind, run, workdir, outputs, base, request)
+        return Job(kind, run, workdir, outputs, base, request, reference)
 
     def finish(self, job: Job) -> Outputs:
         """Load what a finished run wrote; raise with the CLI's message if it failed. Removes the work folder."""
@@ -222,40 +237,54 @@ class QuantitativeMRICore:
         shutil.rmtree(job.workdir, ignore_errors=True)
 
     # ------------------------------------------------------------------ outputs
-    def add_map(self, path: Path, name: str, unit: str, source: str):
-        """A volume node from a map file (geometry of the file), with units and source as attributes."""
+    def add_output(self, path: Path, name: str, reference=None):
+        """A new volume node (unique name) from an output file; with ``reference`` (the input node's IJK-to-RAS)
+        the node gets the input's grid exactly, after checking the file's differs only by float32 rounding."""
+        from neuroshift.errors import GeometryError
         from neuroshift.io.files import read_volume
+        from neuroshift.io.volume import Volume
         from neuroshift_slicer.volume_nodes import add_volume_node
 
-        node = add_volume_node(self.scene, read_volume(path, dtype=np.float32), name)
+        vol = read_volume(path, dtype=np.float32)
+        if reference is not None:
+            if not np.allclose(vol.ijk_to_ras(), reference, rtol=0.0, atol=GRID_TOLERANCE_MM):
+                raise GeometryError(f"{path.name}: written on another grid than its input")
+            vol = Volume.from_ijk_to_ras(vol.data, reference, vol.meta)
+        return add_volume_node(self.scene, vol, self.scene.GenerateUniqueName(name))
+
+    def add_map(self, path: Path, name: str, unit: str, source: str, reference=None):
+        """A map node from ``path`` (see :meth:`add_output`), with units and source as attributes."""
+        node = self.add_output(path, name, reference)
         node.SetAttribute("NeuroShift.Units", unit)
         node.SetAttribute("NeuroShift.Source", source)
         return node
 
-    def _load_folder(self, out: Outputs, folder: Path, names, base: str, source: str, tag: str | None) -> None:
+    def _load_folder(self, out: Outputs, job: Job, folder: Path, names, source: str, tag: str | None) -> dict:
+        """Add the maps ``names`` found in ``folder`` to ``out``; returns ``{map name: node}``."""
+        loaded = {}
         for map_name in names:
             path = folder / f"{map_name}.nii.gz"
             if path.is_file():
-                name = output_name(base, map_name, tag)
-                out.volumes[name] = self.add_map(path, name, UNITS[map_name], source)
+                node = self.add_map(path, output_name(job.base, map_name, tag), UNITS[map_name], source, job.reference)
+                out.volumes[node.GetName()] = loaded[map_name] = node
+        return loaded
 
     def _finish_mrf(self, job: Job) -> Outputs:
         out = Outputs()
         request: MRFRequest = job.request
         both = request.method == "both"
         if "match" in job.outputs:
-            self._load_folder(out, job.outputs["match"], MATCH_MAPS, job.base, "neuroshift mrf match",
+            self._load_folder(out, job, job.outputs["match"], MATCH_MAPS, "neuroshift mrf match",
                               SOURCE_TAG["match"] if both else None)
         if "unet" in job.outputs:
             folder = job.outputs["unet"]
             info = json.loads((folder / "mrf_predict.json").read_text(encoding="utf-8"))
-            first = len(out.volumes)
-            self._load_folder(out, folder, UNET_MAPS, job.base, "neuroshift mrf predict", SOURCE_TAG["unet"])
-            for node in list(out.volumes.values())[first:]:
+            loaded = self._load_folder(out, job, folder, UNET_MAPS, "neuroshift mrf predict", SOURCE_TAG["unet"])
+            for node in loaded.values():
                 node.SetAttribute("NeuroShift.Model", f"{info.get('model', '')}: {info.get('model_notes', '')}")
             if info.get("model_notes"):
                 out.messages.append(f"U-Net model: {info['model_notes']}")
-            lesion = out.volumes.get(output_name(job.base, "lesion", SOURCE_TAG["unet"]))
+            lesion = loaded.get("lesion")
             if lesion is not None and request.lesion_threshold_percent is not None:
                 out.segmentation = self.threshold_segmentation(
                     lesion, request.lesion_threshold_percent,
@@ -265,7 +294,7 @@ class QuantitativeMRICore:
     def _finish_fit(self, job: Job) -> Outputs:
         out = Outputs()
         folder = job.outputs["maps"]
-        self._load_folder(out, folder, FIT_MAPS, job.base, "neuroshift qmri fit", None)
+        self._load_folder(out, job, folder, FIT_MAPS, "neuroshift qmri fit", None)
         report_path = folder / "qmri.json"
         if report_path.is_file():
             report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -275,19 +304,15 @@ class QuantitativeMRICore:
         return out
 
     def _finish_synth(self, job: Job) -> Outputs:
-        from neuroshift.io.files import read_volume
-        from neuroshift_slicer.volume_nodes import add_volume_node
-
         request: SynthRequest = job.request
         sidecar = json.loads(job.outputs["sidecar"].read_text(encoding="utf-8"))
-        name = f"{job.base}_SYNTHETIC_{request.sequence.upper()}"
-        node = add_volume_node(self.scene, read_volume(job.outputs["image"], dtype=np.float32), name)
+        node = self.add_output(job.outputs["image"], f"{job.base}_SYNTHETIC_{request.sequence.upper()}", job.reference)
         node.SetAttribute("NeuroShift.Synthetic", "true")
         node.SetAttribute("NeuroShift.Source", "neuroshift qmri synth (SYNTHETIC image simulated from maps)")
         node.SetAttribute("NeuroShift.Sequence", request.sequence)
         node.SetAttribute("NeuroShift.TargetParameters", request.target.strip())
         node.SetAttribute("NeuroShift.Sidecar", json.dumps(sidecar, sort_keys=True))
-        out = Outputs({name: node})
+        out = Outputs({node.GetName(): node})
         if sidecar.get("NeuroShiftWarning"):
             out.messages.append(f"warning: {sidecar['NeuroShiftWarning']}")
         return out
@@ -303,7 +328,7 @@ class QuantitativeMRICore:
         labelmap = self.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{name}_labelmap")
         try:
             update_node_from_volume(labelmap, label)
-            node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+            node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", self.scene.GenerateUniqueName(name))
             node.SetReferenceImageGeometryParameterFromVolumeNode(probability_node)
             node.CreateDefaultDisplayNodes()
             segmentation = node.GetSegmentation()

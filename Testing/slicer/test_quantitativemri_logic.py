@@ -240,7 +240,7 @@ def test_mrf_match_in_the_background_recovers_the_dictionary_entries(mrml_scene,
     np.testing.assert_allclose(t1, params[order, 0], rtol=1e-6)  # 1400, 600, 900, 600, 1400, 900 ms
     np.testing.assert_allclose(t2, params[order, 1], rtol=1e-6)
     np.testing.assert_allclose(volume_from_node(out.volumes["MRF_quality_cosine"]).data, 1.0, atol=1e-5)
-    np.testing.assert_allclose(_matrix(out.volumes["MRF_T1_ms"]), IJK_TO_RAS, atol=1e-5)
+    np.testing.assert_allclose(_matrix(out.volumes["MRF_T1_ms"]), IJK_TO_RAS, rtol=0, atol=1e-12)  # exact
     assert out.volumes["MRF_T1_ms"].GetAttribute("NeuroShift.Units") == "ms"
     assert not job.workdir.exists()
 
@@ -374,7 +374,7 @@ def test_fit_in_the_background_recovers_t2(mrml_scene, tmp_path):
     out = core.finish(job)
     assert set(out.volumes) == {"e15_PD_au", "e15_T2_ms"}  # one TR: T1 not identified
     np.testing.assert_allclose(volume_from_node(out.volumes["e15_T2_ms"]).data, t2, rtol=1e-3)
-    np.testing.assert_allclose(_matrix(out.volumes["e15_T2_ms"]), IJK_TO_RAS, atol=1e-5)
+    np.testing.assert_allclose(_matrix(out.volumes["e15_T2_ms"]), IJK_TO_RAS, rtol=0, atol=1e-12)
     assert any(m.startswith("identified: ") and "T2" in m for m in out.messages)
 
 
@@ -413,7 +413,7 @@ def test_synth_in_the_background_is_named_synthetic_and_equals_the_engine(mrml_s
     maps = QMRIMaps({k: volume_from_node(n) for k, n in nodes.items()})
     expected = synthesize(maps, "flair", AcquisitionParams.parse("TE=112,TI=2500,TR=9000")).data
     np.testing.assert_allclose(volume_from_node(node).data, expected, rtol=1e-5)
-    np.testing.assert_allclose(_matrix(node), IJK_TO_RAS, atol=1e-5)
+    np.testing.assert_allclose(_matrix(node), IJK_TO_RAS, rtol=0, atol=1e-12)
 
 
 def test_synth_needs_pd_and_known_map_names(mrml_scene):
@@ -489,3 +489,26 @@ def test_the_self_test_runs_under_the_stand_ins(load_module_file):
     test = SelfTest("test_QuantitativeMRI_match_and_synth")
     test.runTest()
     assert SelfTest.messages == ["QuantitativeMRI test passed"]
+
+
+def test_outputs_take_the_input_grid_exactly_and_unique_names(mrml_scene, tmp_path):
+    """NIfTI keeps the grid in float32: outputs get the input node's matrix back exactly (checked to 1e-3 mm),
+    a file on another grid is refused, and a second run does not reuse the first run's node names."""
+    from neuroshift.errors import GeometryError
+    from neuroshift.io.files import write_volume
+    from QuantitativeMRILib import QuantitativeMRICore
+
+    write_volume(_ref().with_data(np.arange(24, dtype=np.float32).reshape(2, 3, 4)), tmp_path / "T1.nii.gz")
+    core = QuantitativeMRICore(mrml_scene)
+    exact = IJK_TO_RAS.copy()
+    first = core.add_map(tmp_path / "T1.nii.gz", "x_T1_ms", "ms", "test", exact)
+    second = core.add_map(tmp_path / "T1.nii.gz", "x_T1_ms", "ms", "test", exact)
+    assert (first.GetName(), second.GetName()) == ("x_T1_ms", "x_T1_ms_1")
+    assert np.array_equal(_matrix(first), exact) and first.GetAttribute("NeuroShift.Units") == "ms"
+    from neuroshift_slicer.volume_nodes import volume_from_node
+
+    assert volume_from_node(first).data[1, 2, 3] == 23.0
+    moved = exact.copy()
+    moved[0, 3] += 1.0
+    with pytest.raises(GeometryError, match="T1.nii.gz: written on another grid"):
+        core.add_map(tmp_path / "T1.nii.gz", "y", "ms", "test", moved)
