@@ -35,7 +35,7 @@ from neuroshift_slicer.environment import MODEL_REQUIREMENTS, engine_process, en
 from neuroshift_slicer.jobs import BackgroundJobController
 from QuantitativeMRILib.logic import SYNTH_MAPS, QuantitativeMRICore
 from QuantitativeMRILib.requests import (DEVICES, FIT_METHODS, FIT_ROWS, LESION_THRESHOLD_PERCENT, SEQUENCE_CHOICES,
-                                         FitRequest, MRFMethod, MRFRequest, SynthRequest)
+                                         FitRequest, MRFMethod, MRFRequest, SynthRequest, default_dictionary_cache)
 
 #: dipy runs the MP-PCA denoising of the MRF frames (neuroshift/mrf/denoise.py).
 DENOISE_REQUIREMENTS = {"dipy": "dipy"}
@@ -110,7 +110,8 @@ class QuantitativeMRIParameterNode:
 def mrf_request(p) -> MRFRequest:
     """The MRF panel's values as a request (0 SVD energy = off, unchecked segmentation = no threshold)."""
     return MRFRequest(method=p.mrfMethod.value, schedule=p.mrfSchedule, model=p.mrfModel,
-                      dictionary=p.mrfDictionary, denoise=p.mrfDenoise,
+                      dictionary=p.mrfDictionary, dictionary_cache=str(default_dictionary_cache()),
+                      denoise=p.mrfDenoise,
                       svd_energy=p.mrfSvdEnergy if p.mrfSvdEnergy > 0 else None, device=p.mrfDevice,
                       lesion_threshold_percent=p.mrfThreshold if p.mrfSegmentLesions else None)
 

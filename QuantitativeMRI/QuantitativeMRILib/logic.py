@@ -135,7 +135,9 @@ class QuantitativeMRICore:
                 frames_path = Path(frames)
             else:
                 frames_path = write_frames_nifti(data, ref, workdir / "frames.nii.gz")
-            commands, outputs = request.commands(frames_path, schedule_path, workdir)
+            if request.runs_match and not request.dictionary and request.dictionary_cache:
+                Path(request.dictionary_cache).mkdir(parents=True, exist_ok=True)
+            commands, outputs = request.commands(frames_path, schedule_path, workdir, schedule.hash)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise

@@ -59,7 +59,8 @@ class MRFRequest:
     method: str = "unet"
     schedule: str = ""  #: schedule JSON; empty: the one beside the frames' file
     model: str = ""  #: U-Net package folder; empty: the shipped SYNTHETIC-trained demo
-    dictionary: str = ""  #: dictionary .npz; empty: built from the schedule first (tens of seconds)
+    dictionary: str = ""  #: dictionary .npz; empty: the cached one of this schedule, else built first (tens of s)
+    dictionary_cache: str = ""  #: folder of built dictionaries (``<schedule hash>.npz``); empty: no cache
     denoise: bool = False  #: MP-PCA (dipy) before matching
     svd_energy: float | None = None  #: SVD compression keeping this energy fraction (None: off)
     device: str = "auto"
@@ -87,15 +88,26 @@ class MRFRequest:
         if self.runs_match and self.dictionary:
             _existing_file(self.dictionary, "dictionary")
 
-    def commands(self, frames: str | Path, schedule: str | Path, workdir: str | Path) -> tuple[list[list[str]], dict]:
+    def dictionary_path(self, workdir: str | Path, schedule_hash: str = "") -> tuple[Path, bool]:
+        """(dictionary file, whether it must be built first): the chosen file; else the cache's file of this
+        schedule (built into the cache when missing); else one built in ``workdir``."""
+        if self.dictionary:
+            return Path(self.dictionary), False
+        if self.dictionary_cache and schedule_hash:
+            path = Path(self.dictionary_cache) / f"{schedule_hash[:16]}.npz"
+            return path, not path.is_file()
+        return Path(workdir) / "dictionary.npz", True
+
+    def commands(self, frames: str | Path, schedule: str | Path, workdir: str | Path,
+                 schedule_hash: str = "") -> tuple[list[list[str]], dict]:
         """Argument lists (run in order) and the output folders ``{"match": ..., "unet": ...}``."""
         self.validate()
         work = Path(workdir)
         commands, outputs = [], {}
         if self.runs_match:
-            dictionary = self.dictionary
-            if not dictionary:
-                dictionary = str(work / "dictionary.npz")
+            path, build = self.dictionary_path(work, schedule_hash)
+            dictionary = str(path)
+            if build:
                 commands.append(["mrf", "dictionary", "--schedule", str(schedule), "--out", dictionary,
                                  "--device", self.device])
             outputs["match"] = work / "match"
@@ -114,6 +126,11 @@ class MRFRequest:
                 cmd += ["--model", str(self.model)]
             commands.append(cmd)
         return commands, outputs
+
+
+def default_dictionary_cache() -> Path:
+    """``~/.neuroshift/mrf-dictionaries``: dictionaries the MRF panel built, one per schedule hash."""
+    return Path.home() / ".neuroshift" / "mrf-dictionaries"
 
 
 def parse_params(text: str, sequence: str, what: str):
@@ -205,4 +222,5 @@ class SynthRequest:
 
 
 __all__ = ["DEVICES", "FIT_METHODS", "FIT_ROWS", "LESION_THRESHOLD_PERCENT", "FitRequest", "MRFMethod",
-           "MRFRequest", "SEQUENCE_CHOICES", "SynthRequest", "parse_params"]
+           "MRFRequest", "SEQUENCE_CHOICES", "SynthRequest", "default_dictionary_cache",
+           "parse_params"]

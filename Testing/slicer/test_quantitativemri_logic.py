@@ -120,6 +120,14 @@ def test_mrf_command_lines(tmp_path):
     d.write_bytes(b"x")
     cmds, _ = MRFRequest("match", dictionary=str(d)).commands("f.nii.gz", "s.json", tmp_path)
     assert len(cmds) == 1 and cmds[0][4] == str(d)
+    cache = tmp_path / "cache"
+    cached = MRFRequest("match", dictionary_cache=str(cache))
+    cmds, _ = cached.commands("f.nii.gz", "s.json", tmp_path, "0123456789abcdef0123")
+    assert cmds[0][5] == str(cache / "0123456789abcdef.npz") and cmds[1][4] == cmds[0][5]  # built into the cache
+    cache.mkdir()
+    (cache / "0123456789abcdef.npz").write_bytes(b"x")
+    cmds, _ = cached.commands("f.nii.gz", "s.json", tmp_path, "0123456789abcdef0123")
+    assert [c[1] for c in cmds] == ["match"] and cmds[0][4] == str(cache / "0123456789abcdef.npz")  # reused
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -437,7 +445,8 @@ def test_panel_values_become_requests(load_module_file):
                               mrfDenoise=True, mrfSvdEnergy=0.0, mrfDevice="cpu", mrfSegmentLesions=False,
                               mrfThreshold=33.0)
     r = module.mrf_request(p)
-    assert (r.method, r.svd_energy, r.lesion_threshold_percent, r.denoise, r.device) == ("both", None, None, True, "cpu")
+    assert (r.method, r.svd_energy, r.lesion_threshold_percent, r.denoise) == ("both", None, None, True)
+    assert r.device == "cpu" and r.dictionary_cache.endswith("mrf-dictionaries")
     p.mrfSvdEnergy, p.mrfSegmentLesions, p.mrfThreshold = 0.999, True, 40.0
     assert (module.mrf_request(p).svd_energy, module.mrf_request(p).lesion_threshold_percent) == (0.999, 40.0)
     rows = {"fitImage1": "A", "fitImage2": None, "fitImage3": "C", "fitImage4": None, "fitMethod": "nlls",
