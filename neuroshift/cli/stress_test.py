@@ -59,8 +59,9 @@ def register(sub) -> None:
                    help="run on a Dask cluster (e.g. tcp://host:8786); workers need NeuroShift and the case files")
     p.add_argument("--field", type=float, metavar="T",
                    help="field strength (T) of cases whose header does not give it (default 3 T, noted)")
-    p.add_argument("--estimator", choices=("fit", "priors", "posterior"), default="fit",
-                   help="tissue-parameter estimator of the simulation (default fit, paper 000)")
+    p.add_argument("--estimator", choices=("fit", "priors", "posterior", "auto"), default="fit",
+                   help="tissue-parameter estimator of the simulation (default fit, paper 000; auto: per grid "
+                        "point and tissue the fit or the priors, whichever had the lower calibration error)")
     p.add_argument("--uncertainty", action="store_true",
                    help="store the per-tissue 90 %% interval of every derivative (posterior over the relaxation "
                         "values consistent with the image) in the records")
