@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .requests import FitRequest, MRFRequest, SynthRequest
+from .requests import FitRequest, MRFRequest, SynthRequest, parse_params
 
 #: Unit of every map, as it appears in node names (``T1_ms``) and the ``NeuroShift.Units`` attribute.
 UNITS = {"T1": "ms", "T2": "ms", "T2star": "ms", "PD": "au", "B1": "scale", "quality": "cosine",
@@ -78,6 +78,32 @@ def _write(node, path: Path, what: str) -> Path:
         raise InputError(f"{what} '{node.GetName()}' has several components; choose a scalar volume")
     write_volume(volume_from_node(node), path)
     return path
+
+
+def node_parameters(node):
+    """Known acquisition parameters of a volume node (ms, degrees, tesla), later sources winning: ``DICOM.<keyword>``
+    attributes (copied from the DICOM database by ShiftSimulator), the BIDS sidecar beside the node's file, and
+    ``NeuroShift.<field>`` attributes (written by ShiftSimulator and by this module's synthesis)."""
+    from dataclasses import fields
+
+    from neuroshift.io.params import DICOM_KEYS, AcquisitionParams, sidecar_path
+
+    from .frames import storage_path
+
+    dicom = {f"dicom:{k}": node.GetAttribute(f"DICOM.{k}") for k in DICOM_KEYS if node.GetAttribute(f"DICOM.{k}")}
+    params = AcquisitionParams.from_dicom_meta(dicom)
+    path = storage_path(node)
+    if path is not None and sidecar_path(path) is not None:
+        params = params.merged(AcquisitionParams.from_sidecar(sidecar_path(path)))
+    own = {f.name: node.GetAttribute(f"NeuroShift.{f.name}") for f in fields(AcquisitionParams)}
+    return params.merged(AcquisitionParams.from_mapping({k: v for k, v in own.items() if v}))
+
+
+def store_parameters(node, params, sequence: str) -> None:
+    """Record ``params`` and the sequence as ``NeuroShift.*`` attributes (the ShiftSimulator convention)."""
+    for name, value in params.known().items():
+        node.SetAttribute(f"NeuroShift.{name}", f"{value:.10g}")
+    node.SetAttribute("NeuroShift.sequence", sequence)
 
 
 class QuantitativeMRICore:
@@ -146,15 +172,10 @@ class QuantitativeMRICore:
     # ------------------------------------------------------------------ qMRI fit
     @staticmethod
     def params_text(node, text: str) -> str:
-        """The panel's parameter text, or (when empty) the parameters of the BIDS sidecar beside the node's file."""
+        """The panel's parameter text, or (when empty) the node's own parameters (:func:`node_parameters`)."""
         if text.strip() or node is None:
             return text.strip()
-        from neuroshift.io.params import AcquisitionParams
-
-        from .frames import storage_path
-
-        path = storage_path(node)
-        return AcquisitionParams.for_image(path).label() if path is not None else ""
+        return node_parameters(node).label()
 
     def start_fit(self, images: Sequence[Any], request: FitRequest, *, mask=None, b1=None,
                   python: str | None = None, env: Mapping[str, str] | None = None) -> Job:
@@ -311,8 +332,7 @@ class QuantitativeMRICore:
         node = self.add_output(job.outputs["image"], f"{job.base}_SYNTHETIC_{request.sequence.upper()}", job.reference)
         node.SetAttribute("NeuroShift.Synthetic", "true")
         node.SetAttribute("NeuroShift.Source", "neuroshift qmri synth (SYNTHETIC image simulated from maps)")
-        node.SetAttribute("NeuroShift.Sequence", request.sequence)
-        node.SetAttribute("NeuroShift.TargetParameters", request.target.strip())
+        store_parameters(node, parse_params(request.target, request.sequence, "target parameters"), request.sequence)
         node.SetAttribute("NeuroShift.Sidecar", json.dumps(sidecar, sort_keys=True))
         out = Outputs({node.GetName(): node})
         if sidecar.get("NeuroShiftWarning"):
@@ -356,4 +376,4 @@ class QuantitativeMRICore:
 
 
 __all__ = ["FIT_MAPS", "MATCH_MAPS", "SYNTH_MAPS", "UNET_MAPS", "UNITS", "Job", "Outputs", "QuantitativeMRICore",
-           "output_name"]
+           "node_parameters", "output_name", "store_parameters"]

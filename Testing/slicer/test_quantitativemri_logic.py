@@ -397,6 +397,10 @@ def test_fit_reads_parameters_from_the_sidecar_beside_the_loaded_file(mrml_scene
     assert QuantitativeMRICore.params_text(node, "") == "TE=15,TR=3000"
     assert QuantitativeMRICore.params_text(node, " TE=20,TR=2000 ") == "TE=20,TR=2000"
     assert QuantitativeMRICore.params_text(_volume_node(mrml_scene, np.ones((1, 2, 3)), "x"), "") == ""
+    node.SetAttribute("DICOM.InversionTime", "2500")  # below the sidecar in precedence, but it adds TI
+    node.SetAttribute("DICOM.EchoTime", "99")
+    node.SetAttribute("NeuroShift.TR_ms", "9000")  # above the sidecar
+    assert QuantitativeMRICore.params_text(node, "") == "TE=15,TI=2500,TR=9000"
 
 
 def test_synth_in_the_background_is_named_synthetic_and_equals_the_engine(mrml_scene):
@@ -418,6 +422,8 @@ def test_synth_in_the_background_is_named_synthetic_and_equals_the_engine(mrml_s
     node = out.volumes["sub_SYNTHETIC_FLAIR"]
     assert node.GetAttribute("NeuroShift.Synthetic") == "true"
     assert json.loads(node.GetAttribute("NeuroShift.Sidecar"))["InversionTime"] == 2.5
+    assert node.GetAttribute("NeuroShift.sequence") == "flair" and node.GetAttribute("NeuroShift.TI_ms") == "2500"
+    assert core.params_text(node, "") == "TE=112,TI=2500,TR=9000"  # the fit panel reads the synthetic's parameters
     maps = QMRIMaps({k: volume_from_node(n) for k, n in nodes.items()})
     expected = synthesize(maps, "flair", AcquisitionParams.parse("TE=112,TI=2500,TR=9000")).data
     np.testing.assert_allclose(volume_from_node(node).data, expected, rtol=1e-5)
