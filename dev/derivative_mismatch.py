@@ -165,7 +165,8 @@ def run(args: argparse.Namespace, *, quiet: bool = False) -> dict:
         summary[n] = {**summary[n], "mean_abs_pct": float(np.abs(e).mean()), "worst_abs_pct": float(np.abs(e).max()),
                       "n": int(e.size), "TE10_TR2000_signed_pct": at}
         say(f"  {n:10s} GM/WM |error| mean {np.abs(e).mean():5.1f} %, worst {np.abs(e).max():5.1f} %   "
-              f"(GM {summary[n]['GM_mean_abs_pct']:4.1f}, WM {summary[n]['WM_mean_abs_pct']:4.1f})  TE10/TR2000: GM {at.get('GM', float('nan')):+6.1f} %, WM {at.get('WM', float('nan')):+6.1f} %")
+              f"(GM {summary[n]['GM_mean_abs_pct']:4.1f}, WM {summary[n]['WM_mean_abs_pct']:4.1f})  "
+              f"TE10/TR2000: GM {at.get('GM', float('nan')):+6.1f} %, WM {at.get('WM', float('nan')):+6.1f} %")
     if "auto" in models:
         say("auto choices (case 0, GM/WM; f = fit, p = priors): " + "  ".join(
             f"{lab.replace(',field=1.5', '')} {v['GM']['choice'][0]}{v['WM']['choice'][0]}"

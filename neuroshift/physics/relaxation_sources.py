@@ -29,22 +29,23 @@ STATUSES = ("verified", "unverified", "representative", "ASSUMPTION")
 
 #: Short citation keys used in the ``source`` strings and in :data:`PROVENANCE`.
 SOURCES = {
-    "Wansapura1999": "Wansapura JP, Holland SK, Dunn RS, Ball WS. NMR relaxation times in the human brain at 3.0 tesla. "
-                     "J Magn Reson Imaging 1999;9:531-538, doi:10.1002/(SICI)1522-2586(199904)9:4<531::AID-JMRI4>3.0.CO;2-L "
-                     "(in vivo, 3 T)",
+    "Wansapura1999": "Wansapura JP, Holland SK, Dunn RS, Ball WS. NMR relaxation times in the human brain at "
+                     "3.0 tesla. J Magn Reson Imaging 1999;9:531-538, "
+                     "doi:10.1002/(SICI)1522-2586(199904)9:4<531::AID-JMRI4>3.0.CO;2-L (in vivo, 3 T)",
     "Stanisz2005": "Stanisz GJ et al. T1, T2 relaxation and magnetization transfer in tissue at 3T. "
                    "Magn Reson Med 2005;54:507-512, doi:10.1002/mrm.20605 (1.5 T and 3 T; in vitro bovine white/grey "
                    "matter at 37 °C, so not in-vivo human values: compare field trends within one source)",
     "Lu2005": "Lu H, Nagae-Poetscher LM, Golay X, Lin D, Pomper M, van Zijl PCM. Routine clinical brain MRI sequences "
-              "for use at 3.0 Tesla. J Magn Reson Imaging 2005;22:13-22, doi:10.1002/jmri.20356 (1.5 T and 3 T in vivo)",
+              "for use at 3.0 Tesla. J Magn Reson Imaging 2005;22:13-22, doi:10.1002/jmri.20356 "
+              "(1.5 T and 3 T in vivo)",
     "Peters2007": "Peters AM et al. T2* measurements in human brain at 1.5, 3 and 7 T. "
                   "Magn Reson Imaging 2007;25:748-753",
     "Bojorquez2017": "Bojorquez JZ et al. What are normal relaxation times of tissues at 3 T? "
                      "Magn Reson Imaging 2017;35:69-80 (review; ranges)",
     "Rooney2007": "Rooney WD et al. Magnetic field and tissue dependencies of human brain longitudinal 1H2O relaxation "
                   "in vivo. Magn Reson Med 2007;57:308-318, doi:10.1002/mrm.21122",
-    "Wright2008": "Wright PJ et al. Water proton T1 measurements in brain tissue at 7, 3, and 1.5 T using IR-EPI, IR-TSE, "
-                  "and MPRAGE. MAGMA 2008;21:121-130, doi:10.1007/s10334-008-0104-8",
+    "Wright2008": "Wright PJ et al. Water proton T1 measurements in brain tissue at 7, 3, and 1.5 T using "
+                  "IR-EPI, IR-TSE, and MPRAGE. MAGMA 2008;21:121-130, doi:10.1007/s10334-008-0104-8",
     "BrainWeb": "Kwan RK-S, Evans AC, Pike GB. MRISIM tissue MR parameters (BrainWeb), "
                 "brainweb.bic.mni.mcgill.ca/brainweb/tissue_mr_parameters.txt",
     "Paper000": "Posselt et al. (paper 000), Table 4: measured values, 10 volunteers, 3 T Siemens Verio",
@@ -122,6 +123,8 @@ _NEEB = dict(ref="Neeb2006", location=_NOT_FOUND, field_T=1.5,
 _CSF_PD = _p(**_ASSUME, location="definition", method="free water is the PD reference (= 1 by definition)")
 _CSF_T2S = _p(**_ASSUME, location="rule T2* = T2/2",
               method="no reliable in-vivo CSF T2* value; T2/2 (BrainWeb uses 58 ms at 1.5 T)")
+_GESSE = ("GESSE study, MRM 2010, PubMed 20593370; checked at https://pubmed.ncbi.nlm.nih.gov/20593370 via a proxy "
+          "copy of the abstract")
 _LESION_NOTE = "MS lesion values vary widely with lesion age and type; verify for your cohort"
 
 #: field -> tissue -> parameter ("pd", "t1_ms", "t2_ms", "t2star_ms") -> :class:`Provenance`.
@@ -187,14 +190,14 @@ PROVENANCE: dict[float, dict[str, dict[str, Provenance]]] = {
             "t1_ms": _p(**_STAN, note="Stanisz 2005's 3 T GM values are verified (1820 +/- 114 ms, T2 99 +/- 7 ms, "
                                       "Gannet); in vivo 1.5 T GM T1 is 1188 ms (Rooney 2007) or 1197 +/- 134 ms "
                                       "(Wright 2008, MPRAGE)"),
-            "t2_ms": _p(**_STAN, note="in vivo 1.5 T: frontal GM 87 ms (GESSE study, MRM 2010, PubMed 20593370; checked at https://pubmed.ncbi.nlm.nih.gov/20593370 via a proxy copy of the abstract)"),
+            "t2_ms": _p(**_STAN, note=f"in vivo 1.5 T: frontal GM 87 ms ({_GESSE})"),
             "t2star_ms": _p(**_PET, field_T=1.5, note="cortical grey matter")},
         "WM": {
             "pd": _p(**_NEEB, note="cross-check at 3 T, same group: WM water content 69.1 %"),
             "t1_ms": _p(**_STAN, note="Stanisz 2005's 3 T WM T1 1084 +/- 45 ms is verified (Gannet, "
                                       "JakobAsslaender/T1variability); in vivo 1.5 T WM T1 is 656 ms (Rooney 2007) or "
                                       "646 +/- 32 ms (Wright 2008): this in-vitro value is 35 % longer"),
-            "t2_ms": _p(**_STAN, note="in vivo 1.5 T: WM 80 ms (GESSE study, MRM 2010, PubMed 20593370; checked at https://pubmed.ncbi.nlm.nih.gov/20593370 via a proxy copy of the abstract)"),
+            "t2_ms": _p(**_STAN, note=f"in vivo 1.5 T: WM 80 ms ({_GESSE})"),
             "t2star_ms": _p(**_PET, field_T=1.5, note="frontal white matter")},
         "lesion": {
             "pd": _p(ref=None, location="no single source", field_T=1.5, status="representative",

@@ -26,8 +26,9 @@ protocol, the target protocol and the tissue, so it is decided per
    a margin of 1 sends unresolved differences to the baseline, which cost
    0.3 percentage points under the prior and gained nothing on BrainWeb-truth
    phantoms in ``dev/derivative_mismatch.py``), priors-only otherwise. At the
-   source protocol both reproduce the image (gain 0) and the fit is kept. The derivative's increment of tissue ``t`` is the chosen
-   estimator's ``ĉ·ΔS_t`` on the real image.
+   source protocol both reproduce the image (gain 0) and the fit is kept.
+   The derivative's increment of tissue ``t`` is the chosen estimator's
+   ``ĉ·ΔS_t`` on the real image.
 
 Choices and calibration errors are recorded per target in :attr:`AutoChooser.record`
 (the model's ``report.auto``; the ``simulate`` sidecar and the validation
