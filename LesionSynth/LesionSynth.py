@@ -75,6 +75,7 @@ class LesionSynthParameterNode:
     uncertainty: bool = False
     mcSamples: Annotated[int, WithinRange(2, 1000)] = 20
     tta: bool = False
+    histogramMatch: bool = True
     outputVolume: vtkMRMLScalarVolumeNode
     uncertaintyVolume: vtkMRMLScalarVolumeNode
     hostVolume: vtkMRMLScalarVolumeNode
@@ -237,7 +238,8 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             model = p.modelPath or self.ui.modelComboBox.currentData or ""
             params = SynthesisParameters(target=p.target.value, model=model, device=p.device,
-                                         uncertainty=p.uncertainty, mc_samples=p.mcSamples, tta=p.tta)
+                                         uncertainty=p.uncertainty, mc_samples=p.mcSamples, tta=p.tta,
+                                         histogram_match=p.histogramMatch)
             python, env = engine_process()
             job = self.logic.synthesis.start_background(self._inputs(), params, brain_mask=p.brainMask,
                                                         python=python, env=env)

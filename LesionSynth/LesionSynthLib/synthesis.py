@@ -51,6 +51,7 @@ class SynthesisParameters:
     mc_samples: int = 20
     tta: bool = False
     seed: int = 0
+    histogram_match: bool = True  # the papers' matching to the model's reference histogram (when it has one)
 
     def validate(self) -> None:
         from neuroshift.errors import InputError
@@ -179,6 +180,8 @@ def build_command(input_paths: Mapping[str, str | Path], params: SynthesisParame
                  "--seed", str(int(params.seed))]
     if params.tta:
         args.append("--tta")
+    if not params.histogram_match:
+        args.append("--no-histogram-match")
     args += ["--device", params.device]
     return args, outputs
 

@@ -60,11 +60,11 @@ def test_synthesize_command_from_the_panel_choices(tmp_path):
                     "--mc-samples", "7", "--seed", "3", "--tta", "--device", "cpu"]
     assert outputs == {"synthetic": tmp_path / "synthetic.nii.gz", "sidecar": tmp_path / "synthetic.json",
                        "uncertainty": tmp_path / "uncertainty.nii.gz"}
-    params = SynthesisParameters(target="t1c")
+    params = SynthesisParameters(target="t1c", histogram_match=False)
     args, outputs = build_command({"low_dose": "l.nii.gz", "adc": "a.nii.gz", "t1": "t.nii.gz", "flair": "f.nii.gz"},
                                   params, "m", tmp_path)
     assert args[5:] == ["m", "--flair", "f.nii.gz", "--t1", "t.nii.gz", "--adc", "a.nii.gz", "--low-dose", "l.nii.gz",
-                        "--device", "auto"]
+                        "--no-histogram-match", "--device", "auto"]
     assert set(outputs) == {"synthetic", "sidecar"}
     with pytest.raises(Exception, match="at least 2 samples"):
         build_command(paths, SynthesisParameters(uncertainty=True, mc_samples=1), "m", tmp_path)
