@@ -65,6 +65,7 @@ class Prepared:
     unit_np: np.ndarray | None = None  # (A, F) float64 normalised atoms
     rotation: np.ndarray | None = None  # (F, rank) float64 right singular vectors (all F without compression)
     _tree: Any = field(default=None, repr=False, compare=False)
+    _subsets: dict = field(default_factory=dict, repr=False, compare=False)
 
     def tree(self):
         """The k-d tree of the rotated (rank-``rank``) atoms, built on first use (~0.2 s for 52,326 atoms)."""
@@ -74,13 +75,19 @@ class Prepared:
             self._tree = cKDTree(self.unit_np @ self.rotation, leafsize=16, balanced_tree=False)
         return self._tree
 
-    def subset(self, ids: np.ndarray) -> "Prepared":
-        """The same preparation restricted to the atoms ``ids`` (same basis; a fresh tree)."""
+    def subset(self, ids: np.ndarray, key: Any = None) -> "Prepared":
+        """The same preparation restricted to the atoms ``ids`` (same basis, its own tree); with ``key``, kept
+        and reused (e.g. one per grid B1)."""
         import torch
 
+        if key is not None and key in self._subsets:
+            return self._subsets[key]
         t = torch.as_tensor(ids, device=self.device)
-        return replace(self, unit64=self.unit64[t], norms=self.norms[ids], scores_atoms=self.scores_atoms[t],
-                       params=self.params[ids], unit_np=self.unit_np[ids], _tree=None)
+        sub = replace(self, unit64=self.unit64[t], norms=self.norms[ids], scores_atoms=self.scores_atoms[t],
+                      params=self.params[ids], unit_np=self.unit_np[ids], _tree=None, _subsets={})
+        if key is not None:
+            self._subsets[key] = sub
+        return sub
 
 
 def prepare(d: Dictionary, *, svd_energy: float | None = None, svd_rank: int | None = None, device=None) -> Prepared:
@@ -179,7 +186,7 @@ def _b1_restricted(p: Prepared, x_all: np.ndarray, b1: np.ndarray, search, opts)
     for g in np.unique(nearest):
         ids = np.flatnonzero(p.params[:, 2] == grid[g])
         sel = nearest == g
-        i, q, n = search(p.subset(ids), x_all[sel], **opts)
+        i, q, n = search(p.subset(ids, key=("b1", float(grid[g]))), x_all[sel], **opts)
         index[sel], quality[sel], norm_x[sel] = ids[i], q, n
     return index, quality, norm_x
 
