@@ -130,3 +130,17 @@ def test_auto_has_no_interval_map():
     m = fit_tissue_model(_image(PRIOR, SRC), FR, "se", SRC, field_T=1.5, estimator="auto")
     with pytest.raises(Exception, match="posterior"):
         uncertainty_map(m, TARGETS[-1])
+
+
+@pytest.mark.parametrize("seq, params", [("flair", "TE=112,TI=2500,TR=9000,B0=3"),
+                                         ("mprage", "TE=3,TI=900,TR=2300,FA=9,TX=7,N=176,B0=3"),
+                                         ("gre", "TE=5,TR=20,FA=20,B0=3"),
+                                         ("dir", "TE=25,TI1=3400,TI2=325,TR=11000,B0=3")])
+def test_auto_on_every_sequence_reproduces_the_source(seq, params):
+    src = P.parse(params)
+    tab = relaxation_table(3.0)
+    s = E.tissue_signals(seq, src, *E.param_arrays(TISSUES, tab))
+    img = sum(FR[t] * np.float32(1000.0 * s[i]) for i, t in enumerate(TISSUES)).astype(np.float32)
+    m = fit_tissue_model(img, FR, seq, src, estimator="auto")
+    np.testing.assert_allclose(m.simulate(src), img, atol=1e-3)
+    assert all(c["choice"] == "fit" for c in m.report.auto[m.resolve_target(src).label()].values())

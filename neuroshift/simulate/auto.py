@@ -161,18 +161,31 @@ def build_auto(signals: _est.TissueSignals, sequence: str, source: AcquisitionPa
     cal_fit = tuple(np.empty((k, len(tissues))) for _ in range(4))
     cal_fc = np.empty(k)
     cal_pc = np.empty(k)
+    ok = np.ones(k, dtype=bool)
     for j in range(k):
         tj = tuple(a[j] for a in truth)
         m = prior_c * _sig(seq, source, tj) + se * rng.standard_normal(len(tissues))
         sig = _est.TissueSignals(tissues, m, signals.stderr, signals.mass, signals.gram, signals.gram @ m,
                                  signals.n_voxels, signals.method, signals.fitted)
-        app_j, _ = _est.fit_apparent_parameters(sig, seq, source, priors, tolerance=tolerance, prior_sd=prior_sd)
-        pj = _est.param_arrays(tissues, app_j)
+        try:
+            app_j, _ = _est.fit_apparent_parameters(sig, seq, source, priors, tolerance=tolerance,
+                                                    prior_sd=prior_sd)
+            pj = _est.param_arrays(tissues, app_j)
+            cal_fc[j] = _est.estimate_scale(sig, _sig(seq, source, pj))
+            cal_pc[j] = _est.estimate_scale(sig, _sig(seq, source, prior_p))
+        except _est.EstimationError:  # a draw the estimators refuse (e.g. every signal <= 0): left out
+            ok[j] = False
+            continue
         for a, v in zip(cal_fit, pj):
             a[j] = v
         cal_m[j] = m
-        cal_fc[j] = _est.estimate_scale(sig, _sig(seq, source, pj))
-        cal_pc[j] = _est.estimate_scale(sig, _sig(seq, source, prior_p))
+    if not ok.any():
+        raise _est.EstimationError("estimator 'auto': no calibration subject could be estimated at the source "
+                                   "protocol; use estimator 'fit' or 'priors'")
+    truth = tuple(a[ok] for a in truth)
+    cal_fit = tuple(a[ok] for a in cal_fit)
+    cal_m, cal_fc, cal_pc = cal_m[ok], cal_fc[ok], cal_pc[ok]
+    k = int(ok.sum())
     chooser = AutoChooser(tissues=tissues, sequence=seq, source=source, fit_params=fit_p, fit_scale=fit_c,
                           prior_params=prior_p, prior_scale=prior_c, measured=signals.mean, cal_truth=truth,
                           cal_fit=cal_fit, cal_fit_scale=cal_fc, cal_prior_scale=cal_pc, cal_measured=cal_m,
