@@ -125,7 +125,8 @@ def test_every_builtin_value_has_a_provenance(field):
 
 
 def test_verified_values_and_corrected_attributions():
-    """Values whose numbers were found in public texts; the 3 T CSF T1 no longer claims Lu 2005 (3817 ms there)."""
+    """Values whose numbers were found in public texts; the 3 T CSF T1 no longer claims Lu 2005 (3817 ms there)
+    but Wansapura 1999, which only an unreliable secondary text confirms (unverified)."""
     from neuroshift.physics.relaxation import provenance
 
     verified = {(f, t, p) for f in (1.5, 3.0) for t in TISSUES for p in ("pd", "t1_ms", "t2_ms", "t2star_ms")
@@ -136,7 +137,7 @@ def test_verified_values_and_corrected_attributions():
     assert (relaxation_table(3.0)["GM"].t1_ms, relaxation_table(3.0)["GM"].t2_ms,
             relaxation_table(3.0)["WM"].t1_ms) == (1331.0, 110.0, 832.0)
     csf = provenance(3.0, "CSF", "t1_ms")
-    assert csf.status == "representative" and csf.ref is None and "3817" in csf.note
+    assert csf.status == "unverified" and csf.ref == "Wansapura1999" and "3817" in csf.note
     assert "Lu2005 (3 T)" not in relaxation_table(3.0)["CSF"].source
     # the 1.5 T CSF T1 is the 3 T value reused: an assumption
     assert provenance(1.5, "CSF", "t1_ms").status == "ASSUMPTION"

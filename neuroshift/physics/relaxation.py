@@ -84,7 +84,7 @@ _BUILTIN: dict[float, dict[str, TissueParameters]] = {
         "CSF": TissueParameters(
             pd=1.00, t1_ms=4163.0, t2_ms=379.0, t2star_ms=190.0,
             source=_src(PD="free water (reference, = 1)",
-                        T1="[representative] inside the 3 T range 3817 (Lu2005) - 4470 ms (Rooney2007)",
+                        T1="Wansapura1999 (unverified; not Lu2005, which reports 3817 ms)",
                         T2="Paper000 Table 4 measured (literature lacks a 3 T CSF T2; pure CSF is longer, ~1-2 s)",
                         T2star="[assumption] no reliable in-vivo value; T2/2")),
         "GM": TissueParameters(
@@ -106,8 +106,8 @@ _BUILTIN: dict[float, dict[str, TissueParameters]] = {
         "CSF": TissueParameters(
             pd=1.00, t1_ms=4163.0, t2_ms=329.0, t2star_ms=165.0,
             source=_src(PD="free water (reference, = 1)",
-                        T1="[assumption] the 3 T value reused (free-water T1 is nearly field independent; "
-                           "Rooney2007: 4329 ms at 1.5 T)",
+                        T1="[assumption] the 3 T value (Wansapura1999) reused (free-water T1 is nearly field "
+                           "independent; Rooney2007: 4329 ms at 1.5 T)",
                         T2="BrainWeb (CSF T2 329 ms, the only 1.5 T CSF T2 paper 000 found)",
                         T2star="[assumption] no reliable in-vivo value; T2/2")),
         "GM": TissueParameters(

@@ -132,13 +132,15 @@ PROVENANCE: dict[float, dict[str, dict[str, Provenance]]] = {
     3.0: {
         "CSF": {
             "pd": _CSF_PD,
-            "t1_ms": _p(ref=None, location="no single source", field_T=3.0, status="representative",
-                        method="in vivo values of inversion-recovery studies at 3 T",
-                        checked_at="",
+            "t1_ms": _p(ref="Wansapura1999", location="CSF ROI (4163 ms, SD quoted as 1155 ms)", field_T=3.0,
+                        status="unverified", checked_at="",
+                        method="in vivo inversion recovery, healthy adult volunteers, CSF ROI",
                         note="earlier attributed to Lu 2005, which reports 3817 +/- 424 ms (quoted in Gannet, "
-                             "markmikkelsen/Gannet:GannetQuantify.m); 4163 ms lies inside the published 3 T range "
-                             "3817 (Lu 2005) - 4300 (Bojorquez 2017 trimmed mean) - 4470 (Rooney 2007, quoted in "
-                             "wtclarke/fsl_mrs:docs/user_docs/constants.rst); kept so 3 T results stay comparable"),
+                             "markmikkelsen/Gannet:GannetQuantify.m); 4163 +/- 1155 ms is attributed to Wansapura "
+                             "1999 only by a public knowledge-base page (find_string '1331 ± 13') whose CSF T2 row "
+                             "(2569 ms, BrainWeb's CSF T1) is wrong, so not counted as verified; the published 3 T "
+                             "range is 3817 (Lu 2005) - 4300 (Bojorquez 2017 trimmed mean) - 4470 ms (Rooney 2007, "
+                             "wtclarke/fsl_mrs:docs/user_docs/constants.rst)"),
             "t2_ms": _p(ref="Paper000", location="Table 4, row 'Measured', 6th column (379 +/- 157 ms); column "
                         "order WM T1, WM T2, GM T1, GM T2, CSF T1, CSF T2 inferred", field_T=3.0,
                         method="in vivo dual-echo T2 estimate, 10 volunteers, Siemens Verio", status="verified",
@@ -159,8 +161,9 @@ PROVENANCE: dict[float, dict[str, dict[str, Provenance]]] = {
                         note="832 +/- 10 ms; the 3 T WM T1 literature spans 0.6-1.1 s (Asslaender, "
                              "JakobAsslaender/T1variability), e.g. Lu 2005 699 ms, Stanisz 2005 1084 ms"),
             "t2_ms": _p(**_WANS, status="unverified", checked_at="",
-                        note="Gannet's transcription of Wansapura 1999 reads 79.2 +/- 0.6 ms, this table 79.6 ms "
-                             "(0.5 % apart): not resolved without the paper"),
+                        note="two public transcriptions of Wansapura 1999 disagree: 79.2 +/- 0.6 ms (Gannet, "
+                             "markmikkelsen/Gannet:GannetQuantify.m) and 79.6 +/- 0.6 ms (a knowledge-base page, "
+                             "find_string '1331 ± 13'); 0.5 % apart, not resolved without the paper"),
             "t2star_ms": _p(**_PET, field_T=3.0, note="frontal white matter")},
         "lesion": {
             "pd": _p(ref=None, location="no single source", field_T=3.0, status="representative",
