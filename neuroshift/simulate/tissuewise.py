@@ -14,7 +14,11 @@ scale ``c`` and the texture ``T`` from one image acquired with known parameters
 which equals ``c·Σ_t f_t·S_t(θ_new) + T`` with the texture kept fixed, and is
 the input itself (bit for bit) at ``θ_new = θ_0``.
 
-Performance: the fractions are stored once as a contiguous float32 stack
+Performance: when most tissue voxels are crisp (one tissue, fraction 1: the usual segmentation) the
+model keeps a *label layout* (:mod:`.label_layout`): a uint8 tissue label per voxel plus the
+partial-volume voxels' indices and fractions, and a derivative is one compiled pass
+``S + Δ[label]`` and a short partial-volume pass (≈ a copy of the image; issue 9). Otherwise (or
+without numba) the fractions are used as a contiguous float32 stack
 ``(tissues, voxels)`` restricted to the tissue support, in one of two layouts
 chosen by estimated memory traffic. *Box*: the bounding box of the brain; a
 derivative is 4 scalar signal evaluations, one copy of the image and, plane by
@@ -36,20 +40,17 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import DimensionError, GeometryError, InputError, NonFiniteError, ParameterRangeError
+from ..errors import InputError, ParameterRangeError
 from ..io.params import AcquisitionParams, SEQUENCE_PARAMETERS
 from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import estimate as _est
+from . import label_layout as _labels
+# the input checks and the fraction stack live in tissue_inputs (names kept importable here)
+from .tissue_inputs import FRACTION_TOLERANCE, TISSUE_ORDER, prepare_inputs  # noqa: F401
 
 #: Sequences the tissue-wise simulation supports (the one table: :data:`neuroshift.io.params.SEQUENCES`).
 SEQUENCES = tuple(SEQUENCE_PARAMETERS)
-
-#: Tissue order of the fraction stack.
-TISSUE_ORDER = ("CSF", "GM", "WM", "lesion")
-
-#: Fractions may exceed [0, 1] by this much (resampling / rounding) before they are refused.
-FRACTION_TOLERANCE = 1e-3
 
 
 @dataclass(eq=False)
@@ -73,6 +74,7 @@ class TissueModel:
     _stack: np.ndarray = field(default=None, repr=False)       # (T, M) float32 fractions inside the box
     _box: tuple = field(default=(), repr=False)                # slices of the box
     _joint: np.ndarray | None = field(default=None, repr=False)  # slab mode: (1+T, M) [image; fractions]
+    _labels: _labels.LabelLayout | None = field(default=None, repr=False)  # label layout (one-pass derivative)
     _order: tuple = field(default=(), repr=False)              # tissue names of the stack rows
     _s0: np.ndarray = field(default=None, repr=False)          # S_t(θ_0) with the apparent parameters
     _texture: np.ndarray | None = field(default=None, repr=False)
@@ -149,6 +151,12 @@ class TissueModel:
                 return self._image.copy()
             np.copyto(out, self._image)
             return out
+        if self._labels is not None:
+            # Label layout (mostly crisp voxels): out = S + Δ[label] in one compiled pass, then the
+            # partial-volume voxels S + Σ_t f_t·Δ_t (label_layout; no temporaries).
+            if out is None:
+                out = np.empty(self._image.shape, np.float32)
+            return self._labels.apply(self._image, delta, out)
         if self._joint is not None:
             # Slab mode (the tissue support spans most of the volume): one sgemv writes the slab directly,
             # out = [1, Δ] · [S; f_CSF; f_GM; ...], and only the slices outside the slab are copied.
@@ -212,6 +220,9 @@ class TissueModel:
 #: busy machine made a 64³ derivative ~400× a copy (``bench/simulate.py --sizes``).
 BLAS_MIN_VOXELS = 1 << 22
 
+#: Use the label layout (:mod:`.label_layout`) when it applies; False keeps the dense layouts (tests, benches).
+LABEL_LAYOUT = True
+
 #: Voxels per block of :func:`_axpy_blocked` (float32: 256 KiB per row, inside L2).
 AXPY_BLOCK = 1 << 16
 
@@ -241,93 +252,6 @@ def derivative_meta(sequence: str, params: AcquisitionParams) -> dict:
             "dicom:SeriesDescription": f"NeuroShift {sequence.upper()} {params.label()}"}
     meta.update(params.to_dicom_meta())
     return meta
-
-
-# --------------------------------------------------------------------------- input checks
-def _as_array(x, what: str) -> tuple[np.ndarray, Volume | None]:
-    if isinstance(x, Volume):
-        return x.data, x
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch tensor
-        x = x.detach().cpu().numpy()
-    return np.asarray(x), None
-
-
-def _prepare(image, fractions: Mapping, brain_mask=None):
-    """Validate and stack. Returns (image, geometry, stack, box, order, mask_box, joint or None)."""
-    from ..tissues.maps import canonical_tissue
-
-    img, geom = _as_array(image, "image")
-    if img.ndim != 3:
-        raise DimensionError(f"the image must be a 3D volume, got an array of shape {img.shape} ({img.ndim}D)")
-    if not np.issubdtype(img.dtype, np.number) or np.issubdtype(img.dtype, np.complexfloating):
-        raise InputError(f"the image must be real-valued, got {img.dtype}")
-    img = np.array(img, dtype=np.float32, order="C", copy=True)
-    if not np.all(np.isfinite(img)):
-        raise NonFiniteError(f"the image has {int(np.count_nonzero(~np.isfinite(img)))} NaN or infinite voxel(s)")
-    if not fractions:
-        raise InputError("no tissue fraction maps were given (need at least one of CSF, GM, WM, lesion)")
-    maps: dict[str, np.ndarray] = {}
-    for name, f in fractions.items():
-        tissue = canonical_tissue(name)
-        if tissue in maps:
-            raise InputError(f"tissue {tissue} is given twice")
-        arr, fgeom = _as_array(f, tissue)
-        if arr.shape != img.shape:
-            raise GeometryError(f"the {tissue} fraction map has shape {arr.shape}, the image {img.shape}")
-        if geom is not None and fgeom is not None:
-            geom.require_same_grid(fgeom, f"image and {tissue} fraction map")
-        arr = np.asarray(arr, dtype=np.float32)
-        lo, hi = float(arr.min()), float(arr.max())
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise NonFiniteError(f"the {tissue} fraction map has NaN or infinite voxels")
-        if lo < -FRACTION_TOLERANCE or hi > 1 + FRACTION_TOLERANCE:
-            raise ParameterRangeError(f"the {tissue} fraction map has values in [{lo:g}, {hi:g}], outside [0, 1]")
-        maps[tissue] = arr
-    order = tuple(t for t in TISSUE_ORDER if t in maps)
-    mask = None
-    if brain_mask is not None:
-        m, mgeom = _as_array(brain_mask, "brain mask")
-        if m.shape != img.shape:
-            raise GeometryError(f"the brain mask has shape {m.shape}, the image {img.shape}")
-        if geom is not None and mgeom is not None:
-            geom.require_same_grid(mgeom, "image and brain mask")
-        mask = np.asarray(m) > 0
-    # Bounding box of the tissue support (and of the mask, which only restricts).
-    support = np.zeros(img.shape, dtype=bool)
-    for t in order:
-        support |= maps[t] > 0
-    if mask is not None:
-        support &= mask
-    if not support.any():
-        raise InputError("the tissue fraction maps are zero everywhere (inside the brain mask)")
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(support.any(axis=other))
-        box.append(slice(int(nz[0]), int(nz[-1]) + 1))
-    box = tuple(box)
-    # Memory traffic per derivative (bytes per voxel, float32): box mode = copy (8 per voxel) + sgemv
-    # (4·T + 4 per box voxel) + strided add (12 per box voxel); slab mode (box widened to whole slices,
-    # contiguous) = copy outside the slab (8) + sgemv [S; f] straight into the output (4·(T + 1) + 4).
-    n_all = img.size
-    n_box = int(np.prod([s.stop - s.start for s in box]))
-    n_slab = (box[0].stop - box[0].start) * int(np.prod(img.shape[1:]))
-    cost_box = 8 * n_all + (4 * len(order) + 16) * n_box
-    cost_slab = 8 * (n_all - n_slab) + (4 * len(order) + 8) * n_slab
-    slab_mode = cost_slab < cost_box
-    if slab_mode:
-        box = (box[0], slice(0, img.shape[1]), slice(0, img.shape[2]))
-        n_box = n_slab
-    joint = np.empty((len(order) + 1, n_box), dtype=np.float32)
-    joint[0] = img[box].reshape(-1)
-    stack = joint[1:]
-    for i, t in enumerate(order):
-        region = np.clip(maps[t][box], 0.0, 1.0)
-        if mask is not None:
-            region = np.where(mask[box], region, 0.0)
-        stack[i] = region.reshape(-1)
-    mask_box = support[box].reshape(-1)
-    return img, geom, stack, box, order, mask_box, (joint if slab_mode else None)
 
 
 # --------------------------------------------------------------------------- public API
@@ -372,7 +296,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
         notes.append(f"field strength {field_T:g} T given explicitly; the image header says {source.field_T:g} T")
     source = replace(source, field_T=float(field_T))
     report(progress, 0.05, "checking inputs")
-    img, geom, stack, box, order, mask_box, joint = _prepare(image, fractions, brain_mask)
+    img, geom, stack, box, order, mask_box, joint = prepare_inputs(image, fractions, brain_mask)
     if priors is None:
         from ..physics.relaxation import relaxation_table
 
@@ -403,6 +327,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
         priors=dict(priors), report=fit_report, geometry=geom, relaxation=relaxation,
         estimator=str(estimator).lower(), ensemble=ensemble,
         _image=img, _stack=stack, _box=box, _joint=joint, _order=order, _s0=s0,
+        _labels=_labels.build(img.shape, stack, box) if LABEL_LAYOUT else None,
     )
     report(progress, 1.0, "model ready")
     return model
