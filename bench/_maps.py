@@ -10,9 +10,17 @@ from neuroshift.qmri import QMRIMaps
 from neuroshift.simulate.synthetic import synthetic_fractions
 
 
-def synthetic_maps(shape, seed: int = 0) -> QMRIMaps:
-    """PD, T1, T2, T2* (float32, ms): fraction-weighted 3 T tissue values; 0 outside the brain. SYNTHETIC."""
-    fr = synthetic_fractions(shape, seed=seed)
+def synthetic_maps(shape, seed: int = 0, *, brain_fill: bool = False) -> QMRIMaps:
+    """PD, T1, T2, T2* (float32, ms): fraction-weighted 3 T tissue values; 0 outside the brain. SYNTHETIC.
+
+    ``brain_fill=True``: the brain ellipsoid is stretched over the whole array (every voxel is tissue, the
+    worst case for kernels that skip background); default: a 1-mm head, brain ≈ 13 % of the voxels.
+    """
+    if brain_fill:
+        axes = tuple(0.9 * n for n in shape)  # semi-axes (voxels) reaching past the corners: no background
+        fr = synthetic_fractions(shape, seed=seed, brain_semi_axes_mm=axes)
+    else:
+        fr = synthetic_fractions(shape, seed=seed)
     table = relaxation_table(3.0)
     total = sum(fr.values())
     ref = Volume(np.zeros(shape, np.float32), spacing=(1.0, 1.0, 1.0), meta={"description": "SYNTHETIC"})

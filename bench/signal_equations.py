@@ -2,12 +2,17 @@
 """Benchmark (named signal_equations.py: a bench/signal.py would shadow the standard library module
 ``signal`` for every script in bench/): synthesis of every sequence from quantitative maps, through the entry point users call.
 
-    python bench/signal_equations.py [--shape 176,256,256] [--rounds 7] [--cornucopia-path DIR] [--json out.json]
+    python bench/signal_equations.py [--shape 176,256,256] [--rounds 7] [--maps head|fill] [--cornucopia-path DIR]
+                                     [--json out.json]
 
 Volume: float32 maps PD, T1, T2, T2* (SYNTHETIC, head-shaped tissue mixture; background 0) of
-256×256×176 voxels. Per sequence, interleaved rounds of:
+256×256×176 voxels; ``--maps fill`` stretches the brain over every voxel (no background blocks to skip:
+the worst case). Per sequence, interleaved rounds of:
 
-* ``ours``: :func:`neuroshift.qmri.synthesize` (``neuroshift qmri synth`` calls it), fused kernels;
+* ``ours``: :func:`neuroshift.qmri.synthesize` (``neuroshift qmri synth`` calls it), fused kernels
+  (``mprage_eq6``, which no CLI synthesises, through :func:`~neuroshift.physics.signal.mprage_eq6_paper002`);
+* ``api``: :func:`neuroshift.physics.signal.sequence_signal` with the single-echo physics (the equations the
+  phantom and the simulate commands call), fused kernels;
 * ``before``: the same call with the fused kernels off (the reference formulas) plus the float64
   ``nan_to_num`` pass the synthesis had before (what users got until this change);
 * ``copy``: ``np.copy`` of the input maps the sequence reads (3 maps) — goal: ours ≤ 3× this;
@@ -17,7 +22,8 @@ Volume: float32 maps PD, T1, T2, T2* (SYNTHETIC, head-shaped tissue mixture; bac
   ``NEUROSHIFT_THREADS=1`` to compare single-threaded), when cornucopia imports (``--cornucopia-path`` adds a folder, e.g. a
   ``pip install --target`` directory, to ``sys.path``). Goal: ours ≥ 2× faster than cornucopia.
 
-Median of the rounds, interquartile range and the load average are printed: on a shared machine
+``max |ours − ref64|``: against the reference formulas (fused kernels off) in float64 — float32 rounding only
+(goal ≤ 1e-6 of the max signal). Median of the rounds, interquartile range and the load average are printed: on a shared machine
 the ratios (same rounds) are the figures, not the absolute times.
 """
 
@@ -40,14 +46,14 @@ from bench._timing import fmt, interleaved, load_average, machine  # noqa: E402
 from neuroshift.io.params import AcquisitionParams  # noqa: E402
 from neuroshift.physics import kernels  # noqa: E402
 from neuroshift.threads import requested_threads  # noqa: E402
-from neuroshift.physics.signal import sequence_signal  # noqa: E402
+from neuroshift.physics.signal import mprage_eq6_paper002, sequence_signal  # noqa: E402
 from neuroshift.qmri import QMRIMaps, synthesize  # noqa: E402,F401
 from neuroshift.qmri.synth import required_maps  # noqa: E402
 
 PROTOCOLS = {
     "se": "TE=90,TR=3000", "ir": "TE=12,TI=400,TR=3000", "flair": "TE=112,TI=2500,TR=9000",
     "dir": "TE=25,TI1=3400,TI2=325,TR=15000", "gre": "TE=5,TR=20,FA=15",
-    "mprage": "TE=3,TI=900,TR=2300,FA=9,TX=7,N=176",
+    "mprage": "TE=3,TI=900,TR=2300,FA=9,TX=7,N=176", "mprage_eq6": "TE=3,TI=900,TR=2300,FA=9,TX=7,N=176",
 }
 
 
@@ -55,18 +61,37 @@ PROTOCOLS = {
 _MULTI = {"multi_echo": True} if "multi_echo" in __import__("inspect").signature(sequence_signal).parameters else {}
 
 
+def signal(maps: QMRIMaps, seq: str, params: AcquisitionParams, *, multi_echo: bool, dtype=None) -> np.ndarray:
+    """The equation of ``seq`` on the maps (``mprage_eq6``: paper 002's Eq. 6), in ``dtype`` (default the maps')."""
+    arr = {n: maps.array(n) if dtype is None else maps.array(n).astype(dtype) for n in ("PD", "T1", "T2", "T2star")}
+    with np.errstate(all="ignore"):
+        if seq == "mprage_eq6":
+            p = params
+            return mprage_eq6_paper002(arr["PD"], arr["T1"], arr["T2star"], te_ms=p.TE_ms, ti_ms=p.TI_ms,
+                                       tr_ms=p.TR_ms, fa_deg=p.FA_deg, tx_ms=p.TX_ms, n=p.N)
+        if seq in ("se", "ir", "flair", "dir"):
+            kw = {"t2_ms": arr["T2"], **(_MULTI if multi_echo else {})}
+        else:
+            kw = {"t2star_ms": arr["T2star"]}
+        return sequence_signal(seq, params, pd=arr["PD"], t1_ms=arr["T1"], **kw)
+
+
 def before(maps: QMRIMaps, seq: str, params: AcquisitionParams) -> np.ndarray:
     """The synthesis as it was: reference formulas, float64 nan_to_num pass, cast to float32."""
     kernels.ENABLED = False
     try:
-        if seq in ("se", "ir", "flair", "dir"):
-            kw = {"t2_ms": maps.array("T2"), **_MULTI}
-        else:
-            kw = {"t2star_ms": maps.array("T2star")}
-        with np.errstate(all="ignore"):
-            s = sequence_signal(seq, params, pd=maps.array("PD"), t1_ms=maps.array("T1"), **kw)
+        s = signal(maps, seq, params, multi_echo=True)
         s = np.nan_to_num(np.asarray(s, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         return s.astype(np.float32)
+    finally:
+        kernels.ENABLED = True
+
+
+def reference64(maps: QMRIMaps, seq: str, params: AcquisitionParams) -> np.ndarray:
+    """The reference formulas (fused kernels off) in float64: what the kernels must reproduce."""
+    kernels.ENABLED = False
+    try:
+        return np.asarray(signal(maps, seq, params, multi_echo=True, dtype=np.float64))
     finally:
         kernels.ENABLED = True
 
@@ -95,27 +120,37 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", default="176,256,256", help="array shape k,j,i (default 176,256,256)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--sequences", default=",".join(PROTOCOLS))
+    ap.add_argument("--maps", choices=("head", "fill"), default="head",
+                    help="head: brain ~13%% of the voxels (default); fill: tissue in every voxel (worst case)")
     ap.add_argument("--cornucopia-path", help="folder added to sys.path for the cornucopia baseline")
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.cornucopia_path:
         sys.path.insert(0, args.cornucopia_path)
     shape = tuple(int(v) for v in args.shape.split(","))
-    maps = synthetic_maps(shape)
+    maps = synthetic_maps(shape, brain_fill=args.maps == "fill")
     info = machine()
-    print(f"synthesis bench, {shape[::-1]} float32 maps (SYNTHETIC), {info['cpu']}, {info['usable_cores']} usable "
+    print(f"synthesis bench, {shape[::-1]} float32 maps (SYNTHETIC, {args.maps}: "
+          f"{100 * float(np.mean(maps.array('T1') > 0)):.0f}% tissue voxels), {info['cpu']}, {info['usable_cores']} usable "
           f"cores, numpy {info['numpy']}; fused kernels on {requested_threads()} thread(s) from "
           f"{kernels.PARALLEL_MIN} voxels; load {load_average()}")
     results = {"machine": info, "shape": list(shape), "sequences": {}}
     for seq in args.sequences.split(","):
         params = AcquisitionParams.parse(PROTOCOLS[seq])
-        ins = [maps.array(n) for n in required_maps(seq)]
-        ours = synthesize(maps, seq, params).data
+        eq6 = seq == "mprage_eq6"
+        ins = [maps.array(n) for n in required_maps("mprage" if eq6 else seq)]
+        run_ours = (lambda: signal(maps, seq, params, multi_echo=True)) if eq6 else \
+            (lambda: synthesize(maps, seq, params).data)
+        ours = run_ours()
         ref = before(maps, seq, params)
-        scale = float(np.abs(ref).max())
+        ref64 = reference64(maps, seq, params)
+        scale = float(np.abs(ref64).max())
         diff = float(np.max(np.abs(ours.astype(np.float64) - ref))) / scale
-        funcs = {"copy": lambda: [a.copy() for a in ins], "ours": lambda: synthesize(maps, seq, params),
+        diff64 = float(np.max(np.abs(ours.astype(np.float64) - ref64))) / scale
+        funcs = {"copy": lambda: [a.copy() for a in ins], "ours": run_ours,
                  "before": lambda: before(maps, seq, params)}
+        if not eq6:
+            funcs["api"] = lambda: signal(maps, seq, params, multi_echo=False)
         if seq == "gre":
             pd, t1, t2s = ins
             p = (params.TE_ms, params.TR_ms, params.FA_deg)
@@ -141,14 +176,20 @@ def main(argv=None) -> int:
         load0 = load_average()
         t = interleaved(funcs, args.rounds)
         load1 = load_average()
-        row = {"timings": t, "max_abs_diff_rel_to_max": diff, "load_before": load0, "load_after": load1,
+        row = {"timings": t, "max_abs_diff_rel_to_max": diff, "max_abs_diff_vs_float64_reference": diff64,
+               "load_before": load0, "load_after": load1,
                "ours_vs_copy": t["ours"]["median_s"] / t["copy"]["median_s"],
                "before_vs_ours": t["before"]["median_s"] / t["ours"]["median_s"]}
+        if "api" in t:
+            row["api_vs_copy"] = t["api"]["median_s"] / t["copy"]["median_s"]
         print(f"[{seq}] params {PROTOCOLS[seq]}; load {load0} -> {load1}")
         for k, v in t.items():
             print(f"    {k:22s} {fmt(v)}")
-        print(f"    ours = {row['ours_vs_copy']:.2f}x a copy of its {len(ins)} input maps (goal <= 3x); "
-              f"before / ours = {row['before_vs_ours']:.2f}; max |ours - before| = {diff:.1e} of the max signal")
+        api = f"; api (single-echo sequence_signal) = {row['api_vs_copy']:.2f}x" if "api" in row else ""
+        print(f"    ours = {row['ours_vs_copy']:.2f}x a copy of its {len(ins)} input maps (goal <= 3x){api}; "
+              f"before / ours = {row['before_vs_ours']:.2f}")
+        print(f"    max |ours - ref64| = {diff64:.1e} of the max signal (goal <= 1e-6; float64 reference formulas); "
+              f"max |ours - before (float32 reference)| = {diff:.1e}")
         for k in [k for k in t if k.startswith("cornucopia") or k == "textbook"]:
             row[f"{k}_vs_ours"] = t[k]["median_s"] / t["ours"]["median_s"]
             print(f"    {k} / ours = {row[f'{k}_vs_ours']:.2f} (goal for cornucopia >= 2)")

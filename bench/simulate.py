@@ -2,7 +2,7 @@
 """Benchmark: one tissue-wise derivative vs a numpy copy of the same bytes, and a 7×7 grid.
 
     python bench/simulate.py [--shape 176,256,256] [--repeats 15] [--json out.json]
-    python bench/simulate.py --sizes "64,64,64;128,128,128;176,256,256;256,512,512"   # size sweep
+    python bench/simulate.py --sizes "64,64,64;128,128,128;176,256,256;256,512,512"   # size sweep (issue 9 goal)
     python bench/simulate.py --estimators        # accuracy + fit time of fit / priors / posterior / auto (issue 15)
 
 Volume: float32 of 256×256×176 voxels (array shape 176, 256, 256), four tissue maps (CSF, GM, WM,
@@ -36,6 +36,7 @@ from neuroshift.physics.relaxation import relaxation_table  # noqa: E402
 from neuroshift.simulate import estimate as est  # noqa: E402
 from neuroshift.simulate.grid import grid_points, parse_grid  # noqa: E402
 from neuroshift.simulate.synthetic import synthetic_fractions  # noqa: E402
+from neuroshift.simulate import label_layout  # noqa: E402
 from neuroshift.simulate import tissuewise as tw  # noqa: E402
 from neuroshift.simulate.tissuewise import fit_tissue_model  # noqa: E402
 
@@ -121,80 +122,60 @@ def bench_case(name: str, fr: dict, repeats: int, grid: str) -> dict:
     return out
 
 
-def bench_sizes(sizes, repeats: int) -> list[dict]:
-    """Dense fractions (the slab layout) at each size: derivative vs copy for the product path (which picks
-    blocked single-thread sums under ``tw.BLAS_MIN_VOXELS`` voxels, BLAS ``sgemv`` above) and for both
-    paths forced; traced peak memory of one derivative beyond its output, as a multiple of the image."""
+def _layout(model) -> str:
+    if model._labels is not None:
+        return f"labels ({100 * model._labels.partial_share:.0f}% partial volume)"
+    return "slab" if model._joint is not None else "box"
+
+
+def bench_sizes(sizes, repeats: int, cases=("head", "dense")) -> list[dict]:
+    """Derivative vs copy at each size for the product path (``TissueModel.simulate``, the layout it picks) and,
+    for comparison, the dense layouts (label layout off: BLAS ``sgemv`` or blocked sums); traced peak memory of
+    one derivative beyond its inputs, as a multiple of the image. Cases: ``head`` — head-shaped fractions with
+    the brain scaled to the field of view (a 256-voxel-wide head at every size: mostly crisp voxels, partial
+    volume on the boundaries); ``dense`` — every voxel a random mixture of all four tissues (worst case, no
+    crisp voxel: 4 fraction floats must be read per voxel, so no layout gets near a copy)."""
     import tracemalloc
 
     from bench._timing import interleaved, load_average
 
     rows = []
     for shape in sizes:
-        fr = _dense(shape)
-        img = _image(fr)
-        model = fit_tissue_model(img, fr, "flair", SRC)
-        del fr
-        default = tw.BLAS_MIN_VOXELS
-
-        def forced(v):
-            def run():
-                tw.BLAS_MIN_VOXELS = v
-                try:
-                    return model.simulate(TARGET)
-                finally:
-                    tw.BLAS_MIN_VOXELS = default
-            return run
-        rounds = max(5, min(repeats * 4, int(4e8 // img.size)))
-        load0 = load_average()
-        t = interleaved({"copy": lambda: np.copy(img), "product": lambda: model.simulate(TARGET),
-                         "blas": forced(0), "blocked": forced(1 << 62)}, rounds)
-        mem = {}
-        for name, f in (("product", lambda: model.simulate(TARGET)), ("blas", forced(0)),
-                        ("blocked", forced(1 << 62))):
+        for case in cases:
+            fr = _dense(shape) if case == "dense" else synthetic_fractions(shape, spacing_mm=256.0 / shape[1])
+            img = _image(fr)
+            model = fit_tissue_model(img, fr, "flair", SRC)
+            tw.LABEL_LAYOUT = False
+            try:
+                dense_model = fit_tissue_model(img, fr, "flair", SRC) if model._labels is not None else model
+            finally:
+                tw.LABEL_LAYOUT = True
+            del fr
+            rounds = max(5, min(repeats * 4, int(4e8 // img.size)))
+            load0 = load_average()
+            t = interleaved({"copy": lambda: np.copy(img), "product": lambda: model.simulate(TARGET),
+                             "dense_layouts": lambda: dense_model.simulate(TARGET)}, rounds)
             tracemalloc.start()
             try:
-                f()
-                mem[name] = tracemalloc.get_traced_memory()[1] / img.nbytes
+                out = model.simulate(TARGET)
+                peak = tracemalloc.get_traced_memory()[1] / img.nbytes
             finally:
                 tracemalloc.stop()
-        c = t["copy"]["median_s"]
-        row = {"shape": list(shape), "voxels": int(img.size), "rounds": rounds, "load_before": load0,
-               "load_after": load_average(), "copy_ms": 1e3 * c,
-               **{f"{k}_vs_copy": t[k]["median_s"] / c for k in ("product", "blas", "blocked")},
-               **{f"{k}_iqr_vs_copy": t[k]["iqr_s"] / c for k in ("product", "blas", "blocked")},
-               **{f"{k}_peak_memory_images": v for k, v in mem.items()}}
-        print(f"[dense {shape[::-1]}] copy {1e3 * c:.3f} ms | product {row['product_vs_copy']:.2f}x | BLAS sgemv "
-              f"{row['blas_vs_copy']:.2f}x | blocked {row['blocked_vs_copy']:.2f}x a copy (goal <= 1.5x); peak "
-              f"memory {mem['product']:.2f} images incl. the output (goal <= 1.3); {rounds} rounds; load "
-              f"{load0} -> {row['load_after']}", flush=True)
-        rows.append(row)
+            ref = dense_model.simulate(TARGET)
+            diff = float(np.max(np.abs(out - ref))) / float(np.abs(ref).max())
+            c = t["copy"]["median_s"]
+            row = {"case": case, "shape": list(shape), "voxels": int(img.size), "rounds": rounds, "layout": _layout(model),
+                   "load_before": load0, "load_after": load_average(), "copy_ms": 1e3 * c,
+                   "product_vs_copy": t["product"]["median_s"] / c, "product_iqr_vs_copy": t["product"]["iqr_s"] / c,
+                   "dense_layouts_vs_copy": t["dense_layouts"]["median_s"] / c,
+                   "product_peak_memory_images": peak, "max_diff_vs_dense_layouts": diff}
+            print(f"[{case} {shape[::-1]}] copy {1e3 * c:.3f} ms | derivative {row['product_vs_copy']:.2f}x a copy "
+                  f"(goal <= 1.5x; IQR {row['product_iqr_vs_copy']:.2f}), layout {row['layout']} | dense layouts "
+                  f"{row['dense_layouts_vs_copy']:.2f}x | peak memory {peak:.2f} images beyond the inputs (goal <= 1.3) "
+                  f"| max diff {diff:.1e} of max | {rounds} rounds; load {load0} -> {row['load_after']}", flush=True)
+            rows.append(row)
+            del model, dense_model, img, out, ref
     return rows
-
-
-def bench_estimators(json_path: str | None = None) -> int:
-    """Estimator rows (issue 15): GM/WM derivative error vs truth on phantoms whose relaxation values come from
-    another publication (BrainWeb; in-vivo 1.5 T values), one T1w spin echo TE 10 / TR 600 ms -> 9 targets
-    TE 10-100 x TR 600-3000 ms, crisp labels; and the median model-fit time of each estimator. SYNTHETIC."""
-    from bench._timing import load_average
-    from dev.derivative_mismatch import parse_args, run
-
-    load0 = load_average()
-    names = ("fit", "priors", "posterior", "auto")
-    doc = {"load_before": load0}
-    for truth in ("brainweb", "invivo"):
-        res = run(parse_args(["--truth", truth, "--estimators", ",".join(names)]), quiet=True)["summary"]
-        doc[truth] = res
-        best = min(res["fit"]["mean_abs_pct"], res["priors"]["mean_abs_pct"])
-        print(f"[estimators, truth {truth}] GM/WM |error| mean/worst %: " + ", ".join(
-            f"{n} {res[n]['mean_abs_pct']:.1f}/{res[n]['worst_abs_pct']:.1f}" for n in names)
-            + f" | auto vs min(fit, priors): {res['auto']['mean_abs_pct'] / best:.2f}x (goal <= 1.00x)"
-            + " | fit time s: " + ", ".join(f"{n} {res[n]['fit_s']:.2f}" for n in names), flush=True)
-    doc["load_after"] = load_average()
-    print(f"load {load0} -> {doc['load_after']}")
-    if json_path:
-        Path(json_path).write_text(json.dumps(doc, indent=2, default=str))
-    return 0
 
 
 def main(argv=None) -> int:
@@ -203,7 +184,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--grid", default="TE=84:150:7,TI=2200:2900:7")
     ap.add_argument("--cases", default="head,dense")
-    ap.add_argument("--sizes", help="size sweep instead: shapes k,j,i separated by ';' (dense fractions)")
+    ap.add_argument("--sizes", help="size sweep instead: shapes k,j,i separated by ';' (cases from --cases)")
     ap.add_argument("--estimators", action="store_true",
                     help="instead: derivative error of each estimator on mismatched-prior phantoms (issue 15)")
     ap.add_argument("--json", help="also write the results as JSON")
@@ -214,9 +195,13 @@ def main(argv=None) -> int:
         from bench._timing import machine
 
         info = machine()
-        print(f"numpy {np.__version__}, {info['cpu']}, {info['usable_cores']} usable cores; blocked path below "
+        from neuroshift.threads import requested_threads
+
+        print(f"numpy {np.__version__}, {info['cpu']}, {info['usable_cores']} usable cores, derivative threads "
+              f"{requested_threads()} from {label_layout.PARALLEL_MIN} voxels; blocked path below "
               f"{tw.BLAS_MIN_VOXELS} slab voxels")
-        rows = bench_sizes([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")], args.repeats)
+        rows = bench_sizes([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")], args.repeats,
+                           tuple(args.cases.split(",")))
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": info, "sizes": rows}, indent=2))
         return 0
