@@ -176,13 +176,16 @@ class TissueModel:
             out = self._image.copy()
         else:
             np.copyto(out, self._image)
-        # Plane by plane with one plane-sized scratch buffer (no box-sized temporary, no BLAS threads).
+        # Groups of whole planes with one group-sized scratch buffer (no box-sized temporary, no BLAS threads):
+        # at least AXPY_BLOCK voxels per group (few Python calls for small planes), at most 1/8 of the image.
         region = out[self._box]
         plane = int(np.prod(region.shape[1:]))
-        tmp = np.empty(plane, np.float32)
-        for i in range(region.shape[0]):
-            _axpy_blocked(tmp, None, self._stack[:, i * plane:(i + 1) * plane], delta)
-            region[i] += tmp.reshape(region.shape[1:])
+        group = max(1, min(-(-AXPY_BLOCK // plane), self._image.size // (8 * plane), region.shape[0]))
+        tmp = np.empty(group * plane, np.float32)
+        for i in range(0, region.shape[0], group):
+            k = min(group, region.shape[0] - i)
+            _axpy_blocked(tmp[:k * plane], None, self._stack[:, i * plane:(i + k) * plane], delta)
+            region[i:i + k] += tmp[:k * plane].reshape((k,) + region.shape[1:])
         return out
 
     @property
