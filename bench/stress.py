@@ -61,11 +61,11 @@ def ideal_parallel(workers: int, predictions: int, model_name: str, device: str,
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from neuroshift.stress.runner import _init_worker
+    from neuroshift.stress.worker import init_worker
 
     share = [predictions // workers + (i < predictions % workers) for i in range(workers)]
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(1,)) as ex:
+                             initializer=init_worker, initargs=(1,)) as ex:
         secs = list(ex.map(_predict_loop, [model_name] * workers, [device] * workers,
                            [str(cases_dir)] * workers, share))
     return {"predictions": predictions, "per_worker": share, "predict_s_per_worker": secs,

@@ -52,3 +52,38 @@ def test_thread_budget_is_split_between_workers(monkeypatch):
 
     monkeypatch.setattr(th, "available_cores", lambda: 8)
     assert [runner.worker_threads(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+
+
+class Fitted:
+    """A fitted model of a class outside NeuroShift: the pickle-free hand-over refuses it."""
+
+    def __init__(self, case_id):
+        self.case_id = case_id
+
+
+class ForeignFitSimulator(FitCountingSimulator):
+    def fit(self, case, sequence):
+        super().fit(case, sequence)
+        return Fitted(case.case_id)
+
+    def render(self, fitted, case, target, shifts, *, seed):
+        assert fitted.case_id == case.case_id
+        return case.image.with_data(np.array(case.image.data, dtype=np.float32))
+
+
+def test_shared_case_is_read_by_workers_and_foreign_fits_fall_back(tmp_path):
+    cases = [memory_case("a"), memory_case("b", te=80, ti=2300)]
+    serial = run_stress_test(cases, QuadraticF1Model(), GRID, tmp_path / "s",
+                             simulator=FitCountingSimulator(tmp_path / "serial.log"))
+    par = run_stress_test(cases, QuadraticF1Model(), GRID, tmp_path / "p",
+                          simulator=FitCountingSimulator(tmp_path / "par.log"), workers=2)
+    # each worker read each case it evaluated from the parent's file at most once (2 workers x 2 cases)
+    reads = [r["timing"]["shared_read_s"] for r in par.records if "shared_read_s" in r["timing"]]
+    assert 2 <= len(reads) <= 4 and min(reads) > 0
+    # a fitted model of a foreign class is not shared: workers read and fit the case themselves, same results
+    foreign = run_stress_test(cases, QuadraticF1Model(), GRID, tmp_path / "f",
+                              simulator=ForeignFitSimulator(tmp_path / "foreign.log"), workers=2)
+    assert by_key(foreign) == by_key(serial) and len(foreign.records) == 20
+    fits = [f.split() for f in (tmp_path / "foreign.log").read_text().split("\n")[:-1]]
+    assert any(pid != str(os.getpid()) for pid, _ in fits)  # some fits ran in worker processes
+    assert not any("shared_read_s" in r["timing"] for r in foreign.records)

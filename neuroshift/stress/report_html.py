@@ -97,6 +97,9 @@ def render_html(run: StressRun, surfaces: dict, metric: str, images: dict[str, b
         for m in others:
             if f"heatmap_{m}.png" in images:
                 parts.append(_img(images[f"heatmap_{m}.png"], m))
+    from .timing import timing_html  # inference share, overhead and worker efficiency of the run
+
+    parts.append(timing_html(run))
     parts.append("<h2>Failures</h2>")
     if run.failures:
         parts.append("<table><tr><th class='l'>case</th><th class='l'>point</th><th class='l'>problem</th></tr>")

@@ -1,0 +1,148 @@
+"""Where stress-test points run: local worker processes or a Dask cluster (the in-process loop is in the runner).
+
+* :func:`run_processes`: ``spawn`` worker processes, one grid point per job. The parent reads and fits
+  each case once and hands it over in a pickle-free ``.npz`` + JSON file (:mod:`neuroshift.stress.share`)
+  in a private temporary folder; a worker reads a case once and keeps it. The cores are split:
+  :func:`worker_threads` torch/BLAS threads per worker. A fitted model the format cannot store (a class
+  outside NeuroShift's dataclasses, e.g. an injected test simulator's) is not shared: the workers then
+  read and fit that case themselves.
+* :func:`run_dask`: the model and simulator are scattered once to every worker, each case once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from .worker import error_text, evaluate_points, init_worker, prepared_case, shared_object
+
+
+@dataclass(frozen=True)
+class CaseRef:
+    """What a worker needs of a case whose loaded form and fitted model come from a shared file: its id."""
+
+    case_id: str
+
+
+def worker_threads(workers: int) -> int:
+    """Threads per worker process: the cores available to this process split between the workers."""
+    from ..threads import available_cores
+
+    return max(1, available_cores() // max(1, workers))
+
+
+def share_prepared(folder: Path, index: int, entry) -> str | None:
+    """Store a loaded case and its fitted model once for the workers (:mod:`neuroshift.stress.share`, in this
+    run's private folder); None when the fitted model cannot be stored without pickle."""
+    from .share import NotShareable, save_shared
+
+    try:
+        return str(save_shared(folder / f"case{index}.npz", entry))
+    except NotShareable:
+        return None
+
+
+def run_processes(workers: int, token: str, jobs, common, accept, failed_cases) -> None:
+    """Worker processes, one grid point per job; each case is read and fitted once, by this process.
+
+    The parent fits case k (and stores it for the workers) while the workers evaluate the points of
+    the cases before it; a worker reads a stored case once and keeps it (no worker refits). The
+    threads are split: each worker gets ``available cores // workers`` (:func:`worker_threads`).
+    """
+    import multiprocessing
+    import shutil
+    import tempfile
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = worker_threads(workers)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_worker, initargs=(threads,))
+    seq, model_obj, simulator, _metrics, _axes = common
+    model_obj = shared_object(token, "model", model_obj)
+    simulator = shared_object(token, "simulator", simulator)
+    folder = Path(tempfile.mkdtemp(prefix="neuroshift-stress-"))  # private (mode 0700), removed at the end
+    by_case: "OrderedDict[str, list]" = OrderedDict()
+    for case, its in jobs:
+        by_case.setdefault(case.case_id, [case, []])[1].append(its)
+    pending = {}
+    left: dict[str, list] = {}  # case id -> [jobs not finished, stored file]
+
+    def collect_finished(timeout=None):
+        finished, _ = wait(list(pending), timeout=timeout, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            case_id = pending.pop(fut)
+            left[case_id][0] -= 1
+            if left[case_id][0] == 0 and left[case_id][1]:  # every job of the case done: its file is not needed
+                Path(left[case_id][1]).unlink(missing_ok=True)
+            if fut.cancelled():
+                continue
+            accept(fut.result())
+            if case_id in failed_cases:
+                for other, cid in list(pending.items()):
+                    if cid == case_id and other.cancel():
+                        pending.pop(other)
+
+    try:
+        for index, (case, its_list) in enumerate(by_case.values()):
+            entry, _fresh = prepared_case(token, case, seq, simulator, tuple(model_obj.extra_inputs))
+            if isinstance(entry, BaseException):
+                accept([{"key": f"{case.case_id}|*", "case": case.case_id, "point": "*", "status": "case_failed",
+                         "error": error_text(entry), "error_type": type(entry).__name__}])
+                continue
+            path = share_prepared(folder, index, entry)
+            left[case.case_id] = [len(its_list), path]
+            ref = CaseRef(case.case_id) if path is not None else case  # the shared file holds the case's data
+            for j, its in enumerate(its_list):
+                fut = executor.submit(evaluate_points, token, ref, *common, its, shared=path,
+                                      report_fit=(j == 0) if path is not None else None)
+                pending[fut] = case.case_id
+            if pending:
+                collect_finished(timeout=0)  # records of earlier cases as they come
+        while pending:
+            collect_finished()
+        executor.shutdown(wait=True)
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        for proc in list(getattr(executor, "_processes", {}).values() or []):
+            proc.terminate()
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_dask(scheduler, token: str, jobs, common, accept, failed_cases) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise InputError("--scheduler needs dask.distributed: pip install 'neuroshift[dask]'") from None
+    own = not isinstance(scheduler, Client)
+    client = Client(str(scheduler)) if own else scheduler
+    futures = {}
+    try:
+        seq, model_obj, simulator, metrics, axes = common
+        shared = [client.scatter(obj, broadcast=True, hash=False) for obj in (model_obj, simulator)]
+        case_futures = {}
+        for case, its in jobs:
+            if case.case_id not in case_futures:
+                case_futures[case.case_id] = client.scatter(case, hash=False)
+            fut = client.submit(evaluate_points, token, case_futures[case.case_id], seq, *shared, metrics, axes,
+                                its, pure=False)
+            futures[fut] = case.case_id
+        for fut in as_completed(list(futures)):
+            case_id = futures[fut]
+            if fut.status == "cancelled":
+                continue
+            accept(fut.result())
+            if case_id in failed_cases:
+                client.cancel([f for f, cid in futures.items() if cid == case_id and not f.done()])
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        if own:
+            client.close()
+
+
+__all__ = ["CaseRef", "run_dask", "run_processes", "share_prepared", "worker_threads"]

@@ -1,0 +1,111 @@
+"""Where a stress test's time went: model inference vs overhead, and how busy the workers were.
+
+Each call of :func:`~neuroshift.stress.runner.run_stress_test` appends one entry to ``OUTDIR/timing.json``
+(wall time in s, worker processes, threads per worker: 0 when in-process with the caller's threads,
+points computed; also when interrupted). Each
+point record carries its own ``timing`` (s): ``predict_s`` (the model, i.e. inference), ``simulate_s``,
+``metrics_s``, and once per case ``fit_s`` (reading + fitting the tissue model) or ``shared_read_s``
+(a worker reading the parent's fitted case).
+
+:func:`run_timing` puts them together over the calls that computed the records:
+
+* worker time = Σ wall time × workers (with N workers N × the wall time is available);
+* inference share = Σ ``predict_s`` / worker time;
+* overhead = worker time − inference, split into simulation, metrics, case read + fit, and the rest
+  (I/O of the per-point store, scheduling, hand-over to workers, idle workers);
+* worker efficiency = Σ per-point time (inference + simulation + metrics + fit) / worker time: the
+  share of the available worker time spent on the points' own work (1.0 = never idle or waiting).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..io.atomic import write_text_atomic
+
+TIMING_FILE = "timing.json"
+#: Per-point timing keys (s) and their labels in the report.
+PARTS = (("predict_s", "inference (model)"), ("simulate_s", "simulation"), ("metrics_s", "metrics"),
+         ("fit_s", "case read + tissue-model fit"), ("shared_read_s", "worker reading the shared case"))
+
+
+def read_calls(outdir: str | Path) -> list[dict]:
+    """The calls recorded in ``OUTDIR/timing.json`` (empty when there is none or it is unreadable)."""
+    path = Path(outdir) / TIMING_FILE
+    try:
+        calls = json.loads(path.read_text(encoding="utf-8")).get("calls", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [c for c in calls if isinstance(c, dict)]
+
+
+def record_call(outdir: str | Path, *, wall_s: float, workers: int, threads_per_worker: int, computed: int,
+                interrupted: bool = False, cores: int | None = None) -> None:
+    """Append one call of the runner to ``OUTDIR/timing.json`` (atomic write)."""
+    calls = read_calls(outdir)
+    calls.append({"wall_s": round(float(wall_s), 4), "workers": int(workers),
+                  "threads_per_worker": int(threads_per_worker), "points_computed": int(computed),
+                  "interrupted": bool(interrupted), **({"cores": int(cores)} if cores else {})})
+    write_text_atomic(Path(outdir) / TIMING_FILE, json.dumps({"calls": calls}, indent=2) + "\n")
+
+
+def run_timing(run) -> dict[str, Any]:
+    """Inference share, overhead by kind and worker efficiency of a :class:`~neuroshift.stress.runner.StressRun`."""
+    sums = {k: 0.0 for k, _ in PARTS}
+    for rec in run.records:
+        t = rec.get("timing") or {}
+        for k in sums:
+            sums[k] += float(t.get(k, 0.0) or 0.0)
+    calls = read_calls(run.outdir)
+    wall = sum(float(c.get("wall_s", 0.0)) for c in calls)
+    worker_s = sum(float(c.get("wall_s", 0.0)) * max(1, int(c.get("workers", 1))) for c in calls)
+    computed = sum(int(c.get("points_computed", 0)) for c in calls)
+    point_work = sum(sums.values())
+    out: dict[str, Any] = {"points": len(run.records), "points_in_recorded_calls": computed, "calls": len(calls),
+                           "wall_s": wall, "worker_s": worker_s, "workers": [int(c.get("workers", 1)) for c in calls],
+                           **{k: v for k, v in sums.items()}}
+    if worker_s > 0:
+        out["inference_share"] = sums["predict_s"] / worker_s
+        out["overhead_s"] = worker_s - sums["predict_s"]
+        out["other_s"] = max(0.0, worker_s - point_work)
+        out["worker_efficiency"] = min(1.0, point_work / worker_s)
+        out["complete"] = computed >= len(run.records)
+    return out
+
+
+def _pct(x: float, total: float) -> str:
+    return f"{100.0 * x / total:.1f} %" if total > 0 else "–"
+
+
+def timing_lines(t: dict[str, Any]) -> list[str]:
+    """The timing summary as text lines (for the terminal and the HTML report)."""
+    if not t.get("worker_s"):
+        return ["no run timing recorded (timing.json missing): inference share unknown"]
+    ws = t["worker_s"]
+    lines = [f"wall time {t['wall_s']:.1f} s over {t['calls']} call(s), workers {', '.join(map(str, t['workers']))}: "
+             f"{ws:.1f} worker-seconds for {t['points']} point(s)",
+             f"inference (model) {t['predict_s']:.1f} s = {_pct(t['predict_s'], ws)} of worker time; "
+             f"overhead {t['overhead_s']:.1f} s = {_pct(t['overhead_s'], ws)}"]
+    for key, label in PARTS[1:]:
+        if t.get(key):
+            lines.append(f"  {label}: {t[key]:.1f} s = {_pct(t[key], ws)}")
+    lines.append(f"  I/O, store, scheduling, idle workers: {t['other_s']:.1f} s = {_pct(t['other_s'], ws)}")
+    lines.append(f"worker efficiency (points' own work / worker time): {100 * t['worker_efficiency']:.1f} %")
+    if not t.get("complete", True):
+        lines.append(f"note: only {t['points_in_recorded_calls']} of {t['points']} points were computed in calls "
+                     "with recorded timing (an earlier call was cut short before it could record its wall time)")
+    return lines
+
+
+def timing_html(run) -> str:
+    """The report's "Run time" section."""
+    lines = timing_lines(run_timing(run))
+    return ("<h2>Run time</h2><p>Share of the run spent in model inference, and the overhead (simulation, "
+            "metrics, case reading and fitting, I/O); worker time = wall time × worker processes.</p><ul>"
+            + "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines) + "</ul>")
+
+
+__all__ = ["PARTS", "TIMING_FILE", "read_calls", "record_call", "run_timing", "timing_html", "timing_lines"]
