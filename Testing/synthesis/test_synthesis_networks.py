@@ -168,3 +168,18 @@ def test_width_settings_keep_the_released_counts_and_scale():
     assert count_parameters(DiamondGenerator(3, 1, n_blocks=1, base=16)) == enc(3) + enc(1) + dec
     with pytest.raises(ValueError, match="even"):
         DiamondGenerator(base=15)
+
+
+def test_domain_stream_once_per_distinct_code_same_result():
+    torch.manual_seed(0)
+    g = DiamondGenerator(n_blocks=1, out_channels=1, base=8).eval()
+    x = torch.randn(5, 3, 32, 32)
+    c = torch.tensor([[1, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 1], [1, 1, 1]], dtype=torch.float32)
+    seen = []
+    hook = g.domain_stream.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    with torch.no_grad():
+        y = g(x, c)
+        single = torch.cat([g(x[i:i + 1], c[i:i + 1]) for i in range(5)])
+    hook.remove()
+    assert seen[0] == 3  # three distinct codes in the batch of five
+    torch.testing.assert_close(y, single, atol=1e-5, rtol=1e-4)

@@ -120,13 +120,16 @@ def _pad2d(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
 @torch.no_grad()
 def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: np.ndarray, *, mc_samples: int = 0,
                tta: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-               batch_slices: int = 8, histogram_match: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+               batch_slices: int = 8, histogram_match: bool = True,
+               precision: str = "fp32") -> tuple[np.ndarray, np.ndarray | None]:
     """Synthetic target (float32, [0, 1000] a.u. in the brain) and, with ``mc_samples`` > 1 (synthDIR), the
     voxel-wise MC-dropout standard deviation in the same units (with ``tta`` too: MC dropout on each of the
     4 in-plane flip variants, pooled by the law of total variance, :func:`.tta.mc_flip_tta`).
 
     ``histogram_match`` (default on): when the package stores a reference histogram of its training targets
     (:mod:`.histmatch`), the brain voxels of the output are matched to it (the SD follows the map's slope).
+    ``precision``: network arithmetic as in segmentation (:mod:`neuroshift.segment.precision`: ``auto`` is
+    bfloat16 autocast on CPUs with native bf16, float16 on CUDA, else float32; ``fp32`` forced float32).
 
     Raises:
         InputError: no input, an input the model does not take, or one the model needs missing.
@@ -154,7 +157,12 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
     shape = brain.shape
     stack = np.stack([normalise_volume(inputs[n], brain, rng) if n in inputs else np.full(shape, -1.0, np.float32)
                       for n in model.inputs])
+    from ..segment.precision import autocast_dtype
     net = model.net.to(device)
+    dev = torch.device(device)
+    amp_dtype = autocast_dtype(precision, dev)
+    import contextlib
+    autocast = (lambda: torch.autocast(dev.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     out = np.zeros(shape, np.float32)
     sd = np.zeros(shape, np.float32) if mc_samples > 1 else None
     if model.task == "vt1c":
@@ -162,7 +170,8 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
         m = 16
         pads = [(-s) % m for s in shape]
         x = torch.nn.functional.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
-        y = flip_tta(net, x) if tta else net(x)
+        with autocast():
+            y = (flip_tta(net, x) if tta else net(x)).float()
         out[:] = y[0, 0, :shape[0], :shape[1], :shape[2]].cpu().numpy()
     else:
         code = availability_tensor(tuple(int(n in inputs) for n in model.inputs))
@@ -176,16 +185,17 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
                     return net(t, _c)
             else:
                 fn = net
-            if sd is not None:
-                if tta:  # MC dropout on every flip variant, pooled (law of total variance)
-                    mean, s = mc_flip_tta(net, x, mc_samples, seed=seed + 8 * int(start), spatial_dims=2)
+            with autocast():
+                if sd is not None:
+                    if tta:  # MC dropout on every flip variant, pooled (law of total variance)
+                        mean, s = mc_flip_tta(net, x, mc_samples, seed=seed + 8 * int(start), spatial_dims=2)
+                    else:
+                        mean, s = mc_sample(net, x, mc_samples, seed=seed + int(start))
+                    out[ks] = mean[:, 0, :h, :w].float().cpu().numpy()
+                    sd[ks] = s[:, 0, :h, :w].float().cpu().numpy()
                 else:
-                    mean, s = mc_sample(net, x, mc_samples, seed=seed + int(start))
-                out[ks] = mean[:, 0, :h, :w].cpu().numpy()
-                sd[ks] = s[:, 0, :h, :w].cpu().numpy()
-            else:
-                y = flip_tta(fn, x, spatial_dims=2) if tta else fn(x)
-                out[ks] = y[:, 0, :h, :w].cpu().numpy()
+                    y = flip_tta(fn, x, spatial_dims=2) if tta else fn(x)
+                    out[ks] = y[:, 0, :h, :w].float().cpu().numpy()
         out = (out + 1.0) / 2.0  # [-1, 1] -> [0, 1]
         if sd is not None:
             sd = sd / 2.0
