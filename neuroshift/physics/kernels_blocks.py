@@ -112,10 +112,9 @@ def _k_mprage(o, s, t1, t2s, p):
     a, ms, d, dq, ekc = s[:5]
     c, n, kc, tx, eta = p["cos"], p["n"], p["kc"], p["tx"], p["eta"]
     expm1_neg(tx, t1, o)                       # E − 1
-    np.multiply(o, -c, out=a)
-    a += 1.0 - c                               # 1 − cE > 0
-    np.divide(o, a, out=ms)
-    np.negative(ms, out=ms)                    # M*
+    np.multiply(o, c, out=a)
+    a -= 1.0 - c                               # cE − 1 < 0
+    np.divide(o, a, out=ms)                    # M* = (E − 1)/(cE − 1)
     # e^{−n·TX/T1} = (e^{−kc·TX/T1})²·E^{n − 2kc} (n − 2kc is 0 or 1): one exponential for both powers
     exp_neg(kc * tx, t1, ekc)                  # e^{−kc·TX/T1}
     np.multiply(ekc, ekc, out=dq)
@@ -135,18 +134,18 @@ def _k_mprage(o, s, t1, t2s, p):
     np.add(d, 1.0, out=a)
     dq *= a                                    # DqA
     o -= dq
-    dq *= eta
+    if eta != 1.0:
+        dq *= eta
     dq += 1.0
     o /= dq                                    # M_a
     a *= o
-    a *= eta                                   # η·A·M_a
+    if eta != 1.0:
+        a *= eta                               # η·A·M_a
     np.add(d, a, out=o)
-    np.negative(o, out=o)                      # M_1 = (1 − A) − η·A·M_a
-    o -= ms
+    o += ms                                    # −(M_1 − M*), M_1 = (1 − A) − η·A·M_a
     if kc:
         o *= ekc
-        if p["ckc"] != 1.0:
-            o *= p["ckc"]
+    o *= -p["ckc"]                             # c^kc (1 when kc = 0)
     o += ms                                    # M_kc
     o *= p["sin"]
     if p["magnitude"]:
