@@ -74,6 +74,15 @@ class SameConv2d(nn.Conv2d):
             x = F.pad(x, self._pad)
         return super().forward(x)
 
+    def forward_relu_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """``relu(self(x))`` as one oneDNN convolution with a ReLU post-op (CPU inference only, no autograd):
+        the same convolution arithmetic (float32 within rounding), one pass less over the activations."""
+        padding = list(self.padding)
+        if self._pad is not None:
+            x, padding = F.pad(x, self._pad), [0, 0]
+        return torch.ops.mkldnn._convolution_pointwise(x, self.weight, self.bias, padding, [1, 1], [1, 1], 1,
+                                                       "relu", [], "")
+
 
 class _Level(nn.Sequential):
     """Two ``'same'`` convolutions, each followed by ReLU."""
@@ -84,6 +93,41 @@ class _Level(nn.Sequential):
         self.relu1 = nn.ReLU(inplace=True)
         self.conv2 = SameConv2d(out_ch, out_ch, k2)
         self.relu2 = nn.ReLU(inplace=True)
+
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The level with each convolution + ReLU as one oneDNN call (see :func:`fused_inference`)."""
+        return self.conv2.forward_relu_fused(self.conv1.forward_relu_fused(x))
+
+
+def fused_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True when :meth:`UNet2D.forward_logits` takes the fused CPU inference path.
+
+    Conditions: no autograd (``torch.inference_mode`` / ``no_grad``), CPU, channels-last input of the
+    weights' dtype (float32 or bfloat16), oneDNN present. The fused path computes the same network:
+    convolution + ReLU as one oneDNN call (ReLU as a post-op), and nearest-neighbour x2 upsampling
+    written straight into the concatenation buffer; float32 outputs equal the unfused path's (a batch
+    of one slice: within float32 rounding, ~3e-8 on logits; ``Testing/segment/test_unet_fused.py``). Measured on 2 shared AMD EPYC cores
+    (avx512_bf16): bfloat16 ~4-7 % less CPU time per 180x180 claustrum slice, float32 ~1-2 %.
+    """
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
+            and x.dtype in (torch.float32, torch.bfloat16) and x.is_contiguous(memory_format=torch.channels_last)
+            and _MKLDNN_POINTWISE)
+
+
+_MKLDNN_POINTWISE = bool(torch.backends.mkldnn.is_available()
+                         and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
+def upsample2_cat(x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``cat([nearest-upsample x2 of x, centre_crop(skip)], dim=1)`` for channels-last tensors in one
+    preallocated channels-last buffer (two strided copies instead of an upsample, a crop and a cat)."""
+    b, c, h, w = x.shape
+    cs = skip.shape[1]
+    out = torch.empty((b, 2 * h, 2 * w, c + cs), dtype=x.dtype, device=x.device)
+    out.view(b, h, 2, w, 2, c + cs)[..., :c].copy_(x.permute(0, 2, 3, 1)[:, :, None, :, None, :]
+                                                  .expand(b, h, 2, w, 2, c))
+    out[..., c:].copy_(center_crop(skip, (2 * h, 2 * w)).permute(0, 2, 3, 1))
+    return out.permute(0, 3, 1, 2)
 
 
 def center_crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -178,13 +222,17 @@ class UNet2D(nn.Module):
         if min(hw) < 2 ** self.depth:
             raise ValueError(f"input slices of {hw[0]}x{hw[1]} pixels are smaller than the "
                              f"{2 ** self.depth} pixels that {self.depth} poolings need")
+        fused = fused_inference(x, self.head.weight)
         skips = []
         for level, block in enumerate(self.encoder):
-            x = block(x)
+            x = block.forward_fused(x) if fused else block(x)
             if level < self.depth:
                 skips.append(x)
                 x = F.max_pool2d(x, 2)
         for block, skip in zip(self.decoder, reversed(skips)):
+            if fused:
+                x = block.forward_fused(upsample2_cat(x, skip))
+                continue
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = _cat_channels(x, center_crop(skip, (x.shape[-2], x.shape[-1])))
             x = block(x)
