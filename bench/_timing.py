@@ -29,11 +29,14 @@ def machine() -> dict:
             "load_1_5_15": load_average(), "numpy": np.__version__, "python": platform.python_version()}
 
 
-def interleaved(funcs: dict[str, Callable[[], object]], rounds: int, warmup: int = 1) -> dict[str, dict]:
+def interleaved(funcs: dict[str, Callable[[], object]], rounds: int, warmup: int = 1,
+                clock: Callable[[], float] = time.perf_counter) -> dict[str, dict]:
     """Time every function once per round, in the same round order, ``rounds`` times.
 
     Returns per name the median, min, max and interquartile range in seconds. Interleaving means
     load on a shared machine hits every candidate alike; the ratio of medians is the figure to use.
+    ``clock``: wall time by default; ``time.thread_time`` gives the CPU time of single-threaded calls,
+    which time slices lost to other processes on a busy machine do not inflate (see :func:`cpu_clock`).
     """
     for _ in range(warmup):
         for f in funcs.values():
@@ -41,9 +44,9 @@ def interleaved(funcs: dict[str, Callable[[], object]], rounds: int, warmup: int
     times = {k: [] for k in funcs}
     for _ in range(rounds):
         for k, f in funcs.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             f()
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     out = {}
     for k, ts in times.items():
         a = np.asarray(ts)
@@ -51,6 +54,17 @@ def interleaved(funcs: dict[str, Callable[[], object]], rounds: int, warmup: int
         out[k] = {"median_s": float(med), "min_s": float(a.min()), "max_s": float(a.max()),
                   "iqr_s": float(q3 - q1), "rounds": len(ts)}
     return out
+
+
+def cpu_clock() -> Callable[[], float]:
+    """``time.thread_time`` after pinning NeuroShift's kernels to one thread (``NEUROSHIFT_THREADS=1``).
+
+    On a shared machine wall times of calls longer than a scheduler time slice are inflated by the
+    other processes, calls shorter than one are not: the ratios drift with the load. CPU time of one
+    thread counts only the work (memory stalls included). Benches print which clock they used.
+    """
+    os.environ["NEUROSHIFT_THREADS"] = "1"
+    return time.thread_time
 
 
 def fmt(stat: dict) -> str:

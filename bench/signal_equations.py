@@ -41,7 +41,7 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench._maps import synthetic_maps  # noqa: E402
-from bench._timing import fmt, interleaved, load_average, machine  # noqa: E402
+from bench._timing import cpu_clock, fmt, interleaved, load_average, machine  # noqa: E402
 
 from neuroshift.io.params import AcquisitionParams  # noqa: E402
 from neuroshift.physics import kernels  # noqa: E402
@@ -123,13 +123,18 @@ def main(argv=None) -> int:
     ap.add_argument("--maps", choices=("head", "fill"), default="head",
                     help="head: brain ~13%% of the voxels (default); fill: tissue in every voxel (worst case)")
     ap.add_argument("--cornucopia-path", help="folder added to sys.path for the cornucopia baseline")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time CPU seconds of one thread (NEUROSHIFT_THREADS=1, cornucopia 1 thread) instead of wall "
+                         "time (robust on a busy machine)")
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args(argv)
+    clock = cpu_clock() if args.cpu_time else __import__("time").perf_counter
     if args.cornucopia_path:
         sys.path.insert(0, args.cornucopia_path)
     shape = tuple(int(v) for v in args.shape.split(","))
     maps = synthetic_maps(shape, brain_fill=args.maps == "fill")
     info = machine()
+    print(f"clock: {'CPU time of one thread' if args.cpu_time else 'wall time'}")
     print(f"synthesis bench, {shape[::-1]} float32 maps (SYNTHETIC, {args.maps}: "
           f"{100 * float(np.mean(maps.array('T1') > 0)):.0f}% tissue voxels), {info['cpu']}, {info['usable_cores']} usable "
           f"cores, numpy {info['numpy']}; fused kernels on {requested_threads()} thread(s) from "
@@ -174,7 +179,9 @@ def main(argv=None) -> int:
                                             * (maps.array("T1") > 0))) / scale
                 results.setdefault("cornucopia_max_rel_diff", cdiff)
         load0 = load_average()
-        t = interleaved(funcs, args.rounds)
+        if args.cpu_time:  # one thread everywhere: drop the multi-threaded cornucopia call
+            funcs = {k: v for k, v in funcs.items() if not (k.startswith("cornucopia") and "1thread" not in k)}
+        t = interleaved(funcs, args.rounds, clock=clock)
         load1 = load_average()
         row = {"timings": t, "max_abs_diff_rel_to_max": diff, "max_abs_diff_vs_float64_reference": diff64,
                "load_before": load0, "load_after": load1,

@@ -128,7 +128,7 @@ def _layout(model) -> str:
     return "slab" if model._joint is not None else "box"
 
 
-def bench_sizes(sizes, repeats: int, cases=("head", "dense")) -> list[dict]:
+def bench_sizes(sizes, repeats: int, cases=("head", "dense"), clock=time.perf_counter) -> list[dict]:
     """Derivative vs copy at each size for the product path (``TissueModel.simulate``, the layout it picks) and,
     for comparison, the dense layouts (label layout off: BLAS ``sgemv`` or blocked sums); traced peak memory of
     one derivative beyond its inputs, as a multiple of the image. Cases: ``head`` — head-shaped fractions with
@@ -154,7 +154,7 @@ def bench_sizes(sizes, repeats: int, cases=("head", "dense")) -> list[dict]:
             rounds = max(5, min(repeats * 4, int(4e8 // img.size)))
             load0 = load_average()
             t = interleaved({"copy": lambda: np.copy(img), "product": lambda: model.simulate(TARGET),
-                             "dense_layouts": lambda: dense_model.simulate(TARGET)}, rounds)
+                             "dense_layouts": lambda: dense_model.simulate(TARGET)}, rounds, clock=clock)
             tracemalloc.start()
             try:
                 out = model.simulate(TARGET)
@@ -187,21 +187,27 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", help="size sweep instead: shapes k,j,i separated by ';' (cases from --cases)")
     ap.add_argument("--estimators", action="store_true",
                     help="instead: derivative error of each estimator on mismatched-prior phantoms (issue 15)")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="--sizes: time CPU seconds of one thread (NEUROSHIFT_THREADS=1) instead of wall time "
+                         "(robust on a busy machine)")
     ap.add_argument("--json", help="also write the results as JSON")
     args = ap.parse_args(argv)
     if args.estimators:
         return bench_estimators(args.json)
     if args.sizes:
+        from bench._timing import cpu_clock
         from bench._timing import machine
 
         info = machine()
         from neuroshift.threads import requested_threads
 
-        print(f"numpy {np.__version__}, {info['cpu']}, {info['usable_cores']} usable cores, derivative threads "
+        clock = cpu_clock() if args.cpu_time else time.perf_counter
+        print(f"clock: {'CPU time of one thread' if args.cpu_time else 'wall time'}; "
+              f"numpy {np.__version__}, {info['cpu']}, {info['usable_cores']} usable cores, derivative threads "
               f"{requested_threads()} from {label_layout.PARALLEL_MIN} voxels; blocked path below "
               f"{tw.BLAS_MIN_VOXELS} slab voxels")
         rows = bench_sizes([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")], args.repeats,
-                           tuple(args.cases.split(",")))
+                           tuple(args.cases.split(",")), clock)
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": info, "sizes": rows}, indent=2))
         return 0
