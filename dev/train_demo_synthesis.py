@@ -1,7 +1,7 @@
 """Train the small SYNTHETIC-phantom LesionSynth demo models through the shared engine, score them on a held-out
 phantom through the product path (:func:`neuroshift.synthesis.inference.synthesize`) and write the packages.
 
-    python dev/train_demo_synthesis.py OUT --task synthdir|ablation|diamondgan|vt1c [--epochs N] [--base W]
+    python dev/train_demo_synthesis.py OUT --task synthdir|nolfl|diamondgan|vt1c [--epochs N] [--base W]
 
 Data: phantoms of seeds 0, 1, 2, 4, 5 (training) and 3 (held out), every contrast from one set of tissue maps
 (:mod:`neuroshift.phantom.contrasts`). 2D tasks: every axial slice with brain, each volume clipped to its 1-99
@@ -93,14 +93,21 @@ def dir_scores(test: dict, pred: np.ndarray) -> dict:
 
 
 def spearman_sd_error(test: dict, pred: np.ndarray, sd: np.ndarray) -> dict:
-    """Spearman of the per-voxel SD with |error| over brain voxels (images through metrics.normalise)."""
+    """Spearman of the per-voxel SD with |error| (images through metrics.normalise) over brain voxels, over
+    lesion voxels, and of their 3x3x3 local means (inside the brain) over brain voxels."""
+    from scipy.ndimage import uniform_filter
     from scipy.stats import spearmanr
 
-    b = test["brain"]
+    b, les = test["brain"], test["lesion"]
+    bf = np.maximum(uniform_filter(b.astype(np.float64), 3), 1e-6)
     out = {}
     for label, ref in (("acquired_dir", test["raw"]["DIR"]), ("noise_free_dir", test["clean_dir"])):
         r, p = metrics.normalise_pair(ref, pred, b)
-        out[label] = float(spearmanr(sd[b], np.abs(r - p)[b])[0])
+        err = np.abs(r - p)
+        local_e, local_s = uniform_filter(err * b, 3) / bf, uniform_filter(sd * b, 3) / bf
+        out[label] = float(spearmanr(sd[b], err[b])[0])
+        out[label + "_lesion_voxels"] = float(spearmanr(sd[les], err[les])[0])
+        out[label + "_local_3x3x3_means"] = float(spearmanr(local_s[b], local_e[b])[0])
     return out
 
 
@@ -116,7 +123,8 @@ def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: b
     t0 = time.time()
     step = SynthDIRStep(src[:, :2], tgt, les, lambda1=lambda1, base=args.base, depth=3, lr=args.lr,
                         batch_size=args.batch, d_base=16, seed=0)
-    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / name, seed=0, verbose=False))
+    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / name, seed=0, verbose=False,
+                                      resume=args.resume))
     train_s = time.time() - t0
     pkg = save_package(out / name, "synthdir", "dir", ("flair", "t1"), arch, step.models["generator"],
                        provenance({"epochs_run": len(res.history), "train_s": round(train_s), "lambda1": lambda1,
@@ -144,7 +152,8 @@ def run_diamondgan(out: Path, args, data, test) -> dict:
     t0 = time.time()
     step = DiamondGANStep(src, tgt, n_blocks=args.blocks, base=args.base, d_base=16, batch_size=args.batch,
                           lr=args.lr, seed=0)
-    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "dir-demo", seed=0, verbose=False))
+    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "dir-demo", seed=0, verbose=False,
+                                      resume=args.resume))
     train_s = time.time() - t0
     arch = {"in_channels": 3, "out_channels": 1, "n_blocks": args.blocks, "code_width": 3, "base": args.base}
     pkg = save_package(out / "dir-demo", "diamondgan", "dir", ("flair", "t1", "t2"), arch, step.models["g1"],
@@ -173,8 +182,10 @@ def run_vt1c(out: Path, args, subjects, test) -> dict:
     y = torch.from_numpy(np.stack([v[1] for v in vs]))
     feats = tuple(args.features)
     t0 = time.time()
-    step = VirtualT1cStep(x, y, features=feats, lr=args.lr, batch_size=1, seed=0)
-    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "vt1c-demo", seed=0, verbose=False))
+    step = VirtualT1cStep(x, y, features=feats, lr=args.lr, batch_size=args.batch, seed=0, crop=args.crop or None,
+                          steps_per_epoch=args.steps or None)
+    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "vt1c-demo", seed=0, verbose=False,
+                                      resume=args.resume))
     train_s = time.time() - t0
     pkg = save_package(out / "vt1c-demo", "vt1c", "t1c", ("adc", "flair", "t1", "low_dose"),
                        {"features": list(feats), "in_channels": 4}, step.models["unet"],
@@ -202,13 +213,16 @@ def run_vt1c(out: Path, args, subjects, test) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
-    ap.add_argument("--task", choices=("synthdir", "ablation", "diamondgan", "vt1c"), required=True)
+    ap.add_argument("--task", choices=("synthdir", "nolfl", "diamondgan", "vt1c"), required=True)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--base", type=int, default=16, help="generator width")
     ap.add_argument("--blocks", type=int, default=3, help="DiamondGAN residual blocks")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--slices", type=int, default=0, help="DiamondGAN: slices per training subject (0: all)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--crop", type=int, default=0, help="vT1c: random cubes of this size (0: whole volumes)")
+    ap.add_argument("--steps", type=int, default=0, help="vT1c with --crop: batches per epoch")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/work/<name> checkpoints")
     ap.add_argument("--features", type=int, nargs=6, default=(8, 8, 16, 32, 64, 8), help="vT1c U-Net widths")
     args = ap.parse_args()
     out = Path(args.out)
@@ -217,13 +231,11 @@ def main() -> None:
     subjects = [subject(s) for s in TRAIN_SEEDS]
     test = subject(TEST_SEED)
     report = {"task": args.task, "args": vars(args), "note": NOTE}
-    if args.task in ("synthdir", "ablation"):
-        data = train_2d(subjects)
-        report["synthdir"] = run_synthdir(out, args, data, test, 1.0, "synthdir-demo", save=True)
-        print(json.dumps(report["synthdir"], indent=1), flush=True)
-        if args.task == "ablation":
-            report["synthdir_without_lesion_term"] = run_synthdir(out, args, data, test, 0.0, "synthdir-nolfl",
-                                                                  save=False)
+    if args.task == "synthdir":
+        report["synthdir"] = run_synthdir(out, args, train_2d(subjects), test, 1.0, "synthdir-demo", save=True)
+    elif args.task == "nolfl":  # the ablation: same seed and epochs, lesion-focused term off
+        report["synthdir_without_lesion_term"] = run_synthdir(out, args, train_2d(subjects), test, 0.0,
+                                                              "synthdir-nolfl", save=False)
     elif args.task == "diamondgan":
         report["diamondgan"] = run_diamondgan(out, args, train_2d(subjects, args.slices), test)
     else:

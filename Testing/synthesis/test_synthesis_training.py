@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from neuroshift.synthesis.diamondgan import all_subsets
@@ -61,3 +62,16 @@ def test_synthdir_and_vt1c_losses_fall():
     for _ in range(5):
         l = vs.step(torch.arange(2), ctx).losses["loss_l2"]
     assert l < f
+
+
+def test_vt1c_random_crops_seeded_and_in_bounds():
+    v = torch.rand(3, 4, 48, 64, 48)
+    st = VirtualT1cStep(v, v[:, 3:], features=(4, 4, 8, 8, 8, 4), crop=32, steps_per_epoch=5, batch_size=2)
+    ctx = EpochContext(epoch=0, seed=4, dist=DistInfo(), device=torch.device("cpu"))
+    a = list(st.batches(ctx))
+    b = list(st.batches(EpochContext(epoch=0, seed=4, dist=DistInfo(), device=torch.device("cpu"))))
+    assert len(a) == 5 and all(torch.equal(i, j) and c == d for (i, c), (j, d) in zip(a, b))
+    assert all(0 <= c[k] <= (48, 64, 48)[k] - 32 for _, c in a for k in range(3))
+    assert math.isfinite(st.step(a[0], ctx).losses["loss_l2"])
+    with pytest.raises(ValueError, match="multiple of 16"):
+        list(VirtualT1cStep(v, v[:, 3:], features=(4, 4, 8, 8, 8, 4), crop=24).batches(ctx))

@@ -170,21 +170,38 @@ class VirtualT1cStep:
 
     def __init__(self, inputs: torch.Tensor, target: torch.Tensor, *, val: tuple[torch.Tensor, torch.Tensor] | None = None,
                  features: tuple[int, ...] = (32, 32, 64, 128, 256, 32), lr: float = 1e-3, batch_size: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, crop: int | None = None, steps_per_epoch: int | None = None):
         from .vt1c import VirtualT1cNet
 
         self.inputs, self.target, self.val, self.batch_size = inputs, target, val, int(batch_size)
+        self.crop, self.steps_per_epoch = (int(crop) if crop else None), steps_per_epoch
         torch.manual_seed(seed)
         self.models = {"unet": VirtualT1cNet(features, inputs.shape[1])}
         self.optimizers = {"unet": torch.optim.Adam(self.models["unet"].parameters(), lr=lr)}
 
     def batches(self, ctx: EpochContext):
-        yield from _batches(len(self.inputs), self.batch_size, ctx)
+        """Whole volumes; with ``crop``, ``steps_per_epoch`` batches of random ``crop``-cubes (one corner per
+        batch, seeded by the epoch's generator) from randomly drawn volumes."""
+        if not self.crop:
+            yield from _batches(len(self.inputs), self.batch_size, ctx)
+            return
+        n, spatial = len(self.inputs), self.inputs.shape[2:]
+        if any(self.crop > s or self.crop % 16 for s in spatial):
+            raise ValueError(f"crop {self.crop} must be a multiple of 16 and fit in {tuple(spatial)}")
+        for _ in range(int(self.steps_per_epoch or n)):
+            idx = torch.randint(n, (self.batch_size,), generator=ctx.generator)
+            corner = tuple(int(torch.randint(s - self.crop + 1, (1,), generator=ctx.generator)) for s in spatial)
+            yield idx, corner
 
-    def step(self, idx, ctx: EpochContext) -> StepOutput:
+    def step(self, batch, ctx: EpochContext) -> StepOutput:
         net = self.models["unet"]
+        idx, corner = batch if self.crop else (batch, None)
+        x, y = self.inputs[idx], self.target[idx]
+        if corner is not None:
+            window = (Ellipsis,) + tuple(slice(c, c + self.crop) for c in corner)
+            x, y = x[window], y[window]
         with ctx.autocast():
-            loss = losses.l2_loss(self.target[idx].to(ctx.device), net(self.inputs[idx].to(ctx.device)))
+            loss = losses.l2_loss(y.to(ctx.device), net(x.to(ctx.device)))
         self.optimizers["unet"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizers["unet"].step()
