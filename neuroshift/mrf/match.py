@@ -12,7 +12,7 @@ Two searches (:func:`match_signals`, ``method``):
   unchanged), go into a k-d tree (:class:`scipy.spatial.cKDTree`, float64) and every voxel takes one exact
   nearest-neighbour query: the float64 argmax of the brute-force product without computing the
   voxels x atoms scores. The atoms lie on a 3-parameter manifold, so the tree visits few of them
-  (measured 3-10x faster than the chunked product on 2 cores; ``bench/mrf.py``). Queries run on
+  (measured 20-35x faster than the chunked product on 2 loaded cores; ``bench/mrf.py``). Queries run on
   ``threads`` cores in chunks of ``chunk_voxels`` (default 65,536).
 * ``scores`` (default on a GPU): voxels in chunks of ``chunk_voxels`` (default: from ``memory_mb``, the budget
   of one chunk's ``chunk x n_atoms`` float32 score matrix), scores by one matrix product, the ``refine`` best
