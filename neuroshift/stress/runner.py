@@ -168,9 +168,13 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
             from ..threads import available_cores
             from .timing import record_call
 
-            record_call(outdir, wall_s=time.perf_counter() - t_start, workers=workers if parallel else 1,
-                        threads_per_worker=worker_threads(workers) if parallel else 0,
-                        computed=state["computed"], interrupted=interrupted, cores=available_cores())
+            try:  # a failure to record the timing must not hide the run's own outcome
+                record_call(outdir, wall_s=time.perf_counter() - t_start, workers=workers if parallel else 1,
+                            threads_per_worker=worker_threads(workers) if parallel else 0,
+                            computed=state["computed"], interrupted=interrupted, cores=available_cores(),
+                            executor="dask" if scheduler is not None else "processes" if parallel else "in-process")
+            except OSError:
+                pass
     report(progress, 1.0, "done")
     return collect(store, case_list, items, axes_grid, seq, describe(model_obj), computed=state["computed"])
 

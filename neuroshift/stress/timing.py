@@ -43,10 +43,11 @@ def read_calls(outdir: str | Path) -> list[dict]:
 
 
 def record_call(outdir: str | Path, *, wall_s: float, workers: int, threads_per_worker: int, computed: int,
-                interrupted: bool = False, cores: int | None = None) -> None:
-    """Append one call of the runner to ``OUTDIR/timing.json`` (atomic write)."""
+                interrupted: bool = False, cores: int | None = None, executor: str = "in-process") -> None:
+    """Append one call of the runner to ``OUTDIR/timing.json`` (atomic write). ``executor``: ``in-process``,
+    ``processes`` or ``dask`` (a Dask cluster's worker count is not known here: its shares count one worker)."""
     calls = read_calls(outdir)
-    calls.append({"wall_s": round(float(wall_s), 4), "workers": int(workers),
+    calls.append({"wall_s": round(float(wall_s), 4), "workers": int(workers), "executor": str(executor),
                   "threads_per_worker": int(threads_per_worker), "points_computed": int(computed),
                   "interrupted": bool(interrupted), **({"cores": int(cores)} if cores else {})})
     write_text_atomic(Path(outdir) / TIMING_FILE, json.dumps({"calls": calls}, indent=2) + "\n")
@@ -66,12 +67,13 @@ def run_timing(run) -> dict[str, Any]:
     point_work = sum(sums.values())
     out: dict[str, Any] = {"points": len(run.records), "points_in_recorded_calls": computed, "calls": len(calls),
                            "wall_s": wall, "worker_s": worker_s, "workers": [int(c.get("workers", 1)) for c in calls],
+                           "dask": any(c.get("executor") == "dask" for c in calls),
                            **{k: v for k, v in sums.items()}}
     if worker_s > 0:
         out["inference_share"] = sums["predict_s"] / worker_s
         out["overhead_s"] = worker_s - sums["predict_s"]
         out["other_s"] = max(0.0, worker_s - point_work)
-        out["worker_efficiency"] = min(1.0, point_work / worker_s)
+        out["worker_efficiency"] = min(1.0, point_work / worker_s)  # Dask: may be capped at 1
         out["complete"] = computed >= len(run.records)
     return out
 
@@ -94,6 +96,9 @@ def timing_lines(t: dict[str, Any]) -> list[str]:
             lines.append(f"  {label}: {t[key]:.1f} s = {_pct(t[key], ws)}")
     lines.append(f"  I/O, store, scheduling, idle workers: {t['other_s']:.1f} s = {_pct(t['other_s'], ws)}")
     lines.append(f"worker efficiency (points' own work / worker time): {100 * t['worker_efficiency']:.1f} %")
+    if t.get("dask"):
+        lines.append("note: points ran on a Dask cluster; its workers are not counted here, so the shares are "
+                     "relative to the wall time (they can exceed 100 %)")
     if not t.get("complete", True):
         lines.append(f"note: only {t['points_in_recorded_calls']} of {t['points']} points were computed in calls "
                      "with recorded timing (an earlier call was cut short before it could record its wall time)")
