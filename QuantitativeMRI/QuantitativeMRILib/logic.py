@@ -1,8 +1,9 @@
 """QuantitativeMRI logic without Qt: MRML nodes in, ``neuroshift mrf|qmri`` in a background process, nodes out.
 
 For each panel ``start_*`` validates the request, writes the input nodes into a temporary folder (frames as
-a frames-last 4D NIfTI, images and maps as NIfTI; geometry kept), and starts the CLI commands in a child
-process (:class:`QuantitativeMRILib.sequential.SequentialRun` of
+a frames-last 4D NIfTI, images and maps as NIfTI; geometry kept; uncompressed where the CLI allows, since the
+export runs in Slicer's GUI thread and a 240 x 240 x 60 x 35 frame stack is 480 MB), and starts the CLI
+commands in a child process (:class:`QuantitativeMRILib.sequential.SequentialRun` of
 :class:`neuroshift_slicer.background.BackgroundRun`). :meth:`QuantitativeMRICore.finish` loads what the run
 wrote as volume nodes named with their units (``<input>_UNet_T1_ms``, ``<input>_PD_au``), a segmentation of
 the lesion probability at the chosen threshold (paper 001: 33 %), and synthetic images whose name says
@@ -160,7 +161,7 @@ class QuantitativeMRICore:
             if isinstance(frames, (str, Path)):
                 frames_path = Path(frames)
             else:
-                frames_path = write_frames_nifti(data, ref, workdir / "frames.nii.gz")
+                frames_path = write_frames_nifti(data, ref, workdir / "frames.nii")
             if request.runs_match and not request.dictionary and request.dictionary_cache:
                 Path(request.dictionary_cache).mkdir(parents=True, exist_ok=True)
             commands, outputs = request.commands(frames_path, schedule_path, workdir, schedule.hash)
@@ -189,9 +190,9 @@ class QuantitativeMRICore:
         request.validate()
         workdir = Path(tempfile.mkdtemp(prefix="QuantitativeMRI-"))
         try:
-            paths = [_write(n, workdir / f"image_{i + 1}.nii.gz", f"image {i + 1}") for i, n in enumerate(images)]
-            mask_path = _write(mask, workdir / "mask.nii.gz", "mask") if mask is not None else None
-            b1_path = _write(b1, workdir / "b1.nii.gz", "B1 map") if b1 is not None else None
+            paths = [_write(n, workdir / f"image_{i + 1}.nii", f"image {i + 1}") for i, n in enumerate(images)]
+            mask_path = _write(mask, workdir / "mask.nii", "mask") if mask is not None else None
+            b1_path = _write(b1, workdir / "b1.nii", "B1 map") if b1 is not None else None
             outputs = {"maps": workdir / "maps"}
             command = request.command(paths, outputs["maps"], mask_path, b1_path)
         except BaseException:
