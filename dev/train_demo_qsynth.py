@@ -113,6 +113,15 @@ def evaluate(packages: dict[str, Path], seeds: list[int], device: str = "cpu") -
     return summary
 
 
+def description(protocols: str) -> str:
+    """The manifest description: what the model is for and what it was trained on."""
+    what = {"flair": "FLAIR (clinical TE/TI range)", "mix": "FLAIR, T2w and T1w (clinical ranges)",
+            "paper": "any contrast (paper 002's random sequences)"}.get(protocols, "the contrasts of its --synth-config")
+    return ("DEMO MODEL, NOT FOR CLINICAL USE: qSynth-trained MS-lesion segmenter (one channel) for " + what + ". "
+            "Trained only on SYNTHETIC images rendered from SYNTHETIC label maps by neuroshift.qsynth (paper 002) in "
+            "dev/train_demo_qsynth.py, starting from wmh-demo (SYNTHETIC phantoms). It has never seen a real scan.")
+
+
 def evaluate_real(packages: dict[str, Path], folder: Path, device: str = "cpu") -> dict:
     """model -> {"cases": [{case, dsc, f1, gt_ml, pred_ml}], "dsc", "f1"} on ``folder/*/FLAIR.nii.gz``."""
     from neuroshift.io.files import read_volume
@@ -157,8 +166,8 @@ def write_model_card(out: Path, manifest: dict) -> None:
              f"- {t['epochs']} epochs, {t['members'][0]['steps']} steps, batch {t['batch_size']}, {t['optimizer']}, "
              f"loss {t['loss']}; {t.get('wall_time_min', '?')} min on a shared 2-core CPU (short: a demo, not a "
              "converged model).",
-             f"- Input channel is named FLAIR but any contrast may be given; one network, axial, threshold "
-             f"{manifest['threshold']}.", "",
+             f"- One input channel (FLAIR), one network, axial, threshold {manifest['threshold']}. Scores on other "
+             "contrasts below show what it was not trained for.", "",
              "## Held-out synthetic scores (label maps never trained on)", "",
              "| model | contrast | DSC | lesion F1 |", "|---|---|---|---|"]
     for model, per in ev.items():
@@ -204,6 +213,8 @@ def main(argv=None) -> int:
                     help="package whose first network starts the training ('none': from scratch with --head-bias)")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted run from its --work-dir")
     ap.add_argument("--eval-only", action="store_true", help="no training: re-score the package at --out")
+    ap.add_argument("--card-only", action="store_true", help="no training, no scoring: rewrite the description "
+                    "(from --protocols) and the model card of the package at --out")
     ap.add_argument("--real-dir", default=None, help="folder of real cases (<case>/FLAIR.nii.gz + lesion.nii.gz)")
     ap.add_argument("--real-source", default="", help="where the real cases come from and their licence")
     args = ap.parse_args(argv)
@@ -215,6 +226,13 @@ def main(argv=None) -> int:
     from neuroshift.segment.train import TrainConfig, train
 
     t0 = time.monotonic()
+    if args.card_only:
+        mpath = Path(args.out) / "manifest.json"
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest["description"] = description(manifest["training"].get("contrasts", args.protocols))
+        write_text_atomic(mpath, json.dumps(manifest, indent=2) + "\n")
+        write_model_card(Path(args.out), manifest)
+        return 0
     if args.eval_only:
         return finish(args, None, t0)
     lesions = LesionModel(mean_count=args.lesion_count, median_ml=args.lesion_median_ml)
@@ -237,9 +255,7 @@ def main(argv=None) -> int:
         synth_config=synth_config, device=args.device,
         seed=args.seed, demo=True, version="0.1.0-demo", resume=args.resume,
         init=None if args.init.lower() == "none" else str(find_model(args.init)),
-        description=("DEMO MODEL, NOT FOR CLINICAL USE: qSynth-trained MS-lesion segmenter (one channel, any "
-                     "contrast). Trained only on SYNTHETIC images rendered from SYNTHETIC label maps by "
-                     "neuroshift.qsynth (paper 002) in dev/train_demo_qsynth.py. It has never seen a real scan."),
+        description=description(args.protocols if args.synth_config is None else "custom"),
         provenance={"population": "synthetic (qSynth)", "script": "dev/train_demo_qsynth.py",
                     "label_maps": {"train": args.train_maps, "validation": 1, "map_seed": args.map_seed,
                                    "source": "neuroshift.qsynth.anatomy.random_label_maps (ICBM152 2009a, 2 mm)",
@@ -251,6 +267,12 @@ def main(argv=None) -> int:
     train(cfg)
     t_train = time.monotonic() - t0
     print(f"trained in {t_train / 60:.1f} min", file=sys.stderr)
+    mpath = Path(args.out) / "manifest.json"
+    man = json.loads(mpath.read_text(encoding="utf-8"))
+    init = man["training"].get("init")
+    if init and Path(init["path"]).resolve().is_relative_to(ROOT):  # no machine-specific path in a shipped file
+        init["path"] = Path(init["path"]).resolve().relative_to(ROOT).as_posix()
+        write_text_atomic(mpath, json.dumps(man, indent=2) + "\n")
     code = finish(args, t_train, t0)
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
