@@ -76,9 +76,15 @@ def save_package(folder: str | Path, task: str, target: str, inputs: tuple[str, 
 
 
 def load_package(folder: str | Path, device: str | torch.device = "cpu") -> SynthesisModel:
-    """Read a model package (refuses a missing or inconsistent one with :class:`InputError`)."""
+    """Read a model package, given as a folder or by name (``synthdir-demo``: searched like segmentation
+    packages, :func:`neuroshift.segment.registry.find_model`, bundled ones last); refuses a missing or
+    inconsistent one with :class:`InputError`."""
     from safetensors.torch import load_file
+
+    from ..segment.registry import find_model
     folder = Path(folder)
+    if not folder.exists() and not any(sep in str(folder) for sep in ("/", "\\")):
+        folder = find_model(str(folder))  # ModelNotFoundError is an InputError naming the known models
     try:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
