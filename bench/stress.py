@@ -64,12 +64,15 @@ def ideal_parallel(workers: int, predictions: int, model_name: str, device: str,
     from neuroshift.stress.worker import init_worker
 
     share = [predictions // workers + (i < predictions % workers) for i in range(workers)]
+    t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=init_worker, initargs=(1,)) as ex:
         secs = list(ex.map(_predict_loop, [model_name] * workers, [device] * workers,
                            [str(cases_dir)] * workers, share))
+    pool_wall = time.perf_counter() - t0
     return {"predictions": predictions, "per_worker": share, "predict_s_per_worker": secs,
-            "wall_s": max(secs), "s_per_prediction_per_worker": sum(secs) / max(predictions, 1)}
+            "wall_s": max(secs), "s_per_prediction_per_worker": sum(secs) / max(predictions, 1),
+            "wall_with_startup_s": pool_wall}
 
 
 def main(argv=None) -> int:
@@ -130,6 +133,9 @@ def main(argv=None) -> int:
     if ideal is not None:
         figures["ideal_parallel"] = ideal
         figures["efficiency_vs_ideal"] = ideal["wall_s"] / figures["run_s"]
+        # the same with the ideal's process start, imports, model load and warm-up prediction counted, as the
+        # stress run's are (it starts its workers and loads the model in each)
+        figures["efficiency_vs_ideal_with_startup"] = ideal["wall_with_startup_s"] / figures["run_s"]
     print(f"stress test: {args.subjects} subject(s) x ({args.grid} + baseline) = {n} points, model {args.model}, "
           f"device {args.device}, {os.cpu_count()} CPU(s)")
     print(f"  total            {total:8.2f} s  ({total / max(n, 1):.3f} s per point)")
@@ -144,6 +150,9 @@ def main(argv=None) -> int:
         print(f"ideal: {args.workers} single-threaded processes, {ideal['predictions']} predictions: "
               f"{ideal['wall_s']:.2f} s; stress test with {args.workers} workers {figures['run_s']:.2f} s -> "
               f"efficiency {figures['efficiency_vs_ideal']:.2f} (goal >= 0.85); load after {ideal['load_after']}")
+        print(f"ideal with its process start, imports, model load and warm-up counted: "
+              f"{ideal['wall_with_startup_s']:.2f} s -> efficiency {figures['efficiency_vs_ideal_with_startup']:.2f} "
+              f"(goal >= 0.85)")
     if run.failures:
         print(f"warning: {len(run.failures)} failure(s): {run.failures[0].get('error')}", file=sys.stderr)
     if args.json:
