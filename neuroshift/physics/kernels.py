@@ -144,10 +144,13 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
         return out
     maps_t = [t for t in (t1_v, t2_v) if isinstance(t, np.ndarray)]
 
+    compact = n_scratch >= COMPACT_MIN_SCRATCH  # heavy kernels: evaluate only the tissue voxels of sparse blocks
+
     def run(lo: int, hi: int) -> None:
         block = min(BLOCK, hi - lo)
         scratch = [np.empty(block, dtype) for _ in range(max(1, n_scratch))]
         ok = np.empty(block, bool)
+        packed = [np.empty(block, dtype) for _ in range(3)] if compact else None
         with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
             for s in range(lo, hi, block):
                 e = min(s + block, hi)
@@ -163,6 +166,9 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
                 if n_valid == 0:
                     o.fill(0.0)
                     continue
+                if compact and n_valid < COMPACT_SHARE * m:
+                    _compact_block(s, e, np.flatnonzero(valid), o, packed, scratch)
+                    continue
                 t1 = t1_v[s:e] if isinstance(t1_v, np.ndarray) else t1_v
                 t2 = t2_v[s:e] if isinstance(t2_v, np.ndarray) else t2_v
                 kernel(o, [b[:m] for b in scratch], t1, t2, p)
@@ -176,8 +182,34 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
                     np.logical_not(valid, out=valid)
                     np.putmask(o, valid, 0.0)
 
+    def _compact_block(s, e, idx, o, packed, scratch):
+        """The block's tissue voxels ``idx`` gathered, evaluated, scattered; the rest of the block 0."""
+        v = idx.size
+        res, c1, c2 = (b[:v] for b in packed)
+        t1 = np.take(t1_v[s:e], idx, out=c1) if isinstance(t1_v, np.ndarray) else t1_v
+        t2 = np.take(t2_v[s:e], idx, out=c2) if isinstance(t2_v, np.ndarray) else t2_v
+        kernel(res, [b[:v] for b in scratch], t1, t2, p)
+        for g in (pd_v, b1_v):
+            if isinstance(g, np.ndarray):
+                res *= np.take(g[s:e], idx, out=scratch[0][:v])
+        if gain != 1.0:
+            res *= gain
+        o.fill(0.0)
+        o[idx] = res
+
     _parallel(run, n)
     return out
+
+
+#: Kernels with at least this many scratch buffers (MPRAGE, Eq. 6: ~4–6 ns per voxel) evaluate blocks in which
+#: fewer than :data:`COMPACT_SHARE` of the voxels are tissue on those voxels only (gather, evaluate, scatter:
+#: ~1 ns per block voxel + ~3 ns per tissue voxel); in a head volume most blocks that hold tissue hold
+#: little (brain ≈ 13 % of the voxels, but ≈ 70 % of the 16 K-voxel blocks touch it).
+COMPACT_MIN_SCRATCH = 2
+
+#: Tissue share of a block below which the heavy kernels use the gathered (compact) evaluation (measured on
+#: the 256×256×176 head, MPRAGE, one thread: 3.55× a copy of the maps without, 2.4× at 0.5, 2.2× at 0.7–1).
+COMPACT_SHARE = 0.8
 
 
 #: Volumes with fewer voxels than this run on one thread (a thread pool costs more than it saves there).
