@@ -16,7 +16,8 @@ The pipeline of dissertation 003 (see ``docs/segmentation.md`` §2), driven by t
    (:mod:`~neuroshift.segment.qc`), run information.
 
 Named steps: :func:`_plan` (settings), :func:`_predict_view` (one view's networks), :func:`_fuse`,
-:func:`_volumes`, :func:`_run_info`. Speed: channels-last memory, ``torch.inference_mode``, reduced
+:func:`_volumes`, :func:`_run_info`. Speed: channels-last memory, ``torch.inference_mode`` (on the CPU the
+U-Net then runs convolution + ReLU as one oneDNN call: :func:`~neuroshift.segment.unet.fused_inference`), reduced
 precision where native (:mod:`~neuroshift.segment.precision`; its agreement with float32 is measured
 in the run and recorded), CUDA batches sized to the free memory; CPU threads follow
 :mod:`neuroshift.threads`. A CUDA out-of-memory error stops with a message suggesting ``--device cpu``
