@@ -4,7 +4,7 @@ Inputs are any subset of FLAIR / T1 / T2 (DiamondGAN: any non-empty subset; synt
 the virtual T1c model, ADC and low-dose T1c as well. They are exported as NIfTI (geometry exact) in the
 order of the CLI's flags; the first one's grid is the output's. The model is a package folder
 (``manifest.json`` + ``weights.safetensors``); with none chosen the module takes the first installed or
-bundled package of the target that accepts the given inputs (``dir-demo``, ``synthdir-demo``, ``vt1c-demo``
+bundled package of the target that accepts the given inputs (``synthdir-demo``, ``dir-demo``, ``vt1c-demo``
 first when present).
 """
 
@@ -25,8 +25,9 @@ from .nodes import (export_volumes, load_into_node, raise_if_failed, require_one
 INPUT_FLAGS = {"flair": "--flair", "t1": "--t1", "t2": "--t2", "adc": "--adc", "low_dose": "--low-dose"}
 INPUT_LABELS = {"flair": "FLAIR", "t1": "T1", "t2": "T2", "adc": "ADC", "low_dose": "low-dose T1c"}
 DEVICES = ("auto", "cpu", "cuda")
-#: Preferred packages per target (H8's bundled demo models), tried before any other.
-PREFERRED_MODELS = {"dir": ("dir-demo", "synthdir-demo"), "t1c": ("vt1c-demo", "dir-demo")}
+#: Preferred packages per target (the bundled demo models), tried before any other: synthDIR first for DIR
+#: (held-out phantom SSIM 0.956), the barely trained DiamondGAN demo only for input subsets synthDIR cannot take.
+PREFERRED_MODELS = {"dir": ("synthdir-demo", "dir-demo"), "t1c": ("vt1c-demo",)}
 SYNTHESIS_TASKS = ("diamondgan", "synthdir", "vt1c")
 
 

@@ -101,13 +101,14 @@ def test_model_listing_prefers_the_bundled_demos_and_checks_inputs(tmp_path):
     _manifest(models / "vt1c-demo", "vt1c", "t1c", ("adc", "flair", "t1", "low_dose"))
     (models / "wmh").mkdir()
     (models / "wmh" / "manifest.json").write_text('{"task": "wmh", "input_channels": ["FLAIR"]}')
-    assert [m["name"] for m in available_models("dir")] == ["dir-demo", "synthdir-demo", "a-other-dir"]
+    assert [m["name"] for m in available_models("dir")] == ["synthdir-demo", "dir-demo", "a-other-dir"]
     assert [m["name"] for m in available_models("t1c")] == ["vt1c-demo"]
 
     def resolve(given, **kw):
         return Path(resolve_model(SynthesisParameters(**kw), given)).name
 
     assert resolve(["t2"]) == "dir-demo"  # DiamondGAN: any subset
+    assert resolve(["flair", "t1"]) == "synthdir-demo"  # preferred where it takes the inputs
     assert resolve(["flair", "t1"], uncertainty=True) == "synthdir-demo"  # only synthDIR has dropout
     assert resolve(["adc", "flair", "t1", "low_dose"], target="t1c") == "vt1c-demo"
     with pytest.raises(InputError, match="missing ADC, low-dose T1c"):
