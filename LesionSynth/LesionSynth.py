@@ -246,18 +246,10 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.jobs.start(job.run, context=job)
 
     def _onSynthesisProgress(self, fraction: float, message: str) -> None:
-        if fraction > 0:  # the bar stays a busy indicator until the engine reports a fraction
-            self.ui.synthesisProgressBar.maximum = 100
-            self.ui.synthesisProgressBar.value = int(round(100 * fraction))
-        if message:
-            self.ui.synthesisStatusLabel.text = message
+        _showProgress(self.ui.synthesisProgressBar, self.ui.synthesisStatusLabel, fraction, message)
 
     def _onSynthesisBusy(self, busy: bool) -> None:
-        self.ui.synthesisCancelButton.enabled = busy
-        self.ui.synthesisProgressBar.maximum = 0 if busy else 100  # maximum 0: Qt's busy indicator
-        self.ui.synthesisProgressBar.value = 0
-        if busy:
-            self.ui.synthesisStatusLabel.text = _("Running...")
+        _showBusy(self.ui.synthesisProgressBar, self.ui.synthesisStatusLabel, self.ui.synthesisCancelButton, busy)
         self._updateGui()
 
     def _onSynthesisFinished(self, state, job, cancelled: bool) -> None:
@@ -294,18 +286,10 @@ class LesionSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.insertJobs.start(job.run, context=job)
 
     def _onInsertionProgress(self, fraction: float, message: str) -> None:
-        if fraction > 0:  # the bar stays a busy indicator until the engine reports a fraction
-            self.ui.insertionProgressBar.maximum = 100
-            self.ui.insertionProgressBar.value = int(round(100 * fraction))
-        if message:
-            self.ui.insertionStatusLabel.text = message
+        _showProgress(self.ui.insertionProgressBar, self.ui.insertionStatusLabel, fraction, message)
 
     def _onInsertionBusy(self, busy: bool) -> None:
-        self.ui.insertionCancelButton.enabled = busy
-        self.ui.insertionProgressBar.maximum = 0 if busy else 100  # maximum 0: Qt's busy indicator
-        self.ui.insertionProgressBar.value = 0
-        if busy:
-            self.ui.insertionStatusLabel.text = _("Running...")
+        _showBusy(self.ui.insertionProgressBar, self.ui.insertionStatusLabel, self.ui.insertionCancelButton, busy)
         self._updateGui()
 
     def _onInsertionFinished(self, state, job, cancelled: bool) -> None:
@@ -400,3 +384,21 @@ class LesionSynthTest(ScriptedLoadableModuleTest):
         mask = points_to_mask([("p", centre[:3])], reference, 5.0)
         self.assertEqual(int(mask.data.sum()), 81)  # lattice points with x^2 + y^2 + z^2 <= 6.25
         self.delayDisplay("LesionSynth points-to-mask test passed")
+
+
+def _showProgress(bar, label, fraction: float, message: str) -> None:
+    """A panel's progress: the bar stays a busy indicator until the engine reports a fraction (0–1)."""
+    if fraction > 0:
+        bar.maximum = 100
+        bar.value = int(round(100 * fraction))
+    if message:
+        label.text = message
+
+
+def _showBusy(bar, label, cancelButton, busy: bool) -> None:
+    """A panel's running state: Cancel enabled and the bar a busy indicator (maximum 0) while a run is going."""
+    cancelButton.enabled = busy
+    bar.maximum = 0 if busy else 100
+    bar.value = 0
+    if busy:
+        label.text = _("Running...")
