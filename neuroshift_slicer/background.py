@@ -46,6 +46,17 @@ class RunState:
     returncode: int | None = None
     log: list[str] = field(default_factory=list)
 
+    def raise_if_failed(self, what: str) -> None:
+        """Raise :class:`NeuroShiftError` "<what> failed: ..." with the run's last error lines (or last lines) when
+        it did not exit 0; the one failure message of every module's background run."""
+        if self.returncode == 0:
+            return
+        from neuroshift.errors import NeuroShiftError
+
+        errors = [line for line in self.log if "error" in line.lower() or "failed" in line.lower()]
+        text = "\n".join(errors[-6:] or self.log[-6:]) or f"exit code {self.returncode}"
+        raise NeuroShiftError(f"{what} failed: {text}")
+
 
 def hidden_console_options() -> dict:
     """``Popen`` keyword arguments that hide the console window on Windows (empty elsewhere)."""

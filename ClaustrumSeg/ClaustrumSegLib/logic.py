@@ -254,15 +254,11 @@ class ClaustrumSegCore:
 
     def finish_background(self, job: BackgroundJob, segmentation_node=None) -> OutputNodes:
         """Load what a finished background run wrote; raise with its message if it failed."""
-        from neuroshift.errors import NeuroShiftError
         from neuroshift.io.files import read_volume
 
         state = job.run.poll()
         try:
-            if state.returncode != 0:
-                errors = [line for line in state.log if "error" in line.lower() or "failed" in line.lower()]
-                text = "\n".join(errors[-6:] or state.log[-6:]) or f"exit code {state.returncode}"
-                raise NeuroShiftError(f"segmentation failed: {text}")
+            state.raise_if_failed("segmentation")
             summary = json.loads(Path(job.outputs["json"]).read_text(encoding="utf-8"))
             label = read_volume(job.outputs["label"])
             prob = read_volume(job.outputs["probability"]) if "probability" in job.outputs else None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .nodes import load_into_node, raise_if_failed, require_untransformed, tag_synthetic, volumes_of
+from .nodes import load_into_node, require_untransformed, tag_synthetic, volumes_of
 
 DEFAULT_LABELS = "CSF=1,GM=2,WM=3,lesion=4"
 #: Node attribute prefixes read for the host's parameters (ShiftSimulatorLib.logic: typed values win over DICOM).
@@ -229,7 +229,7 @@ class InsertionCore:
         """Load the host with lesions (tagged SYNTHETIC) and the inserted-lesion mask (label map)."""
         state = job.run.poll()
         try:
-            raise_if_failed(state, "lesion insertion")
+            state.raise_if_failed("lesion insertion")
             summary = json.loads(job.outputs["summary"].read_text(encoding="utf-8"))
             image = load_into_node(self.scene, job.outputs["image"], f"{job.host_name} lesions SYNTHETIC", image_node)
             tag_synthetic(image, summary.get("description", "SYNTHETIC lesions inserted by NeuroShift"),

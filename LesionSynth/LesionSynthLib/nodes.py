@@ -35,16 +35,6 @@ def tag_synthetic(node, description: str, source: str = "") -> None:
         node.SetAttribute(SOURCE_ATTRIBUTE, source)
 
 
-def raise_if_failed(state, what: str) -> None:
-    """Raise :class:`NeuroShiftError` with the run's last error lines when a background run did not exit 0."""
-    from neuroshift.errors import NeuroShiftError
-
-    if state.returncode != 0:
-        errors = [line for line in state.log if "error" in line.lower() or "failed" in line.lower()]
-        text = "\n".join(errors[-6:] or state.log[-6:]) or f"exit code {state.returncode}"
-        raise NeuroShiftError(f"{what} failed: {text}")
-
-
 def is_synthetic(node) -> bool:
     return node is not None and node.GetAttribute(SYNTHETIC_ATTRIBUTE) == "true"
 

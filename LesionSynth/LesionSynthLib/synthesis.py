@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .nodes import (export_volumes, load_into_node, raise_if_failed, require_one_grid, require_untransformed,
+from .nodes import (export_volumes, load_into_node, require_one_grid, require_untransformed,
                     show_uncertainty_overlay, tag_synthetic, volumes_of)
 
 #: Input keys in the order of ``neuroshift synthesize``'s flags (its first given input is the reference grid).
@@ -227,7 +227,7 @@ class SynthesisCore:
         it failed. The temporary folder is removed either way."""
         state = job.run.poll()
         try:
-            raise_if_failed(state, "synthesis")
+            state.raise_if_failed("synthesis")
             sidecar = json.loads(job.outputs["sidecar"].read_text(encoding="utf-8"))
             target = job.params.target.upper()
             name = f"{job.reference_name} {target} SYNTHETIC"

@@ -243,14 +243,9 @@ class QuantitativeMRICore:
 
     def finish(self, job: Job) -> Outputs:
         """Load what a finished run wrote; raise with the CLI's message if it failed. Removes the work folder."""
-        from neuroshift.errors import NeuroShiftError
-
         state = job.run.poll()
         try:
-            if state.returncode != 0:
-                errors = [line for line in state.log if "error" in line.lower() or "failed" in line.lower()]
-                text = "\n".join(errors[-6:] or state.log[-6:]) or f"exit code {state.returncode}"
-                raise NeuroShiftError(f"{job.kind} failed: {text}")
+            state.raise_if_failed(job.kind)
             return {"mrf": self._finish_mrf, "fit": self._finish_fit, "synth": self._finish_synth}[job.kind](job)
         finally:
             shutil.rmtree(job.workdir, ignore_errors=True)
