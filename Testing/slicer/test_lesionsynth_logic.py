@@ -500,3 +500,16 @@ def test_widget_state_follows_the_parameter_node(load_module_file, mrml_scene):
     ui.insertionStatusLabel = types.SimpleNamespace()
     widget._updateGui()
     assert p.hostParameters == "" and "TE_ms = -5 is outside" in ui.insertionStatusLabel.text
+
+
+def test_uncertainty_colour_table_id_is_slicers_file_colour_node_id():
+    """Slicer fact (Slicer main 583e9b3, 2026-08; the same since 5.0): the colour table files shipped in
+    ``Base/Logic/Resources/ColorFiles/`` (``Inferno.txt`` among them, listed in ``Libs/MRML/Logic/vtkMRMLColorLogic.h``)
+    become nodes whose ID ``vtkMRMLColorLogic::GetFileColorNodeID`` builds as ``vtkMRMLColorTableNode`` + ``File`` +
+    file name. The overlay's fixed ID must be that one, computed here by the real MRML library."""
+    from slicer import vtkMRMLColorLogic
+
+    from LesionSynthLib.nodes import UNCERTAINTY_COLOR_NODE_ID
+
+    assert vtkMRMLColorLogic.GetFileColorNodeID("Inferno.txt") == UNCERTAINTY_COLOR_NODE_ID
+    assert UNCERTAINTY_COLOR_NODE_ID == "vtkMRMLColorTableNodeFileInferno.txt"
