@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("torch", "scipy", "SimpleITK", "matplotlib", "nibabel", "numpy", "h5py", "yaml", "monai")
+HEAVY = ("torch", "scipy", "SimpleITK", "matplotlib", "nibabel", "numpy", "h5py", "yaml", "monai", "numba")
 
 
 def _all_parsers(parser: argparse.ArgumentParser, path=()):
@@ -76,10 +76,16 @@ def test_help_builds_without_heavy_imports():
         "        if isinstance(a, argparse._SubParsersAction):\n"
         "            for s in a.choices.values():\n"
         "                yield from walk(s)\n"
+        "def paths(p, path=()):\n"
+        "    yield path\n"
+        "    for a in p._actions:\n"
+        "        if isinstance(a, argparse._SubParsersAction):\n"
+        "            for name, s in a.choices.items():\n"
+        "                yield from paths(s, path + (name,))\n"
         "n = 0\n"
         "for p in walk(build_parser()):\n"
         "    p.format_help(); n += 1\n"
-        "for argv in (['--help'], ['segment', 'wmh', '--help'], ['qmri', 'fit', '--help'], ['demo', '--help']):\n"
+        "for argv in [[*path, '--help'] for path in paths(build_parser())]:  # what `neuroshift ... --help` runs\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        try:\n"
         "            main(argv)\n"
