@@ -160,5 +160,47 @@ def enhancement_auc(pre: np.ndarray, post_ref: np.ndarray, post_pred: np.ndarray
     return auc(pred_enh, ref_enh > otsu_threshold(ref_enh))
 
 
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation: Pearson correlation of the average ranks (ties share their mean rank).
+
+    Raises :class:`~neuroshift.errors.InputError` for fewer than 2 values, different sizes, or a constant input
+    (the correlation is undefined)."""
+    from scipy.stats import rankdata
+    x, y = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
+    if x.size != y.size or x.size < 2:
+        raise InputError(f"Spearman needs two equally long inputs of >= 2 values, got {x.size} and {y.size}")
+    rx, ry = rankdata(x) - (x.size + 1) / 2.0, rankdata(y) - (y.size + 1) / 2.0
+    den = math.sqrt(float((rx ** 2).sum()) * float((ry ** 2).sum()))
+    if den == 0:
+        raise InputError("Spearman correlation is undefined for a constant input")
+    return float((rx * ry).sum() / den)
+
+
+def local_mean(values: np.ndarray, mask: np.ndarray, size: int = 3, in_plane: bool = False) -> np.ndarray:
+    """Mean of ``values`` over the ``mask`` voxels of each voxel's ``size``-neighbourhood (a cube, or with
+    ``in_plane`` a ``size`` x ``size`` square in the last two axes: the axial plane of the 2D models); 0 where
+    the neighbourhood holds no mask voxel."""
+    from scipy.ndimage import uniform_filter
+    m = np.asarray(mask, bool)
+    shape = (1,) * (m.ndim - 2) + (size, size) if in_plane else size
+    v = np.asarray(values, np.float64) * m
+    n = uniform_filter(m.astype(np.float64), shape, mode="constant")
+    s = uniform_filter(v, shape, mode="constant")
+    return np.where(n > 1e-9, s / np.maximum(n, 1e-9), 0.0)
+
+
+def uncertainty_spearman(sd: np.ndarray, abs_error: np.ndarray, region: np.ndarray, *, brain: np.ndarray | None = None,
+                         local: int = 0, in_plane: bool = True, name: str = "region") -> float:
+    """Spearman of a per-voxel uncertainty ``sd`` with ``abs_error`` over the ``region`` voxels; with ``local``
+    = k > 1 both maps are first replaced by their k x k (``in_plane``) or k^3 local means over ``brain``
+    (default: the region) voxels (:func:`local_mean`)."""
+    r = _mask(region, name, np.shape(sd))
+    if local and int(local) > 1:
+        b = r if brain is None else _mask(brain, "brain", r.shape)
+        sd, abs_error = (local_mean(v, b, int(local), in_plane) for v in (sd, abs_error))
+    return spearman(np.asarray(sd)[r], np.asarray(abs_error)[r])
+
+
 __all__ = ["SSIM_WINDOW", "auc", "cnr", "enhancement_auc", "lbr", "mae", "normalise", "normalise_pair",
-           "otsu_threshold", "psnr", "region_metrics", "ssim", "ssim_map"]
+           "local_mean", "otsu_threshold", "psnr", "region_metrics", "spearman", "ssim", "ssim_map",
+           "uncertainty_spearman"]

@@ -1,0 +1,136 @@
+"""Does the synthDIR MC-dropout SD mean something? Spearman of the per-voxel SD with |error| on the held-out
+SYNTHETIC phantom (seed 3), every variant, and the diagnostics behind them.
+
+    python dev/synthesis_uncertainty.py [--model synthdir-demo] [--samples 20] [--json OUT.json]
+
+Printed (and written with ``--json``):
+
+* ``spearman``: reference {acquired (noisy) DIR, noise-free DIR rendered from the same tissue maps} x
+  voxel set {brain, lesion, NAWM} x smoothing {per voxel, 3x3 in-plane local means (the model is 2D, axial),
+  3x3x3 local means} x sampling {MC dropout, MC x 4-flip TTA}; both images through ``metrics.normalise``
+  (0.5-99.5 brain percentiles -> [0, 1]); local means over brain voxels.
+* ``noise``: how much of the squared error against the acquired DIR is the target's own Rician noise
+  (acquired - noise-free, both on the acquired image's [0, 1] mapping), which no model can predict.
+* ``mc_check``: do MC samples vary (share of brain voxels with SD > 0, SD percentiles, two passes with
+  different seeds differ, every normalisation layer in eval mode while sampling) and how SD relates to the
+  predicted intensity (SD ~ feature magnitude when dropout sits only before a 1x1 conv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_demo_synthesis import TEST_SEED, subject  # noqa: E402
+
+from neuroshift.synthesis import metrics  # noqa: E402
+from neuroshift.synthesis.inference import load_package, normalise_volume, synthesize  # noqa: E402
+
+SMOOTHING = {"voxel": (0, True), "local_3x3_in_plane": (3, True), "local_3x3x3": (3, False)}
+
+
+def spearman_table(test: dict, pred: np.ndarray, sd: np.ndarray) -> dict:
+    b = test["brain"]
+    out: dict = {}
+    for ref_name, ref in (("acquired_dir", test["raw"]["DIR"]), ("noise_free_dir", test["clean_dir"])):
+        r, p = metrics.normalise_pair(ref, pred, b)
+        err = np.abs(r - p)
+        for region in ("brain", "lesion", "nawm"):
+            for sm, (k, plane) in SMOOTHING.items():
+                out[f"{ref_name}/{region}/{sm}"] = round(metrics.uncertainty_spearman(
+                    sd, err, test[region], brain=b, local=k, in_plane=plane, name=region), 4)
+    return out
+
+
+def noise_share(test: dict, pred: np.ndarray) -> dict:
+    b = test["brain"]
+    acq = test["raw"]["DIR"]
+    lo, hi = np.percentile(acq[b], [0.5, 99.5])
+    clean_on_acq = np.clip((test["clean_dir"] - lo) / (hi - lo), 0, 1)
+    r_acq, p = metrics.normalise_pair(acq, pred, b)
+    mse_acq = float(((r_acq - p) ** 2)[b].mean())
+    r_clean, p_c = metrics.normalise_pair(test["clean_dir"], pred, b)
+    mse_clean = float(((r_clean - p_c) ** 2)[b].mean())
+    mse_noise = float(((r_acq - clean_on_acq) ** 2)[b].mean())
+    return {"mse_vs_acquired": mse_acq, "mse_vs_noise_free": mse_clean, "mse_noise_itself": mse_noise,
+            "noise_share_of_acquired_mse": mse_noise / mse_acq,
+            "mae_vs_acquired": float(np.abs(r_acq - p)[b].mean()), "mae_vs_noise_free": float(np.abs(r_clean - p_c)[b].mean()),
+            "mae_noise_itself": float(np.abs(r_acq - clean_on_acq)[b].mean())}
+
+
+def mc_check(model, test: dict, pred: np.ndarray, sd: np.ndarray, samples: int) -> dict:
+    from neuroshift.synthesis.pix2pix import mc_sample, set_mc_dropout
+    b = test["brain"]
+    k = int(np.flatnonzero(b.any(axis=(1, 2))).mean())
+    x = torch.from_numpy(np.stack([normalise_volume(test["raw"][n], b, (-1, 1))[k] for n in ("FLAIR", "T1w")]))[None]
+    m = 2 ** int(model.architecture.get("depth", 5))
+    x = torch.nn.functional.pad(x, (0, (-x.shape[-1]) % m, 0, (-x.shape[-2]) % m), mode="replicate")
+    net = model.net
+    set_mc_dropout(net, True)
+    norms_eval = all(not mod.training for mod in net.modules() if "Norm" in type(mod).__name__)
+    dropouts_train = [mod.p for mod in net.modules() if isinstance(mod, torch.nn.Dropout) and mod.training]
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = net(x)
+        torch.manual_seed(2)
+        c = net(x)
+    net.eval()
+    m1, s1 = mc_sample(net, x, samples, seed=0)
+    m2, s2 = mc_sample(net, x, samples, seed=0)
+    sdb = sd[b]
+    errn = np.abs(np.subtract(*metrics.normalise_pair(test["raw"]["DIR"], pred, b)))[b]
+    return {"norm_layers_eval_in_mc_mode": norms_eval, "dropout_layers_active_p": dropouts_train,
+            "two_seeded_passes_max_abs_diff": float((a - c).abs().max()),
+            "same_seed_same_output": bool(torch.equal(m1, m2) and torch.equal(s1, s2)),
+            "share_brain_voxels_sd_gt_0": float((sdb > 0).mean()),
+            "sd_percentiles_5_50_95_au": [float(v) for v in np.percentile(sdb, [5, 50, 95])],
+            "abs_error_percentiles_5_50_95_unit": [float(v) for v in np.percentile(errn, [5, 50, 95])],
+            "spearman_sd_vs_predicted_intensity": round(metrics.spearman(sdb, pred[b]), 4),
+            "spearman_abs_error_vs_predicted_intensity": round(metrics.spearman(errn, pred[b]), 4),
+            "spearman_abs_error_vs_gradient_magnitude": round(metrics.spearman(
+                errn, np.linalg.norm(np.stack(np.gradient(pred.astype(np.float64), axis=(1, 2))), axis=0)[b]), 4)}
+
+
+def evaluate(model_ref: str, samples: int, test: dict | None = None) -> dict:
+    test = subject(TEST_SEED) if test is None else test
+    model = load_package(model_ref)
+    inputs = {"flair": test["raw"]["FLAIR"], "t1": test["raw"]["T1w"]}
+    out: dict = {"model": str(model_ref), "mc_samples": samples, "held_out": f"SYNTHETIC phantom seed {TEST_SEED}",
+                 "architecture": model.architecture}
+    t0 = time.time()
+    pred, sd = synthesize(model, inputs, test["brain"], mc_samples=samples)
+    out["mc_s"] = round(time.time() - t0, 1)
+    out["spearman_mc"] = spearman_table(test, pred, sd)
+    t0 = time.time()
+    pred_t, sd_t = synthesize(model, inputs, test["brain"], mc_samples=samples, tta=True)
+    out["mc_tta_s"] = round(time.time() - t0, 1)
+    out["spearman_mc_x_tta"] = spearman_table(test, pred_t, sd_t)
+    out["noise"] = noise_share(test, pred)
+    out["mc_check"] = mc_check(model, test, pred, sd, samples)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="synthdir-demo", help="package folder or shipped model name")
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    res = evaluate(args.model, args.samples)
+    text = json.dumps(res, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
