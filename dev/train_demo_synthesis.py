@@ -120,15 +120,18 @@ def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: b
     from neuroshift.synthesis.train_steps import SynthDIRStep
     src, tgt, les, ref = data
     arch = {"in_channels": 2, "out_channels": 1, "base": args.base, "depth": 3, "dropout": 0.3}
+    if args.decoder_dropout:
+        arch["decoder_dropout"] = args.decoder_dropout
     t0 = time.time()
     step = SynthDIRStep(src[:, :2], tgt, les, lambda1=lambda1, base=args.base, depth=3, lr=args.lr,
-                        batch_size=args.batch, d_base=16, seed=0)
+                        batch_size=args.batch, d_base=16, seed=0, decoder_dropout=args.decoder_dropout,
+                        reduction=args.reduction)
     res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / name, seed=0, verbose=False,
                                       resume=args.resume))
     train_s = time.time() - t0
     pkg = save_package(out / name, "synthdir", "dir", ("flair", "t1"), arch, step.models["generator"],
                        provenance({"epochs_run": len(res.history), "train_s": round(train_s), "lambda1": lambda1,
-                                   MANIFEST_KEY: ref}))
+                                   "masked_l1_reduction": args.reduction, MANIFEST_KEY: ref}))
     model = load_package(pkg)
     inputs = {n: test["raw"][SOURCE_NAMES[n]] for n in ("flair", "t1")}
     pred, sd = synthesize(model, inputs, test["brain"], mc_samples=20)
@@ -139,6 +142,9 @@ def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: b
     raw_pred, _ = synthesize(model, inputs, test["brain"], histogram_match=False)
     s["without_histogram_matching"] = dir_scores(test, raw_pred)
     s.update(train_s=train_s, epochs_run=len(res.history), steps=res.steps)
+    from synthesis_uncertainty import spearman_table
+    s["spearman_table_mc"] = spearman_table(test, pred, sd)
+    s["spearman_table_mc_x_tta"] = spearman_table(test, pred_t, sd_t)
     if not save:
         import shutil
         shutil.rmtree(pkg)
@@ -223,6 +229,9 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=0, help="vT1c: random cubes of this size (0: whole volumes)")
     ap.add_argument("--steps", type=int, default=0, help="vT1c with --crop: batches per epoch")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/work/<name> checkpoints")
+    ap.add_argument("--decoder-dropout", type=float, default=0.0, help="synthDIR: dropout in the inner decoder blocks")
+    ap.add_argument("--reduction", choices=("lesion", "all"), default="lesion",
+                    help="synthDIR masked L1: per lesion voxel (default) or over all voxels (the earlier one)")
     ap.add_argument("--features", type=int, nargs=6, default=(8, 8, 16, 32, 64, 8), help="vT1c U-Net widths")
     args = ap.parse_args()
     out = Path(args.out)
@@ -235,7 +244,7 @@ def main() -> None:
         report["synthdir"] = run_synthdir(out, args, train_2d(subjects), test, 1.0, "synthdir-demo", save=True)
     elif args.task == "nolfl":  # the ablation: same seed and epochs, lesion-focused term off
         report["synthdir_without_lesion_term"] = run_synthdir(out, args, train_2d(subjects), test, 0.0,
-                                                              "synthdir-nolfl", save=False)
+                                                              "synthdir-nolfl", save=True)
     elif args.task == "diamondgan":
         report["diamondgan"] = run_diamondgan(out, args, train_2d(subjects, args.slices), test)
     else:

@@ -52,11 +52,16 @@ def test_lesion_recon_without_mask_is_one_minus_ssim(images):
 
 def test_masked_l1_reduction_literal(images):
     y, pred, mask = images
-    # sum over lesion voxels / number of all voxels
-    expected = float(((y - pred).abs() * mask).sum() / y.numel())
-    assert float(losses.masked_l1(y, pred, mask)) == pytest.approx(expected, rel=1e-6)
+    masked_sum = float(((y - pred).abs() * mask).sum())
+    per_lesion = masked_sum / float(mask.sum())  # default: the norm per lesion voxel
+    per_all = masked_sum / y.numel()  # reduction="all": over every voxel
+    assert float(losses.masked_l1(y, pred, mask)) == pytest.approx(per_lesion, rel=1e-6)
+    assert float(losses.masked_l1(y, pred, mask, "all")) == pytest.approx(per_all, rel=1e-6)
+    assert per_lesion / per_all == pytest.approx(y.numel() / float(mask.sum()), rel=1e-6)
     full = losses.lesion_recon_loss(y, pred, mask, lambda1=2.0)
-    assert float(full) == pytest.approx(1 - float(losses.ssim(y, pred)) + 2 * expected, rel=1e-6)
+    assert float(full) == pytest.approx(1 - float(losses.ssim(y, pred)) + 2 * per_lesion, rel=1e-6)
+    full_all = losses.lesion_recon_loss(y, pred, mask, lambda1=2.0, reduction="all")
+    assert float(full_all) == pytest.approx(1 - float(losses.ssim(y, pred)) + 2 * per_all, rel=1e-6)
 
 
 def test_masked_term_gradient_zero_outside_mask(images):

@@ -32,24 +32,37 @@ class _Down(nn.Module):
 
 
 class _Up(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0):
         super().__init__()
-        self.net = nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True),
-                                 nn.ReLU(inplace=True))
+        layers: list[nn.Module] = [nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True),
+                                   nn.ReLU(inplace=True)]
+        if dropout > 0:  # appended last: parameter names of packages without it are unchanged
+            layers.append(nn.Dropout(float(dropout)))
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 class UNetGenerator(nn.Module):
-    """pix2pix U-Net; input ``(B, in_channels, H, W)`` with H, W divisible by ``2**depth``; output in [-1, 1]."""
+    """pix2pix U-Net; input ``(B, in_channels, H, W)`` with H, W divisible by ``2**depth``; output in [-1, 1].
+
+    ``dropout`` (default 0.3, the paper's): before the last layer. ``decoder_dropout`` (default 0: off, the
+    paper's network): an option that also drops out after every up block but the outermost (whose output already
+    feeds the last-layer dropout), as pix2pix (Isola 2017) does in its inner decoder blocks. With dropout only
+    before a 1x1 conv the MC SD of a voxel is a function of that voxel's feature magnitude (it follows the
+    predicted intensity, not the error); decoder dropout makes the samples disagree where the decoder's
+    spatial evidence is weak.
+    """
 
     def __init__(self, in_channels: int = 2, out_channels: int = 1, base: int = 64, depth: int = 5,
-                 dropout: float = 0.3):
+                 dropout: float = 0.3, decoder_dropout: float = 0.0):
         super().__init__()
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        for name, p in (("dropout", dropout), ("decoder_dropout", decoder_dropout)):
+            if not 0.0 <= float(p) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
         self.depth = int(depth)
+        self.decoder_dropout = float(decoder_dropout)
         widths = [min(base * 2 ** i, base * 8) for i in range(self.depth)]
         self.downs = nn.ModuleList([_Down(in_channels if i == 0 else widths[i - 1], widths[i], norm=i > 0)
                                     for i in range(self.depth)])
@@ -57,7 +70,7 @@ class UNetGenerator(nn.Module):
         for i in reversed(range(self.depth)):
             cin = widths[i] if i == self.depth - 1 else widths[i] * 2
             cout = widths[i - 1] if i > 0 else base
-            ups.append(_Up(cin, cout))
+            ups.append(_Up(cin, cout, self.decoder_dropout if i > 0 else 0.0))
         self.ups = nn.ModuleList(ups)
         self.dropout = nn.Dropout(float(dropout))
         self.head = nn.Sequential(nn.Conv2d(base, out_channels, 1), nn.Tanh())
@@ -70,7 +83,8 @@ class UNetGenerator(nn.Module):
         return self.head(self.dropout(features))
 
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
-        """Every layer before the dropout (deterministic in eval mode): ``(B, base, H, W)`` features."""
+        """Every layer before the last-layer dropout: ``(B, base, H, W)`` features (deterministic in eval mode, and
+        in MC mode too unless ``decoder_dropout`` > 0)."""
         m = 2 ** self.depth
         if x.shape[-1] % m or x.shape[-2] % m:
             raise ValueError(f"H and W must be divisible by {m}, got {tuple(x.shape[-2:])}")
@@ -118,9 +132,10 @@ def mc_sample(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
     The model's train/eval state is restored afterwards. ``seed`` seeds torch's global generator for the
     passes (same seed -> same output); ``None`` leaves it alone.
 
-    For :class:`UNetGenerator` the dropout sits only before the last layer, so the deterministic backbone runs
-    once and only ``head_from`` (dropout + 1x1 conv + tanh) is sampled ``n_samples`` times: the same
-    distribution as full passes (every norm layer is in eval mode either way) at a fraction of the cost.
+    For :class:`UNetGenerator` without decoder dropout the dropout sits only before the last layer, so the
+    deterministic backbone runs once and only ``head_from`` (dropout + 1x1 conv + tanh) is sampled
+    ``n_samples`` times: the same distribution as full passes (every norm layer is in eval mode either way) at a
+    fraction of the cost. With ``decoder_dropout`` > 0 every sample is a full pass.
     """
     if int(n_samples) < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
@@ -131,7 +146,7 @@ def mc_sample(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
     try:
         mean = None
         m2 = None
-        fast = isinstance(model, UNetGenerator)
+        fast = isinstance(model, UNetGenerator) and model.decoder_dropout == 0
         if fast:
             feats = model.backbone(x)
         for k in range(1, int(n_samples) + 1):  # Welford: exact zero variance when every pass agrees

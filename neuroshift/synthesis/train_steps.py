@@ -7,7 +7,9 @@
   (``real_label=0.95`` gives [R]'s smoothing). **Every non-empty subset per epoch**: each mini-batch is
   used once per availability code (7 updates per batch with 3 sources), codes in a seeded order.
 * :class:`SynthDIRStep` — pix2pix: ``lambda2 * (1 - SSIM + lambda1 * masked L1) + L_adv`` (λ1 = 1, λ2 = 10;
-  ``lambda1 = 0`` is the ablation without the lesion-focused term), conditional PatchGAN, LSGAN.
+  masked L1 per lesion voxel by default, ``reduction="all"`` the earlier mean over all voxels,
+  :func:`.losses.masked_l1`; ``lambda1 = 0`` is the ablation without the lesion-focused term), conditional
+  PatchGAN, LSGAN; ``decoder_dropout`` > 0 adds dropout to the inner decoder blocks (:class:`.UNetGenerator`).
 * :class:`VirtualT1cStep` — 3D U-Net, L2 loss.
 
 Adam with β1 = 0.5 (GANs) as in the papers; learning rates are settings of the caller (2e-4 DiamondGAN,
@@ -126,11 +128,15 @@ class SynthDIRStep:
     def __init__(self, sources: torch.Tensor, target: torch.Tensor, lesion: torch.Tensor, *,
                  val: tuple[torch.Tensor, torch.Tensor] | None = None, lambda1: float = 1.0, lambda2: float = 10.0,
                  lr: float = 1e-3, batch_size: int = 1, base: int = 64, depth: int = 5, dropout: float = 0.3,
-                 seed: int = 0, d_base: int = 64):
+                 seed: int = 0, d_base: int = 64, decoder_dropout: float = 0.0, reduction: str = "lesion"):
         self.sources, self.target, self.lesion, self.val = sources, target, lesion, val
         self.lambda1, self.lambda2, self.batch_size = float(lambda1), float(lambda2), int(batch_size)
+        if reduction not in losses.MASKED_L1_REDUCTIONS:
+            raise ValueError(f"masked L1 reduction must be one of {losses.MASKED_L1_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
         torch.manual_seed(seed)
-        self.models = {"generator": UNetGenerator(sources.shape[1], target.shape[1], base, depth, dropout),
+        self.models = {"generator": UNetGenerator(sources.shape[1], target.shape[1], base, depth, dropout,
+                                                  decoder_dropout),
                        "discriminator": ConditionalPatchDiscriminator(sources.shape[1], target.shape[1], d_base)}
         self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999))
                            for k, m in self.models.items()}
@@ -144,7 +150,7 @@ class SynthDIRStep:
         with ctx.autocast():
             fake = g(x)
             loss_g = losses.synthdir_generator_loss(y, fake, s, d(x, fake), lambda1=self.lambda1,
-                                                    lambda2=self.lambda2)
+                                                    lambda2=self.lambda2, reduction=self.reduction)
         self.optimizers["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.optimizers["generator"].step()
