@@ -227,7 +227,7 @@ def _tissue_values(d: QSynthDraw, cfg: QSynthConfig, shape, spacing_mm, tissues,
             sel = masks[t] if masks is not None else slice(None)
             z = math.sqrt(w) * z_s[sel] + math.sqrt(1 - w) * g.standard_normal(z_s[sel].shape).astype(np.float32)
             v = mu + sd * z.astype(np.float64)
-            floor = 0.0 if p == "PD" else 0.01 * priors[t][p].mu_mu
+            floor = 0.0 if p == "PD" else 0.01 * mu
             out[t][p] = np.maximum(v, floor)
     return out
 
