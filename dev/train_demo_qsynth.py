@@ -75,12 +75,17 @@ CONTRASTS = {
             "N": 176.0},
 }
 #: Training contrasts (``--protocols``): parameter ranges in ms / degrees (None: paper 002's random sampling).
+#: Clinical FLAIR: TI 2200-2700 ms nulls CSF (T1 3.75-4.6 s) at TR 9000 ms, as in the real FLAIRs measured by
+#: dev/qsynth_real_stats.py (ventricles at 0.13-0.2 of WM); TI 2000 ms left CSF at 0.5-0.8 of WM.
+FLAIR_RANGE = {"sequence": "flair", "TE_ms": [70.0, 140.0], "TI_ms": [2200.0, 2700.0], "TR_ms": 9000.0}
+T2W_RANGE = {"sequence": "se", "TE_ms": [80.0, 120.0], "TR_ms": [4000.0, 8000.0]}
 PROTOCOL_SETS = {
-    "mix": [{"sequence": "flair", "TE_ms": [80.0, 140.0], "TI_ms": [2000.0, 2800.0], "TR_ms": 9000.0},
-            {"sequence": "se", "TE_ms": [80.0, 120.0], "TR_ms": [4000.0, 8000.0]},
+    "mix": [FLAIR_RANGE, T2W_RANGE,
             {"sequence": "mprage", "TE_ms": [2.0, 4.0], "TI_ms": [600.0, 900.0], "TR_ms": [1900.0, 2500.0],
              "FA_deg": [5.0, 12.0], "TX_ms": [4.0, 8.0], "N": 100.0}],
-    "flair": [{"sequence": "flair", "TE_ms": [80.0, 140.0], "TI_ms": [2000.0, 2800.0], "TR_ms": 9000.0}],
+    "flair": [FLAIR_RANGE],
+    # two thirds FLAIR (listed twice: one entry is picked uniformly per subject), one third T2w
+    "flair+t2w": [FLAIR_RANGE, FLAIR_RANGE, T2W_RANGE],
     "paper": None,
 }
 EVAL_AUGMENT = {"noise_fraction": (0.02, 0.02), "bias_strength": (0.1, 0.1), "deform_mm": (0.0, 0.0)}
@@ -116,6 +121,7 @@ def evaluate(packages: dict[str, Path], seeds: list[int], device: str = "cpu") -
 def description(protocols: str) -> str:
     """The manifest description: what the model is for and what it was trained on."""
     what = {"flair": "FLAIR (clinical TE/TI range)", "mix": "FLAIR, T2w and T1w (clinical ranges)",
+            "flair+t2w": "FLAIR (and T2w: trained on both, clinical ranges)",
             "paper": "any contrast (paper 002's random sequences)"}.get(protocols, "the contrasts of its --synth-config")
     return ("DEMO MODEL, NOT FOR CLINICAL USE: qSynth-trained MS-lesion segmenter (one channel) for " + what + ". "
             "Trained only on SYNTHETIC images rendered from SYNTHETIC label maps by neuroshift.qsynth (paper 002) in "
