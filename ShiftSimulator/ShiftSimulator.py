@@ -30,8 +30,9 @@ from slicer.util import VTKObservationMixin
 import neuroshift_slicer.connectors  # noqa: F401  (registers the str path connector used by stressCasesPath)
 from neuroshift_slicer.environment import REPORT_REQUIREMENTS, engine_process, ensure_requirements
 from neuroshift_slicer.jobs import BackgroundJobController
-from ShiftSimulatorLib.logic import (SEQUENCES, UNKNOWN, ShiftSimulationCore, case_id, fields_from_params,
-                                     header_needs_reading, simulation_request)
+from ShiftSimulatorLib.logic import SEQUENCES, ShiftSimulationCore
+from ShiftSimulatorLib.naming import case_id
+from ShiftSimulatorLib.parameters import UNKNOWN, fields_from_params, header_needs_reading, simulation_request
 from ShiftSimulatorLib.stress_panel import (DEFAULT_STRESS_GRID, DEFAULT_STRESS_MODEL, STRESS_METRICS,
                                             STRESS_SOURCES, STRESS_SURFACES, StressTestPanel)
 
@@ -215,7 +216,7 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _readHeader(self) -> None:
         """Pre-fill the source parameters from the node's DICOM header / BIDS sidecar / stored values."""
-        from ShiftSimulatorLib.logic import dicom_attributes_from_database
+        from ShiftSimulatorLib.parameters import dicom_attributes_from_database
 
         p = self._parameterNode
         node = p.inputVolume if p else None
@@ -350,54 +351,17 @@ class ShiftSimulatorTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_StressTest()
 
-    def _phantom(self):
-        from neuroshift.phantom import make_phantom
-
-        self._tmp = tempfile.mkdtemp(prefix="ShiftSimulatorTest-")
-        return make_phantom(self._tmp, seed=0)
-
     def test_PhantomDerivative(self):
-        import numpy as np
+        """The phantom's FLAIR at TE=150, TI=2900: geometry kept, voxels equal the engine's derivative."""
+        from ShiftSimulatorLib.selftest import check_phantom_derivative
 
-        from neuroshift.io.files import read_volume
-        from neuroshift.io.params import AcquisitionParams
-        from neuroshift.simulate import simulate_derivative
-        from neuroshift.tissues.maps import fractions_from_labels
-
-        self.delayDisplay("Making the phantom")
-        paths = self._phantom()
-        flair = slicer.util.loadVolume(str(paths["FLAIR"]))
-        labels = slicer.util.loadLabelVolume(str(paths["tissue_labels"]))
-        logic = ShiftSimulatorLogic().core
-        params = logic.source_parameters(flair)
-        self.assertEqual((params.TE_ms, params.TI_ms, params.TR_ms), (112.0, 2500.0, 9000.0))
-        self.delayDisplay("Simulating TE=150, TI=2900")
-        out = logic.simulate(flair, labels, "flair", "TE=150,TI=2900")
-        self.assertTrue(out.GetName().endswith("_TE150_TI2900"))
-        m_in, m_out = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
-        flair.GetIJKToRASMatrix(m_in)
-        out.GetIJKToRASMatrix(m_out)
-        for r in range(4):
-            for c in range(4):
-                self.assertAlmostEqual(m_in.GetElement(r, c), m_out.GetElement(r, c), places=6)
-        ref = simulate_derivative(read_volume(paths["FLAIR"], dtype=np.float32),
-                                  fractions_from_labels(read_volume(paths["tissue_labels"])), "flair",
-                                  AcquisitionParams.for_image(paths["FLAIR"]), AcquisitionParams.parse("TE=150,TI=2900"))
-        np.testing.assert_allclose(slicer.util.arrayFromVolume(out), ref.data, rtol=1e-6, atol=1e-3)
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        self.delayDisplay("Test passed")
+        check_phantom_derivative(self, ShiftSimulatorLogic().core)
 
     def test_MissingSourceParameters(self):
-        import numpy as np
+        """A volume without header values: MissingParameterError, nothing guessed."""
+        from ShiftSimulatorLib.selftest import check_missing_source_parameters
 
-        from neuroshift.errors import MissingParameterError
-
-        node = slicer.util.addVolumeFromArray(np.ones((4, 5, 6), np.float32), name="no_header")
-        labels = slicer.util.addVolumeFromArray(np.full((4, 5, 6), 3, np.uint8), name="labels",
-                                                nodeClassName="vtkMRMLLabelMapVolumeNode")
-        with self.assertRaises(MissingParameterError):
-            ShiftSimulatorLogic().core.simulate(node, labels, "flair", "TE=150,TI=2900")
-        self.delayDisplay("Test passed")
+        check_missing_source_parameters(self, ShiftSimulatorLogic().core)
 
     def test_StressTest(self):
         """The stress-test panel's logic on the phantom: 2x2 grid, cancel + resume, result nodes, report."""

@@ -30,24 +30,18 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from neuroshift.errors import InputError, MissingParameterError
+from neuroshift.errors import InputError
 from neuroshift.io.params import DICOM_KEYS, AcquisitionParams, sidecar_path
 from neuroshift.io.volume import Volume
 from neuroshift.progress import Cancelled, ProgressCallback
 from neuroshift.sequences import SEQUENCES  # the one table of sequences (the module's choices)
 
-#: Node attribute prefix of parameters the user confirmed/typed (NeuroShift units: ms, degrees, tesla).
-ATTRIBUTE_PREFIX = "NeuroShift."
-#: Node attribute prefix of DICOM header values (DICOM units: ms, degrees, tesla).
-DICOM_PREFIX = "DICOM."
-#: DICOM keyword -> tag, for reading the header from Slicer's DICOM database.
-DICOM_TAGS = {
-    "RepetitionTime": "0018,0080", "EchoTime": "0018,0081", "InversionTime": "0018,0082",
-    "FlipAngle": "0018,1314", "MagneticFieldStrength": "0018,0087", "EchoTrainLength": "0018,0091",
-}
-#: Order and short names of parameters in output node names (``FLAIR_TE150_TI2900``).
-NAME_ORDER = (("TE_ms", "TE"), ("TI_ms", "TI"), ("TI1_ms", "TI1"), ("TI2_ms", "TI2"), ("TR_ms", "TR"),
-              ("FA_deg", "FA"), ("TX_ms", "TX"), ("N", "N"), ("field_T", "B0"))
+# The helpers below live in their own modules (parameters: where parameters are stored and how the panel shows
+# them; naming: node names, case ids, segment names) and stay importable from here.
+from .naming import NAME_ORDER, case_id, derived_name, segment_tissue
+from .parameters import (ATTRIBUTE_PREFIX, DICOM_PREFIX, DICOM_TAGS, PARAMETER_FIELDS, UNKNOWN, as_params,
+                         dicom_attributes_from_database, fields_from_params, header_needs_reading, params_from_fields,
+                         require_source, simulation_request, storage_path)
 
 CancelFlag = Callable[[], bool]
 
@@ -192,7 +186,7 @@ class ShiftSimulationCore:
         if input_node is None:
             raise InputError("choose an input volume")
         seq, src = self._checked_source(input_node, sequence, source)
-        target = _as_params(target)
+        target = as_params(target)
 
         def step(fraction: float, message: str) -> None:
             if cancel is not None and cancel():
@@ -243,7 +237,7 @@ class ShiftSimulationCore:
         from neuroshift_slicer.volume_nodes import volume_from_node
 
         seq, src = self._checked_source(input_node, sequence, source)
-        target = _as_params(target)
+        target = as_params(target)
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)
         image = volume_from_node(input_node)
@@ -271,7 +265,7 @@ class ShiftSimulationCore:
 
         vol = read_volume(path, dtype=np.float32)
         volume_from_node(input_node).require_same_grid(vol, "input volume and simulated derivative")
-        target = _as_params(target)
+        target = as_params(target)
         name = output_name or derived_name(input_node.GetName(), target)
         node = add_volume_node(self.scene, vol, name, node=output_node)
         self.store_parameters(node, self.source_parameters(input_node).merged(target), sequence)
@@ -279,134 +273,7 @@ class ShiftSimulationCore:
         return node
 
 
-# ---------------------------------------------------------------------- helpers
-def _as_params(value) -> AcquisitionParams:
-    if isinstance(value, AcquisitionParams):
-        return value
-    if isinstance(value, str):
-        return AcquisitionParams.parse(value)
-    if isinstance(value, Mapping):
-        return AcquisitionParams.from_mapping({k: v for k, v in value.items() if v is not None})
-    raise InputError(f"target parameters must be AcquisitionParams, a mapping or 'TE=..,TI=..', got {value!r}")
-
-
-def derived_name(input_name: str, target: AcquisitionParams) -> str:
-    """``FLAIR`` + TE=150, TI=2900 -> ``FLAIR_TE150_TI2900``."""
-    parts = []
-    known = target.known()
-    for fname, short in NAME_ORDER:
-        if fname in known:
-            parts.append(f"{short}{known[fname]:g}".replace(".", "p"))
-    return f"{input_name}_{'_'.join(parts)}" if parts else f"{input_name}_derivative"
-
-
-_SEGMENT_ALIASES = {
-    "csf": "CSF", "cerebrospinal fluid": "CSF", "cerebrospinal_fluid": "CSF",
-    "gm": "GM", "gray matter": "GM", "grey matter": "GM", "gray_matter": "GM", "grey_matter": "GM",
-    "wm": "WM", "white matter": "WM", "white_matter": "WM",
-    "lesion": "lesion", "lesions": "lesion", "wmh": "lesion", "ms lesion": "lesion", "ms lesions": "lesion",
-}
-
-
-def segment_tissue(name: str) -> str | None:
-    """Tissue of a segment name (CSF, GM, WM, lesion and common spellings), else None."""
-    return _SEGMENT_ALIASES.get(str(name).strip().lower())
-
-
-def storage_path(node) -> Path | None:
-    """File the node was loaded from / saved to, if any."""
-    storage = node.GetStorageNode() if hasattr(node, "GetStorageNode") else None
-    name = storage.GetFileName() if storage is not None else None
-    return Path(name) if name else None
-
-
-def dicom_attributes_from_database(node, database) -> dict[str, str]:
-    """Copy the acquisition tags of a DICOM-loaded node from Slicer's DICOM database into node attributes.
-
-    ``database`` is ``slicer.dicomDatabase`` (duck-typed: ``fileForInstance(uid)``,
-    ``fileValue(file, "gggg,eeee")``); the node's ``DICOM.instanceUIDs`` attribute names
-    its instances. Returns the attributes set (DICOM units: ms, degrees, tesla).
-    """
-    uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
-    if not uids or database is None:
-        return {}
-    path = database.fileForInstance(uids[0])
-    if not path:
-        return {}
-    found = {}
-    for keyword, tag in DICOM_TAGS.items():
-        value = str(database.fileValue(path, tag) or "").strip()
-        if value:
-            node.SetAttribute(DICOM_PREFIX + keyword, value)
-            found[keyword] = value
-    return found
-
-
-def require_source(params: AcquisitionParams, sequence: str, node_name: str) -> AcquisitionParams:
-    """``params.require`` with a message that tells Slicer users where to enter the values."""
-    try:
-        return params.require(sequence, context=f"'{node_name}'")
-    except MissingParameterError as exc:
-        raise MissingParameterError(f"{exc}. Enter them under 'Source parameters' or load the volume "
-                                    "with its BIDS sidecar / from DICOM") from None
-
-
-#: Value of a parameter field that is not known ("unknown" source / "same as source" target).
-UNKNOWN = -1.0
-#: Parameter-node field suffix -> AcquisitionParams field (units: ms, degrees, tesla).
-PARAMETER_FIELDS = (("TE", "TE_ms"), ("TI", "TI_ms"), ("TR", "TR_ms"), ("FA", "FA_deg"), ("Field", "field_T"))
-
-
-def params_from_fields(te_ms: float, ti_ms: float, tr_ms: float, fa_deg: float,
-                       field_T: float = UNKNOWN) -> AcquisitionParams:
-    """AcquisitionParams from the panel's values; a negative value (``UNKNOWN``) means unknown / keep."""
-    values = {"TE_ms": te_ms, "TI_ms": ti_ms, "TR_ms": tr_ms, "FA_deg": fa_deg, "field_T": field_T}
-    return AcquisitionParams(**{k: float(v) for k, v in values.items() if v is not None and v >= 0})
-
-
-def fields_from_params(params: AcquisitionParams, prefix: str = "source") -> dict[str, float]:
-    """Parameter-node values (``sourceTE`` ... ``sourceField``) for ``params``; ``UNKNOWN`` where not known."""
-    out = {}
-    for suffix, name in PARAMETER_FIELDS:
-        value = getattr(params, name)
-        out[prefix + suffix] = float(value) if value is not None else UNKNOWN
-    return out
-
-
-def header_needs_reading(node_id: str | None, read_for_id: str) -> bool:
-    """Whether selecting ``node_id`` should pre-fill the source parameters from its header.
-
-    Only when the user picks a node other than the one the header was last read for
-    (``read_for_id``, saved in the parameter node): the wrapper also sets the input when a scene
-    is loaded or the module is entered, and must not overwrite values typed or saved since.
-    """
-    return bool(node_id) and node_id != read_for_id
-
-
-def case_id(name: str) -> str:
-    """A file-name-safe case id from a node name."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "case"
-
-
-def simulation_request(p) -> tuple:
-    """(tissues, label mapping, source, target, source field in T) from the module's parameter node.
-
-    ``p``: any object with the parameter node's fields (``tissueMode``, ``tissueLabelmap``, ``labelMapping``,
-    ``tissueSegmentation``, ``pvCSF``..``pvLesion``, ``sourceTE``..``sourceField``, ``targetTE``..``targetFA``).
-    """
-    from neuroshift.tissues.maps import parse_label_mapping
-
-    if p.tissueMode == "label map":
-        tissues, mapping = p.tissueLabelmap, parse_label_mapping(p.labelMapping)
-    elif p.tissueMode == "segmentation":
-        tissues, mapping = p.tissueSegmentation, None
-    else:
-        tissues = {t: n for t, n in (("CSF", p.pvCSF), ("GM", p.pvGM), ("WM", p.pvWM), ("lesion", p.pvLesion))
-                   if n is not None}
-        mapping = None
-    source = params_from_fields(p.sourceTE, p.sourceTI, p.sourceTR, p.sourceFA, p.sourceField)
-    target = params_from_fields(p.targetTE, p.targetTI, p.targetTR, p.targetFA)
-    field_T = p.sourceField if p.sourceField >= 0 else None
-    return tissues, mapping, source, target, field_T
+__all__ = ["ATTRIBUTE_PREFIX", "DICOM_PREFIX", "DICOM_TAGS", "NAME_ORDER", "PARAMETER_FIELDS", "SEQUENCES", "UNKNOWN",
+           "CancelFlag", "ShiftSimulationCore", "as_params", "case_id", "derived_name", "dicom_attributes_from_database",
+           "fields_from_params", "header_needs_reading", "params_from_fields", "require_source", "segment_tissue",
+           "simulation_request", "storage_path"]

@@ -1,6 +1,8 @@
-"""In-Slicer self test of the stress-test panel's logic (needs ``slicer.util`` and an application; no Qt widgets).
+"""In-Slicer self tests of the ShiftSimulator module (need ``slicer.util`` and an application; no Qt widgets).
 
-Called from ``ShiftSimulatorTest.test_StressTest``; ``test`` is that ``ScriptedLoadableModuleTest``.
+Called from the ``ShiftSimulatorTest`` methods of ``ShiftSimulator.py`` (the class stays there, where
+``ScriptedLoadableModule.runTest`` looks for ``<ModuleName>Test``); ``test`` is that
+``ScriptedLoadableModuleTest`` and ``core`` the module logic's :class:`~ShiftSimulatorLib.logic.ShiftSimulationCore`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,58 @@ import shutil
 import tempfile
 
 import slicer
+
+
+def check_phantom_derivative(test, core) -> None:
+    """The phantom's FLAIR at TE=150 ms, TI=2900 ms: the node keeps the input's IJK-to-RAS matrix and its voxels
+    equal :func:`neuroshift.simulate.simulate_derivative` run on the files."""
+    import numpy as np
+    import vtk
+
+    from neuroshift.io.files import read_volume
+    from neuroshift.io.params import AcquisitionParams
+    from neuroshift.phantom import make_phantom
+    from neuroshift.simulate import simulate_derivative
+    from neuroshift.tissues.maps import fractions_from_labels
+
+    tmp = tempfile.mkdtemp(prefix="ShiftSimulatorTest-")
+    try:
+        test.delayDisplay("Making the phantom")
+        paths = make_phantom(tmp, seed=0)
+        flair = slicer.util.loadVolume(str(paths["FLAIR"]))
+        labels = slicer.util.loadLabelVolume(str(paths["tissue_labels"]))
+        params = core.source_parameters(flair)
+        test.assertEqual((params.TE_ms, params.TI_ms, params.TR_ms), (112.0, 2500.0, 9000.0))
+        test.delayDisplay("Simulating TE=150, TI=2900")
+        out = core.simulate(flair, labels, "flair", "TE=150,TI=2900")
+        test.assertTrue(out.GetName().endswith("_TE150_TI2900"))
+        m_in, m_out = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        flair.GetIJKToRASMatrix(m_in)
+        out.GetIJKToRASMatrix(m_out)
+        for r in range(4):
+            for c in range(4):
+                test.assertAlmostEqual(m_in.GetElement(r, c), m_out.GetElement(r, c), places=6)
+        ref = simulate_derivative(read_volume(paths["FLAIR"], dtype=np.float32),
+                                  fractions_from_labels(read_volume(paths["tissue_labels"])), "flair",
+                                  AcquisitionParams.for_image(paths["FLAIR"]), AcquisitionParams.parse("TE=150,TI=2900"))
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(out), ref.data, rtol=1e-6, atol=1e-3)
+        test.delayDisplay("Test passed")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_missing_source_parameters(test, core) -> None:
+    """A volume without header values and no typed ones: :class:`~neuroshift.errors.MissingParameterError`."""
+    import numpy as np
+
+    from neuroshift.errors import MissingParameterError
+
+    node = slicer.util.addVolumeFromArray(np.ones((4, 5, 6), np.float32), name="no_header")
+    labels = slicer.util.addVolumeFromArray(np.full((4, 5, 6), 3, np.uint8), name="labels",
+                                            nodeClassName="vtkMRMLLabelMapVolumeNode")
+    with test.assertRaises(MissingParameterError):
+        core.simulate(node, labels, "flair", "TE=150,TI=2900")
+    test.delayDisplay("Test passed")
 
 
 def check_stress_test(test) -> None:
