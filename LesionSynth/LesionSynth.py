@@ -342,48 +342,15 @@ class LesionSynthTest(ScriptedLoadableModuleTest):
         self.test_LesionSynth_points_to_mask()
 
     def test_LesionSynth_synthesis(self):
-        import tempfile
+        from LesionSynthLib.selftest import check_synthesis
 
-        import numpy as np
-
-        from neuroshift.io.volume import Volume
-        from neuroshift.synthesis.inference import save_package
-        from neuroshift.synthesis.pix2pix import UNetGenerator
-        from neuroshift_slicer.volume_nodes import add_volume_node
-
-        k, j, i = np.indices((6, 32, 32))
-        brain = ((i - 16) ** 2 + (j - 16) ** 2) < 144
-        flair = add_volume_node(slicer.mrmlScene, Volume(np.where(brain, 100.0 + i, 0).astype(np.float32),
-                                                         [1, 1, 2]), "SYNTHETIC test FLAIR")
-        t1 = add_volume_node(slicer.mrmlScene, Volume(np.where(brain, 200.0 - j, 0).astype(np.float32),
-                                                      [1, 1, 2]), "SYNTHETIC test T1")
-        arch = {"in_channels": 2, "out_channels": 1, "base": 4, "depth": 2, "dropout": 0.3}
-        folder = tempfile.mkdtemp(prefix="LesionSynthTest-")
-        save_package(folder, "synthdir", "dir", ("flair", "t1"), arch, UNetGenerator(**arch),
-                     {"trained_on": "untrained self-test package"})
-        logic = LesionSynthLogic()
-        params = SynthesisParameters(target="dir", model=folder, device="cpu", uncertainty=True, mc_samples=3)
         python, env = engine_process()
-        job = logic.synthesis.start_background({"flair": flair, "t1": t1}, params, python=python, env=env)
-        job.run.wait(300)
-        out = logic.synthesis.finish_background(job)
-        self.assertIn("SYNTHETIC", out.synthetic.GetName())
-        self.assertEqual(out.synthetic.GetAttribute("NeuroShift.Synthetic"), "true")
-        self.assertIsNotNone(out.uncertainty)
-        self.assertEqual(slicer.util.arrayFromVolume(out.synthetic).shape, (6, 32, 32))
-        self.delayDisplay("LesionSynth synthesis test passed")
+        check_synthesis(self, LesionSynthLogic(), python, env)
 
     def test_LesionSynth_points_to_mask(self):
-        import numpy as np
+        from LesionSynthLib.selftest import check_points_to_mask
 
-        from neuroshift.io.volume import Volume
-        from LesionSynthLib import points_to_mask
-
-        reference = Volume(np.zeros((9, 9, 9), np.float32), [1, 1, 1])
-        centre = reference.ijk_to_ras() @ np.array([4, 4, 4, 1.0])
-        mask = points_to_mask([("p", centre[:3])], reference, 5.0)
-        self.assertEqual(int(mask.data.sum()), 81)  # lattice points with x^2 + y^2 + z^2 <= 6.25
-        self.delayDisplay("LesionSynth points-to-mask test passed")
+        check_points_to_mask(self)
 
 
 def _showProgress(bar, label, fraction: float, message: str) -> None:
