@@ -5,7 +5,8 @@ The pipeline of dissertation 003 (see ``docs/segmentation.md`` §2), driven by t
 1. :func:`~neuroshift.segment.preprocess.prepare_inputs`: canonical reorientation, resampling to the
    model spacing, brain mask(s), z-score;
 2. for each view of the package: 2D slices, crop/pad to ``crop_hw``, every network of the view in
-   batches (slices inside the view's own slab are skipped: they are removed anyway), optional flip
+   batches (slices inside the view's own slab are skipped: they are removed anyway; bit-identical
+   slices, e.g. all-background ones, are predicted once and the result reused), optional flip
    test-time augmentation (left-right flip of axial and coronal slices; each flipped pass counts as
    one more member of its view); slices back into the volume;
 3. mean of the members of each view, equal-weight mean of the views
@@ -41,7 +42,7 @@ from .predict import cuda_batch_size, is_oom, predict_slices, prepare_models
 from .preprocess import BrainMaskSpec, crop_overlap, prepare_inputs
 from .qc import hemisphere_counts, is_bilateral, midline_x_ras, qc_warnings
 from .uncertainty import KINDS, uncertainty_map
-from .views import LR_FLIP_AXIS, SLICING_AXIS, VIEW_ORDER, check_view, view_slices
+from .views import LR_FLIP_AXIS, SLICING_AXIS, VIEW_ORDER, check_view, identical_slices, view_slices
 
 #: Slices per network call: CPU default (4 beat 16 by ~20 % in float32 on 180x180 claustrum slices: the
 #: activations stay in cache); on CUDA the batch is sized to the free memory (:func:`~neuroshift.segment.predict.cuda_batch_size`).
@@ -148,6 +149,7 @@ class _Accumulators:
     network_seconds: float = 0.0
     passes_done: int = 0
     precision_check: dict | None = None
+    slices: dict = field(default_factory=dict)  # per view: slices kept, predicted, reused (bit-identical)
 
 
 def _run_network(model, model_input, plan: _Plan, dev, flip, on_batch):
@@ -197,7 +199,10 @@ def _predict_view(view: str, models, prepared, plan: _Plan, acc: _Accumulators, 
         return
     lo, hi = int(keep[0]), int(keep[-1]) + 1
     slices, info = view_slices(prepared.channels, view, plan.crop_hw, prepared.pad_value, indices=keep)
-    model_input = slices
+    first, inverse = identical_slices(slices)  # bit-identical slices: predicted once (exact)
+    acc.slices[view] = {"kept": int(len(slices)), "predicted": int(len(first)),
+                        "reused_identical": int(len(slices) - len(first))}
+    model_input = slices if len(first) == len(slices) else slices[first]
     if dev.type == "cuda":
         try:  # one copy per view, shared by all its networks
             model_input = torch.from_numpy(slices).to(dev)
@@ -217,6 +222,8 @@ def _predict_view(view: str, models, prepared, plan: _Plan, acc: _Accumulators, 
             acc.network_seconds += time.perf_counter() - ts
             if plan.amp_dtype is not None and acc.precision_check is None:
                 acc.precision_check = _check_precision(model, model_input, pred, plan, dev, dst)
+            if len(first) != len(slices):
+                pred = pred[torch.from_numpy(inverse).to(pred.device)]
             crop_sum += pred
             if acc.member_sum is not None:  # undo crop/pad: predicted pixels back where they came from
                 _view_of(acc.member_sum, view)[lo:hi, src[0], src[1]] += pred[:, dst[0], dst[1]]
@@ -269,8 +276,8 @@ def _run_info(pkg, manifest, plan: _Plan, acc: _Accumulators, prepared, dev, nam
         "task": manifest.get("task"), "views": plan.views, "models_per_view": manifest.get("models_per_view"),
         "threshold": plan.threshold, "slab_fraction": plan.fractions, "slab_fill": plan.slab_fill,
         "tta": plan.tta, "device": str(dev), "precision": dtype_name(plan.amp_dtype),
-        "precision_check": acc.precision_check, "batch_size": plan.batch_size,
-        "threads": policy_info() if dev.type == "cpu" else None,
+        "precision_check": acc.precision_check, "batch_size": plan.batch_size, "slices": acc.slices,
+        "threads": {**policy_info(), "streams": policy_info()["torch_threads"]} if dev.type == "cpu" else None,
         "orientation": pre.get("orientation", "RAS"), "settings_source": manifest.get("settings_source"),
         "model_grid_shape_kji": list(plan.shape), "model_spacing_mm": [round(float(s), 4) for s in prepared.grid.spacing],
         "resampled": prepared.resampled, "input_orientation": prepared.reorientation.original_code,

@@ -4,11 +4,18 @@ Used by :mod:`neuroshift.segment.inference` (the product path of ``neuroshift se
 of every view. On the CPU, bfloat16 runs a bfloat16 copy of the network (cached per network) instead of
 autocast, which re-casts every weight on every call (~10 % faster, same arithmetic); on CUDA float16 or
 bfloat16 autocast, and the batch is sized to the free memory (:func:`cuda_batch_size`).
+
+CPU threads: with ``T >= 2`` torch threads the batches run as ``T`` independent single-threaded streams
+(:func:`cpu_streams`; a pool of Python threads, each with one OpenMP thread; torch releases the GIL inside
+its operators) instead of one batch at a time over ``T`` OpenMP threads: no barrier after every layer, and
+on a busy machine a descheduled thread delays only its own batch. The slices are split into ``T x k`` chunks
+of near-equal size so that no stream idles at the end.
 """
 
 from __future__ import annotations
 
 import copy
+import threading
 import weakref
 
 from .precision import autocast_dtype
@@ -48,26 +55,74 @@ def cpu_bf16_copy(model):
     return cached[0]
 
 
+_POOL_LOCK = threading.Lock()
+_POOL: dict = {}
+
+
+def _single_thread() -> None:
+    """Pool-thread initialiser: this thread's operators use one OpenMP thread (the setting is per thread)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def cpu_streams(n: int):
+    """A pool of ``n`` Python threads whose torch operators run single-threaded (kept for the process).
+
+    ``torch.set_num_threads`` inside a pool thread sets that thread's OpenMP thread count and torch's
+    default for threads started later, so the caller's count is restored right after the pool starts.
+    """
+    import torch
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _POOL_LOCK:
+        pool = _POOL.get(n)
+        if pool is None:
+            caller = torch.get_num_threads()
+            pool = ThreadPoolExecutor(n, thread_name_prefix="neuroshift-stream", initializer=_single_thread)
+            list(pool.map(lambda _: torch.get_num_threads(), range(4 * n)))  # start all n threads now
+            torch.set_num_threads(caller)
+            _POOL[n] = pool
+    return pool
+
+
+def chunks(n: int, batch_size: int, streams: int) -> list[slice]:
+    """``range(n)`` as consecutive slices of at most ``batch_size``, their count a multiple of ``streams``,
+    sizes differing by at most one (``streams=1``: :func:`~neuroshift.segment.views.batches`)."""
+    if streams <= 1:
+        return list(batches(n, batch_size))
+    per_round = max(1, streams) * max(1, int(batch_size))
+    count = min(n, streams * -(-n // per_round))
+    edges = [round(i * n / count) for i in range(count + 1)] if count else [0]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
 def predict_slices(model, slices, *, device, batch_size: int, precision: str = "auto",
-                   flip_axis: int | None = None, on_batch=None, as_tensor: bool = False):
+                   flip_axis: int | None = None, on_batch=None, as_tensor: bool = False,
+                   streams: int | None = None):
     """Probabilities ``(N, H, W)`` of one network on ``(N, C, H, W)`` slices (optionally W-flipped).
 
     ``slices`` is a numpy array (copied batch by batch to ``device``) or a tensor already there. Batches
     go in channels-last memory under ``torch.inference_mode``, with autocast for reduced precision
-    (:func:`~neuroshift.segment.precision.autocast_dtype`). Returns a numpy array, or with
+    (:func:`~neuroshift.segment.precision.autocast_dtype`). ``streams``: on the CPU, batches run
+    concurrently as that many single-threaded streams (default: ``torch.get_num_threads()``; 1 = one
+    batch at a time over all threads); ignored on other devices. Returns a numpy array, or with
     ``as_tensor`` a float32 tensor on ``device``.
     """
     import torch
 
     amp_dtype = autocast_dtype(precision, device)
     out = torch.empty((slices.shape[0],) + tuple(slices.shape[2:]), dtype=torch.float32, device=device)
-    n_batches = max(1, -(-slices.shape[0] // max(1, batch_size)))
     on_device = torch.is_tensor(slices)
     cpu_bf16 = amp_dtype is torch.bfloat16 and device.type == "cpu"
     if cpu_bf16:
         model = cpu_bf16_copy(model)
-    with torch.inference_mode():
-        for b, sl in enumerate(batches(slices.shape[0], batch_size)):
+    n_streams = 1 if device.type != "cpu" else max(1, int(streams or torch.get_num_threads()))
+    parts = chunks(slices.shape[0], batch_size, n_streams)
+
+    def run(sl):
+        with torch.inference_mode():
             x = slices[sl] if on_device else torch.from_numpy(slices[sl])
             if not on_device and device.type == "cuda":
                 x = x.pin_memory().to(device, non_blocking=True)
@@ -85,8 +140,11 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
             if flip_axis is not None:
                 y = torch.flip(y, dims=(flip_axis,))
             out[sl] = y[:, 0]
-            if on_batch is not None:
-                on_batch((b + 1) / n_batches)
+
+    results = cpu_streams(n_streams).map(run, parts) if n_streams > 1 and len(parts) > 1 else map(run, parts)
+    for b, _ in enumerate(results):  # in order, in the caller's thread (progress callbacks stay there)
+        if on_batch is not None:
+            on_batch((b + 1) / len(parts))
     return out if as_tensor else out.cpu().numpy()
 
 
@@ -101,4 +159,4 @@ def cuda_batch_size(pkg, hw, n_channels: int, amp_dtype) -> int:
     return int(min(256, max(1, free // 2 // max(per_slice, 1))))
 
 
-__all__ = ["cpu_bf16_copy", "cuda_batch_size", "is_oom", "predict_slices", "prepare_models"]
+__all__ = ["chunks", "cpu_bf16_copy", "cpu_streams", "cuda_batch_size", "is_oom", "predict_slices", "prepare_models"]

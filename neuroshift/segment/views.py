@@ -84,6 +84,34 @@ def assemble(pred: np.ndarray, view: str, info: CropPad, shape: Sequence[int],
     return out
 
 
+def identical_slices(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bit-identical slices of a ``(N, ...)`` stack: ``(first, inverse)`` with ``stack[first][inverse] == stack``.
+
+    ``first``: index of the first slice of every group of bit-identical slices (ascending); ``inverse``: for
+    each slice, the position of its group in ``first``. A network gives bit-identical outputs for
+    bit-identical inputs, so only ``stack[first]`` needs predicting (typically all-background slices at the
+    edges of a view). Exact: slices are grouped by a hash of their bytes, then compared element by element.
+    """
+    import hashlib
+
+    groups: dict[bytes, list[int]] = {}  # hash -> representatives with that hash
+    first: list[int] = []
+    inverse = np.empty(len(stack), dtype=np.int64)
+    for n in range(len(stack)):
+        sl = np.ascontiguousarray(stack[n])
+        key = hashlib.blake2b(sl.view(np.uint8).reshape(-1), digest_size=16).digest()
+        reps = groups.setdefault(key, [])
+        for rep in reps:
+            if np.array_equal(stack[first[rep]].view(np.uint8), sl.view(np.uint8)):
+                inverse[n] = rep
+                break
+        else:
+            reps.append(len(first))
+            inverse[n] = len(first)
+            first.append(n)
+    return np.asarray(first, dtype=np.int64), inverse
+
+
 def batches(n: int, batch_size: int) -> Iterator[slice]:
     """Consecutive ``slice`` objects covering ``range(n)`` in steps of ``batch_size``."""
     batch_size = max(1, int(batch_size))
@@ -91,5 +119,5 @@ def batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + batch_size))
 
 
-__all__ = ["VIEWS", "VIEW_ORDER", "SLICING_AXIS", "LR_FLIP_AXIS", "assemble", "batches", "check_view", "from_view", "to_view",
-           "view_slices"]
+__all__ = ["VIEWS", "VIEW_ORDER", "SLICING_AXIS", "LR_FLIP_AXIS", "assemble", "batches", "check_view", "from_view",
+           "identical_slices", "to_view", "view_slices"]
