@@ -33,6 +33,7 @@ from neuroshift_slicer.jobs import BackgroundJobController
 from ShiftSimulatorLib.logic import SEQUENCES, ShiftSimulationCore
 from ShiftSimulatorLib.naming import case_id
 from ShiftSimulatorLib.parameters import UNKNOWN, fields_from_params, header_needs_reading, simulation_request
+from ShiftSimulatorLib.progress_display import show_busy, show_progress
 from ShiftSimulatorLib.stress_panel import (DEFAULT_STRESS_GRID, DEFAULT_STRESS_MODEL, STRESS_METRICS,
                                             STRESS_SOURCES, STRESS_SURFACES, StressTestPanel)
 
@@ -283,9 +284,7 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         context=(workdir, outPath, p.inputVolume, target, p.sequence, p.outputVolume))
 
     def _onProgress(self, fraction: float, message: str) -> None:
-        self.ui.progressBar.value = int(100 * fraction)
-        if message:
-            self.ui.statusLabel.text = message
+        show_progress(self.ui.progressBar, self.ui.statusLabel, fraction, message)
 
     def _onBackgroundFinished(self, state, context, cancelled: bool) -> None:
         workdir, outPath, inputNode, target, sequence, outputNode = context
@@ -308,11 +307,7 @@ class ShiftSimulatorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.jobs.cancel()
 
     def _setBusy(self, busy: bool) -> None:
-        self.ui.progressBar.setVisible(busy)
-        self.ui.progressBar.value = 0
-        self.ui.cancelButton.enabled = busy
-        if busy:
-            self.ui.statusLabel.text = _("Running...")
+        show_busy(self.ui.progressBar, self.ui.statusLabel, self.ui.cancelButton, busy, _("Running..."))
         self._updateGui()
 
     def _showResult(self, node) -> None:

@@ -25,6 +25,8 @@ from slicer.i18n import tr as _
 from neuroshift_slicer.environment import MODEL_REQUIREMENTS, REPORT_REQUIREMENTS, engine_process, ensure_requirements
 from neuroshift_slicer.jobs import BackgroundJobController
 
+from .progress_display import show_busy, show_progress
+
 #: Choices of ``neuroshift stress-test`` shown in the panel.
 STRESS_SOURCES = ("scene", "folder")
 STRESS_METRICS = ("lesion_f1", "dice", "lesion_recall", "lesion_precision")
@@ -131,16 +133,11 @@ class StressTestPanel:
             self.jobs.start(run, context=(logic, outdir, p.stressMetric))
 
     def _onProgress(self, fraction: float, message: str) -> None:
-        self.ui.stressProgressBar.value = int(100 * fraction)
-        if message:
-            self.ui.stressStatusLabel.text = message
+        show_progress(self.ui.stressProgressBar, self.ui.stressStatusLabel, fraction, message)
 
     def _onBusy(self, busy: bool) -> None:
-        self.ui.stressProgressBar.setVisible(busy)
-        self.ui.stressProgressBar.value = 0
-        self.ui.stressCancelButton.enabled = busy
-        if busy:
-            self.ui.stressStatusLabel.text = _("Running...")
+        show_busy(self.ui.stressProgressBar, self.ui.stressStatusLabel, self.ui.stressCancelButton, busy,
+                  _("Running..."))
         self._updateGui()
 
     def _onFinished(self, state, context, cancelled: bool) -> None:
