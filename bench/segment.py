@@ -12,7 +12,10 @@ stored orientation, 180x180 crop, 20 % slabs) holding 3+3 random-weight networks
 (2,494,529 parameters each; random weights time the same as trained ones). Runners:
 
 * ``ours-fp32``: ``precision="fp32"``; ``ours-auto``: ``precision="auto"`` (bfloat16 on CPUs with native
-  bf16, float16 on CUDA; includes the float32 agreement check the product runs);
+  bf16, float16 on CUDA; includes the float32 agreement check the product runs); both run ``T`` concurrent
+  single-threaded streams of batches (the product default with ``T`` threads);
+* ``auto-1str`` (CPU, ``T >= 2``): ``ours-auto`` with ``NEUROSHIFT_CPU_STREAMS=1`` (one batch at a time over all
+  ``T`` OpenMP threads, the product path before the streams), to show what the streams bring;
 * ``keras-b1`` / ``keras-b16``: the authors' released claustrum inference (``test_two_views.py`` steps,
   re-implemented in ``dev/make_authors_parity_fixture.py``: z-score, crop/pad, ``model.predict`` with
   ``batch_size=1`` as released / 16, view fusion) with the same weights, in TensorFlow, run in the
@@ -29,6 +32,10 @@ Both libraries get the same CPU threads (``--threads``, default :func:`neuroshif
 torch runs with ``OMP_WAIT_POLICY=PASSIVE`` (the product policy). Rounds interleave every runner; the
 median and spread of the rounds are printed, with ratios (baseline median / ours median), the agreement
 (mask voxels that differ, in % of the volume; max probability difference) and the machine's load average.
+The slices each view predicts and those it reuses (bit-identical to another slice, e.g. all background) are
+printed: the SYNTHETIC bench volumes have none to reuse in the kept slices (the ratios are those of a volume
+without empty slices); ``--volume head`` pads the quick volume with 16 empty slices on either side of the
+axial axis (a head that does not fill the field of view) to show the reuse.
 """
 
 from __future__ import annotations
@@ -51,13 +58,16 @@ prepare_environment()  # before torch is imported
 
 import numpy as np  # noqa: E402
 
-SHAPES = {"quick": (40, 56, 256), "full": (176, 256, 256)}  # [k, j, i] at 1 mm
+SHAPES = {"quick": (40, 56, 256), "full": (176, 256, 256), "head": (72, 56, 256)}  # [k, j, i] at 1 mm
 N_MODELS = 3
 THRESHOLD = 0.40
 
 
 def make_raw_volume(shape, seed: int = 0) -> np.ndarray:
-    """SYNTHETIC skull-stripped-looking head: a textured ellipsoid (~100) with noise, 0 outside."""
+    """SYNTHETIC skull-stripped-looking head: a textured ellipsoid (~100) with noise, 0 outside. The ``head``
+    shape is the quick volume with 16 empty slices above and below (axial)."""
+    if tuple(shape) == SHAPES["head"]:
+        return np.pad(make_raw_volume(SHAPES["quick"], seed), ((16, 16), (0, 0), (0, 0)))
     rng = np.random.default_rng(seed)
     k, j, i = np.indices(shape, dtype=np.float32)
     r = sum(((a - n / 2) / (0.45 * n)) ** 2 for a, n in zip((k, j, i), shape))
@@ -216,13 +226,20 @@ def main(argv=None) -> int:
           f"(available cores {thread_info['available_cores']}, OMP_WAIT_POLICY={thread_info['omp_wait_policy']}), "
           f"load average {info['load_average_start'][0]:.2f}")
 
-    def ours(precision):
+    def ours(precision, streams=None):
         def fn():
-            r = segment_volume(volume, pkg, device=device, precision=precision)
+            if streams is not None:
+                os.environ["NEUROSHIFT_CPU_STREAMS"] = str(streams)
+            try:
+                r = segment_volume(volume, pkg, device=device, precision=precision)
+            finally:
+                os.environ.pop("NEUROSHIFT_CPU_STREAMS", None)
             return r.probability.data, r.label.data, r.info
         return fn
 
     runners = {"ours-fp32": ours("fp32"), "ours-auto": ours("auto")}
+    if device.type == "cpu" and thread_info["torch_threads"] >= 2:
+        runners["auto-1str"] = ours("auto", streams=1)
     keras = None
     if Path(args.tf_python).exists():
         np.save(tmp / "volume.npy", raw)
@@ -245,7 +262,10 @@ def main(argv=None) -> int:
         runners["naive"] = lambda: (lambda p: (p, p > THRESHOLD, {}))(naive_release(nets, raw))
         print(f"baseline: TensorFlow interpreter {args.tf_python} not found; naive torch loop instead")
 
-    ours("fp32")()  # warm-up, not timed
+    slices = ours("fp32")()[2]["slices"]  # warm-up, not timed
+    info["slices"] = slices
+    print("slices per view (kept after the slab rule / predicted / reused as bit-identical to another): " + "; ".join(
+        f"{v} {c['kept']}/{c['predicted']}/{c['reused_identical']}" for v, c in slices.items()))
     times = {n: [] for n in runners}
     cpu_times = {n: [] for n in runners}  # process CPU seconds (all threads): less sensitive to a busy machine
     outputs = {}
@@ -278,10 +298,10 @@ def main(argv=None) -> int:
         differ = 100.0 * float((np.asarray(lab).astype(bool) != ref_l.astype(bool)).mean())
         results[name].update(mask_voxels_differing_pct=differ,
                              max_abs_probability_difference=float(np.abs(np.asarray(p) - ref_p).max()))
-        if name.startswith("ours"):
+        if name.startswith(("ours", "auto")):
             results[name].update(precision=run_info.get("precision"), precision_check=run_info.get("precision_check"))
         line = f"  {name:<10} mask voxels differing {differ:.4f} %, max |dp| {results[name]['max_abs_probability_difference']:.1e}"
-        if not name.startswith("ours"):
+        if not name.startswith(("ours", "auto")):
             for o in ("ours-fp32", "ours-auto"):
                 ratio = results[name]["median_s"] / results[o]["median_s"]
                 cpu_ratio = results[name]["median_cpu_s"] / max(results[o]["median_cpu_s"], 1e-9)
@@ -291,7 +311,12 @@ def main(argv=None) -> int:
         print(line)
     print(f"ours-auto precision: {results['ours-auto'].get('precision')}; load average at the end "
           f"{info['load_average_end'][0]:.2f}")
-    base = "keras-b1" if "keras-b1" in results else next((n for n in results if not n.startswith("ours")), None)
+    if "auto-1str" in results:
+        print(f"streams: ours-auto ({thread_info['torch_threads']} single-threaded streams) takes "
+              f"{results['ours-auto']['median_s'] / results['auto-1str']['median_s']:.2f}x the time of one batch at a "
+              f"time over {thread_info['torch_threads']} threads (auto-1str)")
+    base = "keras-b1" if "keras-b1" in results else next((n for n in results if not n.startswith(("ours", "auto"))),
+                                                         None)
     if base is not None:
         auto = results["ours-auto"]
         r32, rauto = results[base]["ratio_to_ours-fp32"], results[base]["ratio_to_ours-auto"]

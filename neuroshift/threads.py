@@ -9,6 +9,8 @@
   ensemble 14.6 s with 1 thread, 44.1 s with 2). ``OMP_WAIT_POLICY=PASSIVE`` costs nothing measurable
   on an idle machine. OpenMP reads it when torch is first imported, so :func:`prepare_environment`
   must run before ``import torch`` (the CLI calls it first thing); a value the user set is kept.
+* **Streams** (segmentation on the CPU): with ``T`` threads, ``T`` batches run at once, each on one thread
+  (:func:`cpu_streams`); ``NEUROSHIFT_CPU_STREAMS=1`` runs one batch at a time over all ``T`` threads instead.
 
 Heavy imports are lazy: importing this module does not import torch.
 """
@@ -22,6 +24,8 @@ from typing import Any
 
 #: Environment variable with the thread count to use (0 or unset: all available cores).
 THREADS_ENV = "NEUROSHIFT_THREADS"
+#: Environment variable with the number of concurrent single-threaded CPU inference streams (unset: the threads).
+STREAMS_ENV = "NEUROSHIFT_CPU_STREAMS"
 
 
 def _cgroup_quota_cores() -> float | None:
@@ -81,15 +85,30 @@ def configure(n: int | None = None) -> dict[str, Any]:
     return policy_info(effective_env)
 
 
+def cpu_streams(threads: int | None = None) -> int:
+    """Concurrent single-threaded inference streams: ``$NEUROSHIFT_CPU_STREAMS`` if positive (at most the
+    threads), else the torch threads (``threads``, default ``torch.get_num_threads()``)."""
+    if threads is None:
+        import torch
+
+        threads = torch.get_num_threads()
+    try:
+        env = int(os.environ.get(STREAMS_ENV, "0") or 0)
+    except ValueError:
+        env = 0
+    return max(1, min(int(threads), env) if env > 0 else int(threads))
+
+
 def policy_info(wait_policy_effective: bool | None = None) -> dict[str, Any]:
     """The thread settings in force now: torch threads, available cores, ``OMP_WAIT_POLICY``."""
     import torch
 
     info: dict[str, Any] = {"torch_threads": int(torch.get_num_threads()), "available_cores": available_cores(),
-                            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+                            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                            "cpu_streams": cpu_streams(torch.get_num_threads())}
     if wait_policy_effective is not None:
         info["omp_wait_policy_before_torch_import"] = bool(wait_policy_effective)
     return info
 
 
-__all__ = ["THREADS_ENV", "available_cores", "configure", "policy_info", "prepare_environment", "requested_threads"]
+__all__ = ["STREAMS_ENV", "THREADS_ENV", "available_cores", "configure", "cpu_streams", "policy_info", "prepare_environment", "requested_threads"]

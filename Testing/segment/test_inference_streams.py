@@ -87,3 +87,16 @@ def test_background_slices_are_predicted_once_with_the_same_result(tmp_path, mon
     np.testing.assert_allclose(fast.probability.data, full.probability.data, rtol=0, atol=1e-6)
     np.testing.assert_allclose(fast.uncertainty.data, full.uncertainty.data, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(fast.label.data, full.label.data)
+
+
+def test_stream_count_follows_the_threads_and_the_environment(monkeypatch):
+    from neuroshift import threads
+
+    monkeypatch.delenv(threads.STREAMS_ENV, raising=False)
+    assert threads.cpu_streams(4) == 4 and threads.cpu_streams(1) == 1
+    monkeypatch.setenv(threads.STREAMS_ENV, "1")  # one batch at a time over all threads
+    assert threads.cpu_streams(4) == 1
+    monkeypatch.setenv(threads.STREAMS_ENV, "8")  # never more streams than threads
+    assert threads.cpu_streams(4) == 4
+    monkeypatch.setenv(threads.STREAMS_ENV, "two")
+    assert threads.cpu_streams(3) == 3

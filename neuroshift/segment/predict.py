@@ -106,8 +106,8 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
     ``slices`` is a numpy array (copied batch by batch to ``device``) or a tensor already there. Batches
     go in channels-last memory under ``torch.inference_mode``, with autocast for reduced precision
     (:func:`~neuroshift.segment.precision.autocast_dtype`). ``streams``: on the CPU, batches run
-    concurrently as that many single-threaded streams (default: ``torch.get_num_threads()``; 1 = one
-    batch at a time over all threads); ignored on other devices. Returns a numpy array, or with
+    concurrently as that many single-threaded streams (default :func:`neuroshift.threads.cpu_streams`: the
+    torch threads; 1 = one batch at a time over all threads); ignored on other devices. Returns a numpy array, or with
     ``as_tensor`` a float32 tensor on ``device``.
     """
     import torch
@@ -118,7 +118,12 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
     cpu_bf16 = amp_dtype is torch.bfloat16 and device.type == "cpu"
     if cpu_bf16:
         model = cpu_bf16_copy(model)
-    n_streams = 1 if device.type != "cpu" else max(1, int(streams or torch.get_num_threads()))
+    if device.type != "cpu":
+        n_streams = 1
+    else:
+        from ..threads import cpu_streams as stream_count
+
+        n_streams = max(1, int(streams or stream_count()))
     parts = chunks(slices.shape[0], batch_size, n_streams)
 
     def run(sl):
