@@ -203,6 +203,10 @@ def main(argv=None) -> int:
     ap.add_argument("--steps-per-epoch", type=int, default=100)
     ap.add_argument("--lesion-count", type=float, default=20.0, help="mean lesion count of the training maps")
     ap.add_argument("--lesion-median-ml", type=float, default=0.4, help="median lesion volume (ml) of the training maps")
+    ap.add_argument("--heavy-maps", type=int, default=0,
+                    help="extra training maps with a heavy, confluent lesion load (real MS loads reach ~50 ml)")
+    ap.add_argument("--heavy-count", type=float, default=40.0, help="mean lesion count of the heavy maps (<= 30 kept)")
+    ap.add_argument("--heavy-median-ml", type=float, default=0.8, help="median lesion volume (ml) of the heavy maps")
     ap.add_argument("--protocols", choices=sorted(PROTOCOL_SETS), default="flair",
                     help="training contrasts: mix (FLAIR/T2w/T1w clinical ranges), flair, or paper (002's random sampling)")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -243,6 +247,9 @@ def main(argv=None) -> int:
         return finish(args, None, t0)
     lesions = LesionModel(mean_count=args.lesion_count, median_ml=args.lesion_median_ml)
     maps = random_label_maps(args.train_maps + 1, seed=args.map_seed, model=lesions)
+    heavy = LesionModel(mean_count=args.heavy_count, median_ml=args.heavy_median_ml)
+    if args.heavy_maps:
+        maps += random_label_maps(args.heavy_maps, seed=args.map_seed + 1000, model=heavy)
     synth_config = args.synth_config
     if synth_config is None and PROTOCOL_SETS[args.protocols] is not None:
         synth_config = {"protocol": PROTOCOL_SETS[args.protocols]}
@@ -254,7 +261,7 @@ def main(argv=None) -> int:
         preprocessing={"orientation": "RAS", "spacing_mm": 2.0, "crop_hw": [112, 96], "zscore": True,
                        "brain_mask": {"mode": "relative"}, "pad_value": 0.0},
         threshold=0.5, slab_fraction=0.1, augmentation={"preset": "wmh"}, slices="brain", negative_fraction=0.3,
-        val_fraction=1.0 / (args.train_maps + 1), out=args.out, work_dir=str(work), loss="dice+bce",
+        val_fraction=1.0 / len(maps), out=args.out, work_dir=str(work), loss="dice+bce",
         patch_hw=[64, 64], foreground_prob=args.foreground_prob,
         head_bias=args.head_bias if args.init.lower() == "none" else None, grad_clip=1.0, steps_per_epoch=args.steps_per_epoch,
         optimizer="adamw", lr_schedule="poly", synth="qsynth", synth_workers=args.workers,
@@ -263,10 +270,14 @@ def main(argv=None) -> int:
         init=None if args.init.lower() == "none" else str(find_model(args.init)),
         description=description(args.protocols if args.synth_config is None else "custom"),
         provenance={"population": "synthetic (qSynth)", "script": "dev/train_demo_qsynth.py",
-                    "label_maps": {"train": args.train_maps, "validation": 1, "map_seed": args.map_seed,
+                    "label_maps": {"train": len(maps) - 1, "validation": 1, "map_seed": args.map_seed,
                                    "source": "neuroshift.qsynth.anatomy.random_label_maps (ICBM152 2009a, 2 mm)",
                                    "lesion_model": {"mean_count": args.lesion_count,
                                                     "median_ml": args.lesion_median_ml},
+                                   **({"heavy_maps": args.heavy_maps,
+                                       "heavy_lesion_model": {"mean_count": args.heavy_count,
+                                                              "median_ml": args.heavy_median_ml}}
+                                      if args.heavy_maps else {}),
                                    "lesion_ml": [m.meta.get("lesion_ml") for m in maps]},
                     "contrasts": args.protocols if args.synth_config is None else "from --synth-config",
                     "clinical_use": "none - demo model trained on synthetic data"})
