@@ -52,9 +52,11 @@ def _reference(fn, *a, **kw):
         K.ENABLED = old
 
 
+@pytest.mark.parametrize("jit", [True, False], ids=["compiled", "numpy-blocks"])
 @pytest.mark.parametrize("name,fn,kw,t2key", CASES, ids=[c[0] for c in CASES])
-def test_fused_equals_reference(name, fn, kw, t2key, maps, monkeypatch):
+def test_fused_equals_reference(name, fn, kw, t2key, maps, monkeypatch, jit):
     monkeypatch.setattr(K, "BLOCK", 100)
+    monkeypatch.setattr(K, "JIT", jit)
     with np.errstate(all="raise"):  # the fused path must not warn (background voxels included)
         fast64 = _call(fn, maps, t2key, np.float64, kw)
         fast32 = _call(fn, maps, t2key, np.float32, kw)
@@ -155,6 +157,7 @@ def test_threaded_parts_give_the_single_thread_result(maps, monkeypatch):
     args = (maps["pd"].astype(np.float32), t1, maps["t2s"].astype(np.float32))
     kw = dict(te_ms=5.0, tr_ms=20.0, fa_deg=15.0)
     monkeypatch.setattr(K, "BLOCK", 64)
+    monkeypatch.setattr(K, "JIT", False)  # the numpy block path (the compiled one: test_kernels_jit.py)
     one = S.spoiled_gre(*args, **kw)
     monkeypatch.setattr(K, "PARALLEL_MIN", 0)
     monkeypatch.setenv("NEUROSHIFT_THREADS", "3")
@@ -181,10 +184,12 @@ MPRAGE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("jit", [True, False], ids=["compiled", "numpy-blocks"])
 @pytest.mark.parametrize("name,fn,kw", MPRAGE_CASES, ids=[c[0] for c in MPRAGE_CASES])
-def test_fused_mprage_equals_reference(name, fn, kw, maps, monkeypatch):
+def test_fused_mprage_equals_reference(name, fn, kw, maps, monkeypatch, jit):
     """One-pass MPRAGE kernels (powers of cos α·e^{−TX/T1} as exponentials) vs the reference closed forms."""
     monkeypatch.setattr(K, "BLOCK", 100)
+    monkeypatch.setattr(K, "JIT", jit)
     with np.errstate(all="raise"):
         fast64 = _call(fn, maps, "t2s", np.float64, kw)
         fast32 = _call(fn, maps, "t2s", np.float32, kw)
@@ -244,6 +249,7 @@ def test_multi_echo_single_pass_equals_printed_form(seq, text, maps):
 def test_background_blocks_are_skipped_and_zero(maps, monkeypatch):
     """Blocks with no valid voxel are written as 0; blocks mixing background and tissue match the reference."""
     monkeypatch.setattr(K, "BLOCK", 64)
+    monkeypatch.setattr(K, "JIT", False)  # the numpy block path (the compiled one: test_kernels_jit.py)
     t1 = np.zeros(2000)
     t2 = np.zeros(2000)
     t1[500:700] = np.linspace(300.0, 3000.0, 200)  # tissue in blocks 7-10 only, partly covering two of them
@@ -262,6 +268,7 @@ def test_background_blocks_are_skipped_and_zero(maps, monkeypatch):
 def test_compact_blocks_equal_full_blocks_and_reference(fn, monkeypatch):
     """Heavy kernels evaluate sparse blocks on their tissue voxels only: same values bit for bit, background 0."""
     monkeypatch.setattr(K, "BLOCK", 128)
+    monkeypatch.setattr(K, "JIT", False)  # the numpy block path (the compiled one: test_kernels_jit.py)
     g = np.random.default_rng(7)
     n = 3000
     t1 = np.where(g.random(n) < 0.15, g.uniform(300.0, 4000.0, n), 0.0).astype(np.float32)  # ~15 % tissue

@@ -29,12 +29,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import threading
 
 import numpy as np
 
 from .kernels_blocks import KERNELS, SCRATCH, exp_neg as _exp_neg
 
-__all__ = ["BLOCK", "ENABLED", "PARALLEL_MIN", "fused_signal", "eligible", "decay_inplace"]
+__all__ = ["BLOCK", "ENABLED", "JIT", "JIT_PARALLEL_MIN", "PARALLEL_MIN", "fused_signal", "eligible", "decay_inplace",
+           "run_parts"]
 
 #: Voxels per block (float32: 64 KiB per scratch buffer, well inside L2).
 BLOCK = 1 << 14
@@ -139,6 +142,18 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
     for v in (pd_v, b1_v):
         if not isinstance(v, np.ndarray):
             gain *= v
+    jit = _jit_parameters(kind, p) if JIT and isinstance(t1_v, np.ndarray) and isinstance(t2_v, np.ndarray) else None
+    if jit is not None:  # the compiled one-pass kernel (kernels_jit): every voxel in float64, one read, one write
+        from . import kernels_jit
+
+        t1_j, t2_j = t1_v.astype(dtype, copy=False), t2_v.astype(dtype, copy=False)
+        # PD and B1 as (array, array), (array, gain) or (gain, 1): three compiled variants per dtype, not four
+        w = [v.astype(dtype, copy=False) for v in (pd_v, b1_v) if isinstance(v, np.ndarray)]
+        w1, w2 = (w + [gain, 1.0])[:2]
+        run_parts(lambda lo, hi: kernels_jit.run_signal(
+            kind, p["magnitude"], _part(w1, lo, hi), t1_j[lo:hi], t2_j[lo:hi], _part(w2, lo, hi), p["te"], *jit,
+            flat[lo:hi]), n, JIT_PARALLEL_MIN, kernels_jit.CHUNK)
+        return out
     if not isinstance(t1_v, np.ndarray) and not t1_v > 0 or not isinstance(t2_v, np.ndarray) and not t2_v > 0:
         flat[:] = 0.0  # a scalar T1/T2 that is not > 0: every voxel is background
         return out
@@ -216,6 +231,84 @@ COMPACT_SHARE = 0.8
 PARALLEL_MIN = 1 << 20
 
 
+def _jit_parameters(kind: str, p: dict) -> tuple | None:
+    """``(times, parameters)`` tuples of the compiled kernel of ``kind`` (see :mod:`.kernels_jit`), or None when a time
+    that enters an exponential is negative or not finite (the numpy kernels and the reference handle those)."""
+    if kind == "ir":
+        times, t = (p["ti"], p["trec"]), ()
+    elif kind == "dir":
+        times, t = (p["ti1"], p["ti2"], p["tr"]), ()
+    elif kind == "dir_se":
+        times, t = (p["ti1"], p["ti2"], p["tr"], p["tra"]), ()
+    elif kind == "gre":
+        times, t = (p["tr"],), (p["cos"], p["sin"])
+    elif kind == "mprage":
+        times = (p["tx"], p["kc"] * p["tx"], p["td"], p["ta"])
+        t = (p["n"] - 2.0 * p["kc"], p["cn"], p["ckc"], p["eta"], p["sin"], p["cos"])
+    else:  # mprage_eq6
+        times, t = (p["tr"], p["td"], p["n"] * p["tx"] + p["td"]), (p["cos"], p["sin"], p["cn"])
+    if not all(math.isfinite(v) and v >= 0.0 for v in times + (p["te"],)):
+        return None
+    return times, t
+
+
+def _part(v, lo: int, hi: int):
+    """``v[lo:hi]`` for an array, ``v`` for a scalar."""
+    return v[lo:hi] if isinstance(v, np.ndarray) else v
+
+
+#: Use the compiled kernels of :mod:`.kernels_jit` (False: the block-wise numpy kernels; tests and benches).
+JIT = True
+
+#: Volumes of at least this many voxels run the compiled kernels on several threads (a voxel costs 1–3 ns
+#: there, a hand-over to the thread pool ~30 µs).
+JIT_PARALLEL_MIN = 1 << 17
+
+_POOL_LOCK = threading.Lock()
+_POOL: list = []  # [(pid, ThreadPoolExecutor, workers)]
+
+
+def _executor(threads: int):
+    """A thread pool of at least ``threads`` workers, kept between calls (recreated after a fork)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _POOL_LOCK:
+        pid = os.getpid()
+        if not _POOL or _POOL[0][0] != pid or _POOL[0][2] < threads:
+            if _POOL and _POOL[0][0] == pid:
+                _POOL[0][1].shutdown(wait=False)
+            _POOL[:] = [(pid, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="neuroshift-kernels"),
+                         threads)]
+        return _POOL[0][1]
+
+
+def run_parts(run, n: int, min_voxels: int, align: int = 1) -> None:
+    """``run(lo, hi)`` over [0, n) in contiguous parts, one per thread, from ``min_voxels`` voxels on.
+
+    Threads: ``neuroshift.threads.requested_threads()`` (``$NEUROSHIFT_THREADS``, else the cores this process
+    may use), at most one per ``min_voxels // 2`` voxels; part boundaries are multiples of ``align``. ``run``
+    must release the GIL (compiled ``nogil`` loops, numpy ufuncs). The caller's thread runs the first part; the
+    others go to a thread pool kept between calls (no thread start-up per call).
+    """
+    threads = 1
+    if n >= min_voxels:
+        from ..threads import requested_threads
+
+        threads = max(1, min(requested_threads(), n // max(1, min_voxels // 2)))
+    if threads == 1:
+        run(0, n)
+        return
+    cuts = [0] + [(n * i // threads) // align * align for i in range(1, threads)] + [n]
+    parts = [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+    ex = _executor(len(parts) - 1)
+    futures = [ex.submit(run, lo, hi) for lo, hi in parts[1:]]
+    try:
+        run(*parts[0])
+    finally:
+        for f in futures:
+            f.result()
+
+
 def _parallel(run, n: int) -> None:
     """``run(lo, hi)`` over [0, n) split into contiguous parts, one per thread.
 
@@ -223,20 +316,7 @@ def _parallel(run, n: int) -> None:
     may use); numpy releases the GIL inside the ufuncs, so the parts run in parallel. Each part has its own
     scratch buffers; the parts write disjoint slices of the output.
     """
-    threads = 1
-    if n >= PARALLEL_MIN:
-        from ..threads import requested_threads
-
-        threads = max(1, min(requested_threads(), n // BLOCK))
-    if threads == 1:
-        run(0, n)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    cuts = [(n * i // threads) // BLOCK * BLOCK for i in range(threads)] + [n]
-    with ThreadPoolExecutor(max_workers=threads) as ex:
-        for f in [ex.submit(run, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]:
-            f.result()
+    run_parts(run, n, PARALLEL_MIN, BLOCK)
 
 
 def decay_inplace(s, te_ms, t2_ms) -> bool:
@@ -265,6 +345,11 @@ def decay_inplace(s, te_ms, t2_ms) -> bool:
             flat *= math.exp(-te / t2s)
         return True
     t2 = np.ravel(t2_ms)
+    if JIT and math.isfinite(te) and te >= 0.0:  # compiled one-pass loop (kernels_jit)
+        from . import kernels_jit
+
+        run_parts(lambda lo, hi: kernels_jit.run_decay(flat[lo:hi], t2[lo:hi], te), n, JIT_PARALLEL_MIN)
+        return True
 
     def run(lo: int, hi: int) -> None:
         block = min(BLOCK, hi - lo)
