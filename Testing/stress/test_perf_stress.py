@@ -1,4 +1,5 @@
-"""Stress-test worker model: with worker processes every case is read and fitted once (by the parent)."""
+"""Stress-test worker model: with worker processes every case is read and fitted once (by the parent); the
+workers start with the run and load the model before their first point."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from neuroshift.stress import runner
 from neuroshift.stress.runner import run_stress_test
+from neuroshift.stress.worker import shared_object, warm_up
 
 from helpers.stress_engine import QuadraticF1Model, by_key, memory_case
 
@@ -34,9 +36,11 @@ def test_workers_share_one_fit_per_case(tmp_path):
     cases = [memory_case("a"), memory_case("b", te=80, ti=2300)]
     serial = run_stress_test(cases, QuadraticF1Model(), GRID, tmp_path / "s",
                              simulator=FitCountingSimulator(tmp_path / "serial.log"))
-    par = run_stress_test(cases, QuadraticF1Model(), GRID, tmp_path / "p",
+    par = run_stress_test(cases, LoadLoggingModel(tmp_path / "model.log"), GRID, tmp_path / "p",
                           simulator=FitCountingSimulator(tmp_path / "par.log"), workers=2)
     assert by_key(par) == by_key(serial) and len(par.records) == 20
+    # the workers started with the run and loaded the model before their first point (2 cases x 10 + 2 real)
+    check_each_worker_loaded_the_model_once_before_its_first_point(tmp_path / "model.log", 22)
     fits = (tmp_path / "par.log").read_text().split("\n")[:-1]
     # one fit per case, both in this (the parent) process: the workers never refit
     assert sorted(f.split()[1] for f in fits) == ["a", "b"]
@@ -87,3 +91,47 @@ def test_shared_case_is_read_by_workers_and_foreign_fits_fall_back(tmp_path):
     fits = [f.split() for f in (tmp_path / "foreign.log").read_text().split("\n")[:-1]]
     assert any(pid != str(os.getpid()) for pid, _ in fits)  # some fits ran in worker processes
     assert not any("shared_read_s" in r["timing"] for r in foreign.records)
+
+
+class LoadLoggingModel(QuadraticF1Model):
+    """Logs ``load <pid>`` and ``predict <pid> <loaded?>`` lines to a file, across processes."""
+
+    def __init__(self, log):
+        self.log = str(log)
+        self.loaded = False
+
+    def _write(self, text):
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+    def load(self):
+        if not self.loaded:
+            self._write(f"load {os.getpid()}")
+            self.loaded = True
+
+    def predict(self, inputs, *, case_id=""):
+        self._write(f"predict {os.getpid()} {int(self.loaded)}")
+        return super().predict(inputs, case_id=case_id)
+
+
+def check_each_worker_loaded_the_model_once_before_its_first_point(log, n_predictions: int) -> None:
+    """From a :class:`LoadLoggingModel` log of a run with 2 workers (used by test_perf_stress.py)."""
+    lines = [ln.split() for ln in log.read_text().splitlines()]
+    loads = [pid for kind, pid, *_ in lines if kind == "load"]
+    predicts = [(pid, flag) for kind, pid, *rest in lines if kind == "predict" for flag in rest]
+    assert len(loads) == 2 == len(set(loads)) and str(os.getpid()) not in loads  # once in each worker
+    assert len(predicts) == n_predictions
+    assert {flag for _, flag in predicts} == {"1"} and {pid for pid, _ in predicts} <= set(loads)
+
+
+class FailingLoad(QuadraticF1Model):
+    def load(self):
+        raise RuntimeError("no weights here")
+
+
+def test_warm_up_keeps_the_run_objects_and_leaves_a_failure_to_the_points():
+    model, sim = LoadLoggingModel(os.devnull), object()
+    warm_up("tok-warm", model, sim)
+    assert model.loaded and shared_object("tok-warm", "model", None) is model
+    assert shared_object("tok-warm", "simulator", None) is sim
+    warm_up("tok-fail", FailingLoad(), sim)  # does not raise: the first point reports the error

@@ -47,6 +47,8 @@ def share_prepared(folder: Path, index: int, entry) -> str | None:
 def run_processes(workers: int, token: str, jobs, common, accept, failed_cases) -> None:
     """Worker processes, one grid point per job; each case is read and fitted once, by this process.
 
+    The workers start before the first case is fitted and meanwhile import torch and load the model
+    (:func:`~neuroshift.stress.worker.warm_up`).
     The parent fits case k (and stores it for the workers) while the workers evaluate the points of
     the cases before it; a worker reads a stored case once and keeps it (no worker refits). The
     threads are split: each worker gets ``available cores // workers`` (:func:`worker_threads`).
@@ -57,11 +59,12 @@ def run_processes(workers: int, token: str, jobs, common, accept, failed_cases) 
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = worker_threads(workers)
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_worker, initargs=(threads,))
     seq, model_obj, simulator, _metrics, _axes = common
     model_obj = shared_object(token, "model", model_obj)
     simulator = shared_object(token, "simulator", simulator)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_worker, initargs=(threads, (token, model_obj, simulator)))
+    executor.submit(int)  # starts the workers now: their start-up and model load overlap the first case's fit
     folder = Path(tempfile.mkdtemp(prefix="neuroshift-stress-"))  # private (mode 0700), removed at the end
     by_case: "OrderedDict[str, list]" = OrderedDict()
     for case, its in jobs:

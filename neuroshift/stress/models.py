@@ -94,13 +94,19 @@ class PackageModel:
         state["_package"] = None
         return state
 
-    def predict(self, inputs: dict[str, Volume], *, case_id: str = "") -> Volume:
-        from ..segment.inference import segment_volume
-
+    def load(self) -> None:
+        """Load the package's networks and the inference modules now (a stress-test worker does it while the
+        parent fits the first case)."""
         if self._package is None:
+            from ..segment import inference  # noqa: F401  (imported here rather than at the first point)
             from ..segment.package import load_package
 
             self._package = load_package(self.path, self.device)
+
+    def predict(self, inputs: dict[str, Volume], *, case_id: str = "") -> Volume:
+        from ..segment.inference import segment_volume
+
+        self.load()
         result = segment_volume(dict(inputs), self._package, device=self.device, tta=self.tta)
         label = result.label
         return label.with_data((np.asarray(label.data) > 0).astype(np.uint8))

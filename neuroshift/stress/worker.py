@@ -226,14 +226,37 @@ def _evaluate_one(loaded: LoadedCase, fitted, sequence: str, model, simulator, m
     return rec
 
 
-def init_worker(threads: int) -> None:
-    """Worker processes: leave Ctrl-C to the parent; share the cores instead of oversubscribing them."""
+def init_worker(threads: int, warm: tuple | None = None) -> None:
+    """Worker processes: leave Ctrl-C to the parent; share the cores instead of oversubscribing them.
+
+    ``warm``: ``(token, model, simulator)`` of the run: import the heavy modules and load the model now
+    (:func:`warm_up`), so that a worker's start-up overlaps the parent's reading and fitting of the first case.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)  # read by torch / BLAS when they are first imported here
+    from ..threads import prepare_environment
+
+    prepare_environment()  # OMP_WAIT_POLICY=PASSIVE before torch is imported in this process
     import sys
 
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
+    if warm is not None:
+        warm_up(*warm)
+
+
+def warm_up(token: str, model, simulator) -> None:
+    """Keep ``model`` and ``simulator`` as this process's shared objects of run ``token`` and load the model now
+    when it has ``load()`` (a NeuroShift package: torch, the inference modules and the networks, the longest
+    part of a worker's start-up). A failure here is left to the first point to report."""
+    try:
+        model = shared_object(token, "model", model)
+        shared_object(token, "simulator", simulator)
+        load = getattr(model, "load", None)
+        if callable(load):
+            load()
+    except Exception:  # noqa: BLE001 - the points of the run report it with their own records
+        pass
