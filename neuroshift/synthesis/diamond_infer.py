@@ -1,0 +1,172 @@
+"""Inference kernels for :class:`.diamondgan.DiamondGenerator`: the same function as its eager ``forward`` in
+eval mode, computed faster on CPU (measured in ``bench/synthesize.py``).
+
+What changes, and why each step is exact (up to float32 summation order, < 1e-5 on the tanh output of a
+non-degenerate generator, tested in ``Testing/synthesis/test_diamond_infer.py``):
+
+* **Instance norm as group norm with one channel per group.** ``InstanceNorm2d(C, affine=True)`` without
+  running statistics (what the generator uses) is ``GroupNorm(C, C)`` with the same scale, offset and eps:
+  both normalise each (sample, channel) plane by its own mean and biased variance. Torch's CPU instance norm
+  reshapes to a ``(1, B*C, H, W)`` batch norm (~9x slower at 144x60x60 than the fused group-norm kernel).
+* **In place** ReLU, residual add and tanh on tensors this forward created (no autograd: inference only).
+* **The domain stream once per availability code and slice size.** Its input, the domain matrix, depends
+  only on the code (:func:`.diamondgan.domain_matrix`) and instance norm is per sample, so its output, and
+  its share of the first decoder layer (a transposed conv is linear in its input channels:
+  ``convT(cat(a, d), W) = convT(a, W[:C]) + convT(d, W[C:])``), are the same for every slice of a volume.
+  They are cached in this object and recomputed when any parameter changes (the tensors' version counters).
+
+Why not ``channels_last``, ``torch.jit.freeze``, bfloat16 by default: oneDNN's float32 3x3 conv already runs
+near the core's GEMM peak in NCHW (measured ~108 GFLOP/s/core vs sgemm ~85); channels_last made the norms
+slower; bfloat16 halves conv time but rounds activations to 8 bits of mantissa (agreement is measured and
+printed by the bench, not assumed). See ``bench/synthesize.py`` and the README Benchmarks section.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .diamondgan import DiamondGenerator, ResidualBlock, apply_availability, domain_matrix
+
+
+def _norm(m: nn.InstanceNorm2d, x: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    """Instance norm of ``x`` by the fused group-norm kernel (one group per channel); ``exact``: statistics
+    and normalisation in float64 (for the once-per-volume domain stream, see :class:`DiamondInference`)."""
+    if m.track_running_stats and not m.training:  # running statistics: not a per-sample norm
+        return m(x)
+    if exact:
+        w = None if m.weight is None else m.weight.double()
+        b = None if m.bias is None else m.bias.double()
+        return F.group_norm(x.double(), x.shape[1], w, b, m.eps).to(x.dtype)
+    return F.group_norm(x, x.shape[1], m.weight, m.bias, m.eps)
+
+
+def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Stride-1 convolution of the padded ``xp`` with few output channels as one GEMM per slice,
+    ``Z = W (k*k*O, C) @ x (C, Hp*Wp)``, then the sum of the ``k*k`` shifted planes of ``Z``: oneDNN's direct
+    kernel runs a 1-output-channel 7x7 conv at ~5 GFLOP/s, the GEMM near peak. At least float32 (also under
+    autocast: the sum of 49 shifted terms must not round to bfloat16)."""
+    with torch.autocast(xp.device.type, enabled=False):
+        if xp.dtype in (torch.bfloat16, torch.float16):
+            xp = xp.float()
+        o_ch, c_in, kh, kw = weight.shape
+        n_b, _, hp, wp = xp.shape
+        h, w = hp - kh + 1, wp - kw + 1
+        w2 = weight.to(xp.dtype).permute(2, 3, 0, 1).reshape(kh * kw * o_ch, c_in)
+        out = xp.new_empty(n_b, o_ch, h, w)
+        for n in range(n_b):
+            z = (w2 @ xp[n].reshape(c_in, hp * wp)).view(kh, kw, o_ch, hp, wp)
+            o = out[n]
+            o.copy_(z[0, 0, :, :h, :w])
+            for dy in range(kh):
+                for dx in range(kw):
+                    if dy or dx:
+                        o += z[dy, dx, :, dy:dy + h, dx:dx + w]
+        if bias is not None:
+            out += bias.to(xp.dtype).view(1, -1, 1, 1)
+    return out
+
+
+def _conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    if m.padding_mode != "zeros":
+        p = m._reversed_padding_repeated_twice  # the same padding nn.Conv2d applies
+        x, padding = F.pad(x, p, mode=m.padding_mode), 0
+    else:
+        padding = m.padding
+    if m.out_channels <= 2 and m.kernel_size[0] >= 5 and m.stride == (1, 1) and m.dilation == (1, 1) \
+            and m.groups == 1 and padding == 0:  # the generator's last layer with a 1-channel target
+        return _shift_gemm_conv(x, m.weight, m.bias)
+    return F.conv2d(x, m.weight, m.bias, m.stride, padding, m.dilation, m.groups)
+
+
+def run_layers(layers: nn.Sequential, x: torch.Tensor, exact_norm: bool = False) -> torch.Tensor:
+    """``layers(x)`` for the module types of the generator, with the kernels above; ``x`` is not modified.
+    ``exact_norm``: instance norms with float64 statistics."""
+    fresh = False  # whether x is a tensor this function made (then in-place ops are safe)
+    for m in layers:
+        if isinstance(m, nn.Conv2d):
+            x, fresh = _conv(m, x), True
+        elif isinstance(m, nn.ConvTranspose2d):
+            x, fresh = m(x), True
+        elif isinstance(m, nn.InstanceNorm2d):
+            x, fresh = _norm(m, x, exact_norm), True
+        elif isinstance(m, nn.ReLU):
+            x = x.relu_() if fresh else torch.relu(x)
+        elif isinstance(m, nn.Tanh):
+            x = x.tanh_() if fresh else torch.tanh(x)
+        elif isinstance(m, ResidualBlock):
+            x, fresh = run_layers(m.body, x, exact_norm).add_(x), True
+        else:
+            x, fresh = m(x), True
+    return x
+
+
+class DiamondInference:
+    """Callable ``(x, available) -> output`` equal to ``net(x, available)`` of an eval-mode
+    :class:`DiamondGenerator` (same checks, same missing-channel fill), for inference (no gradients).
+
+    One object serves a whole volume: the domain stream and its decoder share are computed once per
+    distinct code and slice size and reused while the weights are unchanged.
+    """
+
+    def __init__(self, net: DiamondGenerator):
+        if not isinstance(net, DiamondGenerator):
+            raise TypeError(f"DiamondInference needs a DiamondGenerator, got {type(net).__name__}")
+        self.net = net
+        self._cache: dict[tuple, torch.Tensor] = {}
+        self._versions: tuple[int, ...] | None = None
+
+    def _param_dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    def _weights_version(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.net.parameters())
+
+    @torch.no_grad()
+    def _domain_share(self, code: torch.Tensor, spatial: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+        """The domain stream's contribution to the first decoder layer for one code: ``(1, C, 2H/4, 2W/4)``."""
+        key = (tuple(int(v) for v in code.tolist()), spatial, like.dtype, like.device)
+        hit = self._cache.get(key)
+        if hit is None:
+            net = self.net
+            with torch.autocast(like.device.type, enabled=False):  # once per volume: float32 convs
+                d = run_layers(net.domain_stream, domain_matrix(code[None], spatial).to(like.device, self._param_dtype()),
+                               True)
+                up = net.decoder[0]
+                w_img = up.in_channels // 2  # the decoder takes cat(image features, domain features)
+                hit = F.conv_transpose2d(d, up.weight[w_img:], None, up.stride, up.padding, up.output_padding)
+            hit = hit.to(like.dtype)
+            self._cache[key] = hit
+        return hit
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        if net.training:
+            raise RuntimeError("DiamondInference runs eval-mode generators; call net.eval() first")
+        if x.ndim != 4 or x.shape[1] != net.in_channels:
+            raise ValueError(f"expected (B, {net.in_channels}, H, W), got {tuple(x.shape)}")
+        if x.shape[-1] % 4 or x.shape[-2] % 4:
+            raise ValueError(f"H and W must be divisible by 4, got {tuple(x.shape[-2:])}")
+        available = available.to(x.device)
+        if available.shape != (x.shape[0], net.code_width):
+            raise ValueError(f"availability must be (B, {net.code_width}), got {tuple(available.shape)}")
+        version = self._weights_version()
+        if version != self._versions:
+            self._cache.clear()
+            self._versions = version
+        if net.code_width == net.in_channels:
+            x = apply_availability(x, available)
+        a = run_layers(net.image_stream, x)
+        codes, inverse = torch.unique(available, dim=0, return_inverse=True)
+        spatial = (int(x.shape[-2]), int(x.shape[-1]))
+        share = torch.cat([self._domain_share(c, spatial, a) for c in codes])
+        up = net.decoder[0]
+        w_img = a.shape[1]
+        y = F.conv_transpose2d(a, up.weight[:w_img], up.bias, up.stride, up.padding, up.output_padding)
+        y += share if len(codes) == 1 else share[inverse]
+        return run_layers(net.decoder[1:], y)
+
+
+__all__ = ["DiamondInference", "run_layers"]
