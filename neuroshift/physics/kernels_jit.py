@@ -198,15 +198,25 @@ def _part_overload(a, lo, hi):
 
 
 @nb.njit(**_LOOP)
-def _rates(t1, t2, r1, r2, ok):  # pragma: no cover - compiled
-    """r1 = 1/T1, r2 = 1/T2 (1/ms; 1 where not valid), ok = T1 > 0 and T2 > 0 (NaN: not valid)."""
+def _pack(t1, t2, idx, r1, r2):  # pragma: no cover - compiled
+    """The valid voxels (T1 > 0 and T2 > 0; NaN not) of a chunk: their positions ``idx`` and T1, T2 (ms, float64)
+    packed into ``r1``/``r2`` (made rates by :func:`_reciprocal`); returns their number."""
+    j = 0
     for i in range(t1.size):
         a = np.float64(t1[i])
         b = np.float64(t2[i])
-        v = (a > 0.0) & (b > 0.0)
-        r1[i] = 1.0 / (a if v else 1.0)
-        r2[i] = 1.0 / (b if v else 1.0)
-        ok[i] = v
+        if a > 0.0 and b > 0.0:
+            idx[j] = i
+            r1[j] = a
+            r2[j] = b
+            j += 1
+    return j
+
+
+@nb.njit(**_LOOP)
+def _reciprocal(x):  # pragma: no cover - compiled
+    for i in range(x.size):
+        x[i] = 1.0 / x[i]
 
 
 @nb.njit(**_LOOP)
@@ -259,23 +269,25 @@ def _combine(kind, e0, e1, e2, e3, d, p, f):  # pragma: no cover - compiled
 
 
 @nb.njit(**_LOOP)
-def _finish(f, ok, pd, b1, out):  # pragma: no cover - compiled
-    """out = PD·B1·f, 0 where not valid (rounded once to out's dtype)."""
-    for i in range(out.size):
-        s = f[i] * _at(pd, i) * _at(b1, i)
-        out[i] = s if ok[i] else 0.0
+def _scatter(f, idx, pd, b1, out):  # pragma: no cover - compiled
+    """out[idx[j]] = PD·B1·f[j] (rounded once to out's dtype); the caller zeroes the rest of the chunk."""
+    for j in range(f.size):
+        i = idx[j]
+        out[i] = f[j] * _at(pd, i) * _at(b1, i)
 
 
 @nb.njit(**_LOOP)
 def _signal_loop(kind, pd, t1, t2, b1, te, times, nt, p, out, chunk):  # pragma: no cover - compiled
     """``out = PD·B1·lf(em(times), p)·e^{−TE/T2}`` (0 where T1 or T2 is not > 0), chunk by chunk.
 
-    The exponentials and the formula run on float64 chunk buffers (:func:`_em_loop`, :func:`_combine`: compiled
-    once); only the small input and output loops depend on the maps' dtypes and on scalar PD/B1.
+    A chunk without tissue is written as 0; otherwise its valid voxels are packed (:func:`_pack`; in a head
+    volume about a third of the voxels of the chunks that touch the brain are tissue) and the exponentials and
+    the formula run on those in float64 buffers (:func:`_em_loop`, :func:`_combine`: compiled once); only the
+    packing and scattering loops depend on the maps' dtypes and on scalar PD/B1.
     """
     n = t1.size
     r1, r2, d, f = np.empty(chunk), np.empty(chunk), np.empty(chunk), np.empty(chunk)
-    ok = np.empty(chunk, np.bool_)
+    idx = np.empty(chunk, np.int64)
     e0, e1, e2, e3 = np.zeros(chunk), np.zeros(chunk), np.zeros(chunk), np.zeros(chunk)
     for c0 in range(0, n, chunk):
         c1 = min(c0 + chunk, n)
@@ -284,23 +296,26 @@ def _signal_loop(kind, pd, t1, t2, b1, te, times, nt, p, out, chunk):  # pragma:
         valid = 0
         for i in range(m):
             valid += (a[i] > 0) & (b[i] > 0)
-        if valid == 0:
+        if valid < m:
             for i in range(m):
                 o[i] = 0.0
+        if valid == 0:
             continue
-        _rates(a, b, r1[:m], r2[:m], ok[:m])
-        r = r1[:m]
+        v = _pack(a, b, idx, r1, r2)
+        r = r1[:v]
+        _reciprocal(r)
+        _reciprocal(r2[:v])
         if nt > 0:
-            _em_loop(r, times[0], e0[:m])
+            _em_loop(r, times[0], e0[:v])
         if nt > 1:
-            _em_loop(r, times[1], e1[:m])
+            _em_loop(r, times[1], e1[:v])
         if nt > 2:
-            _em_loop(r, times[2], e2[:m])
+            _em_loop(r, times[2], e2[:v])
         if nt > 3:
-            _em_loop(r, times[3], e3[:m])
-        _exp_loop(r2[:m], te, d[:m])
-        _combine(kind, e0[:m], e1[:m], e2[:m], e3[:m], d[:m], p, f[:m])
-        _finish(f[:m], ok[:m], _part(pd, c0, c1), _part(b1, c0, c1), o)
+            _em_loop(r, times[3], e3[:v])
+        _exp_loop(r2[:v], te, d[:v])
+        _combine(kind, e0[:v], e1[:v], e2[:v], e3[:v], d[:v], p, f[:v])
+        _scatter(f[:v], idx[:v], _part(pd, c0, c1), _part(b1, c0, c1), o)
 
 
 @nb.njit(**_LOOP)
