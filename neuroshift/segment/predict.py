@@ -15,6 +15,7 @@ of near-equal size so that no stream idles at the end.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 import weakref
 
@@ -76,14 +77,15 @@ def cpu_streams(n: int):
 
     from concurrent.futures import ThreadPoolExecutor
 
+    key = (os.getpid(), n)  # a forked child gets its own pool (the parent's threads do not exist there)
     with _POOL_LOCK:
-        pool = _POOL.get(n)
+        pool = _POOL.get(key)
         if pool is None:
             caller = torch.get_num_threads()
             pool = ThreadPoolExecutor(n, thread_name_prefix="neuroshift-stream", initializer=_single_thread)
             list(pool.map(lambda _: torch.get_num_threads(), range(4 * n)))  # start all n threads now
             torch.set_num_threads(caller)
-            _POOL[n] = pool
+            _POOL[key] = pool
     return pool
 
 
