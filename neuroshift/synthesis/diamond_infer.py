@@ -108,12 +108,19 @@ class DiamondInference:
 
     One object serves a whole volume: the domain stream and its decoder share are computed once per
     distinct code and slice size and reused while the weights are unchanged.
+
+    ``streams`` (CPU): a batch is split into that many near-equal parts run at once, each on one thread
+    (:func:`neuroshift.segment.predict.cpu_streams`: no OpenMP barrier after every layer, and on a busy
+    machine a descheduled thread delays only its part); default :func:`neuroshift.threads.cpu_streams`
+    (the torch threads, or ``NEUROSHIFT_CPU_STREAMS``); 1: one batch over all threads. Samples are
+    independent (instance norm is per sample), so the result does not depend on the split.
     """
 
-    def __init__(self, net: DiamondGenerator):
+    def __init__(self, net: DiamondGenerator, streams: int | None = None):
         if not isinstance(net, DiamondGenerator):
             raise TypeError(f"DiamondInference needs a DiamondGenerator, got {type(net).__name__}")
         self.net = net
+        self.streams = streams
         self._cache: dict[tuple, torch.Tensor] = {}
         self._versions: tuple[int, ...] | None = None
 
@@ -124,21 +131,39 @@ class DiamondInference:
         return tuple(p._version for p in self.net.parameters())
 
     @torch.no_grad()
-    def _domain_share(self, code: torch.Tensor, spatial: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    def _domain_share(self, code: torch.Tensor, spatial: tuple[int, int], device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor:
         """The domain stream's contribution to the first decoder layer for one code: ``(1, C, 2H/4, 2W/4)``."""
-        key = (tuple(int(v) for v in code.tolist()), spatial, like.dtype, like.device)
+        key = (tuple(int(v) for v in code.tolist()), spatial, dtype, device)
         hit = self._cache.get(key)
         if hit is None:
             net = self.net
-            with torch.autocast(like.device.type, enabled=False):  # once per volume: float32 convs
-                d = run_layers(net.domain_stream, domain_matrix(code[None], spatial).to(like.device, self._param_dtype()),
-                               True)
+            with torch.autocast(device.type, enabled=False):  # once per volume: full precision
+                dm = domain_matrix(code[None].to(device), spatial).to(device, self._param_dtype())
+                d = run_layers(net.domain_stream, dm, True)
                 up = net.decoder[0]
                 w_img = up.in_channels // 2  # the decoder takes cat(image features, domain features)
                 hit = F.conv_transpose2d(d, up.weight[w_img:], None, up.stride, up.padding, up.output_padding)
-            hit = hit.to(like.dtype)
+            hit = hit.to(dtype)
             self._cache[key] = hit
         return hit
+
+    def _image_path(self, x: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+        """Image stream, first decoder layer (image half + the cached domain half), rest of the decoder."""
+        net = self.net
+        a = run_layers(net.image_stream, x)
+        up = net.decoder[0]
+        y = F.conv_transpose2d(a, up.weight[:a.shape[1]], up.bias, up.stride, up.padding, up.output_padding)
+        y += share
+        return run_layers(net.decoder[1:], y)
+
+    def _stream_count(self, x: torch.Tensor) -> int:
+        if x.device.type != "cpu" or x.shape[0] < 2:
+            return 1
+        if self.streams is None:
+            from ..threads import cpu_streams
+            return min(int(x.shape[0]), cpu_streams())
+        return max(1, min(int(x.shape[0]), int(self.streams)))
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
@@ -158,15 +183,27 @@ class DiamondInference:
             self._versions = version
         if net.code_width == net.in_channels:
             x = apply_availability(x, available)
-        a = run_layers(net.image_stream, x)
+        dev = x.device.type
+        amp = torch.is_autocast_enabled(dev)
+        amp_dtype = torch.get_autocast_dtype(dev)
+        feat_dtype = amp_dtype if amp else x.dtype
         codes, inverse = torch.unique(available, dim=0, return_inverse=True)
         spatial = (int(x.shape[-2]), int(x.shape[-1]))
-        share = torch.cat([self._domain_share(c, spatial, a) for c in codes])
-        up = net.decoder[0]
-        w_img = a.shape[1]
-        y = F.conv_transpose2d(a, up.weight[:w_img], up.bias, up.stride, up.padding, up.output_padding)
-        y += share if len(codes) == 1 else share[inverse]
-        return run_layers(net.decoder[1:], y)
+        share = torch.cat([self._domain_share(c, spatial, x.device, feat_dtype) for c in codes])
+        if len(codes) > 1:
+            share = share[inverse]
+        n = self._stream_count(x)
+        if n == 1:
+            return self._image_path(x, share)
+        from ..segment.predict import cpu_streams
+        edges = [round(i * x.shape[0] / n) for i in range(n + 1)]
+        parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+        def work(sl: slice) -> torch.Tensor:  # grad and autocast modes are per thread: set them here
+            with torch.no_grad(), torch.autocast(dev, dtype=amp_dtype, enabled=amp):
+                return self._image_path(x[sl], share if share.shape[0] == 1 else share[sl])
+
+        return torch.cat(list(cpu_streams(n).map(work, parts)))
 
 
 __all__ = ["DiamondInference", "run_layers"]
