@@ -154,3 +154,27 @@ def test_negative_or_infinite_times_use_the_reference_path():
     s = S.spin_echo(1.0, t1, np.array([60.0, 70.0, 80.0]), te_ms=0.0, tr_ms=np.inf)
     np.testing.assert_allclose(s, 1.0, rtol=1e-15)
     assert K._jit_parameters("gre", {"tr": -1.0, "te": 0.0, "cos": 0.5, "sin": 0.8}) is None
+
+
+def test_run_parts_does_not_wait_for_a_pool_thread_that_has_not_started(monkeypatch):
+    """The caller takes every part itself when the pool's thread is busy: the queued helper is cancelled."""
+    import threading
+
+    monkeypatch.setenv("NEUROSHIFT_THREADS", "2")
+    monkeypatch.setattr(K, "_POOL", [])  # a fresh pool with one thread
+    ex = K._executor(1)
+    release = threading.Event()
+    blocker = ex.submit(release.wait, 30.0)  # the only pool thread is busy
+    try:
+        seen = np.zeros(4096, np.int64)
+        callers = set()
+
+        def run(lo, hi):
+            seen[lo:hi] += 1
+            callers.add(threading.get_ident())
+
+        K.run_parts(run, seen.size, 512, align=64)
+        assert np.all(seen == 1) and callers == {threading.get_ident()}
+    finally:
+        release.set()
+        blocker.result()

@@ -31,9 +31,10 @@ MAX_PARTIAL_SHARE = 0.75
 #: Tissues the compiled crisp loop handles (CSF, GM, WM, lesion).
 MAX_TISSUES = 4
 
-#: Volumes of at least this many voxels (8.4 M, e.g. 256×256×128) are split over the threads (``$NEUROSHIFT_THREADS``);
-#: below, a thread pool costs more than it saves (measured 128³: 4.6× vs 2.3× a copy with 2 threads on a busy machine).
-PARALLEL_MIN = 1 << 23
+#: Volumes of at least this many voxels are split over the threads (``$NEUROSHIFT_THREADS``) of the persistent
+#: pool of :func:`neuroshift.physics.kernels.run_parts` (a hand-over costs ~30 µs there; a new thread pool per call
+#: cost more than it saved below 8.4 M voxels: 128³ 4.6× vs 2.3× a copy with 2 threads on a busy machine).
+PARALLEL_MIN = 1 << 19
 
 
 def available() -> bool:
@@ -73,26 +74,10 @@ class LabelLayout:
             k0, k1 = np.searchsorted(idx, [lo, hi])
             lk.apply_labels(src[lo:hi], lab[lo:hi], d1, d2, d3, d4, idx[k0:k1], fr[k0:k1], lo, dst[lo:hi])
 
-        _split(run, src.size)
+        from ..physics.kernels import run_parts
+
+        run_parts(run, src.size, PARALLEL_MIN)
         return out
-
-
-def _split(run, n: int) -> None:
-    """``run(lo, hi)`` over [0, n): one part per thread from :data:`PARALLEL_MIN` voxels (the loop releases the GIL)."""
-    threads = 1
-    if n >= PARALLEL_MIN:
-        from ..threads import requested_threads
-
-        threads = max(1, min(requested_threads(), n // (PARALLEL_MIN // 2)))
-    if threads == 1:
-        run(0, n)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    cuts = [n * i // threads for i in range(threads + 1)]
-    with ThreadPoolExecutor(max_workers=threads) as ex:
-        for f in [ex.submit(run, lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]:
-            f.result()
 
 
 def build(shape: tuple, stack: np.ndarray, box: tuple) -> LabelLayout | None:
