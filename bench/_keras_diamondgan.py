@@ -7,7 +7,8 @@ Layout as in the authors' Keras model (read, not copied): image and domain strea
 padding) -> d72 -> d144 -> 9 residual blocks of 144, concatenated, u72 -> u48 -> c7s1-3, tanh; instance norm
 with scale and offset as ``GroupNormalization(groups=channels)``. Prints one JSON line: parameter count (must
 be 7,218,987 like ours), median seconds of one 240x240 slice (``predict_on_batch``), of a batch and of a
-volume of ``--volume-slices`` slices (``predict``, batch ``--batch``), TensorFlow version and threads.
+volume of ``--volume-slices`` slices (``predict``, batch ``--batch``), TensorFlow version and threads;
+``--cpu-time``: process CPU seconds instead of wall time (bench/synthesize.py --cpu-time, a busy machine).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--volume-slices", type=int, default=16)
+    ap.add_argument("--cpu-time", action="store_true", help="time with process CPU seconds (busy machine)")
     args = ap.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     import numpy as np
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -84,12 +87,12 @@ def main() -> None:
         fn()
         ts = []
         for _ in range(rounds):
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            ts.append(time.perf_counter() - t0)
+            ts.append(clock() - t0)
         return float(np.median(ts))
     res = {"params": int(m.count_params()), "tensorflow": tf.__version__, "keras": keras.__version__,
-           "threads": args.threads,
+           "threads": args.threads, "clock": "process CPU s" if args.cpu_time else "wall s",
            "slice_s": timed(lambda: m.predict_on_batch(x1), args.rounds),
            "batch_s": timed(lambda: m.predict_on_batch(xb), args.rounds), "batch": args.batch}
     t0 = time.perf_counter()

@@ -9,6 +9,9 @@ non-degenerate generator, tested in ``Testing/synthesis/test_diamond_infer.py``)
   both normalise each (sample, channel) plane by its own mean and biased variance. Torch's CPU instance norm
   reshapes to a ``(1, B*C, H, W)`` batch norm (~9x slower at 144x60x60 than the fused group-norm kernel).
 * **In place** ReLU, residual add and tanh on tensors this forward created (no autograd: inference only).
+* **The last 7x7 conv (1 or 3 output channels) as banded GEMMs plus shifted sums** (:func:`_shift_gemm_conv`;
+  oneDNN's direct kernel is slow for so few output channels: 47 -> 25 ms per 240x240 slice with 3, 47 -> 9
+  with 1, one thread).
 * **The domain stream once per availability code and slice size.** Its input, the domain matrix, depends
   only on the code (:func:`.diamondgan.domain_matrix`) and instance norm is per sample, so its output, and
   its share of the first decoder layer (a transposed conv is linear in its input channels:
@@ -42,11 +45,16 @@ def _norm(m: nn.InstanceNorm2d, x: torch.Tensor, exact: bool = False) -> torch.T
     return F.group_norm(x, x.shape[1], m.weight, m.bias, m.eps)
 
 
+#: Output rows per GEMM of :func:`_shift_gemm_conv` (its k*k*O x rows x W product stays in cache; 32 measured
+#: best among 16/32/60/240 for 240x240 slices).
+BAND_ROWS = 32
+
+
 def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Stride-1 convolution of the padded ``xp`` with few output channels as one GEMM per slice,
-    ``Z = W (k*k*O, C) @ x (C, Hp*Wp)``, then the sum of the ``k*k`` shifted planes of ``Z``: oneDNN's direct
-    kernel runs a 1-output-channel 7x7 conv at ~5 GFLOP/s, the GEMM near peak. At least float32 (also under
-    autocast: the sum of 49 shifted terms must not round to bfloat16)."""
+    """Stride-1 convolution of the padded ``xp`` with few output channels as GEMMs over bands of rows,
+    ``Z = W (k*k*O, C) @ x (C, rows*Wp)``, then the sum of the ``k*k`` shifted planes of ``Z``: oneDNN's direct
+    kernel runs a 1- or 3-output-channel 7x7 conv at ~5-17 GFLOP/s, the GEMM near peak. At least float32
+    (also under autocast: the sum of 49 shifted terms must not round to bfloat16)."""
     with torch.autocast(xp.device.type, enabled=False):
         if xp.dtype in (torch.bfloat16, torch.float16):
             xp = xp.float()
@@ -56,13 +64,16 @@ def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         w2 = weight.to(xp.dtype).permute(2, 3, 0, 1).reshape(kh * kw * o_ch, c_in)
         out = xp.new_empty(n_b, o_ch, h, w)
         for n in range(n_b):
-            z = (w2 @ xp[n].reshape(c_in, hp * wp)).view(kh, kw, o_ch, hp, wp)
-            o = out[n]
-            o.copy_(z[0, 0, :, :h, :w])
-            for dy in range(kh):
-                for dx in range(kw):
-                    if dy or dx:
-                        o += z[dy, dx, :, dy:dy + h, dx:dx + w]
+            for r0 in range(0, h, BAND_ROWS):
+                rows = min(BAND_ROWS, h - r0)
+                band = xp[n, :, r0:r0 + rows + kh - 1].reshape(c_in, (rows + kh - 1) * wp)
+                z = (w2 @ band).view(kh, kw, o_ch, rows + kh - 1, wp)
+                o = out[n, :, r0:r0 + rows]
+                o.copy_(z[0, 0, :, :rows, :w])
+                for dy in range(kh):
+                    for dx in range(kw):
+                        if dy or dx:
+                            o += z[dy, dx, :, dy:dy + rows, dx:dx + w]
         if bias is not None:
             out += bias.to(xp.dtype).view(1, -1, 1, 1)
     return out
@@ -74,8 +85,8 @@ def _conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         x, padding = F.pad(x, p, mode=m.padding_mode), 0
     else:
         padding = m.padding
-    if m.out_channels <= 2 and m.kernel_size[0] >= 5 and m.stride == (1, 1) and m.dilation == (1, 1) \
-            and m.groups == 1 and padding == 0:  # the generator's last layer with a 1-channel target
+    if m.out_channels <= 4 and m.kernel_size[0] >= 5 and m.stride == (1, 1) and m.dilation == (1, 1) \
+            and m.groups == 1 and padding == 0:  # the generator's last layer (1 or 3 channels)
         return _shift_gemm_conv(x, m.weight, m.bias)
     return F.conv2d(x, m.weight, m.bias, m.stride, padding, m.dilation, m.groups)
 
