@@ -22,6 +22,18 @@ Availability: ``c in {0,1}^n`` per sample. Missing channels are replaced by the 
 :meth:`DiamondGenerator.forward`, so a channel with ``c_i = 0`` cannot change the output. The domain matrix is
 one channel holding the subset's index ``k = sum_i c_i 2^i`` mapped to ``2 k / (2^n - 1) - 1`` (one value per
 subset, in [-1, 1]), spatially replicated.
+
+Consequence (measured for issue 11, tested in ``Testing/synthesis/test_diamond_infer.py``): a spatially
+constant matrix through a reflection-padded conv is constant per channel, and instance norm maps a constant
+plane to its offset, so in exact arithmetic the domain stream's output is the same for every code: the code
+reaches the output only through the -1 fill of the image stream. In float32 the first norm leaves ~1e-5 of
+rounding (``x - mean`` times ``1/sqrt(eps)``); with the init offsets (0) every later norm again sees a
+near-constant map and scales that rounding to unit variance, so an untrained generator's output is a function
+of summation order (float32 vs float64, bfloat16, channels_last, thread count differ by up to ~1.9 on the tanh
+scale). Trained offsets end the cascade after the first norm. [R] itself feeds spatially varying 0/1 patterns
+per subset (its ``domain_matrix.npy``, 240x240x7), not a replicated vector; changing ours would change what
+the shipped ``dir-demo`` weights were trained with. :mod:`.diamond_infer` computes the domain stream with
+float64 norm statistics (exact first norm) once per volume.
 """
 
 from __future__ import annotations
