@@ -65,7 +65,23 @@ def test_streams_give_the_one_stream_probabilities_and_report_progress_in_the_ca
         ref = net(torch.flip(xs, (-1,)) if flip else xs)
         ref = torch.flip(ref, (-1,)) if flip else ref
     np.testing.assert_allclose(two[3], ref[0, 0].numpy(), rtol=0, atol=1e-5)
-    assert torch.get_num_threads() >= 1  # the caller's thread count is left as it was
+
+
+def test_stream_threads_run_single_threaded_and_leave_other_threads_their_count():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from neuroshift.segment.predict import cpu_streams
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        pool = cpu_streams(3)
+        assert sorted(pool.map(lambda _: torch.get_num_threads(), range(6))) == [1] * 6
+        assert torch.get_num_threads() == 3  # the caller
+        with ThreadPoolExecutor(1) as other:  # a thread started afterwards (e.g. the next background run)
+            assert other.submit(torch.get_num_threads).result() == 3
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_background_slices_are_predicted_once_with_the_same_result(tmp_path, monkeypatch):

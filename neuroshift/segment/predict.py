@@ -61,17 +61,20 @@ _POOL: dict = {}
 
 
 def _single_thread() -> None:
-    """Pool-thread initialiser: this thread's operators use one OpenMP thread (the setting is per thread)."""
+    """Pool-thread initialiser: this thread's operators use one OpenMP thread (the setting is per thread;
+    ``get_num_threads`` makes torch take it now, before the caller restores the default for other threads)."""
     import torch
 
     torch.set_num_threads(1)
+    torch.get_num_threads()
 
 
 def cpu_streams(n: int):
     """A pool of ``n`` Python threads whose torch operators run single-threaded (kept for the process).
 
     ``torch.set_num_threads`` inside a pool thread sets that thread's OpenMP thread count and torch's
-    default for threads started later, so the caller's count is restored right after the pool starts.
+    default for threads started later, so the caller's count is restored once all ``n`` threads have started
+    (they wait on a barrier), and threads started later (e.g. another background run) get it again.
     """
     import torch
 
@@ -83,7 +86,11 @@ def cpu_streams(n: int):
         if pool is None:
             caller = torch.get_num_threads()
             pool = ThreadPoolExecutor(n, thread_name_prefix="neuroshift-stream", initializer=_single_thread)
-            list(pool.map(lambda _: torch.get_num_threads(), range(4 * n)))  # start all n threads now
+            started = threading.Barrier(n + 1)
+            waits = [pool.submit(started.wait) for _ in range(n)]  # n blocked tasks: n threads, all initialised
+            started.wait()
+            for w in waits:
+                w.result()
             torch.set_num_threads(caller)
             _POOL[key] = pool
     return pool
