@@ -181,13 +181,7 @@ class DiamondInference:
         net = self.net
         if net.training:
             raise RuntimeError("DiamondInference runs eval-mode generators; call net.eval() first")
-        if x.ndim != 4 or x.shape[1] != net.in_channels:
-            raise ValueError(f"expected (B, {net.in_channels}, H, W), got {tuple(x.shape)}")
-        if x.shape[-1] % 4 or x.shape[-2] % 4:
-            raise ValueError(f"H and W must be divisible by 4, got {tuple(x.shape[-2:])}")
-        available = available.to(x.device)
-        if available.shape != (x.shape[0], net.code_width):
-            raise ValueError(f"availability must be (B, {net.code_width}), got {tuple(available.shape)}")
+        available = net.check_inputs(x, available)
         version = self._weights_version()
         if version != self._versions:
             self._cache.clear()

@@ -152,6 +152,16 @@ class DiamondGenerator(nn.Module):
         Missing channels are filled with -1 when the code has one entry per input channel (``mask_inputs``
         defaults to that), so they cannot influence the output.
         """
+        available = self.check_inputs(x, available)
+        if mask_inputs is None:
+            mask_inputs = self.code_width == self.in_channels
+        if mask_inputs:
+            x = apply_availability(x, available)
+        return self.decoder(torch.cat([self.image_stream(x), self.domain_features(available, x)], 1))
+
+    def check_inputs(self, x: torch.Tensor, available: torch.Tensor) -> torch.Tensor:
+        """Raise ValueError unless ``x`` is ``(B, in_channels, H, W)`` with H, W divisible by 4 and
+        ``available`` is ``(B, code_width)``; returns ``available`` on ``x``'s device."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[-1] % 4 or x.shape[-2] % 4:
@@ -159,11 +169,7 @@ class DiamondGenerator(nn.Module):
         available = available.to(x.device)
         if available.shape != (x.shape[0], self.code_width):
             raise ValueError(f"availability must be (B, {self.code_width}), got {tuple(available.shape)}")
-        if mask_inputs is None:
-            mask_inputs = self.code_width == self.in_channels
-        if mask_inputs:
-            x = apply_availability(x, available)
-        return self.decoder(torch.cat([self.image_stream(x), self.domain_features(available, x)], 1))
+        return available
 
     def domain_features(self, available: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The domain stream's output for every sample. It depends only on the code (and the slice size), and
