@@ -88,7 +88,7 @@ def dir_scores(test: dict, pred: np.ndarray) -> dict:
     masks = {"brain": test["brain"], "lesion": test["lesion"], "nawm": test["nawm"]}
     r = metrics.region_metrics(real, pred, masks)
     return {"psnr_brain_db": r["brain"]["psnr_db"], "ssim_brain": r["brain"]["ssim"], "mae_brain": r["brain"]["mae"],
-            "mae_lesion": r["lesion"]["mae"], "psnr_lesion_db": r["lesion"]["psnr_db"],
+            "mae_lesion": r["lesion"]["mae"], "psnr_lesion_db": r["lesion"]["psnr_db"], "ssim_lesion": r["lesion"]["ssim"],
             "lbr_synthetic": metrics.lbr(pred, test["lesion"], test["nawm"]),
             "lbr_real": metrics.lbr(real, test["lesion"], test["nawm"])}
 
@@ -211,6 +211,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=0, help="vT1c: random cubes of this size (0: whole volumes)")
     ap.add_argument("--steps", type=int, default=0, help="vT1c with --crop: batches per epoch")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/work/<name> checkpoints")
+    ap.add_argument("--lambda1", type=float, default=1.0, help="synthDIR: weight of the lesion-focused masked L1")
     ap.add_argument("--seed", type=int, default=0, help="synthDIR: initialisation and batch-order seed")
     ap.add_argument("--decoder-dropout", type=float, default=0.0, help="synthDIR: dropout in the inner decoder blocks")
     ap.add_argument("--reduction", choices=("lesion", "all"), default="lesion",
@@ -224,7 +225,7 @@ def main() -> None:
     test = subject(TEST_SEED)
     report = {"task": args.task, "args": vars(args), "note": NOTE}
     if args.task == "synthdir":
-        report["synthdir"] = run_synthdir(out, args, train_2d(subjects), test, 1.0, "synthdir-demo", save=True)
+        report["synthdir"] = run_synthdir(out, args, train_2d(subjects), test, args.lambda1, "synthdir-demo", save=True)
     elif args.task == "nolfl":  # the ablation: same seed and epochs, lesion-focused term off
         report["synthdir_without_lesion_term"] = run_synthdir(out, args, train_2d(subjects), test, 0.0,
                                                               "synthdir-nolfl", save=True)
