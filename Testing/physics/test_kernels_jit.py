@@ -10,6 +10,7 @@ import pytest
 
 from neuroshift.physics import kernels as K
 from neuroshift.physics import kernels_jit as KJ
+from neuroshift.physics import parallel as P
 from neuroshift.physics import signal as S
 
 
@@ -161,8 +162,8 @@ def test_run_parts_does_not_wait_for_a_pool_thread_that_has_not_started(monkeypa
     import threading
 
     monkeypatch.setenv("NEUROSHIFT_THREADS", "2")
-    monkeypatch.setattr(K, "_POOL", [])  # a fresh pool with one thread
-    ex = K._executor(1)
+    monkeypatch.setattr(P, "_POOL", [])  # a fresh pool with one thread
+    ex = P._executor(1)
     release = threading.Event()
     blocker = ex.submit(release.wait, 30.0)  # the only pool thread is busy
     try:
@@ -178,3 +179,24 @@ def test_run_parts_does_not_wait_for_a_pool_thread_that_has_not_started(monkeypa
     finally:
         release.set()
         blocker.result()
+
+
+def test_run_parts_uses_one_thread_on_a_busy_machine_unless_told(monkeypatch):
+    import os
+    import threading
+
+    parts = []
+    monkeypatch.delenv("NEUROSHIFT_THREADS", raising=False)
+    monkeypatch.setattr("neuroshift.threads.available_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 7.0, 6.0))  # 2 cores, load 7.5: busy
+    P.run_parts(lambda lo, hi: parts.append((lo, hi, threading.get_ident())), 4096, 512)
+    assert parts == [(0, 4096, threading.get_ident())]
+    parts.clear()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))  # idle: 4 parts per thread
+    P.run_parts(lambda lo, hi: parts.append((lo, hi, threading.get_ident())), 4096, 512)
+    assert sorted(p[:2] for p in parts) == [(512 * i, 512 * (i + 1)) for i in range(8)]
+    parts.clear()
+    monkeypatch.setattr(os, "getloadavg", lambda: (7.5, 7.0, 6.0))
+    monkeypatch.setenv("NEUROSHIFT_THREADS", "2")  # explicit: threaded even when busy
+    P.run_parts(lambda lo, hi: parts.append((lo, hi, threading.get_ident())), 4096, 512)
+    assert len(parts) == 8

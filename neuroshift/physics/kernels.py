@@ -27,15 +27,13 @@ The torch path of :mod:`.signal` stays as it was (differentiable, any device).
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
-import os
-import threading
 
 import numpy as np
 
 from .kernels_blocks import KERNELS, SCRATCH, exp_neg as _exp_neg
+from .parallel import run_parts
 
 __all__ = ["BLOCK", "ENABLED", "JIT", "JIT_PARALLEL_MIN", "PARALLEL_MIN", "fused_signal", "eligible", "decay_inplace",
            "run_parts"]
@@ -264,61 +262,6 @@ JIT = True
 #: Volumes of at least this many voxels run the compiled kernels on several threads (a voxel costs 1–3 ns
 #: there, a hand-over to the thread pool ~30 µs).
 JIT_PARALLEL_MIN = 1 << 17
-
-_POOL_LOCK = threading.Lock()
-_POOL: list = []  # [(pid, ThreadPoolExecutor, workers)]
-
-
-def _executor(threads: int):
-    """A thread pool of at least ``threads`` workers, kept between calls (recreated after a fork)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with _POOL_LOCK:
-        pid = os.getpid()
-        if not _POOL or _POOL[0][0] != pid or _POOL[0][2] < threads:
-            if _POOL and _POOL[0][0] == pid:
-                _POOL[0][1].shutdown(wait=False)
-            _POOL[:] = [(pid, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="neuroshift-kernels"),
-                         threads)]
-        return _POOL[0][1]
-
-
-def run_parts(run, n: int, min_voxels: int, align: int = 1) -> None:
-    """``run(lo, hi)`` over [0, n) in contiguous parts shared by the threads, from ``min_voxels`` voxels on.
-
-    Threads: ``neuroshift.threads.requested_threads()`` (``$NEUROSHIFT_THREADS``, else the cores this process
-    may use), at most one per ``min_voxels // 2`` voxels; part boundaries are multiples of ``align``. ``run``
-    must release the GIL (compiled ``nogil`` loops, numpy ufuncs). The range is cut into 4 parts per thread
-    that the caller's thread and the pool's threads (kept between calls) take in turn; a pool thread that has
-    not started when the caller runs out of parts is cancelled, so on a busy machine, where another thread may
-    wait milliseconds for a core, a call costs at most about one part more than on one thread.
-    """
-    threads = 1
-    if n >= min_voxels:
-        from ..threads import requested_threads
-
-        threads = max(1, min(requested_threads(), n // max(1, min_voxels // 2)))
-    if threads == 1:
-        run(0, n)
-        return
-    n_parts = 4 * threads
-    cuts = [0] + [(n * i // n_parts) // align * align for i in range(1, n_parts)] + [n]
-    parts = [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
-    counter = itertools.count()  # next() is atomic under the GIL: each part is taken once
-
-    def take() -> None:
-        while (i := next(counter)) < len(parts):
-            run(*parts[i])
-
-    ex = _executor(threads - 1)
-    futures = [ex.submit(take) for _ in range(threads - 1)]
-    try:
-        take()
-    finally:
-        for f in futures:
-            if not f.cancel():
-                f.result()
-
 
 def _parallel(run, n: int) -> None:
     """``run(lo, hi)`` over [0, n) split into contiguous parts, one per thread.

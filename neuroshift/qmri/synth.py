@@ -67,9 +67,10 @@ def synthesize(maps, sequence: str, params: AcquisitionParams, noise_sigma: floa
     else:
         kwargs["t2star_ms"] = maps.array("T2star")
     # The maps are finite and checked on load, and the equations give 0 (never NaN) in background voxels,
-    # so the signal is used as computed: in the maps' precision, by the fused block kernels of
-    # neuroshift.physics.kernels for every sequence (SE/IR/FLAIR/DIR in one pass with the echo's decay, GRE,
-    # MPRAGE; background blocks written as 0): no float64 copy, no nan_to_num pass (bench/signal_equations.py).
+    # so the signal is used as computed: in the maps' precision, by the compiled kernels of
+    # neuroshift.physics.kernels_jit for every sequence (SE/IR/FLAIR/DIR in one pass with the echo's decay, GRE,
+    # MPRAGE; float64 per voxel, rounded once; chunks without tissue written as 0): no float64 copy, no
+    # nan_to_num pass (bench/signal_equations.py).
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         # multi_echo: every echo shares the longitudinal factor of TE -> 0, as the echoes of one multi-echo
         # readout do and as qmri.fit models them (physics.signal.sequence_signal)

@@ -32,7 +32,7 @@ MAX_PARTIAL_SHARE = 0.75
 MAX_TISSUES = 4
 
 #: Volumes of at least this many voxels are split over the threads (``$NEUROSHIFT_THREADS``) of the persistent
-#: pool of :func:`neuroshift.physics.kernels.run_parts` (a hand-over costs ~30 µs there; a new thread pool per call
+#: pool of :func:`neuroshift.physics.parallel.run_parts` (a hand-over costs ~30 µs there; a new thread pool per call
 #: cost more than it saved below 8.4 M voxels: 128³ 4.6× vs 2.3× a copy with 2 threads on a busy machine).
 PARALLEL_MIN = 1 << 19
 
@@ -74,7 +74,7 @@ class LabelLayout:
             k0, k1 = np.searchsorted(idx, [lo, hi])
             lk.apply_labels(src[lo:hi], lab[lo:hi], d1, d2, d3, d4, idx[k0:k1], fr[k0:k1], lo, dst[lo:hi])
 
-        from ..physics.kernels import run_parts
+        from ..physics.parallel import run_parts
 
         run_parts(run, src.size, PARALLEL_MIN)
         return out
