@@ -31,8 +31,8 @@ missing spreads default to the CV rules above. Unknown keys and non-positive mea
 **Lesions are drawn relative to the subject's own white matter** (``relative_to: "WM"``): all four numbers
 of a relative prior are in units of the reference tissue's *subject* mean, so lesion μ_s = μ_WM,s × ratio
 with ratio ~ N(μ_μ, σ_μ), and lesion σ_s = μ_WM,s × |N(μ_σ, σ_σ)|. Drawing lesion values independently of
-WM (the first version) made lesions darker than WM on FLAIR and T2w in 17-30 % of the subjects, which MS
-lesions never are. Ratio priors (rates: lesion/WM of R1, R2, R2*; PD: lesion/WM of water content):
+WM (the first version: CV 20 % independent of WM) made lesions darker than WM on clinical FLAIR in 17-21 % of
+the subjects (T2w 3 %), which MS lesions never are. Ratio priors (rates: lesion/WM of R1, R2, R2*; PD: lesion/WM of water content):
 
 * means: the relaxation table's lesion/WM ratios at the field (3 T: T1 1350/832 = 1.62x, T2 130/79.6 =
   1.63x, T2* 60/53.2 = 1.13x, PD 0.8/0.7 = 1.14x), so the degenerate prior (σ = 0) still gives exactly the
@@ -49,8 +49,8 @@ lesions never are. Ratio priors (rates: lesion/WM of R1, R2, R2*; PD: lesion/WM 
   with water content and myelin loss), so a long-T1 lesion is also a long-T2 one;
 * **hyperintensity condition**: a white-matter lesion in MS/WMH imaging is *defined* as hyperintense on
   T2-weighted images such as FLAIR (STRIVE, Wardlaw JM et al., Lancet Neurol 2013;12:822-838; the
-  labels we train on mean exactly that), so the ratios of one subject are redrawn (at most 100 times, then
-  the means) until the lesion/WM signal is >= :data:`MIN_HYPERINTENSITY` on every :data:`CHECK_PROTOCOLS`
+  labels we train on mean exactly that), so the ratios of one subject are redrawn (at most 100 times; 75 %
+  of the first draws pass) until the lesion/WM signal is >= :data:`MIN_HYPERINTENSITY` on every :data:`CHECK_PROTOCOLS`
   entry (the corners of the clinical FLAIR range TE 70-140 ms, TI 2200-2700 ms, TR 9000 ms - the TIs that
   null CSF of T1 3.75-4.6 s, as the real FLAIRs of dev/qsynth_real_stats.py do - and of the T2w spin echo
   range TE 80-120 ms, TR 4000-8000 ms); if no draw passes, the draw with the highest worst-case contrast is
