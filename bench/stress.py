@@ -2,7 +2,8 @@
 """Benchmark: share of a stress-test run spent outside model inference (goal: under 10 % with wmh-demo).
 
     python bench/stress.py                         # 3 phantom subjects, 7 x 7 TE x TI grid, wmh-demo, CPU
-    python bench/stress.py --subjects 1 --grid TE=84:150:4,TI=2200:2900:4   # quicker
+    python bench/stress.py --subjects 1 --grid TE=84:150:4,TI=2200:2900:4   # quicker (17 points)
+    python bench/stress.py --subjects 1 --workers 2                         # efficiency vs the ideal
     python bench/stress.py --device cuda --json out.json
 
 What is timed, in one run of :func:`neuroshift.stress.run_stress_test` followed by
@@ -15,7 +16,9 @@ fresh folder (no resumed points), phantoms made beforehand (not timed):
 * the rest, split into tissue-model fits (once per subject), simulation of each derivative, metrics,
   and everything else (case I/O, the per-point fsync'ed store, scheduling, the report).
 
-``outside = 1 - inference / total`` is the figure the goal is about.
+``outside = 1 - inference / total`` is the figure the goal is about. With workers, the run's worker time is
+also split by the points' process ids and times: waiting before the first point (start-up), between
+points, the idle tail, and inside points.
 
 ``--workers N`` (N ≥ 2) runs the stress test with N worker processes (the product's
 ``--workers``: each case read and fitted once by the parent, threads split) and, in the same
@@ -93,15 +96,17 @@ def main(argv=None) -> int:
     from neuroshift.stress.models import resolve_model
     from neuroshift.stress.report import write_report
     from neuroshift.stress.runner import run_stress_test
+    from neuroshift.stress.timing import worker_timeline
 
     with tempfile.TemporaryDirectory(prefix="neuroshift-bench-") as tmp:
         work = Path(args.workdir or tmp)
         make_demo_cases(work, args.subjects)
         model = resolve_model(args.model, device=args.device)
         out = work / f"run-{time.time_ns()}"
-        t0 = time.perf_counter()
+        t0, u0 = time.perf_counter(), time.time()
         run = run_stress_test(work / "cases", model, args.grid, out, device=args.device, workers=args.workers)
-        t1 = time.perf_counter()
+        t1, u1 = time.perf_counter(), time.time()
+        timeline = worker_timeline(run.records, u0, u1)
         write_report(run, out)
         t2 = time.perf_counter()
         load1 = load_average()
@@ -129,6 +134,7 @@ def main(argv=None) -> int:
         # inference share and overhead of the run, for the report (stress/report.py may show them)
         "inference_share_of_worker_time": inference / max(busy, 1e-12),
         "overhead_worker_s": busy - inference,
+        "worker_timeline": timeline,
     }
     if ideal is not None:
         figures["ideal_parallel"] = ideal
@@ -143,6 +149,13 @@ def main(argv=None) -> int:
                        ("metrics", "metrics_s")):
         print(f"  {label:16s} {sums[key]:8.2f} s  {100 * sums[key] / busy:5.1f} %")
     print(f"  other (I/O, store, report) {other:6.2f} s  {100 * other / busy:5.1f} %")
+    if args.workers > 1:
+        run_busy = figures["run_s"] * args.workers
+        print(f"  of the run's {run_busy:.2f} worker-seconds ({timeline['processes']} processes): before the first "
+              f"point (start-up, imports, model load, first fit) {timeline['startup_s']:.2f} s "
+              f"{100 * timeline['startup_s'] / run_busy:.1f} %, between points {timeline['gaps_s']:.2f} s "
+              f"{100 * timeline['gaps_s'] / run_busy:.1f} %, idle tail {timeline['tail_s']:.2f} s "
+              f"{100 * timeline['tail_s'] / run_busy:.1f} %, in points {timeline['points_s']:.2f} s")
     print(f"share of the run outside model inference: {100 * outside:.1f} % (goal < 10 %)"
           + (f" [shares of {args.workers} x the wall time]" if args.workers > 1 else ""))
     print(f"load {load0} -> {load1}")

@@ -54,3 +54,18 @@ def test_run_records_its_calls_and_report_states_shares(tmp_path):
     write_report(run, out)
     html = (out / "report.html").read_text()
     assert "<h2>Run time</h2>" in html and "of worker time" in html and "worker efficiency" in html
+
+
+def test_worker_timeline_from_literal_spans():
+    from neuroshift.stress.timing import worker_timeline
+
+    def rec(pid, a, b):
+        return {"timing": {"pid": pid, "began_unix_s": 1000.0 + a, "ended_unix_s": 1000.0 + b}}
+
+    # call 1000-1020 s; worker 1: points 3-8, 8.5-14 (gap 0.5, tail 6); worker 2: 4-10, 10-19 (tail 1)
+    recs = [rec(1, 8.5, 14.0), rec(1, 3.0, 8.0), rec(2, 4.0, 10.0), rec(2, 10.0, 19.0), {"timing": {"fit_s": 1.0}}]
+    t = worker_timeline(recs, 1000.0, 1020.0)
+    assert t == {"processes": 2, "startup_s": 7.0, "gaps_s": 0.5, "tail_s": 7.0, "points_s": 25.5}
+    # start-up + gaps + tail + points = processes x wall time
+    assert t["startup_s"] + t["gaps_s"] + t["tail_s"] + t["points_s"] == 2 * 20.0
+    assert worker_timeline([], 0.0, 1.0)["processes"] == 0

@@ -78,6 +78,26 @@ def run_timing(run) -> dict[str, Any]:
     return out
 
 
+def worker_timeline(records, began_unix_s: float, ended_unix_s: float) -> dict[str, Any]:
+    """How the workers of one call spent the call's wall time (from the records' ``pid`` / ``began_unix_s`` /
+    ``ended_unix_s``): per process, the wait before its first point (start-up: process start, imports, model
+    load, the parent's first fit), the gaps between its points (hand-over, queue) and the idle tail after its
+    last point, in seconds, summed over the processes; ``points_s`` is the time inside points."""
+    runs: dict[int, list[tuple[float, float]]] = {}
+    for rec in records:
+        t = rec.get("timing") or {}
+        if "pid" in t and "began_unix_s" in t and "ended_unix_s" in t:
+            runs.setdefault(int(t["pid"]), []).append((float(t["began_unix_s"]), float(t["ended_unix_s"])))
+    out = {"processes": len(runs), "startup_s": 0.0, "gaps_s": 0.0, "tail_s": 0.0, "points_s": 0.0}
+    for spans in runs.values():
+        spans.sort()
+        out["startup_s"] += max(0.0, spans[0][0] - began_unix_s)
+        out["tail_s"] += max(0.0, ended_unix_s - spans[-1][1])
+        out["points_s"] += sum(b - a for a, b in spans)
+        out["gaps_s"] += sum(max(0.0, nxt[0] - prev[1]) for prev, nxt in zip(spans[:-1], spans[1:]))
+    return out
+
+
 def _pct(x: float, total: float) -> str:
     return f"{100.0 * x / total:.1f} %" if total > 0 else "–"
 
@@ -113,4 +133,5 @@ def timing_html(run) -> str:
             + "".join(f"<li>{html.escape(line.strip())}</li>" for line in lines) + "</ul>")
 
 
-__all__ = ["PARTS", "TIMING_FILE", "read_calls", "record_call", "run_timing", "timing_html", "timing_lines"]
+__all__ = ["PARTS", "TIMING_FILE", "read_calls", "record_call", "run_timing", "timing_html", "timing_lines",
+           "worker_timeline"]

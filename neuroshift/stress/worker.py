@@ -7,7 +7,8 @@ parent hands the fitted case over in a pickle-free file (:mod:`neuroshift.stress
 
 Per point the record's ``timing`` holds ``simulate_s``, ``predict_s`` (model inference), ``metrics_s``
 and, once per case, ``fit_s`` (reading + fitting) or ``shared_read_s`` (reading the parent's file), in
-seconds; :mod:`neuroshift.stress.timing` sums them for the report.
+seconds; :mod:`neuroshift.stress.timing` sums them for the report. ``pid``, ``began_unix_s`` and
+``ended_unix_s`` say which process ran the point and when (:func:`neuroshift.stress.timing.worker_timeline`).
 """
 
 from __future__ import annotations
@@ -158,6 +159,7 @@ def evaluate_points(token: str, case, sequence: str, model, simulator, metrics: 
     out = []
     for key, point in items:
         rec = {"key": f"{loaded.case_id}|{key}", "case": loaded.case_id, "point": key, "baseline": point is None}
+        began = time.time()
         try:
             rec.update(_evaluate_one(loaded, fitted, sequence, model, simulator, metrics, axes, key, point))
             rec["status"] = "ok"
@@ -166,7 +168,9 @@ def evaluate_points(token: str, case, sequence: str, model, simulator, metrics: 
             raise
         except Exception as exc:  # noqa: BLE001 - reported per point
             rec.update(status="failed", error=error_text(exc), error_type=type(exc).__name__)
-        rec["timing"] = {**rec.get("timing", {}), "fit_s": fit_s}
+        # where and when (Unix time, s) the point ran: start-up, idle gaps and the idle tail of each worker follow
+        rec["timing"] = {**rec.get("timing", {}), "fit_s": fit_s, "pid": os.getpid(), "began_unix_s": began,
+                         "ended_unix_s": time.time()}
         if share_s:
             rec["timing"]["shared_read_s"] = share_s  # worker reading the parent's fitted case
         fit_s = share_s = 0.0
