@@ -49,6 +49,7 @@ from bench._timing import cpu_clock, fmt, interleaved, load_average, machine  # 
 
 from neuroshift.io.params import AcquisitionParams  # noqa: E402
 from neuroshift.physics import kernels  # noqa: E402
+from neuroshift.physics.parallel import BUSY_LOAD_PER_CORE  # noqa: E402
 from neuroshift.threads import requested_threads  # noqa: E402
 from neuroshift.physics.signal import mprage_eq6_paper002, sequence_signal  # noqa: E402
 from neuroshift.qmri import QMRIMaps, synthesize  # noqa: E402,F401
@@ -151,7 +152,8 @@ def main(argv=None) -> int:
     print(f"synthesis bench, {shape[::-1]} float32 maps (SYNTHETIC, {args.maps}: "
           f"{100 * float(np.mean(maps.array('T1') > 0)):.0f}% tissue voxels), {info['cpu']}, {info['usable_cores']} usable "
           f"cores, numpy {info['numpy']}; compiled kernels (numba, nogil parts on NeuroShift's thread pool) on "
-          f"{requested_threads()} thread(s) from {kernels.JIT_PARALLEL_MIN} voxels, numpy-block kernels from "
+          f"{requested_threads()} thread(s) from {kernels.JIT_PARALLEL_MIN} voxels (one while the load exceeds "
+          f"{BUSY_LOAD_PER_CORE}/core unless NEUROSHIFT_THREADS is set), numpy-block kernels from "
           f"{kernels.PARALLEL_MIN}; copy: numpy, one thread; load {load_average()}")
     results = {"machine": info, "shape": list(shape), "sequences": {}}
     for seq in args.sequences.split(","):

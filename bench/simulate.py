@@ -199,12 +199,14 @@ def main(argv=None) -> int:
         from bench._timing import machine
 
         info = machine()
+        from neuroshift.physics.parallel import BUSY_LOAD_PER_CORE
         from neuroshift.threads import requested_threads
 
         clock = cpu_clock() if args.cpu_time else time.perf_counter
         print(f"clock: {'CPU time of one thread' if args.cpu_time else 'wall time'}; "
               f"numpy {np.__version__}, {info['cpu']}, {info['usable_cores']} usable cores, derivative threads "
-              f"{requested_threads()} from {label_layout.PARALLEL_MIN} voxels; blocked path below "
+              f"{requested_threads()} from {label_layout.PARALLEL_MIN} voxels (one while the load exceeds "
+              f"{BUSY_LOAD_PER_CORE}/core unless NEUROSHIFT_THREADS is set); blocked path below "
               f"{tw.BLAS_MIN_VOXELS} slab voxels")
         rows = bench_sizes([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")], args.repeats,
                            tuple(args.cases.split(",")), clock)
