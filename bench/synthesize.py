@@ -120,6 +120,38 @@ def main() -> None:
     res: dict = {"machine": machine(), "threads": threads, "clock": "process CPU s" if args.cpu_time else "wall s"}
     print(f"load before: {os.getloadavg()}", flush=True)
 
+    # product path first (peak RSS is a high-water mark: the float64 agreement models come later)
+    from neuroshift.synthesis.inference import load_package, save_package, synthesize
+    from neuroshift.synthesis.pix2pix import UNetGenerator
+    with tempfile.TemporaryDirectory() as tmp:
+        arch = {"in_channels": 3, "out_channels": 1, "n_blocks": 9, "code_width": 3}
+        gen = trained_like(DiamondGenerator(**arch))
+        save_package(Path(tmp) / "dg", "diamondgan", "dir", ("flair", "t1", "t2"), arch, gen, {"trained_on": "bench"})
+        model = load_package(Path(tmp) / "dg")
+        rng = np.random.default_rng(0)
+        shape = (args.slices, 240, 240)
+        brain = np.zeros(shape, bool)
+        brain[:, 20:220, 30:210] = True
+        vols = {n: rng.random(shape, dtype=np.float32) * brain for n in ("flair", "t1", "t2")}
+        t0, c0 = time.perf_counter(), time.process_time()
+        out, _ = synthesize(model, vols, brain)
+        res["volume_s"], res["volume_cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
+        res["volume_load_after"] = os.getloadavg()
+        res["volume_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+        del out, vols
+        uarch = {"in_channels": 2, "out_channels": 1, "base": 64, "depth": 5, "dropout": 0.3}
+        save_package(Path(tmp) / "sd", "synthdir", "dir", ("flair", "t1"), uarch, UNetGenerator(**uarch),
+                     {"trained_on": "bench"})
+        um = load_package(Path(tmp) / "sd")
+        sb = np.zeros((1, 240, 240), bool)
+        sb[:, 20:220, 30:210] = True
+        sv = {n: rng.random((1, 240, 240), dtype=np.float32) * sb for n in ("flair", "t1")}
+        t0 = time.perf_counter()
+        synthesize(um, sv, sb, mc_samples=20)
+        res["mc20_slice_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        synthesize(um, sv, sb, mc_samples=20, tta=True)
+        res["mc20_x_tta4_slice_s"] = time.perf_counter() - t0
     torch.manual_seed(0)
     g = DiamondGenerator(3, 3).eval()  # the released layout
     res["params"] = count_parameters(g)
@@ -153,38 +185,6 @@ def main() -> None:
                                max(1, args.rounds - 1), clock=clock)
     res["keras"] = keras_run(args.tf_python, threads, args.rounds, args.batch, args.cpu_time)
 
-    # product path: a volume
-    from neuroshift.synthesis.inference import load_package, save_package, synthesize
-    from neuroshift.synthesis.pix2pix import UNetGenerator
-    with tempfile.TemporaryDirectory() as tmp:
-        arch = {"in_channels": 3, "out_channels": 1, "n_blocks": 9, "code_width": 3}
-        gen = trained_like(DiamondGenerator(**arch))
-        save_package(Path(tmp) / "dg", "diamondgan", "dir", ("flair", "t1", "t2"), arch, gen, {"trained_on": "bench"})
-        model = load_package(Path(tmp) / "dg")
-        rng = np.random.default_rng(0)
-        shape = (args.slices, 240, 240)
-        brain = np.zeros(shape, bool)
-        brain[:, 20:220, 30:210] = True
-        vols = {n: rng.random(shape, dtype=np.float32) * brain for n in ("flair", "t1", "t2")}
-        t0, c0 = time.perf_counter(), time.process_time()
-        out, _ = synthesize(model, vols, brain)
-        res["volume_s"], res["volume_cpu_s"] = time.perf_counter() - t0, time.process_time() - c0
-        res["volume_load_after"] = os.getloadavg()
-        res["volume_peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-        del out, vols
-        uarch = {"in_channels": 2, "out_channels": 1, "base": 64, "depth": 5, "dropout": 0.3}
-        save_package(Path(tmp) / "sd", "synthdir", "dir", ("flair", "t1"), uarch, UNetGenerator(**uarch),
-                     {"trained_on": "bench"})
-        um = load_package(Path(tmp) / "sd")
-        sb = np.zeros((1, 240, 240), bool)
-        sb[:, 20:220, 30:210] = True
-        sv = {n: rng.random((1, 240, 240), dtype=np.float32) * sb for n in ("flair", "t1")}
-        t0 = time.perf_counter()
-        synthesize(um, sv, sb, mc_samples=20)
-        res["mc20_slice_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        synthesize(um, sv, sb, mc_samples=20, tta=True)
-        res["mc20_x_tta4_slice_s"] = time.perf_counter() - t0
     res["load_after"] = os.getloadavg()
     print(json.dumps(res, indent=1, default=str))
     report(res, args)

