@@ -200,3 +200,15 @@ def test_run_parts_uses_one_thread_on_a_busy_machine_unless_told(monkeypatch):
     monkeypatch.setenv("NEUROSHIFT_THREADS", "2")  # explicit: threaded even when busy
     P.run_parts(lambda lo, hi: parts.append((lo, hi, threading.get_ident())), 4096, 512)
     assert len(parts) == 8
+
+
+def test_without_numba_the_numpy_kernels_give_the_same_values(monkeypatch):
+    import sys
+
+    pd, t1, t2, b1 = _maps(2000)
+    kw = dict(te_ms=3.0, ti_ms=900.0, tr_ms=2300.0, fa_deg=9.0, tx_ms=7.0, n=176)
+    compiled = S.mprage(pd, t1, t2, b1=b1, **kw)
+    monkeypatch.setitem(sys.modules, "neuroshift.physics.kernels_jit", None)  # import fails
+    assert K._compiled() is None
+    blocks = S.mprage(pd, t1, t2, b1=b1, **kw)
+    np.testing.assert_allclose(blocks, compiled, rtol=1e-11, atol=1e-13 * float(np.abs(compiled).max()))

@@ -141,10 +141,9 @@ def fused_signal(kind: str, pd, t1_ms, t2_ms, b1, params: dict, *, check=None):
     for v in (pd_v, b1_v):
         if not isinstance(v, np.ndarray):
             gain *= v
-    jit = _jit_parameters(kind, p) if JIT and isinstance(t1_v, np.ndarray) and isinstance(t2_v, np.ndarray) else None
+    kernels_jit = _compiled() if isinstance(t1_v, np.ndarray) and isinstance(t2_v, np.ndarray) else None
+    jit = _jit_parameters(kind, p) if kernels_jit is not None else None
     if jit is not None:  # the compiled one-pass kernel (kernels_jit): every voxel in float64, one read, one write
-        from . import kernels_jit
-
         t1_j, t2_j = t1_v.astype(dtype, copy=False), t2_v.astype(dtype, copy=False)
         # PD and B1 as (array, array), (array, gain) or (gain, 1): three compiled variants per dtype, not four
         w = [v.astype(dtype, copy=False) for v in (pd_v, b1_v) if isinstance(v, np.ndarray)]
@@ -251,6 +250,17 @@ def _jit_parameters(kind: str, p: dict) -> tuple | None:
     return times, t
 
 
+def _compiled():
+    """:mod:`.kernels_jit` when :data:`JIT` is on and numba imports, else None (the numpy block kernels run)."""
+    if not JIT:
+        return None
+    try:
+        from . import kernels_jit
+    except ImportError:  # numba missing or broken: the numpy path gives the same values
+        return None
+    return kernels_jit
+
+
 def _part(v, lo: int, hi: int):
     """``v[lo:hi]`` for an array, ``v`` for a scalar."""
     return v[lo:hi] if isinstance(v, np.ndarray) else v
@@ -299,9 +309,8 @@ def decay_inplace(s, te_ms, t2_ms) -> bool:
             flat *= math.exp(-te / t2s)
         return True
     t2 = np.ravel(t2_ms)
-    if JIT and math.isfinite(te) and te >= 0.0:  # compiled one-pass loop (kernels_jit)
-        from . import kernels_jit
-
+    kernels_jit = _compiled() if math.isfinite(te) and te >= 0.0 else None
+    if kernels_jit is not None:  # compiled one-pass loop
         run_parts(lambda lo, hi: kernels_jit.run_decay(flat[lo:hi], t2[lo:hi], te), n, JIT_PARALLEL_MIN)
         return True
 
