@@ -254,11 +254,12 @@ def _compiled():
     """:mod:`.kernels_jit` when :data:`JIT` is on and numba imports, else None (the numpy block kernels run)."""
     if not JIT:
         return None
+    import importlib
+
     try:
-        from . import kernels_jit
+        return importlib.import_module(f"{__package__}.kernels_jit")
     except ImportError:  # numba missing or broken: the numpy path gives the same values
         return None
-    return kernels_jit
 
 
 def _part(v, lo: int, hi: int):
