@@ -254,12 +254,23 @@ def _compiled():
     """:mod:`.kernels_jit` when :data:`JIT` is on and numba imports, else None (the numpy block kernels run)."""
     if not JIT:
         return None
+    import sys
+
+    name = f"{__package__}.kernels_jit"
+    if name in sys.modules:  # imported already (None: an import that failed or was blocked)
+        return sys.modules[name]
+    if _JIT_FAILED:
+        return None
     import importlib
 
     try:
-        return importlib.import_module(f"{__package__}.kernels_jit")
-    except ImportError:  # numba missing or broken: the numpy path gives the same values
+        return importlib.import_module(name)
+    except ImportError:  # numba missing or broken: the numpy path gives the same values (not retried)
+        _JIT_FAILED.append(name)
         return None
+
+
+_JIT_FAILED: list = []
 
 
 def _part(v, lo: int, hi: int):
