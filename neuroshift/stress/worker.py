@@ -255,12 +255,19 @@ def init_worker(threads: int, warm: tuple | None = None) -> None:
 def warm_up(token: str, model, simulator) -> None:
     """Keep ``model`` and ``simulator`` as this process's shared objects of run ``token`` and load the model now
     when it has ``load()`` (a NeuroShift package: torch, the inference modules and the networks, the longest
-    part of a worker's start-up). A failure here is left to the first point to report."""
+    part of a worker's start-up); for the physics simulator, import its compiled kernels. A failure here is
+    left to the first point to report."""
     try:
         model = shared_object(token, "model", model)
         shared_object(token, "simulator", simulator)
         load = getattr(model, "load", None)
         if callable(load):
             load()
+        from .simulator import PhysicsSimulator
+
+        if isinstance(simulator, PhysicsSimulator):  # its compiled kernels (numba) and scipy: ~1.2 s at load 9
+            import scipy.ndimage  # noqa: F401
+
+            from ..physics import kernels_jit  # noqa: F401
     except Exception:  # noqa: BLE001 - the points of the run report it with their own records
         pass
