@@ -124,6 +124,11 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor, exact_norm: bool = False)
     return x
 
 
+#: Slices per pass through the network on the CPU: one slice's activations stay in cache better (CPU s per
+#: 240x240 slice, one thread: 0.36 one at a time, 0.38 two, 0.40 four, 0.42 eight).
+CPU_SLICES_PER_PASS = 1
+
+
 class DiamondInference:
     """Callable ``(x, available) -> output`` equal to ``net(x, available)`` of an eval-mode
     :class:`DiamondGenerator` (same checks, same missing-channel fill), for inference (no gradients).
@@ -134,8 +139,9 @@ class DiamondInference:
     ``streams`` (CPU): a batch is split into that many near-equal parts run at once, each on one thread
     (:func:`neuroshift.segment.predict.cpu_streams`: no OpenMP barrier after every layer, and on a busy
     machine a descheduled thread delays only its part); default :func:`neuroshift.threads.cpu_streams`
-    (the torch threads, or ``NEUROSHIFT_CPU_STREAMS``); 1: one batch over all threads. Samples are
-    independent (instance norm is per sample), so the result does not depend on the split.
+    (the torch threads, or ``NEUROSHIFT_CPU_STREAMS``); 1: one batch over all threads. Each stream passes
+    :data:`CPU_SLICES_PER_PASS` slices at a time. Samples are independent (instance norm is per sample), so
+    the result does not depend on the split.
     """
 
     def __init__(self, net: DiamondGenerator, streams: int | None = None):
@@ -209,16 +215,20 @@ class DiamondInference:
         if len(codes) > 1:
             share = share[inverse]
         n = self._stream_count(x)
-        if n == 1:
-            return self._image_path(x, share)
-        from ..segment.predict import cpu_streams
-        edges = [round(i * x.shape[0] / n) for i in range(n + 1)]
-        parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+        step = CPU_SLICES_PER_PASS if dev == "cpu" else x.shape[0]
 
         def work(sl: slice) -> torch.Tensor:  # grad and autocast modes are per thread: set them here
             with torch.no_grad(), torch.autocast(dev, dtype=amp_dtype, enabled=amp):
-                return self._image_path(x[sl], share if share.shape[0] == 1 else share[sl])
+                ys = [self._image_path(x[i:min(i + step, sl.stop)],
+                                       share if share.shape[0] == 1 else share[i:min(i + step, sl.stop)])
+                      for i in range(sl.start, sl.stop, step)]
+            return ys[0] if len(ys) == 1 else torch.cat(ys)
 
+        if n == 1:
+            return work(slice(0, x.shape[0]))
+        from ..segment.predict import cpu_streams
+        edges = [round(i * x.shape[0] / n) for i in range(n + 1)]
+        parts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
         return torch.cat(list(cpu_streams(n).map(work, parts)))
 
 
