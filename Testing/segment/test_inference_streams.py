@@ -94,7 +94,14 @@ def test_background_slices_are_predicted_once_with_the_same_result(tmp_path, mon
     prepared = prepare_inputs({"T1": vol}, pkg.manifest)
     stack, _ = view_slices(prepared.channels, "axial", (48, 48), prepared.pad_value, indices=np.arange(16, 64))
     assert len(np.unique(stack.reshape(48, -1), axis=0)) == 35
-    fast = inference.segment_volume(vol, pkg, device="cpu", precision="fp32")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.delenv("NEUROSHIFT_CPU_STREAMS", raising=False)
+    try:
+        fast = inference.segment_volume(vol, pkg, device="cpu", precision="fp32")
+    finally:
+        torch.set_num_threads(before)
+    assert fast.info["threads"]["torch_threads"] == 2 == fast.info["threads"]["cpu_streams"]
     monkeypatch.setattr(inference, "identical_slices", lambda s: (np.arange(len(s)), np.arange(len(s))))
     full = inference.segment_volume(vol, pkg, device="cpu", precision="fp32")
     assert fast.info["slices"]["axial"] == {"kept": 48, "predicted": 35, "reused_identical": 13}
