@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--ablation", default="", help="dev/synthesis_ablation.py --json output")
     ap.add_argument("--dest", default="neuroshift/data/models/synthdir-demo")
     ap.add_argument("--training", default="", help="the training command line, for the card")
+    ap.add_argument("--note", default="", help="the card's uncertainty_note (what the Spearman figures mean)")
     args = ap.parse_args()
     run = Path(args.run_dir)
     pkg, report = run / "synthdir-demo", _scores(run / "synthdir.json")
@@ -61,6 +62,8 @@ def main() -> None:
     if args.ablation:
         manifest["ablation_lesion_term"] = json.loads(Path(args.ablation).read_text())
     manifest.pop("uncertainty_note", None)
+    if args.note:
+        manifest["uncertainty_note"] = args.note
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest / "weights.safetensors") as tmp:
