@@ -12,7 +12,7 @@ MONAI ``randomize()``) and the rendering is a deterministic function of it:
 
    * small smooth deformation of the labels (nearest neighbour for hard labels, linear for fractions);
    * maps: per tissue ``v(x) = μ_s + σ_s·z(x)``, ``z = √w·smooth + √(1-w)·white`` (unit variance,
-     ``w = texture_weight``); PD ≥ 0, rates ≥ 1 % of their μ_μ; partial volume mixes like
+     ``w = texture_weight``); PD ≥ 0, rates ≥ 1 % of the subject mean μ_s; partial volume mixes like
      :func:`neuroshift.phantom.quantitative.phantom_maps` (PD = 1000·Σ f_t PD_t, times = Σ f_t T_t / Σ f_t);
      times (ms) = 1000 / rate (1/s); 0 outside every tissue (background, no signal);
    * image: the existing forward model (:func:`neuroshift.qmri.synth.synthesize`);
