@@ -68,7 +68,7 @@ def naive_forward(g: DiamondGenerator, x: torch.Tensor, c: torch.Tensor) -> torc
     """A straightforward port: autograd on, both streams for every slice."""
     from neuroshift.synthesis.diamondgan import apply_availability, domain_matrix
     xs = apply_availability(x, c)
-    d = domain_matrix(c, tuple(x.shape[-2:]))
+    d = domain_matrix(c, tuple(x.shape[-2:]), g.domain_encoding)
     return g.decoder(torch.cat([g.image_stream(xs), g.domain_stream(d)], 1)).detach()
 
 

@@ -139,11 +139,12 @@ def run_diamondgan(out: Path, args, data, test) -> dict:
     src, tgt, _, ref = data
     t0 = time.time()
     step = DiamondGANStep(src, tgt, n_blocks=args.blocks, base=args.base, d_base=16, batch_size=args.batch,
-                          lr=args.lr, seed=0)
+                          lr=args.lr, seed=0, domain_encoding=args.domain_encoding)
     res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "dir-demo", seed=0, verbose=False,
                                       resume=args.resume))
     train_s = time.time() - t0
-    arch = {"in_channels": 3, "out_channels": 1, "n_blocks": args.blocks, "code_width": 3, "base": args.base}
+    arch = {"in_channels": 3, "out_channels": 1, "n_blocks": args.blocks, "code_width": 3, "base": args.base,
+            "domain_encoding": args.domain_encoding}
     pkg = save_package(out / "dir-demo", "diamondgan", "dir", ("flair", "t1", "t2"), arch, step.models["g1"],
                        provenance({"epochs_run": len(res.history), "train_s": round(train_s), MANIFEST_KEY: ref}))
     model = load_package(pkg)
@@ -208,6 +209,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--slices", type=int, default=0, help="DiamondGAN: slices per training subject (0: all)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the shared machine: 1)")
+    ap.add_argument("--domain-encoding", choices=("patterns", "constant"), default="patterns",
+                    help="DiamondGAN domain matrix: the authors' released 0/1 patterns or the legacy constant map")
     ap.add_argument("--crop", type=int, default=0, help="vT1c: random cubes of this size (0: whole volumes)")
     ap.add_argument("--steps", type=int, default=0, help="vT1c with --crop: batches per epoch")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/work/<name> checkpoints")
@@ -220,7 +224,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     subjects = [subject(s) for s in TRAIN_SEEDS]
     test = subject(TEST_SEED)
     report = {"task": args.task, "args": vars(args), "note": NOTE}

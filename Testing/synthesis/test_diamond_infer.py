@@ -7,28 +7,20 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.diamond_helpers import float64_twin, trained_like
+
 from neuroshift.synthesis.diamond_infer import DiamondInference
 from neuroshift.synthesis.diamondgan import DiamondGenerator, all_subsets, availability_tensor, domain_matrix
 
 
-def _trained_like(out_channels: int = 1, seed: int = 0, base: int = 16, n_blocks: int = 2) -> DiamondGenerator:
-    """A generator whose norm scales/offsets are spread like a trained one's (init values, scale 1 and
-    offset 0, make the domain stream degenerate: see test_init_domain_stream_is_exactly_zero)."""
-    torch.manual_seed(seed)
-    g = DiamondGenerator(3, out_channels, n_blocks=n_blocks, base=base).eval()
-    with torch.no_grad():
-        for m in g.modules():
-            if isinstance(m, torch.nn.InstanceNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0.0, 0.5)
-    return g
+def _trained_like(out_channels: int = 1, seed: int = 0, base: int = 16, n_blocks: int = 2,
+                  encoding: str = "patterns") -> DiamondGenerator:
+    """See helpers.diamond_helpers.trained_like (init values make the constant-encoded domain stream
+    degenerate: see test_init_domain_stream_is_exactly_zero)."""
+    return trained_like(out_channels, seed, base, n_blocks, encoding)
 
 
-def _float64_twin(g: DiamondGenerator) -> DiamondGenerator:
-    twin = DiamondGenerator(g.in_channels, g.out_channels, n_blocks=len(g.image_stream) - 9,
-                            code_width=g.code_width, base=g.image_stream[0].out_channels).double().eval()
-    twin.load_state_dict(g.state_dict())
-    return twin
+_float64_twin = float64_twin
 
 
 @pytest.mark.parametrize("out_channels", [1, 3])
@@ -54,33 +46,34 @@ def test_fast_path_equals_eager_generator(out_channels):
     assert float((fast64 - exact).abs().max()) < 1e-10
 
 
-def test_domain_stream_first_norm_is_its_offset_for_every_code():
-    """The finding: the domain matrix is spatially constant, a reflection-padded conv of a constant map is
+def test_constant_domain_stream_first_norm_is_its_offset_for_every_code():
+    """The finding (legacy ``domain_encoding="constant"``): the domain matrix is spatially constant, a reflection-padded conv of a constant map is
     constant per channel, and instance norm of a constant map is its offset: after the domain stream's first
     norm every code gives the same features, so the code reaches the output only through the -1 fill of the
     image stream (float64: exactly up to 1e-9). Float32 keeps ~1e-5 of rounding (x - mean times
     1/sqrt(eps) = 316), which later norms amplify to O(1) when their offsets are 0 (the initial generator:
     the bf16 / channels_last 'differences of 1.6' were different rounding, not a kernel bug)."""
-    g64 = _float64_twin(_trained_like())
+    g64 = _float64_twin(_trained_like(encoding="constant"))
     conv, norm = g64.domain_stream[0], g64.domain_stream[1]
     beta = norm.bias.view(1, -1, 1, 1)
     for code in all_subsets(3):
-        d = domain_matrix(availability_tensor(code), (32, 32)).double()
+        d = domain_matrix(availability_tensor(code), (32, 32), "constant").double()
         with torch.no_grad():
             h = conv(d)
             assert float(h.amax((2, 3)).sub(h.amin((2, 3))).abs().max()) == 0.0  # constant per channel
             assert float((norm(h) - beta).abs().max()) < 1e-9
-    fast = DiamondInference(_trained_like())
+    fast = DiamondInference(_trained_like(encoding="constant"))
     x = torch.zeros(1, 3, 32, 32)
     shares = [fast._domain_share(availability_tensor(c)[0], (32, 32), x.device, x.dtype) for c in all_subsets(3)]
     assert all(torch.equal(shares[0], s) for s in shares[1:])
 
 
 def test_init_domain_stream_is_exactly_zero_in_the_fast_path():
-    """With init norm parameters (scale 1, offset 0) the domain stream's exact output is 0 (every norm sees a
-    constant map); the fast path computes it with float64 norm statistics and gets 0 to rounding."""
+    """With init norm parameters (scale 1, offset 0) the constant-encoded domain stream's exact output is 0
+    (every norm sees a constant map); the fast path computes it with float64 norm statistics and gets 0 to
+    rounding."""
     torch.manual_seed(0)
-    g = DiamondGenerator(3, 1, n_blocks=2, base=16).eval()
+    g = DiamondGenerator(3, 1, n_blocks=2, base=16, domain_encoding="constant").eval()
     share = DiamondInference(g)._domain_share(availability_tensor((1, 0, 1))[0], (32, 32), torch.device("cpu"),
                                                torch.float32)
     assert share.shape == (1, 24, 16, 16)

@@ -13,7 +13,8 @@ non-degenerate generator, tested in ``Testing/synthesis/test_diamond_infer.py``)
   oneDNN's direct kernel is slow for so few output channels: 47 -> 25 ms per 240x240 slice with 3, 47 -> 9
   with 1, one thread).
 * **The domain stream once per availability code and slice size.** Its input, the domain matrix, depends
-  only on the code (:func:`.diamondgan.domain_matrix`) and instance norm is per sample, so its output, and
+  only on the code, the slice size and the model's encoding (:func:`.diamond_domain.domain_matrix`), and
+  instance norm is per sample, so its output, and
   its share of the first decoder layer (a transposed conv is linear in its input channels:
   ``convT(cat(a, d), W) = convT(a, W[:C]) + convT(d, W[C:])``), are the same for every slice of a volume.
   They are cached in this object and recomputed when any parameter changes (the tensors' version counters).
@@ -162,12 +163,12 @@ class DiamondInference:
     def _domain_share(self, code: torch.Tensor, spatial: tuple[int, int], device: torch.device,
                       dtype: torch.dtype) -> torch.Tensor:
         """The domain stream's contribution to the first decoder layer for one code: ``(1, C, 2H/4, 2W/4)``."""
-        key = (tuple(int(v) for v in code.tolist()), spatial, dtype, device)
+        key = (tuple(int(v) for v in code.tolist()), spatial, self.net.domain_encoding, dtype, device)
         hit = self._cache.get(key)
         if hit is None:
             net = self.net
             with torch.autocast(device.type, enabled=False):  # once per volume: full precision
-                dm = domain_matrix(code[None].to(device), spatial).to(device, self._param_dtype())
+                dm = domain_matrix(code[None].to(device), spatial, net.domain_encoding).to(device, self._param_dtype())
                 d = run_layers(net.domain_stream, dm, True)
                 up = net.decoder[0]
                 w_img = up.in_channels // 2  # the decoder takes cat(image features, domain features)

@@ -19,21 +19,21 @@ Why not MONAI: MONAI has no CycleGAN-style ResNet generator nor a PatchGAN with 
 plain torch; the counts are the check that they match the definition.
 
 Availability: ``c in {0,1}^n`` per sample. Missing channels are replaced by the fill value -1 ([R]) inside
-:meth:`DiamondGenerator.forward`, so a channel with ``c_i = 0`` cannot change the output. The domain matrix is
-one channel holding the subset's index ``k = sum_i c_i 2^i`` mapped to ``2 k / (2^n - 1) - 1`` (one value per
-subset, in [-1, 1]), spatially replicated.
+:meth:`DiamondGenerator.forward`, so a channel with ``c_i = 0`` cannot change the output. The domain stream
+reads a 1-channel domain matrix built from the code by :mod:`.diamond_domain`, in one of two encodings, the
+model's ``domain_encoding``: ``"patterns"`` (default; [R]'s released 0/1 lattice per subset, reproduced bit
+for bit) or ``"constant"`` (one value per subset, spatially replicated: the encoding of packages trained
+before the option, e.g. ``dir-demo`` 0.1.0).
 
-Consequence (measured for issue 11, tested in ``Testing/synthesis/test_diamond_infer.py``): a spatially
-constant matrix through a reflection-padded conv is constant per channel, and instance norm maps a constant
-plane to its offset, so in exact arithmetic the domain stream's output is the same for every code: the code
-reaches the output only through the -1 fill of the image stream. In float32 the first norm leaves ~1e-5 of
-rounding (``x - mean`` times ``1/sqrt(eps)``); with the init offsets (0) every later norm again sees a
-near-constant map and scales that rounding to unit variance, so an untrained generator's output is a function
-of summation order (float32 vs float64, bfloat16, channels_last, thread count differ by up to ~1.9 on the tanh
-scale). Trained offsets end the cascade after the first norm. [R] itself feeds spatially varying 0/1 patterns
-per subset (its ``domain_matrix.npy``, 240x240x7), not a replicated vector; changing ours would change what
-the shipped ``dir-demo`` weights were trained with. :mod:`.diamond_infer` computes the domain stream with
-float64 norm statistics (exact first norm) once per volume.
+Why it matters (measured for issue 11, tested in ``Testing/synthesis/test_diamond_infer.py`` and
+``test_diamond_domain.py``): a spatially constant matrix through a reflection-padded conv is constant per
+channel, and instance norm maps a constant plane to its offset, so in exact arithmetic the domain stream's
+output is the same for every code: with ``"constant"`` the code reaches the output only through the -1 fill
+of the image stream. In float32 the first norm leaves ~1e-5 of rounding (``x - mean`` times
+``1/sqrt(eps)``); with the init offsets (0) every later norm again sees a near-constant map and scales that
+rounding to unit variance, so an untrained constant-encoded generator's output is a function of summation
+order. [R]'s spatially varying patterns give a different domain-stream output per subset (as released).
+:mod:`.diamond_infer` computes the domain stream with float64 norm statistics once per code and volume.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ import itertools
 
 import torch
 from torch import nn
+
+from .diamond_domain import ENCODINGS, check_encoding, domain_matrix
 
 #: Value written into missing input channels ([R]).
 MISSING_FILL = -1.0
@@ -73,15 +75,6 @@ def apply_availability(x: torch.Tensor, available: torch.Tensor) -> torch.Tensor
     """``x`` with every channel whose code is 0 replaced by :data:`MISSING_FILL`."""
     mask = available.to(x.dtype).view(available.shape[0], available.shape[1], *([1] * (x.ndim - 2)))
     return x * mask + MISSING_FILL * (1 - mask)
-
-
-def domain_matrix(available: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
-    """The 1-channel availability matrix ``(B, 1, *spatial)``: subset index mapped to [-1, 1]."""
-    n = available.shape[1]
-    weights = 2.0 ** torch.arange(n, dtype=torch.float32, device=available.device)
-    k = (available.float() * weights).sum(1)
-    value = 2.0 * k / (2 ** n - 1) - 1.0
-    return value.view(-1, 1, *([1] * len(spatial))).expand(-1, 1, *spatial).contiguous()
 
 
 def _conv_in_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
@@ -129,13 +122,15 @@ class DiamondGenerator(nn.Module):
     cycle (target -> sources) is the same class built with ``in_channels=1, out_channels=3, code_width=3``: it
     takes the same code, which then feeds only the domain stream (its input has no missing channels).
     ``base`` scales every width (released 48: ``48 -> 72 -> 144``, decoder ``u72 -> u48``); the demo models use
-    a smaller one with the same shape.
+    a smaller one with the same shape. ``domain_encoding``: the domain matrix's encoding
+    (:mod:`.diamond_domain`; ``"patterns"`` as released, ``"constant"`` for legacy packages).
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, n_blocks: int = 9, code_width: int = 3,
-                 base: int = 48):
+                 base: int = 48, domain_encoding: str = ENCODINGS[0]):
         super().__init__()
         self.in_channels, self.out_channels, self.code_width = int(in_channels), int(out_channels), int(code_width)
+        self.domain_encoding = check_encoding(domain_encoding, self.code_width)
         w0, w1, w2 = _widths(base)
         self.image_stream = _encoder(self.in_channels, n_blocks, base)
         self.domain_stream = _encoder(1, n_blocks, base)
@@ -172,12 +167,14 @@ class DiamondGenerator(nn.Module):
         return available
 
     def domain_features(self, available: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """The domain stream's output for every sample. It depends only on the code (and the slice size), and
-        instance norm works per sample, so it is computed once per distinct code in the batch and indexed:
+        """The domain stream's output for every sample. It depends only on the code (and the slice size and
+        the encoding), and instance norm works per sample, so it is computed once per distinct code in the
+        batch and indexed:
         exactly the per-sample result, at 1/B of the cost for a volume of one subset."""
         spatial = tuple(x.shape[-2:])
         codes, inverse = torch.unique(available, dim=0, return_inverse=True)
-        d = self.domain_stream(domain_matrix(codes, spatial).to(device=x.device, dtype=x.dtype))
+        dm = domain_matrix(codes, spatial, self.domain_encoding)
+        d = self.domain_stream(dm.to(device=x.device, dtype=x.dtype))
         return d if len(codes) == len(available) and torch.equal(codes, available) else d[inverse]
 
 

@@ -44,9 +44,14 @@ class SynthesisModel:
 
 def build_network(task: str, architecture: Mapping[str, Any]) -> torch.nn.Module:
     """The network of a task from its manifest's architecture arguments."""
-    if task == "diamondgan":
+    if task == "diamondgan":  # manifests without domain_encoding predate it: the legacy constant matrix
+        from .diamond_domain import LEGACY_ENCODING
         from .diamondgan import DiamondGenerator
-        return DiamondGenerator(**architecture)
+        arch = {"domain_encoding": LEGACY_ENCODING, **architecture}
+        try:
+            return DiamondGenerator(**arch)
+        except ValueError as exc:
+            raise InputError(f"DiamondGAN architecture {arch}: {exc}") from None
     if task == "synthdir":
         from .pix2pix import UNetGenerator
         return UNetGenerator(**architecture)
@@ -61,15 +66,22 @@ def build_network(task: str, architecture: Mapping[str, Any]) -> torch.nn.Module
 
 def save_package(folder: str | Path, task: str, target: str, inputs: tuple[str, ...], architecture: Mapping,
                  net: torch.nn.Module, provenance: Mapping[str, Any]) -> Path:
-    """Write a model package (weights then manifest, each atomically)."""
+    """Write a model package (weights then manifest, each atomically). DiamondGAN: the manifest records the
+    network's ``domain_encoding`` (a package without it loads as the legacy constant encoding)."""
     from safetensors.torch import save_file
 
     from ..io.atomic import atomic_path, write_text_atomic
+    architecture = dict(architecture)
+    if task == "diamondgan":
+        enc = getattr(net, "domain_encoding", None)
+        if architecture.setdefault("domain_encoding", enc) != enc:
+            raise ValueError(f"architecture says domain_encoding={architecture['domain_encoding']!r}, "
+                             f"the network uses {enc!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    manifest = {"task": task, "target": target, "inputs": list(inputs), "architecture": dict(architecture),
+    manifest = {"task": task, "target": target, "inputs": list(inputs), "architecture": architecture,
                 **dict(provenance)}
     write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return folder

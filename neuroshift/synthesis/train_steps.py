@@ -48,14 +48,16 @@ class DiamondGANStep:
 
     def __init__(self, sources: torch.Tensor, target: torch.Tensor, *, val: tuple[torch.Tensor, torch.Tensor] | None = None,
                  n_blocks: int = 9, lambda_rec: float = 10.0, real_label: float = 1.0, lr: float = 2e-4,
-                 batch_size: int = 5, pool_size: int = POOL_SIZE, seed: int = 0, base: int = 48, d_base: int = 64):
+                 batch_size: int = 5, pool_size: int = POOL_SIZE, seed: int = 0, base: int = 48, d_base: int = 64,
+                 domain_encoding: str = "patterns"):
         n = sources.shape[1]
         self.sources, self.target, self.val = sources, target, val
         self.codes = all_subsets(n)
         self.lambda_rec, self.real_label, self.batch_size = float(lambda_rec), float(real_label), int(batch_size)
         torch.manual_seed(seed)
-        self.models = {"g1": DiamondGenerator(n, target.shape[1], n_blocks, code_width=n, base=base),
-                       "g2": DiamondGenerator(target.shape[1], n, n_blocks, code_width=n, base=base),
+        enc = {"code_width": n, "base": base, "domain_encoding": domain_encoding}  # both see the same matrix ([R])
+        self.models = {"g1": DiamondGenerator(n, target.shape[1], n_blocks, **enc),
+                       "g2": DiamondGenerator(target.shape[1], n, n_blocks, **enc),
                        "d1": PatchDiscriminator(n, d_base), "d2": PatchDiscriminator(target.shape[1], d_base)}
         betas = (0.5, 0.999)
         self.optimizers = {
