@@ -134,7 +134,6 @@ def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: b
 
 
 def run_diamondgan(out: Path, args, data, test) -> dict:
-    from neuroshift.synthesis.diamondgan import all_subsets
     from neuroshift.synthesis.train_steps import DiamondGANStep
     src, tgt, _, ref = data
     t0 = time.time()
@@ -147,13 +146,20 @@ def run_diamondgan(out: Path, args, data, test) -> dict:
             "domain_encoding": args.domain_encoding}
     pkg = save_package(out / "dir-demo", "diamondgan", "dir", ("flair", "t1", "t2"), arch, step.models["g1"],
                        provenance({"epochs_run": len(res.history), "train_s": round(train_s), MANIFEST_KEY: ref}))
+    return {**diamondgan_scores(pkg, test), "train_s": train_s, "epochs_run": len(res.history), "steps": res.steps}
+
+
+def diamondgan_scores(pkg: Path, test: dict) -> dict:
+    """Held-out scores of a DiamondGAN package per input subset (7), through ``synthesize``, and their means."""
+    from neuroshift.synthesis.diamondgan import all_subsets
     model = load_package(pkg)
     per = {}
     for code in all_subsets(3):
         names = [n for n, c in zip(("flair", "t1", "t2"), code) if c]
         pred, _ = synthesize(model, {n: test["raw"][SOURCE_NAMES[n]] for n in names}, test["brain"])
         per["+".join(names)] = dir_scores(test, pred)
-    return {"per_subset": per, "train_s": train_s, "epochs_run": len(res.history), "steps": res.steps}
+    means = {k: float(np.mean([v[k] for v in per.values()])) for k in next(iter(per.values()))}
+    return {"per_subset": per, "mean_over_subsets": means}
 
 
 def run_vt1c(out: Path, args, subjects, test) -> dict:
@@ -209,6 +215,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--slices", type=int, default=0, help="DiamondGAN: slices per training subject (0: all)")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--score-only", type=Path, default=None,
+                    help="diamondgan: only score this existing package on the held-out phantom (no training)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the shared machine: 1)")
     ap.add_argument("--domain-encoding", choices=("patterns", "constant"), default="patterns",
                     help="DiamondGAN domain matrix: the authors' released 0/1 patterns or the legacy constant map")
@@ -225,7 +233,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    subjects = [subject(s) for s in TRAIN_SEEDS]
+    subjects = [] if args.score_only else [subject(s) for s in TRAIN_SEEDS]
     test = subject(TEST_SEED)
     report = {"task": args.task, "args": vars(args), "note": NOTE}
     if args.task == "synthdir":
@@ -233,6 +241,8 @@ def main() -> None:
     elif args.task == "nolfl":  # the ablation: same seed and epochs, lesion-focused term off
         report["synthdir_without_lesion_term"] = run_synthdir(out, args, train_2d(subjects), test, 0.0,
                                                               "synthdir-nolfl", save=True)
+    elif args.task == "diamondgan" and args.score_only:
+        report["diamondgan"] = {"package": str(args.score_only), **diamondgan_scores(args.score_only, test)}
     elif args.task == "diamondgan":
         report["diamondgan"] = run_diamondgan(out, args, train_2d(subjects, args.slices), test)
     else:
