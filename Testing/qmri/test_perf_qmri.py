@@ -168,3 +168,39 @@ def test_fused_closed_forms_equal_the_general_blockwise_path(dtype):
     np.testing.assert_allclose(t, out["T1"], rtol=1e-6)
     np.testing.assert_allclose(pd, out["PD"], rtol=1e-6, atol=1e-12)
     assert n == clip["T1"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_two_echo_fit_equals_the_numpy_path(dtype, monkeypatch):
+    """The compiled two-echo kernel (closed_jit, float64 per voxel) gives the block-wise numpy path's maps and
+    clip count, NaN/zero/growth voxels, mask and B1 included (float32 images: the numpy path computes in
+    float32, so within its rounding)."""
+    from neuroshift.physics import kernels
+    from neuroshift.qmri import closed
+
+    pytest.importorskip("numba")
+    g = np.random.default_rng(11)
+    shape = (9, 11, 13)
+    s1 = g.uniform(0.0, 1.0, shape)
+    s2 = s1 * g.uniform(0.3, 1.2, shape)
+    s1.flat[:30] = 0.0
+    s2.flat[15:45] = 0.0
+    s1.flat[50:55] = np.nan
+    s2.flat[55:60] = np.nan
+    ref = Volume(np.zeros(shape, np.float32))
+    ims = [ref.with_data(s1.astype(dtype)), ref.with_data(s2.astype(dtype))]
+    mask = ref.with_data(g.random(shape) > 0.2)
+    b1 = ref.with_data(g.uniform(-0.1, 1.5, shape))
+    te = np.array([12.0, 80.0])
+    for m, b in ((None, None), (mask, b1)):
+        assert closed._compiled() is not None
+        pd_c, t_c, n_c = closed.echo2_fit(ims, te, m, b, fitmod.BOUNDS_MS["T2"])
+        monkeypatch.setattr(kernels, "JIT", False)
+        assert closed._compiled() is None
+        pd_n, t_n, n_n = closed.echo2_fit(ims, te, m, b, fitmod.BOUNDS_MS["T2"], block=100)
+        monkeypatch.setattr(kernels, "JIT", True)
+        rtol = 1e-5 if dtype == np.float32 else 1e-7  # float64 images: both round the same value to float32
+        np.testing.assert_allclose(t_c, t_n, rtol=rtol)
+        np.testing.assert_allclose(pd_c, pd_n, rtol=rtol, atol=1e-12)
+        assert n_c == n_n > 0
+        assert np.all(t_c[(s1.ravel() <= 0) & (s2.ravel() <= 0)] == 0)  # not fitted: 0

@@ -65,13 +65,30 @@ def _finish_block(o_pd, o_t, s, e, pd, t, valid, lo, hi, bblk, scratch_bool, nan
     return n_clip
 
 
+def _compiled():
+    """:mod:`.closed_jit` when the compiled kernels are on (``physics.kernels.JIT``) and numba imports, else
+    None (the block-wise numpy path below runs; same conventions)."""
+    from ..physics import kernels
+
+    if kernels._compiled() is None:
+        return None
+    from . import closed_jit
+
+    return closed_jit
+
+
 def echo2_fit(images, te_ms, mask, b1, bounds, block: int = BLOCK):
     """Two echoes ``S = A·e^{−TE/T}``: ``T = (TE2 − TE1)/ln(S1/S2)``, ``A = S1·e^{TE1/T}`` (0 signal: A = S2).
 
-    Returns ``(PD, T, clipped)`` as flat float32 arrays and the number of clipped times.
+    Returns ``(PD, T, clipped)`` as flat float32 arrays and the number of clipped times. Compiled one-pass
+    kernel (:mod:`.closed_jit`, float64 per voxel) when numba is there, else block-wise numpy (``block``
+    voxels at a time, in the images' precision).
     """
     (f1, f2), mflat, bflat, dtype = _views(images, mask, b1)
     te1, te2 = float(te_ms[0]), float(te_ms[1])
+    compiled = _compiled()
+    if compiled is not None:  # one compiled pass, float64 per voxel (see closed_jit)
+        return compiled.echo2_fit_compiled(f1, f2, mflat, bflat, te1, te2, bounds)
     lo, hi = bounds
     n = f1.size
     o_pd, o_t = np.zeros(n, np.float32), np.zeros(n, np.float32)
