@@ -8,19 +8,14 @@ import math
 import numpy as np
 import pytest
 
+from helpers.reference_formulas import reference
 from neuroshift.physics import kernels as K
 from neuroshift.physics import kernels_jit as KJ
 from neuroshift.physics import parallel as P
 from neuroshift.physics import signal as S
 
 
-def _reference(fn, *a, **kw):
-    old = K.ENABLED
-    K.ENABLED = False
-    try:
-        return fn(*a, **kw)
-    finally:
-        K.ENABLED = old
+_reference = reference
 
 
 def test_exp_and_expm1_match_libm_to_1e15():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers.reference_formulas import reference
 from neuroshift.physics import kernels as K
 from neuroshift.physics import signal as S
 
@@ -43,13 +44,7 @@ def _call(fn, m, t2key, dtype, kw, b1=True):
     return fn(*args, b1=m["b1"].astype(dtype) if b1 else 1.0, **kw)
 
 
-def _reference(fn, *a, **kw):
-    old = K.ENABLED
-    K.ENABLED = False
-    try:
-        return fn(*a, **kw)
-    finally:
-        K.ENABLED = old
+_reference = reference
 
 
 @pytest.mark.parametrize("jit", [True, False], ids=["compiled", "numpy-blocks"])
