@@ -247,7 +247,7 @@ def main() -> None:
         report["diamondgan"] = run_diamondgan(out, args, train_2d(subjects, args.slices), test)
     else:
         report["vt1c"] = run_vt1c(out, args, subjects, test)
-    text = json.dumps(report, indent=2, default=float)
+    text = json.dumps(report, indent=2, default=lambda o: str(o) if isinstance(o, Path) else float(o))
     (out / f"{args.task}.json").write_text(text + "\n")
     print(text)
 
