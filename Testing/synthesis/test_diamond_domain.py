@@ -49,17 +49,20 @@ def test_subset_order_is_the_authors_dictionary():
         subset_index(torch.ones(1, 2))
 
 
-def test_other_sizes_extend_the_pattern_periodically_from_the_top_left():
+def test_other_sizes_align_bottom_right_and_extend_periodically():
     codes = availability_tensor(list(RELEASED_ORDER))
-    big = pattern_matrix(codes, (480, 260))[:, 0]
     p = released_patterns()
-    assert torch.equal(big[:, :240, :240], p)
-    assert torch.equal(big[:, 240:, :240], p)
-    assert torch.equal(big[:, :240, 240:], p[:, :, :20])
+    big = pattern_matrix(codes, (480, 260))[:, 0]
+    assert torch.equal(big[:, 240:, 20:], p)  # the canvas sits in the bottom-right corner
+    assert torch.equal(big[:, :240, 20:], p)  # rows repeat with period 240
+    assert torch.equal(big[:, 240:, :20], p[:, :, 220:])  # columns wrap
     small = pattern_matrix(codes, (40, 48))[:, 0]
-    assert torch.equal(small, p[:, :40, :48])
-    # the T2-only plane's one row (236) lies outside a 40-row slice: a constant map, still unlike the others
-    assert small[2].abs().max() == 0 and all(float(small[k].std()) > 0 for k in (0, 1, 3, 4, 5, 6))
+    assert torch.equal(small, p[:, 200:, 192:])
+    # every plane still varies in space, the T2-only one included (its one row, 236, is row 36 here)
+    assert all(float(small[k].std()) > 0 for k in range(7))
+    assert small[2].sum(1).nonzero().flatten().tolist() == [36]
+    tiny = pattern_matrix(codes, (8, 8))[:, 0]  # the smallest size where all 7 vary (generator input: H, W % 4 == 0)
+    assert all(float(tiny[k].std()) > 0 for k in range(7))
 
 
 def _trained_like(encoding: str, seed: int = 0) -> DiamondGenerator:
@@ -107,7 +110,7 @@ def test_constant_and_patterns_matrices_differ_and_validate():
     c = availability_tensor((1, 0, 0))
     values = domain_matrix(c, (4, 4), "constant").unique().tolist()
     assert len(values) == 1 and abs(values[0] - (-1.0 + 2.0 / 7)) < 1e-7
-    assert torch.equal(domain_matrix(c, (4, 6), "patterns")[0, 0], released_patterns()[0, :4, :6])
+    assert torch.equal(domain_matrix(c, (4, 6), "patterns")[0, 0], released_patterns()[0, 236:, 234:])
     with pytest.raises(ValueError, match="domain_encoding"):
         DiamondGenerator(domain_encoding="random")
     with pytest.raises(ValueError, match="3 sources"):

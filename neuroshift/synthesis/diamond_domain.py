@@ -30,11 +30,13 @@ and :func:`released_patterns` reproduces [R]'s array bit for bit (float64, H x W
 :data:`RELEASED_SHA256`, checked against the file when this was written and in the tests against the
 literal). The irregular row ends (k = 2, 4, 6) are [R]'s, kept as released.
 
-Other slice sizes (not defined by [R], whose input is 240x240 only): the plane is extended periodically from
-the top-left corner, ``P_k[r mod 240, c mod 240]``: pixel (r, c) sees [R]'s value wherever [R] defines one
-(smaller slices are the top-left crop). Consequence: below 237 rows the T2-only plane (its only row is 236)
-is all zero, a constant map; it stays distinct from the six other planes, which all vary, so every subset
-still reaches the domain stream differently.
+Other slice sizes (not defined by [R], whose input is 240x240 only): the slice is aligned with the canvas's
+bottom-right corner and the plane extended periodically, pixel (r, c) of an H x W slice reads
+``P_k[(r + 240 - H) mod 240, (c + 240 - W) mod 240]`` (identity at 240x240; a smaller slice is the bottom-right
+crop). Why that corner: the T2-only plane has a single row of ones (row 236 of 240), so a top-left or centred
+crop below ~237 rows would turn it into an all-zero, constant map, the degenerate case this option removes
+(and where float32 rounding is amplified, see :mod:`.diamondgan`); anchored at the bottom-right every one of
+the 7 planes varies in space for any slice of at least 8 x 8 pixels.
 
 ``"constant"`` (packages trained before this option, e.g. ``dir-demo`` 0.1.0): one value per subset,
 ``2 k / (2^n - 1) - 1`` with ``k = sum_i c_i 2^i``, spatially replicated. Through reflection padding and
@@ -99,11 +101,12 @@ def subset_index(available: torch.Tensor) -> torch.Tensor:
 
 
 def pattern_matrix(available: torch.Tensor, spatial: tuple[int, int]) -> torch.Tensor:
-    """``(B, 1, H, W)`` released planes of the codes, extended periodically from the top-left corner."""
+    """``(B, 1, H, W)`` released planes of the codes, the slice aligned with the canvas's bottom-right corner
+    and the pattern extended periodically (see the module docstring)."""
     h, w = (int(s) for s in spatial)
     idx = subset_index(available).cpu()
-    rows = torch.arange(h) % RELEASED_SIZE[0]
-    cols = torch.arange(w) % RELEASED_SIZE[1]
+    rows = (torch.arange(h) + RELEASED_SIZE[0] - h) % RELEASED_SIZE[0]
+    cols = (torch.arange(w) + RELEASED_SIZE[1] - w) % RELEASED_SIZE[1]
     planes = released_patterns()[idx][:, rows][:, :, cols]
     return planes[:, None].to(available.device)
 
