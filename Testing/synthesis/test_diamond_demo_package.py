@@ -1,6 +1,7 @@
-"""The bundled dir-demo package (DiamondGAN, phantom-trained, SYNTHETIC data only): its manifest names its
-domain encoding and it gives the outputs recorded from it (literals below: eager float32, one and two
-threads agree to the printed digits)."""
+"""dir-demo (DiamondGAN, phantom-trained, SYNTHETIC data only) packages: the bundled one (0.2.0, the released
+domain patterns) and the one it replaced (0.1.0, the legacy constant domain map, kept as a test fixture in
+``Testing/fixtures/dir-demo-0.1.0``): each manifest names its domain encoding and each package gives the outputs
+recorded from it (literals below: eager float32 and DiamondInference)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,15 @@ from neuroshift.synthesis.diamond_infer import DiamondInference
 from neuroshift.synthesis.diamondgan import availability_tensor
 from neuroshift.synthesis.inference import load_package
 
-PACKAGE = Path(neuroshift.__file__).parent / "data" / "models" / "dir-demo"
+BUNDLED = Path(neuroshift.__file__).parent / "data" / "models" / "dir-demo"
+LEGACY = Path(__file__).parents[1] / "fixtures" / "dir-demo-0.1.0"
 
-# code -> (mean output, output[0, 0] at (5, 7), (32, 30), (60, 50)), recorded from dir-demo 0.1.0-demo with the
-# code before the domain_encoding option existed (commit d8431d7), 1 and 2 torch threads alike. The eager module
-# and DiamondInference (the product path) differ by up to 4e-3 on this constant-encoded model: the float32
-# domain stream's rounding is amplified by its norms (see neuroshift.synthesis.diamondgan), and
+# code -> (mean output, output[0, 0] at (5, 7), (32, 30), (60, 50)). Legacy: recorded from dir-demo 0.1.0-demo
+# with the code before the domain_encoding option existed (commit d8431d7), 1 and 2 torch threads alike. On
+# that constant-encoded model the eager module and DiamondInference (the product path) differ by up to 4e-3:
+# the float32 domain stream's rounding is amplified by its norms (see neuroshift.synthesis.diamondgan), and
 # DiamondInference computes it with float64 statistics; each is pinned to its own recorded values.
-RECORDED_EAGER = {
+LEGACY_EAGER = {
     (1, 0, 0): (-0.743214, (-0.91656, -0.990696, -0.956667)),
     (0, 1, 0): (-0.763095, (-0.487118, -0.965012, -0.033599)),
     (0, 0, 1): (-0.708515, (-0.477894, -0.082324, -0.319317)),
@@ -31,7 +33,7 @@ RECORDED_EAGER = {
     (0, 1, 1): (-0.800016, (-0.487534, -0.289454, -0.092889)),
     (1, 1, 1): (-0.714168, (-0.455796, -0.855766, -0.287012)),
 }
-RECORDED_FAST = {
+LEGACY_FAST = {
     (1, 0, 0): (-0.743222, (-0.916503, -0.990697, -0.95668)),
     (0, 1, 0): (-0.763097, (-0.487043, -0.965026, -0.033586)),
     (0, 0, 1): (-0.708513, (-0.47793, -0.082315, -0.319306)),
@@ -40,6 +42,16 @@ RECORDED_FAST = {
     (0, 1, 1): (-0.80001, (-0.487452, -0.289433, -0.092871)),
     (1, 1, 1): (-0.714222, (-0.455377, -0.855894, -0.28711)),
 }
+# 0.2.0 (patterns): eager and DiamondInference agree to < 1e-5, one table for both
+BUNDLED_OUT = {
+    (1, 0, 0): (-0.470765, (-0.880644, -0.715465, -0.998747)),
+    (0, 1, 0): (-0.605238, (0.438446, -0.629348, 0.502987)),
+    (0, 0, 1): (-0.236799, (0.498464, 0.695896, 0.442461)),
+    (1, 1, 0): (-0.353576, (0.355357, -0.613268, -0.465651)),
+    (1, 0, 1): (-0.395514, (-0.132837, -0.584792, -0.301566)),
+    (0, 1, 1): (-0.41728, (0.468136, 0.61435, 0.609613)),
+    (1, 1, 1): (-0.393057, (0.404865, -0.486514, 0.67813)),
+}
 
 
 def _input() -> torch.Tensor:
@@ -47,21 +59,30 @@ def _input() -> torch.Tensor:
     return torch.stack([torch.sin(3 * xx) * torch.cos(2 * yy), xx * yy, torch.cos(4 * (xx + yy))])[None].float()
 
 
-def test_manifest_names_the_constant_encoding():
-    manifest = json.loads((PACKAGE / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["version"] == "0.1.0-demo"
-    assert manifest["architecture"]["domain_encoding"] == "constant"
-    assert load_package(PACKAGE).net.domain_encoding == "constant"
+@pytest.mark.parametrize("folder, version, encoding", [(BUNDLED, "0.2.0-demo", "patterns"),
+                                                        (LEGACY, "0.1.0-demo", "constant")])
+def test_manifest_names_the_encoding(folder, version, encoding):
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["version"] == version
+    assert manifest["architecture"]["domain_encoding"] == encoding
+    assert load_package(folder).net.domain_encoding == encoding
 
 
-@pytest.mark.parametrize("code", sorted(RECORDED_EAGER))
-def test_dir_demo_gives_the_recorded_outputs(code):
-    net = load_package(PACKAGE).net.eval()
+def _check(y: torch.Tensor, recorded: tuple) -> None:
+    mean, points = recorded
+    assert abs(float(y.mean()) - mean) < 1e-4
+    got = y[0, 0, [5, 32, 60], [7, 30, 50]].tolist()
+    assert max(abs(a - b) for a, b in zip(got, points)) < 1e-4
+
+
+@pytest.mark.parametrize("code", sorted(LEGACY_EAGER))
+def test_packages_give_the_recorded_outputs(code):
     x, c = _input(), availability_tensor(code)
+    legacy, bundled = load_package(LEGACY).net.eval(), load_package(BUNDLED).net.eval()
     with torch.no_grad():
-        eager, fast = net(x, c), DiamondInference(net)(x, c)
-    for y, recorded in ((eager, RECORDED_EAGER), (fast, RECORDED_FAST)):
-        mean, points = recorded[code]
-        assert abs(float(y.mean()) - mean) < 1e-4
-        got = y[0, 0, [5, 32, 60], [7, 30, 50]].tolist()
-        assert max(abs(a - b) for a, b in zip(got, points)) < 1e-4
+        _check(legacy(x, c), LEGACY_EAGER[code])
+        _check(DiamondInference(legacy)(x, c), LEGACY_FAST[code])
+        eager, fast = bundled(x, c), DiamondInference(bundled)(x, c)
+    _check(eager, BUNDLED_OUT[code])
+    _check(fast, BUNDLED_OUT[code])
+    assert float((eager - fast).abs().max()) < 1e-5
