@@ -207,3 +207,19 @@ def test_without_numba_the_numpy_kernels_give_the_same_values(monkeypatch):
     assert K._compiled() is None
     blocks = S.mprage(pd, t1, t2, b1=b1, **kw)
     np.testing.assert_allclose(blocks, compiled, rtol=1e-11, atol=1e-13 * float(np.abs(compiled).max()))
+
+
+def test_scalar_or_array_accessors_agree_in_python_and_compiled_code():
+    """``_at``/``_part`` index arrays and pass scalar maps through, the same in Python and inside njit code."""
+    import numba as nb
+
+    a = np.array([1.5, 2.5, 3.5], np.float32)
+    assert KJ._at(a, 1) == 2.5 and KJ._at(0.75, 2) == 0.75
+    assert np.array_equal(KJ._part(a, 1, 3), [2.5, 3.5]) and KJ._part(0.75, 0, 2) == 0.75
+
+    @nb.njit
+    def both(x, i, lo, hi):
+        return KJ._at(x, i), KJ._part(x, lo, hi)
+
+    assert both(a, 2, 0, 1)[0] == 3.5 and np.array_equal(both(a, 2, 0, 1)[1], [1.5])
+    assert both(0.75, 2, 0, 1) == (0.75, 0.75)

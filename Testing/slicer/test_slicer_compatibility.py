@@ -361,3 +361,18 @@ def test_str_path_connector_is_registered_first_and_keeps_an_empty_path(load_mod
     assert connector.read() == ""
     connector.write("/data/study.sqlite")
     assert connector.read() == "/data/study.sqlite" and connector.widget() is edit
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_file_defines_the_classes_slicer_looks_up_by_name(name):
+    """Slicer ``Base/Python/slicer/ScriptedLoadableModule.py`` (Slicer 583e9b3, ``runTest``): the self-test
+    class is looked up as ``getattr(importlib.import_module(module), moduleName + "Test")`` and a missing one
+    is an ``AssertionError``; the widget is found as ``<Name>Widget`` on the module. So when self-test bodies
+    move to ``<Name>Lib/selftest.py`` (as this change did for ShiftSimulator and LesionSynth), the classes
+    ``<Name>``, ``<Name>Widget``, ``<Name>Logic`` and ``<Name>Test`` (with ``runTest``) must stay top-level in
+    ``<Name>/<Name>.py``."""
+    tree = ast.parse((ROOT / name / f"{name}.py").read_text(encoding="utf-8"))
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for suffix in ("", "Widget", "Logic", "Test"):
+        assert name + suffix in classes, f"{name}/{name}.py lacks top-level class {name}{suffix}"
+    assert "runTest" in {f.name for f in classes[name + "Test"].body if isinstance(f, ast.FunctionDef)}

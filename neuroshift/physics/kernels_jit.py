@@ -86,8 +86,9 @@ def expm1_le0(x):
     return s * p + (s - 1.0)
 
 
-def _at(a, i):  # pragma: no cover - replaced by the overload below inside compiled code
-    raise NotImplementedError
+def _at(a, i):
+    """``a[i]`` for an array, ``a`` for a scalar map, as float64 (the overload below is what compiled code uses)."""
+    return np.float64(a[i] if isinstance(a, np.ndarray) else a)
 
 
 @overload(_at, inline="always")
@@ -185,8 +186,9 @@ KIND_CODES = {("ir", False): 0, ("ir", True): 1, ("dir", False): 2, ("dir", True
 # straight-line body, which LLVM vectorises; one loop per exponential keeps each body small enough for that
 # (a body with four or more inlined exponentials was left scalar: 45–60 ns per voxel instead of 4–13).
 
-def _part(a, lo, hi):  # pragma: no cover - replaced by the overload below inside compiled code
-    raise NotImplementedError
+def _part(a, lo, hi):
+    """``a[lo:hi]`` for an array, ``a`` for a scalar map (the overload below is what compiled code uses)."""
+    return a[lo:hi] if isinstance(a, np.ndarray) else a
 
 
 @overload(_part, inline="always")
