@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .diamond_padding import SameConv2d, SameConvTranspose2d
 from .diamondgan import DiamondGenerator, ResidualBlock, apply_availability, domain_matrix
 
 
@@ -82,17 +83,21 @@ def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 def _conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                     m: nn.ConvTranspose2d) -> torch.Tensor:
-    """``m``'s transposed conv with ``weight``; on the CPU through channels_last and back (oneDNN's NHWC
+    """``m``'s transposed conv with ``weight`` (Keras 'same' layers: the full one cropped, as
+    :class:`.diamond_padding.SameConvTranspose2d`); on the CPU through channels_last and back (oneDNN's NHWC
     deconvolution: 36 -> 29 ms per slice for 72->48 channels at 120->240, one thread; the same numbers)."""
-    if x.device.type == "cpu":
-        y = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last), weight, bias, m.stride, m.padding,
-                               m.output_padding, m.groups, m.dilation)
-        return y.contiguous()
-    return F.conv_transpose2d(x, weight, bias, m.stride, m.padding, m.output_padding, m.groups, m.dilation)
+    cpu = x.device.type == "cpu"
+    y = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last) if cpu else x, weight, bias, m.stride,
+                           m.padding, m.output_padding, m.groups, m.dilation)
+    if isinstance(m, SameConvTranspose2d):
+        y = m.crop(y, (int(x.shape[-2]), int(x.shape[-1])))
+    return y.contiguous()
 
 
 def _conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    if m.padding_mode != "zeros":
+    if isinstance(m, SameConv2d):  # Keras 'same': zeros, the odd pixel after
+        x, padding = m.pad(x), 0
+    elif m.padding_mode != "zeros":
         p = m._reversed_padding_repeated_twice  # the same padding nn.Conv2d applies
         x, padding = F.pad(x, p, mode=m.padding_mode), 0
     else:
@@ -163,7 +168,7 @@ class DiamondInference:
     def _domain_share(self, code: torch.Tensor, spatial: tuple[int, int], device: torch.device,
                       dtype: torch.dtype) -> torch.Tensor:
         """The domain stream's contribution to the first decoder layer for one code: ``(1, C, 2H/4, 2W/4)``."""
-        key = (tuple(int(v) for v in code.tolist()), spatial, self.net.domain_encoding, dtype, device)
+        key = (tuple(int(v) for v in code.tolist()), spatial, tuple(self.net.options().values()), dtype, device)
         hit = self._cache.get(key)
         if hit is None:
             net = self.net
@@ -172,7 +177,7 @@ class DiamondInference:
                 d = run_layers(net.domain_stream, dm, True)
                 up = net.decoder[0]
                 w_img = up.in_channels // 2  # the decoder takes cat(image features, domain features)
-                hit = F.conv_transpose2d(d, up.weight[w_img:], None, up.stride, up.padding, up.output_padding)
+                hit = _conv_transpose(d, up.weight[w_img:], None, up)
             hit = hit.to(dtype)
             self._cache[key] = hit
         return hit

@@ -10,6 +10,12 @@ output channels (``[R]`` stores slices as 3-channel images) it has exactly **7,2
 (4,974,315 with 6 blocks); the domain stream's unused upsampling branch of [R]'s model definition is left out,
 as its ``train.py`` does.
 
+Padding (:mod:`.diamond_padding`, options recorded per model): [R]'s residual blocks zero-pad (Keras
+``'same'``) and its stride-2 convs / transposed convs use Keras ``'same'`` (the odd pixel padded after, at
+bottom/right), the defaults of new models (``residual_padding="zero"``, ``resample_padding="keras_same"``);
+packages written before the options reflected in the residual blocks and padded stride-2 layers
+symmetrically (torch style) and load that way. The 7x7 layers reflect-pad 3 in both (as [R]).
+
 Discriminator: PatchGAN ``C64 (no norm) - C128 - C256 - C512`` (4x4 kernels, stride 2, LeakyReLU 0.2,
 instance norm with scale/offset after layers 2-4) and a 4x4 stride-1 conv to one channel with a sigmoid:
 **2,766,529** parameters with 3 input channels, **2,764,481** with 1.
@@ -44,6 +50,8 @@ import torch
 from torch import nn
 
 from .diamond_domain import ENCODINGS, check_encoding, domain_matrix
+from .diamond_padding import (RESAMPLE_PADDINGS, RESIDUAL_PADDINGS, SameConv2d, SameConvTranspose2d,
+                              check_option)
 
 #: Value written into missing input channels ([R]).
 MISSING_FILL = -1.0
@@ -77,22 +85,34 @@ def apply_availability(x: torch.Tensor, available: torch.Tensor) -> torch.Tensor
     return x * mask + MISSING_FILL * (1 - mask)
 
 
-def _conv_in_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
-    pad = k // 2
-    mode = "reflect" if k == 7 else "zeros"
-    return [nn.Conv2d(cin, cout, k, stride=stride, padding=pad, padding_mode=mode),
-            nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+def _conv_in_relu(cin: int, cout: int, k: int, stride: int = 1, resample: str = "symmetric") -> list[nn.Module]:
+    if k == 7:  # c7s1: reflection padding 3 and a 'valid' conv, as [R] (train.py:319-322)
+        conv: nn.Module = nn.Conv2d(cin, cout, k, padding=3, padding_mode="reflect")
+    elif resample == "keras_same":  # dk ([R] train.py:249)
+        conv = SameConv2d(cin, cout, k, stride)
+    else:
+        conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+    return [conv, nn.InstanceNorm2d(cout, affine=True), nn.ReLU(inplace=True)]
+
+
+def _up(cin: int, cout: int, resample: str) -> nn.Module:
+    """uk: 3x3 stride-2 transposed conv doubling the size ([R] train.py:274)."""
+    if resample == "keras_same":
+        return SameConvTranspose2d(cin, cout, 3, 2)
+    return nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)
 
 
 class ResidualBlock(nn.Module):
-    """Two 3x3 convs (reflection padding) with instance norm, ``x + F(x)``."""
+    """Two 3x3 convs with instance norm, ``x + F(x)``; ``padding`` ``"zero"`` (as released: Keras ``'same'``,
+    [R] train.py:257, 261) or ``"reflect"`` (packages that predate the option)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, padding: str = "zero"):
         super().__init__()
+        mode = {"zero": "zeros", "reflect": "reflect"}[padding]
         self.body = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode=mode),
             nn.InstanceNorm2d(channels, affine=True), nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, padding=1, padding_mode="reflect"),
+            nn.Conv2d(channels, channels, 3, padding=1, padding_mode=mode),
             nn.InstanceNorm2d(channels, affine=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,10 +127,12 @@ def _widths(base: int) -> tuple[int, int, int]:
     return b, 3 * b // 2, 3 * b
 
 
-def _encoder(cin: int, n_blocks: int, base: int = 48) -> nn.Sequential:
+def _encoder(cin: int, n_blocks: int, base: int = 48, residual: str = "zero",
+             resample: str = "keras_same") -> nn.Sequential:
     w0, w1, w2 = _widths(base)
-    layers = _conv_in_relu(cin, w0, 7) + _conv_in_relu(w0, w1, 3, 2) + _conv_in_relu(w1, w2, 3, 2)
-    layers += [ResidualBlock(w2) for _ in range(n_blocks)]
+    layers = (_conv_in_relu(cin, w0, 7) + _conv_in_relu(w0, w1, 3, 2, resample)
+              + _conv_in_relu(w1, w2, 3, 2, resample))
+    layers += [ResidualBlock(w2, residual) for _ in range(n_blocks)]
     return nn.Sequential(*layers)
 
 
@@ -124,22 +146,38 @@ class DiamondGenerator(nn.Module):
     ``base`` scales every width (released 48: ``48 -> 72 -> 144``, decoder ``u72 -> u48``); the demo models use
     a smaller one with the same shape. ``domain_encoding``: the domain matrix's encoding
     (:mod:`.diamond_domain`; ``"patterns"`` as released, ``"constant"`` for legacy packages).
+    ``residual_padding`` (``"zero"`` as released, ``"reflect"``) and ``resample_padding`` (``"keras_same"``
+    as released, ``"symmetric"``): see :mod:`.diamond_padding`. The defaults are the released behaviour;
+    packages that record none of these options load with the legacy values (their previous outputs).
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, n_blocks: int = 9, code_width: int = 3,
-                 base: int = 48, domain_encoding: str = ENCODINGS[0]):
+                 base: int = 48, domain_encoding: str = ENCODINGS[0], residual_padding: str = RESIDUAL_PADDINGS[0],
+                 resample_padding: str = RESAMPLE_PADDINGS[0]):
         super().__init__()
         self.in_channels, self.out_channels, self.code_width = int(in_channels), int(out_channels), int(code_width)
         self.domain_encoding = check_encoding(domain_encoding, self.code_width)
+        self.residual_padding = check_option("residual_padding", residual_padding, RESIDUAL_PADDINGS)
+        self.resample_padding = check_option("resample_padding", resample_padding, RESAMPLE_PADDINGS)
+        self.n_blocks, self.base = int(n_blocks), int(base)
         w0, w1, w2 = _widths(base)
-        self.image_stream = _encoder(self.in_channels, n_blocks, base)
-        self.domain_stream = _encoder(1, n_blocks, base)
+        pads = (self.residual_padding, self.resample_padding)
+        self.image_stream = _encoder(self.in_channels, n_blocks, base, *pads)
+        self.domain_stream = _encoder(1, n_blocks, base, *pads)
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(2 * w2, w1, 3, stride=2, padding=1, output_padding=1),
-            nn.InstanceNorm2d(w1, affine=True), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(w1, w0, 3, stride=2, padding=1, output_padding=1),
-            nn.InstanceNorm2d(w0, affine=True), nn.ReLU(inplace=True),
+            _up(2 * w2, w1, self.resample_padding), nn.InstanceNorm2d(w1, affine=True), nn.ReLU(inplace=True),
+            _up(w1, w0, self.resample_padding), nn.InstanceNorm2d(w0, affine=True), nn.ReLU(inplace=True),
             nn.Conv2d(w0, self.out_channels, 7, padding=3, padding_mode="reflect"), nn.Tanh())
+
+    def options(self) -> dict[str, str]:
+        """The recorded architecture options (what a package manifest stores besides the sizes)."""
+        return {"domain_encoding": self.domain_encoding, "residual_padding": self.residual_padding,
+                "resample_padding": self.resample_padding}
+
+    def architecture(self) -> dict:
+        """Keyword arguments that rebuild this generator (sizes and options)."""
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels, "n_blocks": self.n_blocks,
+                "code_width": self.code_width, "base": self.base, **self.options()}
 
     def forward(self, x: torch.Tensor, available: torch.Tensor, *, mask_inputs: bool | None = None) -> torch.Tensor:
         """Synthesise from ``x`` given the code ``available`` ``(B, code_width)``.
@@ -180,16 +218,23 @@ class DiamondGenerator(nn.Module):
 
 class PatchDiscriminator(nn.Module):
     """PatchGAN ``C64-C128-C256-C512`` + 1-channel 4x4 conv + sigmoid; output a patch map in (0, 1).
-    ``base`` is the first width (released 64; each layer doubles it)."""
+    ``base`` is the first width (released 64; each layer doubles it). ``padding``: ``"symmetric"`` (torch
+    ``padding=1`` everywhere: the last map is one pixel smaller than its input; the default, also used by
+    the pix2pix discriminator) or ``"keras_same"`` (DiamondGAN as released, [R] train.py:235, 306: the same
+    maps at even sizes, the last conv keeps its input's size; see :mod:`.diamond_padding`)."""
 
-    def __init__(self, in_channels: int = 3, base: int = 64):
+    def __init__(self, in_channels: int = 3, base: int = 64, padding: str = "symmetric"):
         super().__init__()
         b = int(base)
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, b, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        self.padding = check_option("padding", padding, RESAMPLE_PADDINGS)
+
+        def conv(cin: int, cout: int, stride: int) -> nn.Module:
+            return SameConv2d(cin, cout, 4, stride) if self.padding == "keras_same" else nn.Conv2d(cin, cout, 4, stride, 1)
+
+        layers: list[nn.Module] = [conv(in_channels, b, 2), nn.LeakyReLU(0.2, inplace=True)]
         for cin, cout in ((b, 2 * b), (2 * b, 4 * b), (4 * b, 8 * b)):
-            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True),
-                       nn.LeakyReLU(0.2, inplace=True)]
-        layers += [nn.Conv2d(8 * b, 1, 4, 1, 1), nn.Sigmoid()]
+            layers += [conv(cin, cout, 2), nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [conv(8 * b, 1, 1), nn.Sigmoid()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,10 +44,11 @@ class SynthesisModel:
 
 def build_network(task: str, architecture: Mapping[str, Any]) -> torch.nn.Module:
     """The network of a task from its manifest's architecture arguments."""
-    if task == "diamondgan":  # manifests without domain_encoding predate it: the legacy constant matrix
+    if task == "diamondgan":  # options a manifest lacks predate it: the legacy values (its previous outputs)
         from .diamond_domain import LEGACY_ENCODING
+        from .diamond_padding import LEGACY_OPTIONS
         from .diamondgan import DiamondGenerator
-        arch = {"domain_encoding": LEGACY_ENCODING, **architecture}
+        arch = {"domain_encoding": LEGACY_ENCODING, **LEGACY_OPTIONS, **architecture}
         try:
             return DiamondGenerator(**arch)
         except ValueError as exc:
@@ -67,16 +68,16 @@ def build_network(task: str, architecture: Mapping[str, Any]) -> torch.nn.Module
 def save_package(folder: str | Path, task: str, target: str, inputs: tuple[str, ...], architecture: Mapping,
                  net: torch.nn.Module, provenance: Mapping[str, Any]) -> Path:
     """Write a model package (weights then manifest, each atomically). DiamondGAN: the manifest records the
-    network's ``domain_encoding`` (a package without it loads as the legacy constant encoding)."""
+    network's options (``domain_encoding``, ``residual_padding``, ``resample_padding``; a package without one
+    loads with its legacy value)."""
     from safetensors.torch import save_file
 
     from ..io.atomic import atomic_path, write_text_atomic
     architecture = dict(architecture)
     if task == "diamondgan":
-        enc = getattr(net, "domain_encoding", None)
-        if architecture.setdefault("domain_encoding", enc) != enc:
-            raise ValueError(f"architecture says domain_encoding={architecture['domain_encoding']!r}, "
-                             f"the network uses {enc!r}")
+        for key, used in net.options().items():
+            if architecture.setdefault(key, used) != used:
+                raise ValueError(f"architecture says {key}={architecture[key]!r}, the network uses {used!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / WEIGHTS) as tmp:
