@@ -33,7 +33,8 @@ def register(sub) -> None:
     for name, flag in INPUT_FLAGS.items():
         p.add_argument(flag, dest=name, metavar="IMAGE", help=f"{name.replace('_', '-')} input image")
     p.add_argument("--brain-mask", metavar="MASK", help="brain mask (default: non-zero voxels of the first input)")
-    p.add_argument("--uncertainty", metavar="FILE", help="write the MC-dropout standard deviation here (synthDIR)")
+    p.add_argument("--uncertainty", metavar="FILE", help="write the MC standard deviation here (synthDIR; predictive SD, "
+                   "epistemic + aleatoric, when the package has the aleatoric head; the sidecar says which)")
     p.add_argument("--mc-samples", type=int, default=20, metavar="N", help="MC-dropout passes (default 20)")
     p.add_argument("--tta", action="store_true", help="average over flip test-time augmentation")
     p.add_argument("--seed", type=int, default=0, help="seed of the MC-dropout passes (default 0)")
@@ -90,7 +91,7 @@ def run(args) -> int:
     from ..errors import InputError
     from ..io.atomic import write_text_atomic
     from ..io.files import read_volume
-    from ..synthesis.inference import load_package, synthesize, write_synthetic
+    from ..synthesis.inference import load_package, synthesize, uncertainty_kind, write_synthetic
     from .common import refuse_overwriting_inputs
 
     given = {n: getattr(args, n) for n in INPUT_FLAGS if getattr(args, n)}
@@ -135,9 +136,10 @@ def run(args) -> int:
             "HistogramMatched": bool(args.histogram_match and "histogram_reference" in model.manifest)}
     print(write_synthetic(first.with_data(data), out))
     if sd is not None:
-        print(write_synthetic(first.with_data(sd), args.uncertainty,
-                              "SYNTHETIC NeuroShift MC-dropout SD"))
+        kind = uncertainty_kind(model)  # the package decides: predictive with the aleatoric head
+        print(write_synthetic(first.with_data(sd), args.uncertainty, f"SYNTHETIC NeuroShift SD: {kind}"))
         meta["Uncertainty"] = str(args.uncertainty)
+        meta["UncertaintyKind"] = kind
     write_text_atomic(sidecar, json.dumps(meta, indent=2) + "\n")
     print(sidecar)
     return 0

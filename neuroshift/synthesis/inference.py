@@ -140,10 +140,15 @@ def _pad2d(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
 def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: np.ndarray, *, mc_samples: int = 0,
                tta: bool = False, seed: int = 0, device: str | torch.device = "cpu",
                batch_slices: int = 8, histogram_match: bool = True,
-               precision: str = "fp32") -> tuple[np.ndarray, np.ndarray | None]:
+               precision: str = "fp32", uncertainty: str = "auto") -> tuple[np.ndarray, np.ndarray | None]:
     """Synthetic target (float32, [0, 1000] a.u. in the brain) and, with ``mc_samples`` > 1 (synthDIR), the
     voxel-wise MC-dropout standard deviation in the same units (with ``tta`` too: MC dropout on each of the
     4 in-plane flip variants, pooled by the law of total variance, :func:`.tta.mc_flip_tta`).
+
+    ``uncertainty`` (:data:`UNCERTAINTY_KINDS`; :func:`uncertainty_kind` names what the SD map is): ``"auto"``
+    gives the predictive SD ``sqrt(mean sigma^2 + var mu)`` over the MC passes when the package has the
+    aleatoric head (:func:`.pix2pix.mc_predictive`: epistemic + aleatoric), else the MC-dropout SD;
+    ``"mc_dropout"`` forces the MC-dropout SD of the mean alone (the same mean either way).
 
     ``histogram_match`` (default on): when the package stores a reference histogram of its training targets
     (:mod:`.histmatch`), the brain voxels of the output are matched to it (the SD follows the map's slope).
@@ -155,7 +160,7 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
     """
     from .diamondgan import availability_tensor
     from .histmatch import MANIFEST_KEY, match_volume
-    from .pix2pix import mc_sample
+    from .pix2pix import mc_predictive, mc_sample
     from .tta import flip_tta, mc_flip_tta
 
     unknown = sorted(set(inputs) - set(model.inputs))
@@ -169,6 +174,7 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
             raise InputError(f"this {model.task} model needs every input; missing: {', '.join(missing)}")
     if mc_samples > 1 and model.task != "synthdir":
         raise InputError("MC-dropout uncertainty needs a synthDIR model (the only one with dropout)")
+    predictive = uncertainty_kind(model, uncertainty) == PREDICTIVE
     brain = np.asarray(brain).astype(bool)
     if not brain.any():
         raise InputError("brain mask is empty")
@@ -210,7 +216,10 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
             with autocast():
                 if sd is not None:
                     if tta:  # MC dropout on every flip variant, pooled (law of total variance)
-                        mean, s = mc_flip_tta(net, x, mc_samples, seed=seed + 8 * int(start), spatial_dims=2)
+                        mean, s = mc_flip_tta(net, x, mc_samples, seed=seed + 8 * int(start), spatial_dims=2,
+                                              predictive=predictive)
+                    elif predictive:
+                        mean, _, s = mc_predictive(net, x, mc_samples, seed=seed + int(start))
                     else:
                         mean, s = mc_sample(net, x, mc_samples, seed=seed + int(start))
                     out[ks] = mean[:, 0, :h, :w].float().cpu().numpy()
@@ -227,6 +236,24 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
     if sd is not None:
         sd = (sd * OUTPUT_MAX * brain).astype(np.float32)
     return out.astype(np.float32), sd
+
+
+#: What :func:`synthesize`'s SD map is (file metadata and sidecar say which).
+MC_DROPOUT = "mc_dropout"
+PREDICTIVE = "mc_predictive (epistemic + aleatoric)"
+UNCERTAINTY_KINDS = ("auto", "mc_dropout", "predictive")
+
+
+def uncertainty_kind(model: SynthesisModel, requested: str = "auto") -> str:
+    """:data:`PREDICTIVE` for ``auto``/``predictive`` on a package whose manifest architecture has the
+    aleatoric head, else :data:`MC_DROPOUT`; ``predictive`` on a package without the head is refused."""
+    if requested not in UNCERTAINTY_KINDS:
+        raise InputError(f"uncertainty must be one of {', '.join(UNCERTAINTY_KINDS)}, got {requested!r}")
+    has_head = model.task == "synthdir" and bool(model.architecture.get("aleatoric", False))
+    if requested == "predictive" and not has_head:
+        raise InputError("predictive uncertainty needs a synthDIR package with the aleatoric head "
+                         "(manifest architecture 'aleatoric': true)")
+    return PREDICTIVE if has_head and requested != "mc_dropout" else MC_DROPOUT
 
 
 def write_synthetic(vol, path: str | Path, description: str = "SYNTHETIC NeuroShift LesionSynth") -> Path:
@@ -256,5 +283,6 @@ def write_synthetic(vol, path: str | Path, description: str = "SYNTHETIC NeuroSh
     return p
 
 
-__all__ = ["MANIFEST", "OUTPUT_MAX", "TASKS", "WEIGHTS", "SynthesisModel", "build_network", "load_package",
-           "normalise_volume", "save_package", "synthesize", "write_synthetic"]
+__all__ = ["MANIFEST", "MC_DROPOUT", "OUTPUT_MAX", "PREDICTIVE", "TASKS", "UNCERTAINTY_KINDS", "WEIGHTS",
+           "SynthesisModel", "build_network", "load_package", "normalise_volume", "save_package", "synthesize",
+           "uncertainty_kind", "write_synthetic"]

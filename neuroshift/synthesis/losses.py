@@ -19,6 +19,12 @@
     weighs ~0.1 % of the lesion MAE and barely acts (the ablation showed no gain with it).
 
   ``L_total = lambda2 * L_recons + L_adv`` with lambda1 = 1, lambda2 = 10 (:func:`synthdir_generator_loss`).
+* :func:`aleatoric_nll` — optional heteroscedastic term of synthDIR (Kendall & Gal 2017): the Gaussian negative
+  log-likelihood ``0.5 * (log sigma^2 + (y - mu)^2 / sigma^2)`` (constant dropped), mean over all voxels, by
+  ``torch.nn.functional.gaussian_nll_loss`` (torch's kept implementation: its variance clamp eps 1e-6). By
+  default the mean ``mu`` is detached, so the term trains only the log-variance output (and, through it, the
+  shared features) and the mean keeps the paper's loss; ``beta`` > 0 gives beta-NLL (Seitzer et al., ICLR 2022:
+  each voxel's NLL weighted by ``stop_grad(sigma^2)**beta``, the mean not detached).
 * :func:`l2_loss` — virtual T1c: mean squared error over all voxels.
 """
 
@@ -78,10 +84,24 @@ def synthdir_generator_loss(y: torch.Tensor, pred: torch.Tensor, mask: torch.Ten
             + lsgan_loss(fake_scores, 1.0))
 
 
+def aleatoric_nll(y: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, *,
+                  beta: float | None = None) -> torch.Tensor:
+    """Gaussian NLL of ``y`` under ``N(mean, exp(log_var))``, mean over all voxels, constant dropped. ``beta``
+    None (default): ``mean`` detached (only the variance learns); ``beta`` in (0, 1]: beta-NLL, see module doc."""
+    import torch.nn.functional as F
+    var = log_var.exp()
+    if beta is None:
+        return F.gaussian_nll_loss(mean.detach(), y, var, full=False, eps=1e-6, reduction="mean")
+    if not 0.0 < float(beta) <= 1.0:
+        raise ValueError(f"beta-NLL needs beta in (0, 1], got {beta}")
+    per_voxel = F.gaussian_nll_loss(mean, y, var, full=False, eps=1e-6, reduction="none")
+    return (per_voxel * var.detach() ** float(beta)).mean()
+
+
 def l2_loss(y: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """Mean squared error over all voxels."""
     return ((y - pred) ** 2).mean()
 
 
-__all__ = ["MASKED_L1_REDUCTIONS", "cycle_loss", "l1", "l2_loss", "lesion_recon_loss", "lsgan_loss", "masked_l1", "ssim",
+__all__ = ["MASKED_L1_REDUCTIONS", "aleatoric_nll", "cycle_loss", "l1", "l2_loss", "lesion_recon_loss", "lsgan_loss", "masked_l1", "ssim",
            "synthdir_generator_loss"]

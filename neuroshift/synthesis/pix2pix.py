@@ -18,6 +18,12 @@ import torch
 from torch import nn
 
 
+#: Clamp of the aleatoric head's log variance (model units, images in [-1, 1]): sigma from 0.0025 to 7.4.
+LOG_VAR_RANGE = (-12.0, 4.0)
+#: Initial bias of the log variance: sigma = exp(-2) = 0.135 (about the error scale of an untrained model).
+LOG_VAR_INIT = -4.0
+
+
 class _Down(nn.Module):
     def __init__(self, cin: int, cout: int, norm: bool = True):
         super().__init__()
@@ -53,10 +59,15 @@ class UNetGenerator(nn.Module):
     before a 1x1 conv the MC SD of a voxel is a function of that voxel's feature magnitude (it follows the
     predicted intensity, not the error); decoder dropout makes the samples disagree where the decoder's
     spatial evidence is weak.
+
+    ``aleatoric`` (default off: the paper's network, parameters and outputs unchanged) adds a heteroscedastic
+    head (Kendall & Gal, NeurIPS 2017): a second 1x1 conv on the same dropped-out features giving
+    ``log sigma^2`` per voxel (parameters ``log_var_head.*``; the mean's ``head.*`` keep their names and
+    shapes). :meth:`forward` still returns the mean only; :meth:`forward_dist` returns both.
     """
 
     def __init__(self, in_channels: int = 2, out_channels: int = 1, base: int = 64, depth: int = 5,
-                 dropout: float = 0.3, decoder_dropout: float = 0.0):
+                 dropout: float = 0.3, decoder_dropout: float = 0.0, aleatoric: bool = False):
         super().__init__()
         for name, p in (("dropout", dropout), ("decoder_dropout", decoder_dropout)):
             if not 0.0 <= float(p) < 1.0:
@@ -74,13 +85,31 @@ class UNetGenerator(nn.Module):
         self.ups = nn.ModuleList(ups)
         self.dropout = nn.Dropout(float(dropout))
         self.head = nn.Sequential(nn.Conv2d(base, out_channels, 1), nn.Tanh())
+        self.aleatoric = bool(aleatoric)
+        if self.aleatoric:  # created last: every other parameter is initialised as without the head
+            self.log_var_head = nn.Conv2d(base, out_channels, 1)
+            nn.init.constant_(self.log_var_head.bias, LOG_VAR_INIT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The synthetic image (the mean channel only, with or without the aleatoric head)."""
         return self.head_from(self.backbone(x))
 
     def head_from(self, features: torch.Tensor) -> torch.Tensor:
         """The last layer: ``tanh(conv1x1(dropout(features)))`` (the only stochastic part)."""
         return self.head(self.dropout(features))
+
+    def forward_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, log_var)`` of the per-voxel Gaussian (aleatoric head; :meth:`dist_from`)."""
+        return self.dist_from(self.backbone(x))
+
+    def dist_from(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``tanh(conv1x1(d))`` and ``log sigma^2 = clamp(conv1x1'(d), *LOG_VAR_RANGE)`` (model units,
+        images in [-1, 1]) from ONE dropout draw ``d`` of the features: the two 1x1 convs are the two output
+        channels of the paper's last layer. Needs ``aleatoric=True``."""
+        if not self.aleatoric:
+            raise ValueError("this synthDIR network has no aleatoric (log-variance) head")
+        d = self.dropout(features)
+        return self.head(d), self.log_var_head(d).clamp(*LOG_VAR_RANGE)
 
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
         """Every layer before the last-layer dropout: ``(B, base, H, W)`` features (deterministic in eval mode, and
@@ -164,4 +193,57 @@ def mc_sample(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
     return mean.to(x.dtype), var.sqrt().to(x.dtype)
 
 
-__all__ = ["ConditionalPatchDiscriminator", "UNetGenerator", "mc_sample", "set_mc_dropout"]
+def has_aleatoric_head(model: nn.Module) -> bool:
+    """Whether ``model`` is a synthDIR network with the heteroscedastic (log-variance) head."""
+    return bool(getattr(model, "aleatoric", False))
+
+
+@torch.no_grad()
+def mc_predictive(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
+                  seed: int | None = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predictive distribution from ``n_samples`` MC-dropout passes of a network with the aleatoric head:
+    ``(mean, sd_epistemic, sd_predictive)`` with
+
+    * ``mean = mean_k mu_k`` and ``sd_epistemic = sqrt(var_k mu_k)`` (population variance, ddof 0): exactly
+      what :func:`mc_sample` gives for the same seed;
+    * ``sd_predictive = sqrt(mean_k sigma_k^2 + var_k mu_k)``: the standard deviation of the mixture of the
+      passes' Gaussians ``N(mu_k, sigma_k^2)`` (Kendall & Gal 2017, Eq. 9), i.e. the MC standard deviation of
+      samples drawn from the predictive distribution: epistemic + aleatoric.
+
+    Each pass draws ONE dropout mask shared by the mean and log-variance outputs. A network without the head
+    gives ``sd_predictive = sd_epistemic`` (no aleatoric part). Model state is restored; ``seed`` as in
+    :func:`mc_sample`. Accumulated in float64, returned in ``x``'s dtype.
+    """
+    if not has_aleatoric_head(model):
+        mean, sd = mc_sample(model, x, n_samples, seed=seed)
+        return mean, sd, sd.clone()
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    was_training = {m: m.training for m in model.modules()}
+    if seed is not None:
+        torch.manual_seed(int(seed))
+    set_mc_dropout(model, True)
+    try:
+        fast = model.decoder_dropout == 0
+        feats = model.backbone(x) if fast else None
+        mean = m2 = var_sum = None
+        for k in range(1, int(n_samples) + 1):
+            mu, log_var = model.dist_from(feats) if fast else model.forward_dist(x)
+            mu, var = mu.double(), log_var.double().exp()
+            if mean is None:
+                mean, m2, var_sum = mu.clone(), torch.zeros_like(mu), var
+                continue
+            var_sum = var_sum + var
+            delta = mu - mean
+            mean += delta / k
+            m2 += delta * (mu - mean)
+        var_mu = m2 / int(n_samples)
+        predictive = var_sum / int(n_samples) + var_mu
+    finally:
+        for m, state in was_training.items():
+            m.train(state)
+    return mean.to(x.dtype), var_mu.sqrt().to(x.dtype), predictive.sqrt().to(x.dtype)
+
+
+__all__ = ["LOG_VAR_INIT", "LOG_VAR_RANGE", "ConditionalPatchDiscriminator", "UNetGenerator", "has_aleatoric_head",
+           "mc_predictive", "mc_sample", "set_mc_dropout"]

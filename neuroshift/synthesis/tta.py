@@ -36,18 +36,25 @@ def flip_tta(models: Callable[[torch.Tensor], torch.Tensor] | Sequence[Callable[
 
 @torch.no_grad()
 def mc_flip_tta(model: torch.nn.Module, x: torch.Tensor, n_samples: int, *, seed: int = 0,
-                spatial_dims: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                spatial_dims: int | None = None, predictive: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """MC dropout combined with flip TTA: ``n_samples`` MC passes on every flip variant (flipped back), mean
     and standard deviation of the pooled predictive distribution (law of total variance: mean of the
     per-flip MC variances plus the variance of the per-flip means). Variant ``i`` is sampled with seed
-    ``seed + i``."""
-    from .pix2pix import mc_sample
+    ``seed + i``. ``predictive`` (a network with the aleatoric head): each variant's variance is its
+    predictive one, mean sigma^2 + var mu (:func:`.pix2pix.mc_predictive`), instead of the MC-dropout one."""
+    from .pix2pix import mc_predictive, mc_sample
+
+    def sample(xi: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if predictive:
+            m, _, sd_pred = mc_predictive(model, xi, n_samples, seed=s)
+            return m, sd_pred
+        return mc_sample(model, xi, n_samples, seed=s)
 
     dims = x.ndim - 2 if spatial_dims is None else int(spatial_dims)
     s1 = s2 = None
     variants = flip_variants(dims)
     for i, flips in enumerate(variants):
-        m, sd = mc_sample(model, torch.flip(x, flips) if flips else x, n_samples, seed=int(seed) + i)
+        m, sd = sample(torch.flip(x, flips) if flips else x, int(seed) + i)
         if flips:
             m, sd = torch.flip(m, flips), torch.flip(sd, flips)
         m, sd = m.double(), sd.double()
