@@ -211,3 +211,11 @@ def test_packages_record_the_options_and_old_ones_load_with_the_legacy_padding(t
     (pkg / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(InputError, match="resample_padding"):
         load_package(pkg)
+
+
+def test_training_step_builds_the_released_generators_and_discriminators():
+    from neuroshift.synthesis.train_steps import DiamondGANStep
+    step = DiamondGANStep(torch.zeros(2, 3, 16, 16), torch.zeros(2, 1, 16, 16), n_blocks=1, base=8, d_base=8)
+    for name in ("g1", "g2"):
+        assert (step.models[name].residual_padding, step.models[name].resample_padding) == ("zero", "keras_same")
+    assert step.models["d1"].padding == step.models["d2"].padding == "keras_same"

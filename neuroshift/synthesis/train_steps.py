@@ -58,7 +58,9 @@ class DiamondGANStep:
         enc = {"code_width": n, "base": base, "domain_encoding": domain_encoding}  # both see the same matrix ([R])
         self.models = {"g1": DiamondGenerator(n, target.shape[1], n_blocks, **enc),
                        "g2": DiamondGenerator(target.shape[1], n, n_blocks, **enc),
-                       "d1": PatchDiscriminator(n, d_base), "d2": PatchDiscriminator(target.shape[1], d_base)}
+                       # [R]'s Keras 'same' discriminator (train.py:235, 306; neuroshift.synthesis.diamond_padding)
+                       "d1": PatchDiscriminator(n, d_base, padding="keras_same"),
+                       "d2": PatchDiscriminator(target.shape[1], d_base, padding="keras_same")}
         betas = (0.5, 0.999)
         self.optimizers = {
             "g": torch.optim.Adam(list(self.models["g1"].parameters()) + list(self.models["g2"].parameters()),
