@@ -1,11 +1,14 @@
-"""Does the synthDIR MC-dropout SD mean something? Spearman of the per-voxel SD with |error| on the held-out
-SYNTHETIC phantom (seed 3), every variant, and the diagnostics behind them.
+"""Does the synthDIR uncertainty mean something? Spearman of the per-voxel SD with |error| on the held-out
+SYNTHETIC phantom (seed 3), every variant, and the diagnostics behind them. Both kinds: the MC-dropout SD of the
+mean alone (epistemic) and, for packages with the aleatoric head, the predictive SD sqrt(mean sigma^2 + var mu).
 
     python dev/synthesis_uncertainty.py [--model synthdir-demo] [--samples 20] [--json OUT.json]
 
 Printed (and written with ``--json``):
 
-* ``spearman``: reference {acquired (noisy) DIR, noise-free DIR rendered from the same tissue maps} x
+* ``headline_brain_voxel_vs_acquired``: the issue's figure (per voxel, brain voxels, acquired DIR) per kind;
+  ``scores``: brain / lesion PSNR, SSIM, MAE and LBR of the MC mean, MC x TTA mean and single pass.
+* ``spearman_<kind>``: reference {acquired (noisy) DIR, noise-free DIR rendered from the same tissue maps} x
   voxel set {brain, lesion, NAWM} x smoothing {per voxel, 3x3 in-plane local means (the model is 2D, axial),
   3x3x3 local means} x sampling {MC dropout, MC x 4-flip TTA}; both images through ``metrics.normalise``
   (0.5-99.5 brain percentiles -> [0, 1]); local means over brain voxels.
@@ -100,21 +103,37 @@ def mc_check(model, test: dict, pred: np.ndarray, sd: np.ndarray, samples: int) 
 
 
 def evaluate(model_ref: str, samples: int, test: dict | None = None) -> dict:
+    """Every table for the MC-dropout SD alone (``spearman_mc``, ``..._mc_x_tta``) and, for a package with the
+    aleatoric head, for the predictive SD sqrt(mean sigma^2 + var mu) (``spearman_predictive``,
+    ``..._predictive_x_tta``); ``headline``: per voxel over brain voxels against the acquired DIR; image quality
+    of the MC mean (``scores``: the same prediction for both kinds)."""
+    from train_demo_synthesis import dir_scores
+
+    from neuroshift.synthesis.inference import PREDICTIVE, uncertainty_kind
     test = subject(TEST_SEED) if test is None else test
     model = load_package(model_ref)
     inputs = {"flair": test["raw"]["FLAIR"], "t1": test["raw"]["T1w"]}
     out: dict = {"model": str(model_ref), "mc_samples": samples, "held_out": f"SYNTHETIC phantom seed {TEST_SEED}",
                  "architecture": model.architecture}
-    t0 = time.time()
-    pred, sd = synthesize(model, inputs, test["brain"], mc_samples=samples)
-    out["mc_s"] = round(time.time() - t0, 1)
-    out["spearman_mc"] = spearman_table(test, pred, sd)
-    t0 = time.time()
-    pred_t, sd_t = synthesize(model, inputs, test["brain"], mc_samples=samples, tta=True)
-    out["mc_tta_s"] = round(time.time() - t0, 1)
-    out["spearman_mc_x_tta"] = spearman_table(test, pred_t, sd_t)
+    kinds = ["mc_dropout"] + (["predictive"] if uncertainty_kind(model) == PREDICTIVE else [])
+    headline = {}
+    for kind in kinds:
+        name = "mc" if kind == "mc_dropout" else "predictive"
+        t0 = time.time()
+        pred, sd = synthesize(model, inputs, test["brain"], mc_samples=samples, uncertainty=kind)
+        out[f"{name}_s"] = round(time.time() - t0, 1)
+        out[f"spearman_{name}"] = spearman_table(test, pred, sd)
+        t0 = time.time()
+        pred_t, sd_t = synthesize(model, inputs, test["brain"], mc_samples=samples, tta=True, uncertainty=kind)
+        out[f"{name}_tta_s"] = round(time.time() - t0, 1)
+        out[f"spearman_{name}_x_tta"] = spearman_table(test, pred_t, sd_t)
+        for tab in (name, f"{name}_x_tta"):
+            headline[tab] = out[f"spearman_{tab}"]["acquired_dir/brain/voxel"]
+    out["headline_brain_voxel_vs_acquired"] = headline
+    out["scores"] = {"mc_mean": dir_scores(test, pred), "mc_x_tta_mean": dir_scores(test, pred_t),
+                     "single_pass": dir_scores(test, synthesize(model, inputs, test["brain"])[0])}
     out["noise"] = noise_share(test, pred)
-    out["mc_check"] = mc_check(model, test, pred, sd, samples)
+    out["mc_check"] = {"sd_kind": kinds[-1], **mc_check(model, test, pred, sd, samples)}
     return out
 
 

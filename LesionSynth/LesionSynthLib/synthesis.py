@@ -239,7 +239,8 @@ class SynthesisCore:
             unc = None
             if "uncertainty" in job.outputs:
                 unc = load_into_node(self.scene, job.outputs["uncertainty"], f"{name} MC SD", uncertainty_node)
-                tag_synthetic(unc, f"MC-dropout standard deviation ({job.params.mc_samples} samples) of "
+                kind = sidecar.get("UncertaintyKind", "mc_dropout")  # or predictive: epistemic + aleatoric
+                tag_synthetic(unc, f"MC standard deviation, {kind} ({job.params.mc_samples} samples) of "
                                    f"{synthetic.GetName()}; same units (a.u.)", source=job.model)
                 show_uncertainty_overlay(self.scene, synthetic, unc)
             return SynthesisOutputs(synthetic, unc, sidecar)

@@ -243,6 +243,7 @@ def test_background_synthesis_keeps_geometry_and_tags_outputs(mrml_scene, synthd
     assert out.synthetic.GetName() == "FLAIR DIR SYNTHETIC" and out.synthetic.GetAttribute(SYNTHETIC_ATTRIBUTE) == "true"
     assert "synthdir-test" in out.synthetic.GetAttribute("NeuroShift.SyntheticDescription")
     assert out.uncertainty.GetName() == "FLAIR DIR SYNTHETIC MC SD"
+    assert "mc_dropout" in out.uncertainty.GetAttribute("NeuroShift.SyntheticDescription")  # the kind, from the sidecar
     for node in (out.synthetic, out.uncertainty):
         np.testing.assert_allclose(_geometry(node), _geometry(flair), atol=1e-6)
         np.testing.assert_allclose(_geometry(node), scan.ijk_to_ras(), atol=1e-6)
