@@ -32,8 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: the demo model's training FLAIR range (dev/train_demo_qsynth.py FLAIR_RANGE; ms)
-FLAIR_RANGE = {"sequence": "flair", "TE_ms": [70.0, 140.0], "TI_ms": [2200.0, 2700.0], "TR_ms": 9000.0}
+sys.path.insert(0, str(ROOT / "dev"))
+#: the demo model's training FLAIR ranges (2D TR 9000 ms and 3D TR 5000 ms; ms), one picked per subject
+from train_demo_qsynth import FLAIR3D_RANGE, FLAIR_RANGE  # noqa: E402
+
+FLAIR_RANGES = [FLAIR_RANGE, FLAIR3D_RANGE]
 
 
 def stats(img: np.ndarray, masks: dict[str, np.ndarray], block_vox: int = 12) -> dict:
@@ -94,7 +97,7 @@ def real_case(folder: Path) -> dict:
     return stats(img, masks)
 
 
-def synthetic_cases(n: int, protocol=FLAIR_RANGE) -> list[dict]:
+def synthetic_cases(n: int, protocol=FLAIR_RANGES) -> list[dict]:
     from scipy.ndimage import binary_dilation
 
     from neuroshift.qsynth import QSynthConfig, generate
@@ -111,7 +114,7 @@ def synthetic_cases(n: int, protocol=FLAIR_RANGE) -> list[dict]:
         masks = {"WM": (lb == 3) & ~near, "GM": (lb == 2) & ~near, "CSF": (lb == 1) & ~near, "lesion": lb == 4}
         r = stats(img, masks)
         d = g["draw"]
-        r["draw"] = {"TE_ms": round(d.params.TE_ms, 1), "TI_ms": round(d.params.TI_ms, 1),
+        r["draw"] = {"TR_ms": round(d.params.TR_ms, 1), "TE_ms": round(d.params.TE_ms, 1), "TI_ms": round(d.params.TI_ms, 1),
                      "noise_fraction": round(d.noise_fraction, 4), "bias_strength": round(d.bias_strength, 3),
                      "slice_thickness_mm": d.slice_thickness_mm and round(d.slice_thickness_mm, 2),
                      "low_res_axis": d.low_res_axis}

@@ -91,54 +91,96 @@ CONTRASTS = {
             "N": 176.0},
 }
 #: Training contrasts (``--protocols``): parameter ranges in ms / degrees (None: paper 002's random sampling).
-#: Clinical FLAIR: TI 2200-2700 ms nulls CSF (T1 3.75-4.6 s) at TR 9000 ms, as in the real FLAIRs measured by
+#: Clinical 2D FLAIR: TI 2200-2700 ms nulls CSF (T1 3.75-4.6 s) at TR 9000 ms, as in the real FLAIRs measured by
 #: dev/qsynth_real_stats.py (ventricles at 0.13-0.2 of WM); TI 2000 ms left CSF at 0.5-0.8 of WM.
 FLAIR_RANGE = {"sequence": "flair", "TE_ms": [70.0, 140.0], "TI_ms": [2200.0, 2700.0], "TR_ms": 9000.0}
+#: Clinical 3D FLAIR (variable-flip-angle echo train): TR 5000 ms, TI 1750-1850 ms (CSF null of T1 4.16 s at
+#: 1790 ms), contrast-equivalent TE 90-130 ms [assumption: the nominal TE of 390-440 ms of such trains weighs T2
+#: like a much shorter spin echo]. Lesjak 2018's scans (the real validation set) are 3D FLAIR TR 5000, TI 1800 ms
+#: (Siemens 3 T); ADNI3's 3D FLAIR is TR 4800, TI 1650 ms. Real FLAIRs measure GM/WM 0.97-1.01 and lesion/WM
+#: 1.27-1.32 (dev/qsynth_real_stats.py); the 2D range alone gave synthetic GM/WM 1.05-1.71, this one gives
+#: 1.03-1.20 (lesion/WM 1.14-1.40) at the table's means.
+FLAIR3D_RANGE = {"sequence": "flair", "TE_ms": [90.0, 130.0], "TI_ms": [1750.0, 1850.0], "TR_ms": 5000.0}
 T2W_RANGE = {"sequence": "se", "TE_ms": [80.0, 120.0], "TR_ms": [4000.0, 8000.0]}
+MPRAGE_RANGE = {"sequence": "mprage", "TE_ms": [2.0, 4.0], "TI_ms": [600.0, 900.0], "TR_ms": [1900.0, 2500.0],
+                "FA_deg": [5.0, 12.0], "TX_ms": [4.0, 8.0], "N": 100.0}
+#: one entry is picked uniformly per subject: repeating an entry raises its share
 PROTOCOL_SETS = {
-    "mix": [FLAIR_RANGE, T2W_RANGE,
-            {"sequence": "mprage", "TE_ms": [2.0, 4.0], "TI_ms": [600.0, 900.0], "TR_ms": [1900.0, 2500.0],
-             "FA_deg": [5.0, 12.0], "TX_ms": [4.0, 8.0], "N": 100.0}],
-    "flair": [FLAIR_RANGE],
-    # two thirds FLAIR (listed twice: one entry is picked uniformly per subject), one third T2w
-    "flair+t2w": [FLAIR_RANGE, FLAIR_RANGE, T2W_RANGE],
+    "mix": [FLAIR_RANGE, FLAIR3D_RANGE, T2W_RANGE, T2W_RANGE, MPRAGE_RANGE, MPRAGE_RANGE],
+    "flair": [FLAIR_RANGE, FLAIR3D_RANGE],
+    "flair2d": [FLAIR_RANGE],
+    # half FLAIR (2D and 3D), half T2w
+    "flair+t2w": [FLAIR_RANGE, FLAIR3D_RANGE, T2W_RANGE, T2W_RANGE],
     "paper": None,
 }
 EVAL_AUGMENT = {"noise_fraction": (0.02, 0.02), "bias_strength": (0.1, 0.1), "deform_mm": (0.0, 0.0)}
 
 
-def evaluate(packages: dict[str, Path], seeds: list[int], device: str = "cpu") -> dict:
-    """model -> contrast -> mean DSC / F1 (and per map) on held-out qSynth label maps ``seeds``."""
+#: lesion-size bins (ml) of the per-size recall: at 2 mm a 0.05 ml lesion is ~6 voxels
+SIZE_BINS_ML = ((0.0, 0.05), (0.05, 0.2), (0.2, 1.0), (1.0, float("inf")))
+
+
+def size_recall(pred: np.ndarray, gt: np.ndarray, voxel_ml: float) -> dict[str, list[int]]:
+    """Per lesion-size bin (:data:`SIZE_BINS_ML`): ``[detected, total]`` true lesions (26-connected
+    components of ``gt``; detected when a predicted voxel touches it, as the lesion F1 counts)."""
+    from scipy import ndimage
+
+    cc, n = ndimage.label(gt, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return {f"{a:g}-{b:g}ml": [0, 0] for a, b in SIZE_BINS_ML}
+    idx = np.arange(1, n + 1)
+    size_ml = np.asarray(ndimage.sum(gt, cc, idx)) * voxel_ml
+    hit = np.asarray(ndimage.maximum(pred, cc, idx)) > 0
+    return {f"{a:g}-{b:g}ml": [int(hit[(size_ml >= a) & (size_ml < b)].sum()), int(((size_ml >= a) & (size_ml < b)).sum())]
+            for a, b in SIZE_BINS_ML}
+
+
+def evaluate(packages: dict, seeds: list[int], device: str = "cpu", lesion_model=None,
+             contrasts: dict | None = None) -> dict:
+    """model -> contrast -> mean DSC / F1, pooled per-size recall and per map, on held-out qSynth label maps
+    ``seeds`` with lesions from ``lesion_model`` (:class:`~neuroshift.qsynth.anatomy.LesionModel`; default:
+    the generator's light default, 0.2-2 ml per map). ``packages``: name -> folder or LoadedPackage."""
     from neuroshift.qsynth import QSynthConfig, generate
     from neuroshift.qsynth.anatomy import random_label_maps
     from neuroshift.segment.inference import segment_volume
     from neuroshift.segment.metrics import evaluate_masks
     from neuroshift.segment.package import load_package
 
-    pkgs = {name: load_package(p, device) for name, p in packages.items()}
-    maps = [m for s in seeds for m in random_label_maps(1, seed=s)]
+    pkgs = {name: (load_package(p, device) if isinstance(p, (str, Path)) else p) for name, p in packages.items()}
+    maps = [m for s in seeds for m in random_label_maps(1, seed=s, model=lesion_model)]
     out: dict = {name: {} for name in pkgs}
-    for c, protocol in CONTRASTS.items():
+    for c, protocol in (contrasts or CONTRASTS).items():
         cfg = QSynthConfig(protocol=protocol, augment_ranges=EVAL_AUGMENT, low_res_prob=0.0)
         for n, lab in enumerate(maps):
             g = generate(lab, cfg, seed=1000 + n)
             gt = lab.with_data((lab.data == 4).astype(np.uint8))
+            voxel_ml = float(np.prod(lab.spacing)) / 1000.0
             for name, pkg in pkgs.items():
                 res = segment_volume({"FLAIR": g["image"]}, pkg, device=device)
                 m = evaluate_masks(res.label, gt, ignore_label=None)
-                out[name].setdefault(c, []).append({"map_seed": seeds[n], "dsc": round(float(m["dsc"]), 4),
-                                                    "f1": round(float(m["f1"]), 4)})
-    summary = {name: {c: {"dsc": round(float(np.mean([r["dsc"] for r in rows])), 4),
-                          "f1": round(float(np.mean([r["f1"] for r in rows])), 4), "cases": rows}
-                      for c, rows in per.items()} for name, per in out.items()}
+                pred = np.asarray(res.label.data) > 0
+                out[name].setdefault(c, []).append({
+                    "map_seed": seeds[n], "dsc": round(float(m["dsc"]), 4), "f1": round(float(m["f1"]), 4),
+                    "gt_ml": round(float(np.asarray(gt.data).sum()) * voxel_ml, 2),
+                    "pred_ml": round(float(pred.sum()) * voxel_ml, 2),
+                    "recall_by_size": size_recall(pred, np.asarray(gt.data) > 0, voxel_ml)})
+    summary = {}
+    for name, per in out.items():
+        summary[name] = {}
+        for c, rows in per.items():
+            pooled = {k: [sum(r["recall_by_size"][k][i] for r in rows) for i in (0, 1)] for k in rows[0]["recall_by_size"]}
+            summary[name][c] = {"dsc": round(float(np.mean([r["dsc"] for r in rows])), 4),
+                                "f1": round(float(np.mean([r["f1"] for r in rows])), 4),
+                                "recall_by_size": pooled, "cases": rows}
     return summary
 
 
 def description(protocols: str, init: str = "wmh-demo") -> str:
     """The manifest description: what the model is for and what it was trained on (``init``: the package the
     training started from)."""
-    what = {"flair": "FLAIR (clinical TE/TI range)", "mix": "FLAIR, T2w and T1w (clinical ranges)",
-            "flair+t2w": "FLAIR (and T2w: trained on both, clinical ranges)",
+    what = {"flair": "FLAIR (clinical 2D and 3D TE/TI ranges)", "flair2d": "FLAIR (clinical 2D TE/TI range)",
+            "mix": "FLAIR, T2w and T1w (clinical ranges)",
+            "flair+t2w": "FLAIR and T2w (trained on both, clinical ranges)",
             "paper": "any contrast (paper 002's random sequences)"}.get(protocols, "the contrasts of its --synth-config")
     return ("DEMO MODEL, NOT FOR CLINICAL USE: qSynth-trained MS-lesion segmenter (one channel) for " + what + ". "
             "Trained only on SYNTHETIC images rendered from SYNTHETIC label maps by neuroshift.qsynth (paper 002) in "
@@ -247,6 +289,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--synth-config", default=None, help="YAML/JSON of qSynth settings (default: paper 002 sampling)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     ap.add_argument("--skip-eval", action="store_true")
     ap.add_argument("--init", default="wmh-demo",
                     help="package whose first network starts the training ('none': from scratch with --head-bias)")
@@ -261,6 +304,8 @@ def main(argv=None) -> int:
 
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from neuroshift.qsynth.anatomy import LesionModel, random_label_maps
     from neuroshift.segment.registry import find_model
     from neuroshift.segment.train import TrainConfig, train

@@ -49,10 +49,11 @@ the subjects (T2w 3 %), which MS lesions never are. Ratio priors (rates: lesion/
   with water content and myelin loss), so a long-T1 lesion is also a long-T2 one;
 * **hyperintensity condition**: a white-matter lesion in MS/WMH imaging is *defined* as hyperintense on
   T2-weighted images such as FLAIR (STRIVE, Wardlaw JM et al., Lancet Neurol 2013;12:822-838; the
-  labels we train on mean exactly that), so the ratios of one subject are redrawn (at most 100 times; 75 %
+  labels we train on mean exactly that), so the ratios of one subject are redrawn (at most 100 times; 66 %
   of the first draws pass) until the lesion/WM signal is >= :data:`MIN_HYPERINTENSITY` on every :data:`CHECK_PROTOCOLS`
-  entry (the corners of the clinical FLAIR range TE 70-140 ms, TI 2200-2700 ms, TR 9000 ms - the TIs that
-  null CSF of T1 3.75-4.6 s, as the real FLAIRs of dev/qsynth_real_stats.py do - and of the T2w spin echo
+  entry (the corners of the clinical 2D FLAIR range TE 70-140 ms, TI 2200-2700 ms, TR 9000 ms - the TIs that
+  null CSF of T1 3.75-4.6 s, as the real FLAIRs of dev/qsynth_real_stats.py do -, of the 3D FLAIR range TE
+  90-130 ms (contrast-equivalent TE of a variable-flip-angle echo train), TI 1750-1850 ms, TR 5000 ms, and of the T2w spin echo
   range TE 80-120 ms, TR 4000-8000 ms); if no draw passes, the draw with the highest worst-case contrast is
   kept. T1w (MPRAGE) lesions then come out darker than WM (longer T1, tested).
 """
@@ -95,6 +96,7 @@ SEVERITY_CORRELATION = 0.7
 MIN_HYPERINTENSITY = 1.05
 CHECK_PROTOCOLS = tuple(
     [{"sequence": "flair", "TE_ms": te, "TI_ms": ti, "TR_ms": 9000.0} for te in (70.0, 140.0) for ti in (2200.0, 2700.0)]
+    + [{"sequence": "flair", "TE_ms": te, "TI_ms": ti, "TR_ms": 5000.0} for te in (90.0, 130.0) for ti in (1750.0, 1850.0)]
     + [{"sequence": "se", "TE_ms": te, "TR_ms": tr} for te in (80.0, 120.0) for tr in (4000.0, 8000.0)])
 
 
