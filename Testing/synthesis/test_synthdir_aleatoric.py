@@ -213,3 +213,32 @@ def test_cli_writes_the_predictive_sd_tagged_with_its_kind(packages, tmp_path):
     inputs, b = _inputs(packages)
     _, want = synthesize(load_package(packages / "head"), inputs, b, mc_samples=3)
     np.testing.assert_allclose(sd.data, want, rtol=1e-6, atol=1e-6)
+
+
+def test_training_step_adds_the_nll_without_touching_the_mean_output_s_gradient(tmp_path):
+    from neuroshift.synthesis.train_steps import SynthDIRStep
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 2, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
+    les = (torch.rand(2, 1, 32, 32) > 0.9).float()
+    step = SynthDIRStep(x, y, les, base=8, depth=3, d_base=8, aleatoric=True, nll_weight=2.0)
+    g, d = step.models["generator"], step.models["discriminator"]
+    assert g.aleatoric and "log_var_head.weight" in g.state_dict()
+
+    def head_grads(with_nll: bool):
+        g.zero_grad()
+        torch.manual_seed(5)  # the same dropout masks both times
+        fake, log_var = g.forward_dist(x)
+        loss = losses.synthdir_generator_loss(y, fake, les, d(x, fake), lambda1=1.0)
+        if with_nll:
+            loss = loss + 2.0 * losses.aleatoric_nll(y, fake, log_var)
+        loss.backward()
+        return [p.grad.clone() for p in g.head.parameters()], g.log_var_head.weight.grad
+
+    plain, none = head_grads(False)
+    with_nll, lv = head_grads(True)
+    assert none is None and float(lv.abs().sum()) > 0  # only the NLL trains the log-variance conv
+    for a, b in zip(plain, with_nll):  # the mean's own layer sees the paper's loss alone
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    from neuroshift.training.loop import LoopSettings, run_loop
+    res = run_loop(step, LoopSettings(epochs=1, directory=tmp_path, verbose=False))
+    assert math.isfinite(res.history[-1]["loss_nll"])

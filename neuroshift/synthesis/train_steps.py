@@ -9,7 +9,9 @@
 * :class:`SynthDIRStep` — pix2pix: ``lambda2 * (1 - SSIM + lambda1 * masked L1) + L_adv`` (λ1 = 1, λ2 = 10;
   masked L1 per lesion voxel by default, ``reduction="all"`` the earlier mean over all voxels,
   :func:`.losses.masked_l1`; ``lambda1 = 0`` is the ablation without the lesion-focused term), conditional
-  PatchGAN, LSGAN; ``decoder_dropout`` > 0 adds dropout to the inner decoder blocks (:class:`.UNetGenerator`).
+  PatchGAN, LSGAN; ``decoder_dropout`` > 0 adds dropout to the inner decoder blocks (:class:`.UNetGenerator`);
+  ``aleatoric=True`` adds the log-variance head and ``nll_weight * aleatoric_nll`` to the generator loss
+  (:func:`.losses.aleatoric_nll`: detached mean by default, ``nll_beta`` for beta-NLL).
 * :class:`VirtualT1cStep` — 3D U-Net, L2 loss.
 
 Adam with β1 = 0.5 (GANs) as in the papers; learning rates are settings of the caller (2e-4 DiamondGAN,
@@ -132,15 +134,17 @@ class SynthDIRStep:
     def __init__(self, sources: torch.Tensor, target: torch.Tensor, lesion: torch.Tensor, *,
                  val: tuple[torch.Tensor, torch.Tensor] | None = None, lambda1: float = 1.0, lambda2: float = 10.0,
                  lr: float = 1e-3, batch_size: int = 1, base: int = 64, depth: int = 5, dropout: float = 0.3,
-                 seed: int = 0, d_base: int = 64, decoder_dropout: float = 0.0, reduction: str = "lesion"):
+                 seed: int = 0, d_base: int = 64, decoder_dropout: float = 0.0, reduction: str = "lesion",
+                 aleatoric: bool = False, nll_weight: float = 1.0, nll_beta: float | None = None):
         self.sources, self.target, self.lesion, self.val = sources, target, lesion, val
+        self.aleatoric, self.nll_weight, self.nll_beta = bool(aleatoric), float(nll_weight), nll_beta
         self.lambda1, self.lambda2, self.batch_size = float(lambda1), float(lambda2), int(batch_size)
         if reduction not in losses.MASKED_L1_REDUCTIONS:
             raise ValueError(f"masked L1 reduction must be one of {losses.MASKED_L1_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         torch.manual_seed(seed)
         self.models = {"generator": UNetGenerator(sources.shape[1], target.shape[1], base, depth, dropout,
-                                                  decoder_dropout),
+                                                  decoder_dropout, aleatoric=self.aleatoric),
                        "discriminator": ConditionalPatchDiscriminator(sources.shape[1], target.shape[1], d_base)}
         self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999))
                            for k, m in self.models.items()}
@@ -152,9 +156,12 @@ class SynthDIRStep:
         g, d = self.models["generator"], self.models["discriminator"]
         x, y, s = (v[idx].to(ctx.device) for v in (self.sources, self.target, self.lesion))
         with ctx.autocast():
-            fake = g(x)
+            fake, log_var = g.forward_dist(x) if self.aleatoric else (g(x), None)
             loss_g = losses.synthdir_generator_loss(y, fake, s, d(x, fake), lambda1=self.lambda1,
                                                     lambda2=self.lambda2, reduction=self.reduction)
+            if log_var is not None:
+                nll = losses.aleatoric_nll(y, fake, log_var.float(), beta=self.nll_beta)
+                loss_g = loss_g + self.nll_weight * nll
         self.optimizers["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
         self.optimizers["generator"].step()
@@ -163,7 +170,10 @@ class SynthDIRStep:
         self.optimizers["discriminator"].zero_grad(set_to_none=True)
         loss_d.backward()
         self.optimizers["discriminator"].step()
-        return StepOutput({"loss_g": loss_g.item(), "loss_d": loss_d.item()}, len(idx))
+        logs = {"loss_g": loss_g.item(), "loss_d": loss_d.item()}
+        if log_var is not None:
+            logs["loss_nll"] = nll.item()
+        return StepOutput(logs, len(idx))
 
     @torch.no_grad()
     def validate(self, ctx: EpochContext) -> dict[str, float]:
