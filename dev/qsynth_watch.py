@@ -7,7 +7,7 @@ scores them on a few held-out SYNTHETIC label maps (seeds ``--seeds``, lesions o
 fixed evaluation protocols of ``dev/train_demo_qsynth.py`` (FLAIR, T2w, T1w). Meant to be run every few minutes
 beside a training (one thread, a few seconds per map and contrast) to stop a run that has plateaued. Usage::
 
-    python dev/qsynth_watch.py /tmp/run/work --contrasts FLAIR,T2w --seeds 9001,9002
+    python dev/qsynth_watch.py /tmp/run/work --contrasts FLAIR,T2w --seeds 9001,9002 [--real-dir /tmp/real]
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument("--contrasts", default="FLAIR,T2w")
     ap.add_argument("--lesion-count", type=float, default=20.0)
     ap.add_argument("--lesion-median-ml", type=float, default=0.4)
+    ap.add_argument("--save", default=None, help="also write the checkpoint as a package folder here (manifest of "
+                    "--package plus a note of the run and step; for a run stopped by its time limit)")
+    ap.add_argument("--real-dir", default=None, help="also score real cases (<case>/FLAIR.nii.gz + lesion.nii.gz)")
     args = ap.parse_args(argv)
 
     import torch
@@ -54,7 +57,22 @@ def main(argv=None) -> int:
     for c, v in scores["checkpoint"].items():
         row[c] = {"dsc": v["dsc"], "f1": v["f1"], "pred_ml": [r["pred_ml"] for r in v["cases"]],
                   "gt_ml": [r["gt_ml"] for r in v["cases"]]}
+    if args.real_dir:
+        real = T.evaluate_real({"checkpoint": pkg}, Path(args.real_dir))["checkpoint"]
+        row["real"] = {"dsc": real["dsc"], "f1": real["f1"],
+                       "cases": {r["case"]: [r["dsc"], r["f1"], r["pred_ml"]] for r in real["cases"]}}
     print(json.dumps(row))
+    if args.save:
+        from neuroshift.segment.package import save_package
+
+        man = json.loads(json.dumps(pkg.manifest))
+        for k in ("files", "weights"):
+            man.pop(k, None)
+        man["training"]["checkpoint"] = {"work_dir": str(Path(args.work).name), "epoch": state.get("epoch"),
+                                         "step": state.get("step"), "epochs_planned": state.get("epochs_planned"),
+                                         "history": state.get("history")}
+        save_package(args.save, man, {"axial": [pkg.models["axial"][0]]})
+        print(f"wrote {args.save}", file=sys.stderr)
     return 0
 
 

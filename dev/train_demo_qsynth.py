@@ -111,6 +111,7 @@ PROTOCOL_SETS = {
     "flair2d": [FLAIR_RANGE],
     # half FLAIR (2D and 3D), half T2w
     "flair+t2w": [FLAIR_RANGE, FLAIR3D_RANGE, T2W_RANGE, T2W_RANGE],
+    "t2w": [T2W_RANGE],  # curriculum stage: a FLAIR model taught T2w alone before mixing
     "paper": None,
 }
 EVAL_AUGMENT = {"noise_fraction": (0.02, 0.02), "bias_strength": (0.1, 0.1), "deform_mm": (0.0, 0.0)}
@@ -180,7 +181,7 @@ def description(protocols: str, init: str = "wmh-demo") -> str:
     training started from)."""
     what = {"flair": "FLAIR (clinical 2D and 3D TE/TI ranges)", "flair2d": "FLAIR (clinical 2D TE/TI range)",
             "mix": "FLAIR, T2w and T1w (clinical ranges)",
-            "flair+t2w": "FLAIR and T2w (trained on both, clinical ranges)",
+            "flair+t2w": "FLAIR and T2w (trained on both, clinical ranges)", "t2w": "T2w (clinical range)",
             "paper": "any contrast (paper 002's random sequences)"}.get(protocols, "the contrasts of its --synth-config")
     return ("DEMO MODEL, NOT FOR CLINICAL USE: qSynth-trained MS-lesion segmenter (one channel) for " + what + ". "
             "Trained only on SYNTHETIC images rendered from SYNTHETIC label maps by neuroshift.qsynth (paper 002) in "
@@ -201,7 +202,7 @@ def evaluate_real(packages: dict[str, Path], folder: Path, device: str = "cpu") 
         raise SystemExit(f"{folder}: no sub-folder with FLAIR.nii.gz and lesion.nii.gz")
     out = {}
     for name, path in packages.items():
-        pkg = load_package(path, device)
+        pkg = load_package(path, device) if isinstance(path, (str, Path)) else path
         rows = []
         for d in cases:
             img = read_volume(d / "FLAIR.nii.gz")
@@ -239,10 +240,17 @@ def write_model_card(out: Path, manifest: dict) -> None:
              f"- One input channel (FLAIR), one network, axial, threshold {manifest['threshold']}. Scores on other "
              "contrasts below show what it was not trained for.", "",
              "## Held-out synthetic scores (label maps never trained on)", "", t["evaluation"]["method"] + ".", "",
-             "| model | contrast | DSC | lesion F1 |", "|---|---|---|---|"]
+             "| model | contrast | DSC | lesion F1 | recall by true-lesion size (ml): detected/total |",
+             "|---|---|---|---|---|"]
     for model, per in ev.items():
         for c, v in per.items():
-            lines.append(f"| {model} | {c} | {v['dsc']} | {v['f1']} |")
+            rec = ", ".join(f"{k} {a}/{b}" for k, (a, b) in v.get("recall_by_size", {}).items())
+            lines.append(f"| {model} | {c} | {v['dsc']} | {v['f1']} | {rec} |")
+    light = t["evaluation"].get("light_load")
+    if light:
+        lines += ["", "Same maps, light lesion load: " + light["note"] + ".", "",
+                  "| model | contrast | DSC | lesion F1 |", "|---|---|---|---|"]
+        lines += [f"| {m} | {c} | {v['dsc']} | {v['f1']} |" for m, per in light["scores"].items() for c, v in per.items()]
     prev = t.get("previous_version")
     if prev:
         lines += ["", f"## Previous version ({prev['version']}), same evaluation", "", prev.get("note", ""), "",
@@ -391,14 +399,24 @@ def finish(args, t_train: float | None, t0: float) -> int:
         manifest["training"]["real_validation"] = {"source": args.real_source or str(args.real_dir), "scores": real}
         print(json.dumps({m: (v["dsc"], v["f1"]) for m, v in real.items()}))
     if not args.skip_eval:
+        from neuroshift.qsynth.anatomy import LesionModel
+
         seeds = [int(s) for s in args.eval_seeds.split(",")]
-        scores = evaluate({"wmh-qsynth-demo": Path(args.out), "wmh-demo": find_model("wmh-demo")}, seeds,
-                          args.device)
+        pkgs = {"wmh-qsynth-demo": Path(args.out), "wmh-demo": find_model("wmh-demo")}
+        load = LesionModel(mean_count=args.lesion_count, median_ml=args.lesion_median_ml)
+        scores = evaluate(pkgs, seeds, args.device, load)
+        light = evaluate(pkgs, seeds, args.device, None)
         manifest["training"]["evaluation"] = {
             "method": "segment_volume + evaluate_masks on qSynth images of held-out label maps (seeds "
-                      f"{seeds}) at fixed protocols {CONTRASTS}; tissue values from the priors, noise 2 %, bias 0.1",
-            "scores": scores}
+                      f"{seeds}; lesions of the training lesion model, {args.lesion_count:g} lesions on average, "
+                      f"median {args.lesion_median_ml:g} ml) at fixed protocols {CONTRASTS}; tissue values from the "
+                      "priors, noise 2 %, bias 0.1; recall per true-lesion size in ml (detected, total)",
+            "scores": scores,
+            "light_load": {"note": "the same maps with the generator's default light lesion model (8 lesions on "
+                                   "average, median 0.12 ml: 0.2-2 ml per map; the evaluation of versions <= 0.2.0)",
+                           "scores": light}}
         print(json.dumps({m: {c: (v["dsc"], v["f1"]) for c, v in per.items()} for m, per in scores.items()}))
+        print(json.dumps({m: {c: (v["dsc"], v["f1"]) for c, v in per.items()} for m, per in light.items()}))
     validate_manifest(manifest)
     write_text_atomic(mpath, json.dumps(manifest, indent=2) + "\n")
     if "evaluation" in manifest["training"]:
