@@ -14,8 +14,10 @@
   in-place ops, domain stream once per code, single-threaded streams), ours in bfloat16 autocast, the plain
   eager module (what ``synthesize`` ran before issue 11's kernels) and a naive torch loop (autograd on, one
   slice per call, domain stream per slice); the Keras twin of the same architecture
-  (``bench/_keras_diamondgan.py``, TensorFlow-Keras, same parameter count) in a subprocess when
-  ``--tf-python`` has TensorFlow. GOAL line: ours >= 2x Keras (batch of 8, seconds per slice).
+  (``bench/_keras_diamondgan.py``, TensorFlow-Keras, same parameter count and the release's padding) in a
+  worker process when ``--tf-python`` has TensorFlow, its calls interleaved with ours round by round.
+  Keras parity: the twin loaded with our weights vs ours (released padding) and vs ours with the legacy
+  padding, on one slice. GOAL line: ours >= 2x Keras (batch of 8, seconds per slice).
 * A ``--slices`` x 240 x 240 volume through the product path (:func:`neuroshift.synthesis.inference.synthesize`,
   a package with the released generator and a 1-channel target, every slice in the brain): GOAL < 60 s and
   peak RSS < 2 GB (``ru_maxrss`` of this process, which includes Python, torch and the data).
@@ -51,17 +53,83 @@ from neuroshift.synthesis.diamond_infer import DiamondInference  # noqa: E402
 from neuroshift.synthesis.diamondgan import DiamondGenerator, availability_tensor, count_parameters  # noqa: E402
 
 
-def keras_run(tf_python: str, threads: int, rounds: int, batch: int, cpu_time: bool) -> dict:
+class KerasRounds:
+    """The Keras twin in a worker process (``_keras_diamondgan.py --serve``) that times one ``predict_on_batch``
+    per request, so its rounds interleave with ours (a load change hits both alike). ``info``: its parameter
+    count and versions, or ``{"skipped": why}``; :meth:`__call__` returns the seconds it reported (its own
+    clock: wall, or its process CPU time with ``--cpu-time``)."""
+
+    def __init__(self, tf_python: str, threads: int, batch: int, cpu_time: bool):
+        self.proc = None
+        if not tf_python or not Path(tf_python).exists():
+            self.info = {"skipped": f"no interpreter at {tf_python!r}"}
+            return
+        cmd = [tf_python, str(Path(__file__).with_name("_keras_diamondgan.py")), "--serve", "--threads",
+               str(threads), "--batch", str(batch)] + (["--cpu-time"] if cpu_time else [])
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        try:
+            self.info = json.loads(self.proc.stdout.readline())
+        except ValueError as exc:
+            self.close()
+            self.info = {"skipped": f"Keras worker failed to start: {exc}"}
+
+    def __call__(self, what: str) -> float:
+        self.proc.stdin.write(what + "\n")
+        self.proc.stdin.flush()
+        return float(json.loads(self.proc.stdout.readline())["s"])
+
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            self.proc.wait(timeout=60)
+            self.proc = None
+
+
+def with_keras(funcs: dict, keras: KerasRounds, what: str, rounds: int, clock) -> dict:
+    """:func:`_timing.interleaved` over ``funcs`` plus the Keras worker's ``what`` call in the same rounds (its
+    own reported seconds, the first call of each kind being the warm-up as for ours)."""
+    if keras.proc is None:
+        return interleaved(funcs, rounds, clock=clock)
+    reported: list[float] = []
+    res = interleaved({**funcs, "keras": lambda: reported.append(keras(what))}, rounds, clock=clock)
+    a = np.asarray(reported[1:])
+    q1, med, q3 = np.percentile(a, [25, 50, 75])
+    res["keras"] = {"median_s": float(med), "min_s": float(a.min()), "max_s": float(a.max()),
+                    "iqr_s": float(q3 - q1), "rounds": len(a)}
+    return res
+
+
+def keras_parity(tf_python: str, g: DiamondGenerator, x: torch.Tensor, c: torch.Tensor) -> dict:
+    """Max |output difference| between the Keras twin (the release's layers and padding) loaded with ``g``'s
+    weights and ``g`` through DiamondInference, and ``g`` rebuilt with the legacy padding (reflect /
+    symmetric: what packages before the options compute), on one slice."""
     if not tf_python or not Path(tf_python).exists():
         return {"skipped": f"no interpreter at {tf_python!r}"}
-    cmd = [tf_python, str(Path(__file__).with_name("_keras_diamondgan.py")), "--threads", str(threads),
-           "--rounds", str(rounds), "--batch", str(batch), "--volume-slices", str(batch)]
-    try:
-        out = subprocess.run(cmd + (["--cpu-time"] if cpu_time else []), capture_output=True, text=True,
-                             timeout=900, check=True).stdout
-        return json.loads(out.strip().splitlines()[-1])
-    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
-        return {"skipped": f"Keras run failed: {exc}"}
+    from neuroshift.synthesis.diamondgan import apply_availability, domain_matrix
+    from neuroshift.synthesis.diamond_padding import LEGACY_OPTIONS
+    dm = domain_matrix(c, tuple(x.shape[-2:]), g.domain_encoding)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.npz", Path(tmp) / "out.npy"
+        np.savez(src, x=apply_availability(x, c).permute(0, 2, 3, 1).numpy(), dm=dm.permute(0, 2, 3, 1).numpy(),
+                 **{k: v.detach().numpy() for k, v in g.state_dict().items()})
+        cmd = [tf_python, str(Path(__file__).with_name("_keras_diamondgan.py")), "--parity", str(src), str(dst)]
+        try:
+            subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+            k = torch.from_numpy(np.load(dst)).permute(0, 3, 1, 2)
+        except (subprocess.SubprocessError, OSError, ValueError) as exc:
+            return {"skipped": f"Keras parity run failed: {exc}"}
+    legacy = DiamondGenerator(**{**g.architecture(), **LEGACY_OPTIONS}).eval()
+    legacy.load_state_dict(g.state_dict())
+    with torch.inference_mode():
+        ours = DiamondInference(g)(x, c)
+        old = DiamondInference(legacy)(x, c)
+    return {"options": g.options(), "ours_vs_keras_max": float((ours - k).abs().max()),
+            "legacy_padding_vs_keras_max": float((old - k).abs().max())}
 
 
 def naive_forward(g: DiamondGenerator, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -161,6 +229,7 @@ def main() -> None:
     if not args.no_agreement:
         res["agreement_init_generator"] = agreement(g, x1, c1)
         res["agreement"] = agreement(trained_like(g), x1, c1)
+        res["keras_parity"] = keras_parity(args.tf_python, trained_like(g), x1, c1)
     fast = DiamondInference(g, streams=1 if args.cpu_time else None)
 
     def ours(x, c):
@@ -175,15 +244,22 @@ def main() -> None:
         with torch.inference_mode():
             return g(x, c)
 
-    res["slice"] = interleaved({"ours": lambda: ours(x1, c1), "ours_bf16": lambda: ours_bf16(x1, c1),
-                                "eager": lambda: eager(x1, c1), "naive": lambda: naive_forward(g, x1, c1)},
-                               args.rounds, clock=clock)
-    res["batch"] = interleaved({"ours": lambda: ours(xb, cb), "ours_bf16": lambda: ours_bf16(xb, cb),
-                                "eager": lambda: eager(xb, cb),
-                                "naive_per_slice": lambda: [naive_forward(g, xb[i:i + 1], c1)
-                                                            for i in range(args.batch)]},
-                               max(1, args.rounds - 1), clock=clock)
-    res["keras"] = keras_run(args.tf_python, threads, args.rounds, args.batch, args.cpu_time)
+    keras = KerasRounds(args.tf_python, threads, args.batch, args.cpu_time)
+    try:
+        res["slice"] = with_keras({"ours": lambda: ours(x1, c1), "ours_bf16": lambda: ours_bf16(x1, c1),
+                                   "eager": lambda: eager(x1, c1), "naive": lambda: naive_forward(g, x1, c1)},
+                                  keras, "slice", args.rounds, clock)
+        res["batch"] = with_keras({"ours": lambda: ours(xb, cb), "ours_bf16": lambda: ours_bf16(xb, cb),
+                                   "eager": lambda: eager(xb, cb),
+                                   "naive_per_slice": lambda: [naive_forward(g, xb[i:i + 1], c1)
+                                                               for i in range(args.batch)]},
+                                  keras, "batch", max(1, args.rounds - 1), clock)
+    finally:
+        keras.close()
+    res["keras"] = keras.info
+    if "keras" in res["batch"]:
+        res["keras"] = {**keras.info, "slice_s": res["slice"]["keras"]["median_s"],
+                        "batch_s": res["batch"]["keras"]["median_s"], "interleaved": True}
 
     res["load_after"] = os.getloadavg()
     print(json.dumps(res, indent=1, default=str))
@@ -193,7 +269,7 @@ def main() -> None:
 
 
 def report(res: dict, args) -> None:
-    per = {k: v["median_s"] / args.batch for k, v in res["batch"].items()}
+    per = {k: v["median_s"] / args.batch for k, v in res["batch"].items() if k != "keras"}
     unit = "CPU s" if args.cpu_time else "s"
     print(f"\nDiamondGAN (7,218,987 params: ours {res['params']:,}, Keras {res['keras'].get('params', 'n/a')}), "
           f"{res['threads']} thread(s), clock: {res['clock']}, load {os.getloadavg()}")
@@ -201,6 +277,13 @@ def report(res: dict, args) -> None:
         if name in res:
             print(f"  {name} (max / mean |out - float64 eager| on [-1, 1]): "
                   + ", ".join(f"{k} {v['max']:.2g} / {v['mean']:.2g}" for k, v in res[name].items()))
+    kp = res.get("keras_parity", {})
+    if "ours_vs_keras_max" in kp:
+        print(f"  Keras parity (same weights, one 240x240 slice, tanh scale): released padding {kp['options']} "
+              f"max |ours - Keras| {kp['ours_vs_keras_max']:.2g}; legacy padding (reflect/symmetric) "
+              f"{kp['legacy_padding_vs_keras_max']:.2g}")
+    elif kp:
+        print(f"  Keras parity: {kp['skipped']}")
     for k, v in per.items():
         print(f"  batch of {args.batch}: {k:20s} {v:7.3f} {unit}/slice")
     if "batch_s" in res["keras"]:
