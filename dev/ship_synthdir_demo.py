@@ -4,7 +4,11 @@ model card (held-out scores, protocol, recipe, uncertainty figures, ablation) in
     python dev/ship_synthdir_demo.py RUN_DIR [--ablation ABLATION.json] [--dest neuroshift/data/models/synthdir-demo]
 
 ``RUN_DIR`` holds ``synthdir-demo/`` (the package) and ``synthdir.json`` (its scores). ``--ablation`` takes the
-``--json`` output of ``dev/synthesis_ablation.py`` (lesion-focused term on vs off), copied into the card as it is. The package's weights are copied byte for byte; the manifest is rewritten atomically.
+``--json`` output of ``dev/synthesis_ablation.py`` (lesion-focused term on vs off), copied into the card as it is;
+``--uncertainty`` the ``--json`` output of ``dev/synthesis_uncertainty.py`` (both SD kinds), stored as
+``uncertainty_evaluation``. When ``--version`` differs from the card already at ``--dest``, that card (without its
+histogram) is kept under ``history`` (newest first), so earlier versions' recorded figures stay. The package's
+weights are copied byte for byte; the manifest is rewritten atomically.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ def main() -> None:
     ap.add_argument("--dest", default="neuroshift/data/models/synthdir-demo")
     ap.add_argument("--training", default="", help="the training command line, for the card")
     ap.add_argument("--note", default="", help="the card's uncertainty_note (what the Spearman figures mean)")
+    ap.add_argument("--uncertainty", default="", help="dev/synthesis_uncertainty.py --json output")
+    ap.add_argument("--version", default="", help="the card's version (e.g. 0.3.0-demo)")
     args = ap.parse_args()
     run = Path(args.run_dir)
     pkg, report = run / "synthdir-demo", _scores(run / "synthdir.json")
@@ -64,7 +70,17 @@ def main() -> None:
     manifest.pop("uncertainty_note", None)
     if args.note:
         manifest["uncertainty_note"] = args.note
+    if args.uncertainty:
+        manifest["uncertainty_evaluation"] = json.loads(Path(args.uncertainty).read_text())
     dest = Path(args.dest)
+    if args.version:
+        manifest["version"] = args.version
+        old_path = dest / "manifest.json"
+        old = json.loads(old_path.read_text()) if old_path.exists() else {}
+        if old and old.get("version") != args.version:
+            history = old.pop("history", [])
+            old.pop("histogram_reference", None)
+            manifest["history"] = [old] + history
     dest.mkdir(parents=True, exist_ok=True)
     with atomic_path(dest / "weights.safetensors") as tmp:
         shutil.copyfile(pkg / "weights.safetensors", tmp)

@@ -110,14 +110,15 @@ def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: b
     step = SynthDIRStep(src[:, :2], tgt, les, lambda1=lambda1, base=args.base, depth=3, lr=args.lr,
                         batch_size=args.batch, d_base=16, seed=args.seed, decoder_dropout=args.decoder_dropout,
                         reduction=args.reduction, aleatoric=args.aleatoric, nll_weight=args.nll_weight,
-                        nll_beta=args.nll_beta)
+                        nll_beta=args.nll_beta, nll_detach_features=args.nll_detach_features)
     res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / name, seed=args.seed,
                                       verbose=False, resume=args.resume))
     train_s = time.time() - t0
     pkg = save_package(out / name, "synthdir", "dir", ("flair", "t1"), arch, step.models["generator"],
                        provenance({"epochs_run": len(res.history), "train_s": round(train_s), "lambda1": lambda1,
                                    "masked_l1_reduction": args.reduction, "seed": args.seed, MANIFEST_KEY: ref,
-                                   **({"aleatoric_nll": {"weight": args.nll_weight, "beta": args.nll_beta}}
+                                   **({"aleatoric_nll": {"weight": args.nll_weight, "beta": args.nll_beta,
+                                                         "detach_features": args.nll_detach_features}}
                                       if args.aleatoric else {})}))
     model = load_package(pkg)
     inputs = {n: test["raw"][SOURCE_NAMES[n]] for n in ("flair", "t1")}
@@ -238,6 +239,8 @@ def main() -> None:
     ap.add_argument("--nll-weight", type=float, default=1.0, help="synthDIR --aleatoric: weight of the NLL term")
     ap.add_argument("--nll-beta", type=float, default=None,
                     help="synthDIR --aleatoric: beta-NLL exponent (default: NLL on the detached mean)")
+    ap.add_argument("--nll-detach-features", action="store_true",
+                    help="synthDIR --aleatoric: the NLL trains the log-variance conv only (image network as without)")
     ap.add_argument("--features", type=int, nargs=6, default=(8, 8, 16, 32, 64, 8), help="vT1c U-Net widths")
     args = ap.parse_args()
     out = Path(args.out)

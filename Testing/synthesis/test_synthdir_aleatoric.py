@@ -242,3 +242,23 @@ def test_training_step_adds_the_nll_without_touching_the_mean_output_s_gradient(
     from neuroshift.training.loop import LoopSettings, run_loop
     res = run_loop(step, LoopSettings(epochs=1, directory=tmp_path, verbose=False))
     assert math.isfinite(res.history[-1]["loss_nll"])
+
+
+def test_with_detached_features_the_image_network_trains_exactly_as_without_the_head(tmp_path):
+    from neuroshift.synthesis.train_steps import SynthDIRStep
+    from neuroshift.training.loop import LoopSettings, run_loop
+    torch.manual_seed(1)
+    x, y = torch.rand(4, 2, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1
+    les = (torch.rand(4, 1, 32, 32) > 0.9).float()
+    kw = dict(base=8, depth=3, d_base=8, batch_size=2, decoder_dropout=0.3, lambda1=0.1)
+    steps = {}
+    for name, extra in (("plain", {}), ("head", {"aleatoric": True, "nll_detach_features": True})):
+        steps[name] = SynthDIRStep(x, y, les, **kw, **extra)  # seeds torch; dropout draws from it while training
+        run_loop(steps[name], LoopSettings(epochs=2, directory=tmp_path / name, verbose=False))
+    for part in ("generator", "discriminator"):
+        plain = steps["plain"].models[part].state_dict()
+        head = steps["head"].models[part].state_dict()
+        for k, v in plain.items():
+            assert torch.equal(v, head[k]), (part, k)
+    before = UNetGenerator(depth=3, base=8, aleatoric=True).log_var_head.weight
+    assert not torch.equal(steps["head"].models["generator"].log_var_head.weight, before)  # the head learned

@@ -86,8 +86,9 @@ class UNetGenerator(nn.Module):
         self.dropout = nn.Dropout(float(dropout))
         self.head = nn.Sequential(nn.Conv2d(base, out_channels, 1), nn.Tanh())
         self.aleatoric = bool(aleatoric)
-        if self.aleatoric:  # created last: every other parameter is initialised as without the head
-            self.log_var_head = nn.Conv2d(base, out_channels, 1)
+        if self.aleatoric:  # created last, RNG state restored: everything else initialises as without the head
+            with torch.random.fork_rng(devices=[]):
+                self.log_var_head = nn.Conv2d(base, out_channels, 1)
             nn.init.constant_(self.log_var_head.bias, LOG_VAR_INIT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,18 +99,19 @@ class UNetGenerator(nn.Module):
         """The last layer: ``tanh(conv1x1(dropout(features)))`` (the only stochastic part)."""
         return self.head(self.dropout(features))
 
-    def forward_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_dist(self, x: torch.Tensor, detach_features: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mean, log_var)`` of the per-voxel Gaussian (aleatoric head; :meth:`dist_from`)."""
-        return self.dist_from(self.backbone(x))
+        return self.dist_from(self.backbone(x), detach_features)
 
-    def dist_from(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def dist_from(self, features: torch.Tensor, detach_features: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``tanh(conv1x1(d))`` and ``log sigma^2 = clamp(conv1x1'(d), *LOG_VAR_RANGE)`` (model units,
         images in [-1, 1]) from ONE dropout draw ``d`` of the features: the two 1x1 convs are the two output
-        channels of the paper's last layer. Needs ``aleatoric=True``."""
+        channels of the paper's last layer. ``detach_features``: the log variance sees ``d`` without gradient
+        (a loss on it then trains the log-variance conv only). Needs ``aleatoric=True``."""
         if not self.aleatoric:
             raise ValueError("this synthDIR network has no aleatoric (log-variance) head")
         d = self.dropout(features)
-        return self.head(d), self.log_var_head(d).clamp(*LOG_VAR_RANGE)
+        return self.head(d), self.log_var_head(d.detach() if detach_features else d).clamp(*LOG_VAR_RANGE)
 
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
         """Every layer before the last-layer dropout: ``(B, base, H, W)`` features (deterministic in eval mode, and

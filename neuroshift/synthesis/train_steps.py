@@ -11,7 +11,9 @@
   :func:`.losses.masked_l1`; ``lambda1 = 0`` is the ablation without the lesion-focused term), conditional
   PatchGAN, LSGAN; ``decoder_dropout`` > 0 adds dropout to the inner decoder blocks (:class:`.UNetGenerator`);
   ``aleatoric=True`` adds the log-variance head and ``nll_weight * aleatoric_nll`` to the generator loss
-  (:func:`.losses.aleatoric_nll`: detached mean by default, ``nll_beta`` for beta-NLL).
+  (:func:`.losses.aleatoric_nll`: detached mean by default, ``nll_beta`` for beta-NLL); with
+  ``nll_detach_features`` the NLL trains the log-variance conv only, so the image network trains exactly as
+  without the head (same initialisation, same dropout draws, same updates).
 * :class:`VirtualT1cStep` — 3D U-Net, L2 loss.
 
 Adam with β1 = 0.5 (GANs) as in the papers; learning rates are settings of the caller (2e-4 DiamondGAN,
@@ -135,9 +137,11 @@ class SynthDIRStep:
                  val: tuple[torch.Tensor, torch.Tensor] | None = None, lambda1: float = 1.0, lambda2: float = 10.0,
                  lr: float = 1e-3, batch_size: int = 1, base: int = 64, depth: int = 5, dropout: float = 0.3,
                  seed: int = 0, d_base: int = 64, decoder_dropout: float = 0.0, reduction: str = "lesion",
-                 aleatoric: bool = False, nll_weight: float = 1.0, nll_beta: float | None = None):
+                 aleatoric: bool = False, nll_weight: float = 1.0, nll_beta: float | None = None,
+                 nll_detach_features: bool = False):
         self.sources, self.target, self.lesion, self.val = sources, target, lesion, val
         self.aleatoric, self.nll_weight, self.nll_beta = bool(aleatoric), float(nll_weight), nll_beta
+        self.nll_detach_features = bool(nll_detach_features)
         self.lambda1, self.lambda2, self.batch_size = float(lambda1), float(lambda2), int(batch_size)
         if reduction not in losses.MASKED_L1_REDUCTIONS:
             raise ValueError(f"masked L1 reduction must be one of {losses.MASKED_L1_REDUCTIONS}, got {reduction!r}")
@@ -156,7 +160,7 @@ class SynthDIRStep:
         g, d = self.models["generator"], self.models["discriminator"]
         x, y, s = (v[idx].to(ctx.device) for v in (self.sources, self.target, self.lesion))
         with ctx.autocast():
-            fake, log_var = g.forward_dist(x) if self.aleatoric else (g(x), None)
+            fake, log_var = g.forward_dist(x, self.nll_detach_features) if self.aleatoric else (g(x), None)
             loss_g = losses.synthdir_generator_loss(y, fake, s, d(x, fake), lambda1=self.lambda1,
                                                     lambda2=self.lambda2, reduction=self.reduction)
             if log_var is not None:
