@@ -36,7 +36,7 @@ from neuroshift.physics.relaxation import relaxation_table  # noqa: E402
 from neuroshift.simulate import estimate as est  # noqa: E402
 from neuroshift.simulate.grid import grid_points, parse_grid  # noqa: E402
 from neuroshift.simulate.synthetic import synthetic_fractions  # noqa: E402
-from neuroshift.simulate import label_layout  # noqa: E402
+from neuroshift.simulate import block_layout  # noqa: E402
 from neuroshift.simulate import tissuewise as tw  # noqa: E402
 from neuroshift.simulate.tissuewise import fit_tissue_model  # noqa: E402
 
@@ -123,8 +123,9 @@ def bench_case(name: str, fr: dict, repeats: int, grid: str) -> dict:
 
 
 def _layout(model) -> str:
-    if model._labels is not None:
-        return f"labels ({100 * model._labels.partial_share:.0f}% partial volume)"
+    if model._blocks is not None:
+        b = model._blocks
+        return f"blocks ({100 * b.tissue_voxels / b.size:.0f}% tissue voxels, {100 * b.block_voxels / b.size:.0f}% in blocks)"
     return "slab" if model._joint is not None else "box"
 
 
@@ -145,13 +146,14 @@ def bench_sizes(sizes, repeats: int, cases=("head", "dense"), clock=time.perf_co
             fr = _dense(shape) if case == "dense" else synthetic_fractions(shape, spacing_mm=256.0 / shape[1])
             img = _image(fr)
             model = fit_tissue_model(img, fr, "flair", SRC)
-            tw.LABEL_LAYOUT = False
+            tw.BLOCK_LAYOUT = False
             try:
-                dense_model = fit_tissue_model(img, fr, "flair", SRC) if model._labels is not None else model
+                dense_model = fit_tissue_model(img, fr, "flair", SRC) if model._blocks is not None else model
             finally:
-                tw.LABEL_LAYOUT = True
+                tw.BLOCK_LAYOUT = True
             del fr
-            rounds = max(5, min(repeats * 4, int(4e8 // img.size)))
+            # more rounds for small volumes (a 64³ call is ~30 µs: the median needs many), fewer for large ones
+            rounds = max(5, min(repeats * 4, int(4e8 // img.size)), min(repeats * 100, repeats * 4 * 2 ** 22 // img.size))
             load0 = load_average()
             t = interleaved({"copy": lambda: np.copy(img), "product": lambda: model.simulate(TARGET),
                              "dense_layouts": lambda: dense_model.simulate(TARGET)}, rounds, clock=clock)
@@ -205,7 +207,7 @@ def main(argv=None) -> int:
         clock = cpu_clock() if args.cpu_time else time.perf_counter
         print(f"clock: {'CPU time of one thread' if args.cpu_time else 'wall time'}; "
               f"numpy {np.__version__}, {info['cpu']}, {info['usable_cores']} usable cores, derivative threads "
-              f"{requested_threads()} from {label_layout.PARALLEL_MIN} voxels (one while the load exceeds "
+              f"{requested_threads()} from {block_layout.PARALLEL_MIN} voxels (one while the load exceeds "
               f"{BUSY_LOAD_PER_CORE}/core unless NEUROSHIFT_THREADS is set); blocked path below "
               f"{tw.BLAS_MIN_VOXELS} slab voxels")
         rows = bench_sizes([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")], args.repeats,

@@ -30,7 +30,7 @@ def _image(fr, seed=1):
 
 
 def test_blocked_and_blas_slab_paths_agree_with_the_formula(monkeypatch):
-    monkeypatch.setattr(tw, "LABEL_LAYOUT", False)  # the dense layouts (the label layout: test_derivative_labels)
+    monkeypatch.setattr(tw, "BLOCK_LAYOUT", False)  # the dense layouts (the block layout: test_derivative_labels)
     fr = _dense((19, 23, 29))  # 12,673 voxels: several blocks of 4096 plus a partial one
     img = _image(fr)
     model = fit_tissue_model(img, fr, "flair", SRC)
@@ -52,7 +52,7 @@ def test_blocked_and_blas_slab_paths_agree_with_the_formula(monkeypatch):
 
 @pytest.mark.parametrize("layout", ["slab", "box"])
 def test_derivative_allocates_at_most_1_3_images(layout, monkeypatch):
-    monkeypatch.setattr(tw, "LABEL_LAYOUT", False)
+    monkeypatch.setattr(tw, "BLOCK_LAYOUT", False)
     if layout == "slab":
         fr = _dense((24, 32, 40))
     else:
@@ -75,11 +75,11 @@ def test_derivative_allocates_at_most_1_3_images(layout, monkeypatch):
 
 def test_box_layout_plane_groups_equal_the_formula(monkeypatch):
     """Box layout (dense fractions inside a brain box): grouped planes give the reference sum at any group size."""
-    monkeypatch.setattr(tw, "LABEL_LAYOUT", False)
+    monkeypatch.setattr(tw, "BLOCK_LAYOUT", False)
     fr = synthetic_fractions((40, 64, 64), brain_semi_axes_mm=(12, 20, 16), n_lesions=2, seed=5)
     img = _image(fr)
     model = fit_tissue_model(img, fr, "flair", SRC)
-    assert model._joint is None and model._labels is None  # box layout
+    assert model._joint is None and model._blocks is None  # box layout
     delta = model.deltas(TARGET).astype(np.float64)
     expected = img.astype(np.float64) + sum(delta[i] * fr[t].astype(np.float64) for i, t in enumerate(model._order))
     scale = float(np.abs(expected).max())

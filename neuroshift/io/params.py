@@ -155,6 +155,16 @@ class AcquisitionParams:
     # ----------------------------------------------------------------- access
     def merged(self, override: "AcquisitionParams") -> "AcquisitionParams":
         """These parameters with every known value of ``override`` taking precedence."""
+        if type(self) is AcquisitionParams and type(override) is AcquisitionParams:
+            # Fast path (a derivative per grid point merges its target, issue 9): both are already validated
+            # instances, so every merged value is too; same result as the general path below (tested).
+            out = object.__new__(AcquisitionParams)
+            values = out.__dict__
+            values.update(self.__dict__)
+            for k, v in override.__dict__.items():
+                if v is not None:
+                    values[k] = v
+            return out
         return replace(self, **{k: v for k, v in asdict(override).items() if v is not None})
 
     def require(self, sequence: str, *, context: str = "") -> "AcquisitionParams":
@@ -162,6 +172,8 @@ class AcquisitionParams:
         seq = sequence.lower()
         if seq not in SEQUENCE_PARAMETERS:
             raise ParameterRangeError(f"unknown sequence '{sequence}'; choose one of {', '.join(SEQUENCE_PARAMETERS)}")
+        if self._meets(seq):  # fast path: every check below passes (the usual case; same checks, tested)
+            return self
         missing = [name for name in SEQUENCE_PARAMETERS[seq] if getattr(self, name) is None]
         if missing:
             where = f" for {context}" if context else ""
@@ -186,6 +198,19 @@ class AcquisitionParams:
         if seq in ("ir", "flair") and self.TI_ms > self.TR_ms:
             raise ParameterRangeError(f"TI ({self.TI_ms:g} ms) cannot exceed TR ({self.TR_ms:g} ms)")
         return self
+
+    def _meets(self, seq: str) -> bool:
+        """True when :meth:`require` would pass for ``seq`` (known sequence): the same checks, without messages."""
+        v = self.__dict__
+        for name, lo, hi, lo_open in _range_checks(seq):
+            x = v[name]
+            if x is None or x < lo or (lo_open and x == lo) or x > hi:
+                return False
+        if v["TE_ms"] >= v["TR_ms"]:
+            return False
+        if seq == "dir" and v["TI1_ms"] <= v["TI2_ms"]:
+            return False
+        return not (seq in ("ir", "flair") and v["TI_ms"] > v["TR_ms"])
 
     def to_sidecar(self) -> dict[str, float | int]:
         """The known parameters as BIDS sidecar entries (times in seconds; inverse of :meth:`from_sidecar`)."""
@@ -229,6 +254,18 @@ def _sequence_range(seq: str, name: str) -> tuple[float, float, bool, str]:
     if name in ("TE_ms", "TR_ms", "TI_ms", "TI1_ms", "TI2_ms", "TX_ms"):
         return 0.0, hi, True, "this time must be positive"
     return lo, hi, False, "outside the physical range"
+
+
+_RANGE_CHECKS: dict[str, tuple] = {}
+
+
+def _range_checks(seq: str) -> tuple:
+    """``(name, low, high, low excluded)`` of every parameter ``seq`` needs (:func:`_sequence_range`), cached."""
+    checks = _RANGE_CHECKS.get(seq)
+    if checks is None:
+        checks = _RANGE_CHECKS[seq] = tuple((name, *_sequence_range(seq, name)[:3])
+                                            for name in SEQUENCE_PARAMETERS[seq])
+    return checks
 
 
 def sidecar_path(image_path: str | os.PathLike) -> Path | None:

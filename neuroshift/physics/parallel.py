@@ -1,7 +1,7 @@
 """Contiguous parts of a voxel range on several threads: a persistent pool, parts taken in turn (issue 9).
 
 Used by the compiled signal kernels (:mod:`.kernels`) and the label-layout derivatives
-(:mod:`neuroshift.simulate.label_layout`); the work functions release the GIL (compiled ``nogil`` loops,
+(:mod:`neuroshift.simulate.block_layout`); the work functions release the GIL (compiled ``nogil`` loops,
 numpy ufuncs). Thread count: :func:`neuroshift.threads.requested_threads`.
 """
 

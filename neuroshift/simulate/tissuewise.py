@@ -14,11 +14,12 @@ scale ``c`` and the texture ``T`` from one image acquired with known parameters
 which equals ``c·Σ_t f_t·S_t(θ_new) + T`` with the texture kept fixed, and is
 the input itself (bit for bit) at ``θ_new = θ_0``.
 
-Performance: when most tissue voxels are crisp (one tissue, fraction 1: the usual segmentation) the
-model keeps a *label layout* (:mod:`.label_layout`): a uint8 tissue label per voxel plus the
-partial-volume voxels' indices and fractions, and a derivative is one compiled pass
-``S + Δ[label]`` and a short partial-volume pass (≈ a copy of the image; issue 9). Otherwise (or
-without numba) the fractions are used as a contiguous float32 stack
+Performance (issue 9): with numba the model keeps a *block layout* (:mod:`.block_layout`): the tissue
+fractions of every 8-voxel block that holds tissue as uint16 fixed point, in memory order, and a derivative
+is one compiled streaming pass (copy between tissue spans, 8-lane sums inside: ≈ a copy of the image); the
+4 tissue increments come from the scalar signal equations (:mod:`neuroshift.physics.scalar_signal`, a few µs)
+with the target merged and checked on a fast path. Without numba (or with :data:`BLOCK_LAYOUT` off)
+the fractions are used as a contiguous float32 stack
 ``(tissues, voxels)`` restricted to the tissue support, in one of two layouts
 chosen by estimated memory traffic. *Box*: the bounding box of the brain; a
 derivative is 4 scalar signal evaluations, one copy of the image and, plane by
@@ -45,7 +46,7 @@ from ..io.params import AcquisitionParams, SEQUENCE_PARAMETERS
 from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import estimate as _est
-from . import label_layout as _labels
+from . import block_layout as _blocks
 # the input checks and the fraction stack live in tissue_inputs (names kept importable here)
 from .tissue_inputs import FRACTION_TOLERANCE, TISSUE_ORDER, prepare_inputs  # noqa: F401
 
@@ -74,10 +75,19 @@ class TissueModel:
     _stack: np.ndarray = field(default=None, repr=False)       # (T, M) float32 fractions inside the box
     _box: tuple = field(default=(), repr=False)                # slices of the box
     _joint: np.ndarray | None = field(default=None, repr=False)  # slab mode: (1+T, M) [image; fractions]
-    _labels: _labels.LabelLayout | None = field(default=None, repr=False)  # label layout (one-pass derivative)
+    _blocks: _blocks.BlockLayout | None = field(default=None, repr=False)  # block layout (one-pass derivative)
     _order: tuple = field(default=(), repr=False)              # tissue names of the stack rows
     _s0: np.ndarray = field(default=None, repr=False)          # S_t(θ_0) with the apparent parameters
     _texture: np.ndarray | None = field(default=None, repr=False)
+    _params: dict = field(default_factory=dict, repr=False)    # field (T) -> (pd, t1, t2, t2*) float lists
+
+    def __post_init__(self) -> None:
+        if self._s0 is not None and self.ensemble is None:
+            # S_t(θ_0) from the same scalar equations as every target, so θ_new = θ_0 gives Δ = 0 exactly
+            self._s0 = np.asarray(self._scalar_signals(self.source), dtype=np.float64)
+        if self._s0 is not None:
+            self._s0_pad = np.zeros(max(self._s0.size, 4), np.float64)
+            self._s0_pad[:self._s0.size] = self._s0
 
     # ------------------------------------------------------------------ access
     @property
@@ -93,7 +103,9 @@ class TissueModel:
 
     def resolve_target(self, target: AcquisitionParams | Mapping | str) -> AcquisitionParams:
         """The target parameters with every parameter it leaves unknown taken from the source."""
-        if isinstance(target, str):
+        if type(target) is AcquisitionParams:
+            pass
+        elif isinstance(target, str):
             target = AcquisitionParams.parse(target)
         elif isinstance(target, Mapping):
             target = AcquisitionParams.from_mapping(target)
@@ -107,12 +119,40 @@ class TissueModel:
         return {t: float(v) for t, v in zip(self._order, s)}
 
     def _signals(self, params: AcquisitionParams) -> np.ndarray:
-        table = self.tissues
+        return np.asarray(self._scalar_signals(params), dtype=np.float64)
+
+    def _table(self, params: AcquisitionParams) -> np.ndarray:
+        """``(3, max(T, 4))`` float64 rows PD, T1, T2 (T2* for GRE/MPRAGE) in ms of the apparent parameters at the
+        target's field (zero columns pad to 4 tissues: signal 0); cached per field strength."""
         field_new = params.field_T if params.field_T is not None else self.field_T
-        if abs(field_new - self.field_T) > 1e-9:
-            table = self._at_field(field_new)
-        pd, t1, t2, t2s = _est.param_arrays(self._order, table)
-        return _est.tissue_signals(self.sequence, params, pd, t1, t2, t2s)
+        key = self.field_T if abs(field_new - self.field_T) <= 1e-9 else float(field_new)
+        table = self._params.get(key)
+        if table is None:
+            src = self.tissues if key == self.field_T else self._at_field(key)
+            t2 = "t2star_ms" if self.sequence in ("gre", "mprage") else "t2_ms"
+            table = np.zeros((3, max(len(self._order), 4)), np.float64)
+            for i, t in enumerate(self._order):
+                table[:, i] = src[t].pd, src[t].t1_ms, getattr(src[t], t2)
+            if len(self._params) > 8:
+                self._params.clear()
+            self._params[key] = table
+        return table
+
+    def _scalar_signals(self, params: AcquisitionParams) -> list[float]:
+        """``S_t(θ)`` per tissue (stack order) as floats: the scalar equations
+        (:mod:`neuroshift.physics.scalar_signal`, equal to the array path to 1e-12), compiled when the block
+        layout is in use so that every path of this model (``simulate``, ``deltas``, ``S_t(θ_0)``) uses the
+        same numbers."""
+        from ..physics.scalar_signal import SEQUENCE_CODES, pack, signal_one
+
+        table, n = self._table(params), len(self._order)
+        p = pack(self.sequence, params)
+        code = SEQUENCE_CODES[self.sequence]
+        if self._blocks is not None:
+            out = np.empty(table.shape[1])
+            self._blocks.kernels().tissue_signals(code, *p, table, out)
+            return out[:n].tolist()
+        return [signal_one(code, *p, *table[:, i]) for i in range(n)]
 
     def _at_field(self, field_T: float) -> dict:
         """Apparent parameters moved to another field strength by the ratio of the literature priors."""
@@ -140,7 +180,17 @@ class TissueModel:
     # ------------------------------------------------------------ simulation
     def simulate(self, target: AcquisitionParams | Mapping | str, *, out: np.ndarray | None = None) -> np.ndarray:
         """The derivative at ``target`` (float32, image grid). ``out`` may be a preallocated float32 array."""
-        return self._apply(self.deltas(target), out)
+        if self._blocks is None or self.ensemble is not None:
+            return self._apply(self.deltas(target), out)
+        # Fast path (block layout): increments and derivative in one compiled call (block_layout.derive)
+        if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
+                                or not out.flags.c_contiguous):
+            raise InputError(f"out must be a C-contiguous float32 array of shape {self._image.shape}")
+        params = self.resolve_target(target)
+        if out is None:
+            out = np.empty(self._image.shape, np.float32)
+        self._blocks.derive(self._image, out, self.sequence, params, self._table(params), self._s0_pad, self.scale_c)
+        return out
 
     def _apply(self, delta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
@@ -151,12 +201,11 @@ class TissueModel:
                 return self._image.copy()
             np.copyto(out, self._image)
             return out
-        if self._labels is not None:
-            # Label layout (mostly crisp voxels): out = S + Δ[label] in one compiled pass, then the
-            # partial-volume voxels S + Σ_t f_t·Δ_t (label_layout; no temporaries).
+        if self._blocks is not None:
+            # Block layout: out = S + Σ_t f_t·Δ_t in one compiled streaming pass (block_layout; no temporaries).
             if out is None:
                 out = np.empty(self._image.shape, np.float32)
-            return self._labels.apply(self._image, delta, out)
+            return self._blocks.apply(self._image, delta, out)
         if self._joint is not None:
             # Slab mode (the tissue support spans most of the volume): one sgemv writes the slab directly,
             # out = [1, Δ] · [S; f_CSF; f_GM; ...], and only the slices outside the slab are copied.
@@ -223,8 +272,8 @@ class TissueModel:
 #: busy machine made a 64³ derivative ~400× a copy (``bench/simulate.py --sizes``).
 BLAS_MIN_VOXELS = 1 << 22
 
-#: Use the label layout (:mod:`.label_layout`) when it applies; False keeps the dense layouts (tests, benches).
-LABEL_LAYOUT = True
+#: Use the block layout (:mod:`.block_layout`) when it applies; False keeps the dense layouts (tests, benches).
+BLOCK_LAYOUT = True
 
 #: Voxels per block of :func:`_axpy_blocked` (float32: 256 KiB per row, inside L2).
 AXPY_BLOCK = 1 << 16
@@ -330,7 +379,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
         priors=dict(priors), report=fit_report, geometry=geom, relaxation=relaxation,
         estimator=str(estimator).lower(), ensemble=ensemble,
         _image=img, _stack=stack, _box=box, _joint=joint, _order=order, _s0=s0,
-        _labels=_labels.build(img.shape, stack, box) if LABEL_LAYOUT else None,
+        _blocks=_blocks.build(img.shape, stack, box) if BLOCK_LAYOUT else None,
     )
     report(progress, 1.0, "model ready")
     return model
