@@ -106,11 +106,14 @@ def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: b
         arch["decoder_dropout"] = args.decoder_dropout
     if args.aleatoric:
         arch["aleatoric"] = True
+        if args.aleatoric_features != "dropped":
+            arch["aleatoric_features"] = args.aleatoric_features
     t0 = time.time()
     step = SynthDIRStep(src[:, :2], tgt, les, lambda1=lambda1, base=args.base, depth=3, lr=args.lr,
                         batch_size=args.batch, d_base=16, seed=args.seed, decoder_dropout=args.decoder_dropout,
                         reduction=args.reduction, aleatoric=args.aleatoric, nll_weight=args.nll_weight,
-                        nll_beta=args.nll_beta, nll_detach_features=args.nll_detach_features)
+                        nll_beta=args.nll_beta, nll_detach_features=args.nll_detach_features,
+                        aleatoric_features=args.aleatoric_features)
     res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / name, seed=args.seed,
                                       verbose=False, resume=args.resume))
     train_s = time.time() - t0
@@ -241,6 +244,8 @@ def main() -> None:
                     help="synthDIR --aleatoric: beta-NLL exponent (default: NLL on the detached mean)")
     ap.add_argument("--nll-detach-features", action="store_true",
                     help="synthDIR --aleatoric: the NLL trains the log-variance conv only (image network as without)")
+    ap.add_argument("--aleatoric-features", choices=("dropped", "deterministic"), default="dropped",
+                    help="synthDIR --aleatoric: log variance from the dropped-out or the eval-mode features")
     ap.add_argument("--features", type=int, nargs=6, default=(8, 8, 16, 32, 64, 8), help="vT1c U-Net widths")
     args = ap.parse_args()
     out = Path(args.out)

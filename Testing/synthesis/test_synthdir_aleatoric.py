@@ -262,3 +262,29 @@ def test_with_detached_features_the_image_network_trains_exactly_as_without_the_
             assert torch.equal(v, head[k]), (part, k)
     before = UNetGenerator(depth=3, base=8, aleatoric=True).log_var_head.weight
     assert not torch.equal(steps["head"].models["generator"].log_var_head.weight, before)  # the head learned
+
+
+def test_deterministic_features_variance_is_one_eval_pass_and_training_keeps_the_image_network(tmp_path):
+    from neuroshift.synthesis.train_steps import SynthDIRStep
+    from neuroshift.training.loop import LoopSettings, run_loop
+    with pytest.raises(ValueError, match="aleatoric_features"):
+        UNetGenerator(depth=3, base=8, aleatoric=True, aleatoric_features="other")
+    torch.manual_seed(3)
+    g = UNetGenerator(depth=3, base=8, decoder_dropout=0.3, aleatoric=True, aleatoric_features="deterministic")
+    x = torch.randn(1, 2, 32, 32)
+    mean, sd_epi, sd_pred = mc_predictive(g, x, 4, seed=2)
+    m_ref, s_ref = mc_sample(g, x, 4, seed=2)  # the eval pass draws nothing: same masks, same mean and SD
+    assert torch.equal(mean, m_ref) and torch.equal(sd_epi, s_ref)
+    with torch.no_grad():
+        var0 = g.eval().log_var_head(g.backbone(x)).clamp(-12, 4).double().exp()
+    torch.testing.assert_close(sd_pred.double(), (var0 + sd_epi.double() ** 2).sqrt(), rtol=1e-5, atol=1e-7)
+    torch.manual_seed(1)
+    xs, y = torch.rand(4, 2, 32, 32) * 2 - 1, torch.rand(4, 1, 32, 32) * 2 - 1
+    les = (torch.rand(4, 1, 32, 32) > 0.9).float()
+    kw = dict(base=8, depth=3, d_base=8, batch_size=2, decoder_dropout=0.3, lambda1=0.1)
+    steps = {}
+    for name, extra in (("plain", {}), ("head", {"aleatoric": True, "aleatoric_features": "deterministic"})):
+        steps[name] = SynthDIRStep(xs, y, les, **kw, **extra)
+        run_loop(steps[name], LoopSettings(epochs=1, directory=tmp_path / name, verbose=False))
+    plain, head = (steps[n].models["generator"].state_dict() for n in ("plain", "head"))
+    assert all(torch.equal(v, head[k]) for k, v in plain.items())

@@ -20,6 +20,10 @@ from torch import nn
 
 #: Clamp of the aleatoric head's log variance (model units, images in [-1, 1]): sigma from 0.0025 to 7.4.
 LOG_VAR_RANGE = (-12.0, 4.0)
+#: Which features the log-variance conv reads: each MC pass's dropped-out features (``dropped``, one draw for
+#: mean and variance) or the deterministic eval-mode features (``deterministic``: the variance of the eval-mode
+#: prediction's error, one value per voxel whatever the dropout draw).
+ALEATORIC_FEATURES = ("dropped", "deterministic")
 #: Initial bias of the log variance: sigma = exp(-2) = 0.135 (about the error scale of an untrained model).
 LOG_VAR_INIT = -4.0
 
@@ -64,11 +68,17 @@ class UNetGenerator(nn.Module):
     head (Kendall & Gal, NeurIPS 2017): a second 1x1 conv on the same dropped-out features giving
     ``log sigma^2`` per voxel (parameters ``log_var_head.*``; the mean's ``head.*`` keep their names and
     shapes). :meth:`forward` still returns the mean only; :meth:`forward_dist` returns both.
+    ``aleatoric_features="deterministic"``: the conv reads the eval-mode features instead
+    (:meth:`deterministic_log_var`; :data:`ALEATORIC_FEATURES`).
     """
 
     def __init__(self, in_channels: int = 2, out_channels: int = 1, base: int = 64, depth: int = 5,
-                 dropout: float = 0.3, decoder_dropout: float = 0.0, aleatoric: bool = False):
+                 dropout: float = 0.3, decoder_dropout: float = 0.0, aleatoric: bool = False,
+                 aleatoric_features: str = "dropped"):
         super().__init__()
+        if aleatoric_features not in ALEATORIC_FEATURES:
+            raise ValueError(f"aleatoric_features must be one of {ALEATORIC_FEATURES}, got {aleatoric_features!r}")
+        self.aleatoric_features = aleatoric_features
         for name, p in (("dropout", dropout), ("decoder_dropout", decoder_dropout)):
             if not 0.0 <= float(p) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
@@ -112,6 +122,19 @@ class UNetGenerator(nn.Module):
             raise ValueError("this synthDIR network has no aleatoric (log-variance) head")
         d = self.dropout(features)
         return self.head(d), self.log_var_head(d.detach() if detach_features else d).clamp(*LOG_VAR_RANGE)
+
+    def deterministic_log_var(self, x: torch.Tensor) -> torch.Tensor:
+        """``log sigma^2`` from the eval-mode (dropout off) features, clamped; draws no random numbers; the
+        module's train/eval state is restored."""
+        if not self.aleatoric:
+            raise ValueError("this synthDIR network has no aleatoric (log-variance) head")
+        state = {m: m.training for m in self.modules()}
+        self.eval()
+        try:
+            return self.log_var_head(self.backbone(x)).clamp(*LOG_VAR_RANGE)
+        finally:
+            for m, t in state.items():
+                m.train(t)
 
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
         """Every layer before the last-layer dropout: ``(B, base, H, W)`` features (deterministic in eval mode, and
@@ -212,7 +235,9 @@ def mc_predictive(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
       passes' Gaussians ``N(mu_k, sigma_k^2)`` (Kendall & Gal 2017, Eq. 9), i.e. the MC standard deviation of
       samples drawn from the predictive distribution: epistemic + aleatoric.
 
-    Each pass draws ONE dropout mask shared by the mean and log-variance outputs. A network without the head
+    Each pass draws ONE dropout mask shared by the mean and log-variance outputs (with
+    ``aleatoric_features="deterministic"`` sigma^2 comes from one eval-mode pass, the same for every pass). A
+    network without the head
     gives ``sd_predictive = sd_epistemic`` (no aleatoric part). Model state is restored; ``seed`` as in
     :func:`mc_sample`. Accumulated in float64, returned in ``x``'s dtype.
     """
@@ -228,10 +253,15 @@ def mc_predictive(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
     try:
         fast = model.decoder_dropout == 0
         feats = model.backbone(x) if fast else None
+        fixed = model.aleatoric_features == "deterministic"
+        var_fixed = model.deterministic_log_var(x).double().exp() if fixed else None  # draws nothing
         mean = m2 = var_sum = None
         for k in range(1, int(n_samples) + 1):
-            mu, log_var = model.dist_from(feats) if fast else model.forward_dist(x)
-            mu, var = mu.double(), log_var.double().exp()
+            if fixed:
+                mu, var = (model.head_from(feats) if fast else model(x)).double(), var_fixed
+            else:
+                mu, log_var = model.dist_from(feats) if fast else model.forward_dist(x)
+                mu, var = mu.double(), log_var.double().exp()
             if mean is None:
                 mean, m2, var_sum = mu.clone(), torch.zeros_like(mu), var
                 continue
@@ -247,5 +277,5 @@ def mc_predictive(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
     return mean.to(x.dtype), var_mu.sqrt().to(x.dtype), predictive.sqrt().to(x.dtype)
 
 
-__all__ = ["LOG_VAR_INIT", "LOG_VAR_RANGE", "ConditionalPatchDiscriminator", "UNetGenerator", "has_aleatoric_head",
+__all__ = ["ALEATORIC_FEATURES", "LOG_VAR_INIT", "LOG_VAR_RANGE", "ConditionalPatchDiscriminator", "UNetGenerator", "has_aleatoric_head",
            "mc_predictive", "mc_sample", "set_mc_dropout"]

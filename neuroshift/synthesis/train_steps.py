@@ -13,7 +13,9 @@
   ``aleatoric=True`` adds the log-variance head and ``nll_weight * aleatoric_nll`` to the generator loss
   (:func:`.losses.aleatoric_nll`: detached mean by default, ``nll_beta`` for beta-NLL); with
   ``nll_detach_features`` the NLL trains the log-variance conv only, so the image network trains exactly as
-  without the head (same initialisation, same dropout draws, same updates).
+  without the head (same initialisation, same dropout draws, same updates); ``aleatoric_features=
+  "deterministic"``: the NLL is of the eval-mode (dropout off) prediction under the variance read from the
+  eval-mode features (an extra no-grad pass per step; the image network again trains as without the head).
 * :class:`VirtualT1cStep` — 3D U-Net, L2 loss.
 
 Adam with β1 = 0.5 (GANs) as in the papers; learning rates are settings of the caller (2e-4 DiamondGAN,
@@ -31,7 +33,7 @@ from ..training.loop import EpochContext, StepOutput
 from ..training.pool import ImagePool
 from . import losses
 from .diamondgan import DiamondGenerator, PatchDiscriminator, all_subsets, apply_availability, availability_tensor
-from .pix2pix import ConditionalPatchDiscriminator, UNetGenerator
+from .pix2pix import LOG_VAR_RANGE, ConditionalPatchDiscriminator, UNetGenerator
 
 #: Discriminator history pool size of DiamondGAN ([R], Shrivastava 2017).
 POOL_SIZE = 25
@@ -138,7 +140,7 @@ class SynthDIRStep:
                  lr: float = 1e-3, batch_size: int = 1, base: int = 64, depth: int = 5, dropout: float = 0.3,
                  seed: int = 0, d_base: int = 64, decoder_dropout: float = 0.0, reduction: str = "lesion",
                  aleatoric: bool = False, nll_weight: float = 1.0, nll_beta: float | None = None,
-                 nll_detach_features: bool = False):
+                 nll_detach_features: bool = False, aleatoric_features: str = "dropped"):
         self.sources, self.target, self.lesion, self.val = sources, target, lesion, val
         self.aleatoric, self.nll_weight, self.nll_beta = bool(aleatoric), float(nll_weight), nll_beta
         self.nll_detach_features = bool(nll_detach_features)
@@ -148,7 +150,8 @@ class SynthDIRStep:
         self.reduction = reduction
         torch.manual_seed(seed)
         self.models = {"generator": UNetGenerator(sources.shape[1], target.shape[1], base, depth, dropout,
-                                                  decoder_dropout, aleatoric=self.aleatoric),
+                                                  decoder_dropout, aleatoric=self.aleatoric,
+                                                  aleatoric_features=aleatoric_features),
                        "discriminator": ConditionalPatchDiscriminator(sources.shape[1], target.shape[1], d_base)}
         self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999))
                            for k, m in self.models.items()}
@@ -159,12 +162,23 @@ class SynthDIRStep:
     def step(self, idx, ctx: EpochContext) -> StepOutput:
         g, d = self.models["generator"], self.models["discriminator"]
         x, y, s = (v[idx].to(ctx.device) for v in (self.sources, self.target, self.lesion))
+        deterministic = self.aleatoric and g.aleatoric_features == "deterministic"
         with ctx.autocast():
-            fake, log_var = g.forward_dist(x, self.nll_detach_features) if self.aleatoric else (g(x), None)
+            if deterministic:  # the eval-mode prediction's error, from eval-mode features (no grad into them)
+                with torch.no_grad():
+                    g.eval()
+                    feats0 = g.backbone(x)
+                    mu0 = g.head(feats0)
+                    g.train()
+                fake = g(x)
+                log_var = g.log_var_head(feats0).clamp(*LOG_VAR_RANGE)
+            else:
+                fake, log_var = g.forward_dist(x, self.nll_detach_features) if self.aleatoric else (g(x), None)
+                mu0 = fake
             loss_g = losses.synthdir_generator_loss(y, fake, s, d(x, fake), lambda1=self.lambda1,
                                                     lambda2=self.lambda2, reduction=self.reduction)
             if log_var is not None:
-                nll = losses.aleatoric_nll(y, fake, log_var.float(), beta=self.nll_beta)
+                nll = losses.aleatoric_nll(y, mu0, log_var.float(), beta=self.nll_beta)
                 loss_g = loss_g + self.nll_weight * nll
         self.optimizers["generator"].zero_grad(set_to_none=True)
         loss_g.backward()
