@@ -12,6 +12,8 @@ Printed (and written with ``--json``):
   voxel set {brain, lesion, NAWM} x smoothing {per voxel, 3x3 in-plane local means (the model is 2D, axial),
   3x3x3 local means} x sampling {MC dropout, MC x 4-flip TTA}; both images through ``metrics.normalise``
   (0.5-99.5 brain percentiles -> [0, 1]); local means over brain voxels.
+* ``ceiling_neighbour_oracle``: Spearman of |error| with the neighbours' actual RMS error (centre excluded):
+  what a map smooth at the 3x3 / 5x5 / 3x3x3 scale can reach at best (:func:`neighbour_ceiling`).
 * ``noise``: how much of the squared error against the acquired DIR is the target's own Rician noise
   (acquired - noise-free, both on the acquired image's [0, 1] mapping), which no model can predict.
 * ``mc_check``: do MC samples vary (share of brain voxels with SD > 0, SD percentiles, two passes with
@@ -67,6 +69,26 @@ def noise_share(test: dict, pred: np.ndarray) -> dict:
             "noise_share_of_acquired_mse": mse_noise / mse_acq,
             "mae_vs_acquired": float(np.abs(r_acq - p)[b].mean()), "mae_vs_noise_free": float(np.abs(r_clean - p_c)[b].mean()),
             "mae_noise_itself": float(np.abs(r_acq - clean_on_acq)[b].mean())}
+
+
+def neighbour_ceiling(test: dict, pred: np.ndarray) -> dict:
+    """An oracle that knows every OTHER voxel's actual error: Spearman of |error| (acquired DIR, normalised as the
+    metrics) with the RMS error of the voxel's brain neighbours (centre excluded) in a 3x3 in-plane, 5x5
+    in-plane or 3x3x3 window, over brain voxels. No map that is smooth at that scale (any learned SD is) can be
+    expected to rank per-voxel error much better: a ceiling estimate for the per-voxel figure."""
+    from scipy.ndimage import uniform_filter
+    b = test["brain"]
+    r, p = metrics.normalise_pair(test["raw"]["DIR"], pred, b)
+    e = np.abs(r - p)
+    e2 = np.where(b, e.astype(np.float64) ** 2, 0.0)
+    out = {}
+    for name, size in (("3x3_in_plane", (1, 3, 3)), ("5x5_in_plane", (1, 5, 5)), ("3x3x3", (3, 3, 3))):
+        vol = float(np.prod(size))
+        total = np.clip(uniform_filter(e2, size=size, mode="constant") * vol - e2, 0, None)
+        count = uniform_filter(b.astype(np.float64), size=size, mode="constant") * vol - b
+        rms = np.sqrt(total / np.maximum(count, 0.5))
+        out[name] = round(metrics.spearman(rms[b], e[b]), 4)
+    return out
 
 
 def mc_check(model, test: dict, pred: np.ndarray, sd: np.ndarray, samples: int) -> dict:
@@ -133,6 +155,7 @@ def evaluate(model_ref: str, samples: int, test: dict | None = None) -> dict:
     out["scores"] = {"mc_mean": dir_scores(test, pred), "mc_x_tta_mean": dir_scores(test, pred_t),
                      "single_pass": dir_scores(test, synthesize(model, inputs, test["brain"])[0])}
     out["noise"] = noise_share(test, pred)
+    out["ceiling_neighbour_oracle"] = neighbour_ceiling(test, pred)
     out["mc_check"] = {"sd_kind": kinds[-1], **mc_check(model, test, pred, sd, samples)}
     return out
 
