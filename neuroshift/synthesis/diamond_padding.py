@@ -78,10 +78,15 @@ class SameConv2d(nn.Conv2d):
 
 class SameConvTranspose2d(nn.ConvTranspose2d):
     """``ConvTranspose2d`` with Keras ``padding='same'``: output ``stride * n``, the full transposed conv
-    cropped by the 'same' conv's before-padding of that output size (0 for 3x3 stride 2)."""
+    cropped by the 'same' conv's before-padding of that output size (0 for 3x3 stride 2).
+
+    The full conv is computed with ``output_padding = stride - 1`` (one more zero row/column at the end,
+    cropped away): oneDNN runs the even-sized ``2n + 2`` output ~2.5x faster than the odd ``2n + 1`` one
+    (72 -> 48 channels at 120 -> 240, one thread: 10.5 vs 26 ms float32; the bfloat16 gap is larger)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 2):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
+                         output_padding=stride - 1)
 
     def crop(self, y: torch.Tensor, in_size: tuple[int, int]) -> torch.Tensor:
         """The 'same' window of the full transposed-conv output ``y`` of an ``in_size`` input (a view)."""
@@ -91,7 +96,7 @@ class SameConvTranspose2d(nn.ConvTranspose2d):
         return y[..., top:top + h * sh, left:left + w * sw]
 
     def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        y = F.conv_transpose2d(x, self.weight, self.bias, self.stride)
+        y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, 0, self.output_padding)
         return self.crop(y, (int(x.shape[-2]), int(x.shape[-1])))
 
 
