@@ -8,9 +8,12 @@ non-degenerate generator, tested in ``Testing/synthesis/test_diamond_infer.py``)
   running statistics (what the generator uses) is ``GroupNorm(C, C)`` with the same scale, offset and eps:
   both normalise each (sample, channel) plane by its own mean and biased variance. Torch's CPU instance norm
   reshapes to a ``(1, B*C, H, W)`` batch norm (~9x slower at 144x60x60 than the fused group-norm kernel).
+* **Padding options** (:mod:`.diamond_padding`): zero-padded residual convs pass the padding to oneDNN (no
+  padded copy); reflect-padded ones pad first as ``nn.Conv2d`` does; Keras-'same' strided convs and
+  transposed convs use their modules' own pad / crop (the same arithmetic as the eager model).
 * **In place** ReLU, residual add and tanh on tensors this forward created (no autograd: inference only).
 * **The last 7x7 conv (1 or 3 output channels) as banded GEMMs plus shifted sums** (:func:`_shift_gemm_conv`;
-  oneDNN's direct kernel is slow for so few output channels: 47 -> 25 ms per 240x240 slice with 3, 47 -> 9
+  oneDNN's direct kernel is slow for so few output channels: 47 -> 21 ms per 240x240 slice with 3, 47 -> 9
   with 1, one thread).
 * **The domain stream once per availability code and slice size.** Its input, the domain matrix, depends
   only on the code, the slice size and the model's encoding (:func:`.diamond_domain.domain_matrix`), and
@@ -54,28 +57,45 @@ BAND_ROWS = 32
 
 def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """Stride-1 convolution of the padded ``xp`` with few output channels as GEMMs over bands of rows,
-    ``Z = W (k*k*O, C) @ x (C, rows*Wp)``, then the sum of the ``k*k`` shifted planes of ``Z``: oneDNN's direct
-    kernel runs a 1- or 3-output-channel 7x7 conv at ~5-17 GFLOP/s, the GEMM near peak. At least float32
-    (also under autocast: the sum of 49 shifted terms must not round to bfloat16)."""
+    then sums of shifted planes: oneDNN's direct kernel runs a 1- or 3-output-channel 7x7 conv at ~5-17
+    GFLOP/s, the GEMM near peak. One output channel: ``Z = W (k*k, C) @ x (C, (rows+k-1)*Wp)`` per band and
+    the ``k*k`` shifted planes of ``Z`` summed; more: one GEMM per kernel row ``dy``,
+    ``Z_dy = W_dy (k*O, C) @ x (C, rows*Wp)`` starting at row ``dy`` (no halo rows computed, ``Z_dy`` stays
+    in cache), its ``k`` shifted planes summed (3 channels, 48 -> 246x246, one thread: 32 -> 21 ms; with one
+    channel the single GEMM is as fast, 13 ms). At least float32 (also under autocast: the sum of 49 shifted
+    terms must not round to bfloat16)."""
     with torch.autocast(xp.device.type, enabled=False):
         if xp.dtype in (torch.bfloat16, torch.float16):
             xp = xp.float()
         o_ch, c_in, kh, kw = weight.shape
         n_b, _, hp, wp = xp.shape
         h, w = hp - kh + 1, wp - kw + 1
-        w2 = weight.to(xp.dtype).permute(2, 3, 0, 1).reshape(kh * kw * o_ch, c_in)
         out = xp.new_empty(n_b, o_ch, h, w)
+        if o_ch == 1:
+            w2 = weight.to(xp.dtype).permute(2, 3, 0, 1).reshape(kh * kw * o_ch, c_in)
+        else:
+            w_dy = weight.to(xp.dtype).permute(2, 3, 0, 1).reshape(kh, kw * o_ch, c_in)
         for n in range(n_b):
             for r0 in range(0, h, BAND_ROWS):
                 rows = min(BAND_ROWS, h - r0)
-                band = xp[n, :, r0:r0 + rows + kh - 1].reshape(c_in, (rows + kh - 1) * wp)
-                z = (w2 @ band).view(kh, kw, o_ch, rows + kh - 1, wp)
                 o = out[n, :, r0:r0 + rows]
-                o.copy_(z[0, 0, :, :rows, :w])
+                if o_ch == 1:
+                    band = xp[n, :, r0:r0 + rows + kh - 1].reshape(c_in, (rows + kh - 1) * wp)
+                    z = (w2 @ band).view(kh, kw, o_ch, rows + kh - 1, wp)
+                    o.copy_(z[0, 0, :, :rows, :w])
+                    for dy in range(kh):
+                        for dx in range(kw):
+                            if dy or dx:
+                                o += z[dy, dx, :, dy:dy + rows, dx:dx + w]
+                    continue
                 for dy in range(kh):
+                    band = xp[n, :, r0 + dy:r0 + dy + rows].reshape(c_in, rows * wp)
+                    z = (w_dy[dy] @ band).view(kw, o_ch, rows, wp)
                     for dx in range(kw):
                         if dy or dx:
-                            o += z[dy, dx, :, dy:dy + rows, dx:dx + w]
+                            o += z[dx, :, :, dx:dx + w]
+                        else:
+                            o.copy_(z[0, :, :, :w])
         if bias is not None:
             out += bias.to(xp.dtype).view(1, -1, 1, 1)
     return out
