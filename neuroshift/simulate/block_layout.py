@@ -102,8 +102,7 @@ class BlockLayout:
         p = pack(sequence, params)
         code = SEQUENCE_CODES[sequence]
         if self.size < PARALLEL_MIN:
-            k.derive(img.reshape(-1), out.reshape(-1), self.starts, self.counts, self.offsets, self.records, code,
-                     *p, table, s0, c)
+            k.derive(img, out, self.starts, self.counts, self.offsets, self.records, code, *p, table, s0, c)
             return out
         delta = k.tissue_deltas(code, *p, table, s0, c)
         if not any(delta):

@@ -186,7 +186,12 @@ class TissueModel:
         if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
                                 or not out.flags.c_contiguous):
             raise InputError(f"out must be a C-contiguous float32 array of shape {self._image.shape}")
-        params = self.resolve_target(target)
+        if type(target) is AcquisitionParams:  # resolve_target without its call overhead (same checks)
+            params = self.source.merged(target)
+            if not params._meets(self.sequence):
+                params.require(self.sequence, context="the target")  # raises, naming the problem
+        else:
+            params = self.resolve_target(target)
         if out is None:
             out = np.empty(self._image.shape, np.float32)
         self._blocks.derive(self._image, out, self.sequence, params, self._table(params), self._s0_pad, self.scale_c)
