@@ -153,7 +153,7 @@ def bench_sizes(sizes, repeats: int, cases=("head", "dense"), clock=time.perf_co
                 tw.BLOCK_LAYOUT = True
             del fr
             # more rounds for small volumes (a 64³ call is ~30 µs: the median needs many), fewer for large ones
-            rounds = max(5, min(repeats * 4, int(4e8 // img.size)), min(repeats * 100, repeats * 4 * 2 ** 22 // img.size))
+            rounds = max(5, min(repeats * 4, int(4e8 // img.size)), min(repeats * 100, repeats * 4 * 2 ** 24 // img.size))
             load0 = load_average()
             t = interleaved({"copy": lambda: np.copy(img), "product": lambda: model.simulate(TARGET),
                              "dense_layouts": lambda: dense_model.simulate(TARGET)}, rounds, clock=clock)
