@@ -125,6 +125,12 @@ def _conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if m.out_channels <= 4 and m.kernel_size[0] >= 5 and m.stride == (1, 1) and m.dilation == (1, 1) \
             and m.groups == 1 and padding == 0:  # the generator's last layer (1 or 3 channels)
         return _shift_gemm_conv(x, m.weight, m.bias)
+    if m.in_channels <= 4 and m.kernel_size[0] >= 5 and x.device.type == "cpu" and x.dtype == torch.float32:
+        # the first 7x7 conv (few input channels): oneDNN's NHWC kernel, 20 -> 13.5 ms per 240x240 slice
+        # (3 -> 48 channels, one thread, conversions included)
+        y = F.conv2d(x.contiguous(memory_format=torch.channels_last), m.weight, m.bias, m.stride, padding,
+                     m.dilation, m.groups)
+        return y.contiguous()
     return F.conv2d(x, m.weight, m.bias, m.stride, padding, m.dilation, m.groups)
 
 
