@@ -47,6 +47,7 @@ from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import estimate as _est
 from . import block_layout as _blocks
+from . import model_signals as _signals_of
 # the input checks and the fraction stack live in tissue_inputs (names kept importable here)
 from .tissue_inputs import FRACTION_TOLERANCE, TISSUE_ORDER, prepare_inputs  # noqa: F401
 
@@ -79,7 +80,7 @@ class TissueModel:
     _order: tuple = field(default=(), repr=False)              # tissue names of the stack rows
     _s0: np.ndarray = field(default=None, repr=False)          # S_t(θ_0) with the apparent parameters
     _texture: np.ndarray | None = field(default=None, repr=False)
-    _params: dict = field(default_factory=dict, repr=False)    # field (T) -> (pd, t1, t2, t2*) float lists
+    _params: dict = field(default_factory=dict, repr=False)    # field (T) -> (3, 4) PD/T1/T2(*) table
 
     def __post_init__(self) -> None:
         if self._s0 is not None and self.ensemble is None:
@@ -121,51 +122,10 @@ class TissueModel:
     def _signals(self, params: AcquisitionParams) -> np.ndarray:
         return np.asarray(self._scalar_signals(params), dtype=np.float64)
 
-    def _table(self, params: AcquisitionParams) -> np.ndarray:
-        """``(3, max(T, 4))`` float64 rows PD, T1, T2 (T2* for GRE/MPRAGE) in ms of the apparent parameters at the
-        target's field (zero columns pad to 4 tissues: signal 0); cached per field strength."""
-        field_new = params.field_T if params.field_T is not None else self.field_T
-        key = self.field_T if abs(field_new - self.field_T) <= 1e-9 else float(field_new)
-        table = self._params.get(key)
-        if table is None:
-            src = self.tissues if key == self.field_T else self._at_field(key)
-            t2 = "t2star_ms" if self.sequence in ("gre", "mprage") else "t2_ms"
-            table = np.zeros((3, max(len(self._order), 4)), np.float64)
-            for i, t in enumerate(self._order):
-                table[:, i] = src[t].pd, src[t].t1_ms, getattr(src[t], t2)
-            if len(self._params) > 8:
-                self._params.clear()
-            self._params[key] = table
-        return table
-
-    def _scalar_signals(self, params: AcquisitionParams) -> list[float]:
-        """``S_t(θ)`` per tissue (stack order) as floats: the scalar equations
-        (:mod:`neuroshift.physics.scalar_signal`, equal to the array path to 1e-12), compiled when the block
-        layout is in use so that every path of this model (``simulate``, ``deltas``, ``S_t(θ_0)``) uses the
-        same numbers."""
-        from ..physics.scalar_signal import SEQUENCE_CODES, pack, signal_one
-
-        table, n = self._table(params), len(self._order)
-        p = pack(self.sequence, params)
-        code = SEQUENCE_CODES[self.sequence]
-        if self._blocks is not None:
-            out = np.empty(table.shape[1])
-            self._blocks.kernels().tissue_signals(code, *p, table, out)
-            return out[:n].tolist()
-        return [signal_one(code, *p, *table[:, i]) for i in range(n)]
-
-    def _at_field(self, field_T: float) -> dict:
-        """Apparent parameters moved to another field strength by the ratio of the literature priors."""
-        from ..physics.relaxation import relaxation_table
-
-        src = relaxation_table(self.field_T, self.relaxation)
-        dst = relaxation_table(field_T, self.relaxation)
-        out = {}
-        for t, p in self.tissues.items():
-            out[t] = replace(p, t1_ms=p.t1_ms * dst[t].t1_ms / src[t].t1_ms,
-                             t2_ms=p.t2_ms * dst[t].t2_ms / src[t].t2_ms,
-                             t2star_ms=p.t2star_ms * dst[t].t2star_ms / src[t].t2star_ms)
-        return out
+    # S_t(θ) per tissue from the scalar signal equations (simulate/model_signals.py)
+    _table = _signals_of.parameter_table
+    _scalar_signals = _signals_of.scalar_signals
+    _at_field = _signals_of.at_field
 
     def deltas(self, target: AcquisitionParams | Mapping | str) -> np.ndarray:
         """Per-tissue voxel increments ``c·[S_t(θ_new) − S_t(θ_0)]`` (float32, stack order)."""
