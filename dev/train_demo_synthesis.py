@@ -13,7 +13,7 @@ the brain slice range, :mod:`neuroshift.synthesis.histmatch`) and say "phantom-t
 Scores (OUT/<task>.json), all on held-out phantom seed 3 through ``synthesize`` (histogram matching on):
 region PSNR / SSIM / MAE (each image clipped to its 0.5-99.5 brain percentiles, mapped to [0, 1]), LBR of the
 real and synthetic image; DiamondGAN per input subset (7); synthDIR: Spearman of the per-voxel MC-dropout SD
-(20 samples; also MC x 4-flip TTA) with the absolute error, every variant of ``dev/synthesis_uncertainty.py``
+(20 samples; also MC x 4-flip TTA; with ``--aleatoric`` also the predictive SD) with the absolute error, every variant of ``dev/synthesis_uncertainty.py``
 (acquired and noise-free DIR; brain, lesion, NAWM voxels; per voxel and local means); ablation (``--task
 nolfl``): lesion-region MAE and LBR with the lesion-focused term on vs off (same ``--seed``, data and epochs;
 ``--reduction`` and ``--decoder-dropout`` as for the model it is compared with); vT1c: SSIM / PSNR / enhancement AUC with and without 8-flip TTA and of the low-dose
@@ -134,6 +134,12 @@ def run_synthdir(out: Path, args, data, test, lambda1: float, name: str, save: b
     s["without_histogram_matching"] = dir_scores(test, raw_pred)
     s.update(train_s=train_s, epochs_run=len(res.history), steps=res.steps)
     from synthesis_uncertainty import spearman_table  # dev/ is on sys.path when run as a script
+    from neuroshift.synthesis.inference import PREDICTIVE, uncertainty_kind
+    if uncertainty_kind(model) == PREDICTIVE:  # synthesize gave the predictive SD; the MC-dropout SD alone too
+        s["spearman_table_predictive"] = spearman_table(test, pred, sd)
+        s["spearman_table_predictive_x_tta"] = spearman_table(test, pred_t, sd_t)
+        pred, sd = synthesize(model, inputs, test["brain"], mc_samples=20, uncertainty="mc_dropout")
+        pred_t, sd_t = synthesize(model, inputs, test["brain"], mc_samples=20, tta=True, uncertainty="mc_dropout")
     s["spearman_table_mc"] = spearman_table(test, pred, sd)
     s["spearman_table_mc_x_tta"] = spearman_table(test, pred_t, sd_t)
     if not save:
