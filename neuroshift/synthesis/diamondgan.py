@@ -36,10 +36,10 @@ Why it matters (measured for issue 11, tested in ``Testing/synthesis/test_diamon
 channel, and instance norm maps a constant plane to its offset, so in exact arithmetic the domain stream's
 output is the same for every code: with ``"constant"`` the code reaches the output only through the -1 fill
 of the image stream. In float32 the first norm leaves ~1e-5 of rounding (``x - mean`` times
-``1/sqrt(eps)``); with the init offsets (0) and the legacy padding (reflect / symmetric) every later norm
-again sees a near-constant map and scales that rounding to unit variance, so an untrained constant-encoded
-generator's output is a function of summation order (the released zero padding makes the maps vary at the
-bottom/right border, which ends that amplification but not the code independence). [R]'s spatially varying patterns give a different domain-stream output per subset (as released).
+``1/sqrt(eps)``); with the init offsets (0) every later norm again sees a near-constant map and scales that
+rounding to unit variance, so an untrained constant-encoded generator's output is a function of summation
+order (with either padding: the map after the first norm is ~0, so zero padding adds no variation; float32
+vs float64 eager differ by 1.0 with the released padding, 1.3 with the legacy one, 64x64, base 16). [R]'s spatially varying patterns give a different domain-stream output per subset (as released).
 :mod:`.diamond_infer` computes the domain stream with float64 norm statistics once per code and volume.
 """
 
