@@ -197,8 +197,7 @@ def main(argv=None) -> int:
     if args.estimators:
         return bench_estimators(args.json)
     if args.sizes:
-        from bench._timing import cpu_clock
-        from bench._timing import machine
+        from bench._timing import cpu_clock, load_average, machine
 
         info = machine()
         from neuroshift.physics.parallel import BUSY_LOAD_PER_CORE
@@ -212,6 +211,13 @@ def main(argv=None) -> int:
               f"{tw.BLAS_MIN_VOXELS} slab voxels")
         rows = bench_sizes([tuple(int(v) for v in s.split(",")) for s in args.sizes.split(";")], args.repeats,
                            tuple(args.cases.split(",")), clock)
+        for case in dict.fromkeys(r["case"] for r in rows):  # the goal lines (issue 9), one per case
+            got = [r for r in rows if r["case"] == case]
+            worst = max(r["product_vs_copy"] for r in got)
+            ratios = " / ".join(f"{r['product_vs_copy']:.2f}" for r in got)
+            print(f"GOAL [{case}] derivative <= 1.5x a copy at every size: {ratios} -> "
+                  f"{'met' if worst <= 1.5 else 'NOT met'} (worst {worst:.2f}x); peak memory <= 1.3 images: "
+                  f"{max(r['product_peak_memory_images'] for r in got):.2f}; load {load_average()}")
         if args.json:
             Path(args.json).write_text(json.dumps({"machine": info, "sizes": rows}, indent=2))
         return 0
