@@ -191,6 +191,20 @@ def mc_sample(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
     ``n_samples`` times: the same distribution as full passes (every norm layer is in eval mode either way) at a
     fraction of the cost. With ``decoder_dropout`` > 0 every sample is a full pass.
     """
+    fast = isinstance(model, UNetGenerator) and model.decoder_dropout == 0
+
+    def make_draw():
+        feats = model.backbone(x) if fast else None
+        return lambda: ((model.head_from(feats) if fast else model(x)), None)
+
+    mean, var, _ = _mc_run(model, n_samples, seed, make_draw)
+    return mean.to(x.dtype), var.sqrt().to(x.dtype)
+
+
+def _mc_run(model: nn.Module, n_samples: int, seed: int | None, make_draw) -> tuple:
+    """``n_samples`` MC-dropout draws (``make_draw()``, called once in MC mode after seeding, returns the draw:
+    ``() -> (mu, sigma^2 or None)``): float64 Welford mean and population variance of ``mu`` (exact zero when
+    every draw agrees) and the mean of ``sigma^2`` (None without it). Model train/eval state restored."""
     if int(n_samples) < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     was_training = {m: m.training for m in model.modules()}
@@ -198,24 +212,23 @@ def mc_sample(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
         torch.manual_seed(int(seed))
     set_mc_dropout(model, True)
     try:
-        mean = None
-        m2 = None
-        fast = isinstance(model, UNetGenerator) and model.decoder_dropout == 0
-        if fast:
-            feats = model.backbone(x)
-        for k in range(1, int(n_samples) + 1):  # Welford: exact zero variance when every pass agrees
-            y = (model.head_from(feats) if fast else model(x)).double()
+        draw = make_draw()
+        mean = m2 = var_sum = None
+        for k in range(1, int(n_samples) + 1):
+            mu, var = draw()
+            mu = mu.double()
             if mean is None:
-                mean, m2 = y.clone(), torch.zeros_like(y)
+                mean, m2, var_sum = mu.clone(), torch.zeros_like(mu), var
                 continue
-            delta = y - mean
+            if var is not None:
+                var_sum = var_sum + var
+            delta = mu - mean
             mean += delta / k
-            m2 += delta * (y - mean)
-        var = m2 / int(n_samples)
+            m2 += delta * (mu - mean)
     finally:
         for m, state in was_training.items():
             m.train(state)
-    return mean.to(x.dtype), var.sqrt().to(x.dtype)
+    return mean, m2 / int(n_samples), (None if var_sum is None else var_sum / int(n_samples))
 
 
 def has_aleatoric_head(model: nn.Module) -> bool:
@@ -237,45 +250,30 @@ def mc_predictive(model: nn.Module, x: torch.Tensor, n_samples: int = 20, *,
 
     Each pass draws ONE dropout mask shared by the mean and log-variance outputs (with
     ``aleatoric_features="deterministic"`` sigma^2 comes from one eval-mode pass, the same for every pass). A
-    network without the head
-    gives ``sd_predictive = sd_epistemic`` (no aleatoric part). Model state is restored; ``seed`` as in
+    network without the head gives ``sd_predictive = sd_epistemic`` (no aleatoric part). Model state is restored; ``seed`` as in
     :func:`mc_sample`. Accumulated in float64, returned in ``x``'s dtype.
     """
     if not has_aleatoric_head(model):
         mean, sd = mc_sample(model, x, n_samples, seed=seed)
         return mean, sd, sd.clone()
-    if int(n_samples) < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    was_training = {m: m.training for m in model.modules()}
-    if seed is not None:
-        torch.manual_seed(int(seed))
-    set_mc_dropout(model, True)
-    try:
-        fast = model.decoder_dropout == 0
+    fast = model.decoder_dropout == 0
+    fixed = model.aleatoric_features == "deterministic"
+
+    def make_draw():
         feats = model.backbone(x) if fast else None
-        fixed = model.aleatoric_features == "deterministic"
-        var_fixed = model.deterministic_log_var(x).double().exp() if fixed else None  # draws nothing
-        mean = m2 = var_sum = None
-        for k in range(1, int(n_samples) + 1):
-            if fixed:
-                mu, var = (model.head_from(feats) if fast else model(x)).double(), var_fixed
-            else:
-                mu, log_var = model.dist_from(feats) if fast else model.forward_dist(x)
-                mu, var = mu.double(), log_var.double().exp()
-            if mean is None:
-                mean, m2, var_sum = mu.clone(), torch.zeros_like(mu), var
-                continue
-            var_sum = var_sum + var
-            delta = mu - mean
-            mean += delta / k
-            m2 += delta * (mu - mean)
-        var_mu = m2 / int(n_samples)
-        predictive = var_sum / int(n_samples) + var_mu
-    finally:
-        for m, state in was_training.items():
-            m.train(state)
+        if fixed:
+            var_fixed = model.deterministic_log_var(x).double().exp()  # draws nothing
+            return lambda: ((model.head_from(feats) if fast else model(x)), var_fixed)
+
+        def draw():
+            mu, log_var = model.dist_from(feats) if fast else model.forward_dist(x)
+            return mu, log_var.double().exp()
+        return draw
+
+    mean, var_mu, var_ale = _mc_run(model, n_samples, seed, make_draw)
+    predictive = var_ale + var_mu
     return mean.to(x.dtype), var_mu.sqrt().to(x.dtype), predictive.sqrt().to(x.dtype)
 
 
-__all__ = ["ALEATORIC_FEATURES", "LOG_VAR_INIT", "LOG_VAR_RANGE", "ConditionalPatchDiscriminator", "UNetGenerator", "has_aleatoric_head",
-           "mc_predictive", "mc_sample", "set_mc_dropout"]
+__all__ = ["ALEATORIC_FEATURES", "LOG_VAR_INIT", "LOG_VAR_RANGE", "ConditionalPatchDiscriminator", "UNetGenerator",
+           "has_aleatoric_head", "mc_predictive", "mc_sample", "set_mc_dropout"]
