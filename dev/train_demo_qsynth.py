@@ -280,16 +280,18 @@ def write_model_card(out: Path, manifest: dict) -> None:
             lines.append(f"| {model} | {c} | {v['dsc']} | {v['f1']} | {rec} |")
     light = t["evaluation"].get("light_load")
     if light:
-        lines += ["", "Same maps, light lesion load: " + light["note"] + ".", "",
+        lines += ["", "Light lesion load: " + light["note"] + ".", "",
                   "| model | contrast | DSC | lesion F1 |", "|---|---|---|---|"]
         lines += [f"| {m} | {c} | {v['dsc']} | {v['f1']} |" for m, per in light["scores"].items() for c, v in per.items()]
     prev = t.get("previous_version")
     if prev:
-        lines += ["", f"## Previous version ({prev['version']}), same evaluation", "", prev.get("note", ""), "",
+        lines += ["", f"## Previous version ({prev['version']}), evaluation of its time", "", prev.get("note", ""), "",
                   "| contrast / data | DSC | lesion F1 |", "|---|---|---|"]
         lines += [f"| held-out {c} | {v['dsc']} | {v['f1']} |" for c, v in prev.get("synthetic", {}).items()]
         if prev.get("real"):
             lines.append(f"| real scans (mean) | {prev['real']['dsc']} | {prev['real']['f1']} |")
+    if t.get("later_attempts"):
+        lines += ["", "## Later training attempts (not shipped)", "", t["later_attempts"]]
     real = t.get("real_validation")
     if real:
         lines += ["", "## Real scans (validation only, never trained on)", "", real["source"], "",
@@ -445,7 +447,9 @@ def finish(args, t_train: float | None, t0: float) -> int:
                       "priors, noise 2 %, bias 0.1; recall per true-lesion size in ml (detected, total)",
             "scores": scores,
             "light_load": {"note": "the same maps with the generator's default light lesion model (8 lesions on "
-                                   "average, median 0.12 ml: 0.2-2 ml per map; the evaluation of versions <= 0.2.0)",
+                                   "average, median 0.12 ml: 0.2-2 ml per map), as versions <= 0.2.0 were scored "
+                                   "(subject draws differ from those recorded then: the lesion prior's hyperintensity "
+                                   "check now includes 3D FLAIR)",
                            "scores": light}}
         print(json.dumps({m: {c: (v["dsc"], v["f1"]) for c, v in per.items()} for m, per in scores.items()}))
         print(json.dumps({m: {c: (v["dsc"], v["f1"]) for c, v in per.items()} for m, per in light.items()}))
