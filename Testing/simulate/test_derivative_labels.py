@@ -75,6 +75,9 @@ def test_block_derivative_equals_the_reference_sum(tissues, shape, monkeypatch):
     pv = ~crisp & ~empty
     assert crisp.sum() > 200 and empty.sum() > 100 and pv.sum() > 50 and pv[5]
     assert err[pv].max() > 0  # the mixtures really are rounded sums
+    n_mixed = (np.stack([fr[t] for t in model._order]).reshape(len(tissues), -1) > 0).sum(0)
+    if len(tissues) >= 3:  # voxels mixing exactly 2 and at least 3 tissues are both present (and within the bound)
+        assert (pv & (n_mixed == 2)).sum() > 10 and (pv & (n_mixed >= 3)).sum() > 10
     # the same derivative through the general path (deltas() then the pass), and the dense layouts within the bound
     np.testing.assert_array_equal(model._apply(model.deltas(TARGET)), out)
     monkeypatch.setattr(tw, "BLOCK_LAYOUT", False)
