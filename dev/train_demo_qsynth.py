@@ -261,7 +261,7 @@ def evaluate_real(packages: dict[str, Path], folder: Path, device: str = "cpu") 
 def write_model_card(out: Path, manifest: dict) -> None:
     t = manifest["training"]
     ev = t["evaluation"]["scores"]
-    lines = ["# wmh-qsynth-demo: qSynth-trained demo lesion model - NOT A CLINICAL MODEL", "",
+    lines = [f"# {out.resolve().name}: qSynth-trained demo lesion model - NOT A CLINICAL MODEL", "",
              manifest["description"], "",
              f"- Trained by `dev/train_demo_qsynth.py` with `neuroshift train --synth qsynth` on {t['label_maps']['train']} "
              "SYNTHETIC label maps (ICBM152 template deformed, generative MS-like lesions); a new synthetic image per "
@@ -276,8 +276,8 @@ def write_model_card(out: Path, manifest: dict) -> None:
              f"- {t['epochs']} epochs, {t['members'][0]['steps']} steps, batch {t['batch_size']}, {t['optimizer']}, "
              f"loss {t['loss']}; {t.get('wall_time_min', '?')} min on a shared 2-core CPU (short: a demo, not a "
              "converged model).",
-             f"- One input channel (FLAIR), one network, axial, threshold {manifest['threshold']}. Scores on other "
-             "contrasts below show what it was not trained for.", "",
+             f"- One input channel (named FLAIR; trained contrasts: {t.get('contrasts', '?')}), one network, axial, "
+             f"threshold {manifest['threshold']}. Scores on other contrasts below show what it was not trained for.", "",
              "## Held-out synthetic scores (label maps never trained on)", "", t["evaluation"]["method"] + ".", "",
              "| model | contrast | DSC | lesion F1 | recall by true-lesion size (ml): detected/total |",
              "|---|---|---|---|---|"]
@@ -297,6 +297,15 @@ def write_model_card(out: Path, manifest: dict) -> None:
         lines += [f"| held-out {c} | {v['dsc']} | {v['f1']} |" for c, v in prev.get("synthetic", {}).items()]
         if prev.get("real"):
             lines.append(f"| real scans (mean) | {prev['real']['dsc']} | {prev['real']['f1']} |")
+    cur = t.get("curriculum")
+    if cur:
+        lines += ["", "## Training curriculum", "", cur["note"], "",
+                  "| stage (run) | contrasts | from | lr | lesion-centred patches | epochs | steps | CPU minutes |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {k + 1} ({s['run']}) | {s['contrasts']} | {s['init']} | {s['lr']} | {s['foreground_prob']} | "
+                  f"{s['epochs']} | {s['steps']} | {s['minutes']} |" for k, s in enumerate(cur["stages"])]
+    if t.get("known_failures"):
+        lines += ["", "## Known failures", "", *[f"- {f}" for f in t["known_failures"]]]
     if t.get("later_attempts"):
         lines += ["", "## Later training attempts (not shipped)", "", t["later_attempts"]]
     real = t.get("real_validation")
@@ -422,12 +431,21 @@ def main(argv=None) -> int:
     return code
 
 
+def compared(out: str) -> dict[str, Path]:
+    """The package at ``out`` (keyed by its folder name) and the bundled model it is compared with: ``wmh-demo``
+    for ``wmh-qsynth-demo``, the bundled ``wmh-qsynth-demo`` for any other package (e.g. lesion-qsynth-demo)."""
+    from neuroshift.segment.registry import find_model
+
+    name = Path(out).resolve().name
+    base = "wmh-demo" if name == "wmh-qsynth-demo" else "wmh-qsynth-demo"
+    return {name: Path(out), base: find_model(base)}
+
+
 def finish(args, t_train: float | None, t0: float) -> int:
     """Scores (synthetic held-out, real if given) into the manifest and the model card (atomic writes)."""
     import torch
 
     from neuroshift.segment.package import validate_manifest
-    from neuroshift.segment.registry import find_model
 
     mpath = Path(args.out) / "manifest.json"
     manifest = json.loads(mpath.read_text(encoding="utf-8"))
@@ -435,15 +453,14 @@ def finish(args, t_train: float | None, t0: float) -> int:
         manifest["training"]["wall_time_min"] = round(t_train / 60, 2)
         manifest["training"]["threads"] = torch.get_num_threads()
     if args.real_dir:
-        real = evaluate_real({"wmh-qsynth-demo": Path(args.out), "wmh-demo": find_model("wmh-demo")},
-                             Path(args.real_dir), args.device)
+        real = evaluate_real(compared(args.out), Path(args.real_dir), args.device)
         manifest["training"]["real_validation"] = {"source": args.real_source or str(args.real_dir), "scores": real}
         print(json.dumps({m: (v["dsc"], v["f1"]) for m, v in real.items()}))
     if not args.skip_eval:
         from neuroshift.qsynth.anatomy import LesionModel
 
         seeds = [int(s) for s in args.eval_seeds.split(",")]
-        pkgs = {"wmh-qsynth-demo": Path(args.out), "wmh-demo": find_model("wmh-demo")}
+        pkgs = compared(args.out)
         load = LesionModel(mean_count=args.lesion_count, median_ml=args.lesion_median_ml)
         scores = evaluate(pkgs, seeds, args.device, load)
         light = evaluate(pkgs, seeds, args.device, None)
