@@ -67,6 +67,25 @@ the FLAIR-only 0.2.0-demo stays better on FLAIR and on the real scans; 0.2.0-dem
 (the 0.3.0 rule: real mean DSC >= 0.319 and held-out T2w clearly > 0; run 6 came nearest: 0.304 with T2w
 0.338). 61 min of training in all.
 
+Run 6 ships *beside* 0.2.0-demo as ``neuroshift/data/models/lesion-qsynth-demo`` (version 0.1.0-demo, for FLAIR or
+T2w, NOT T1w; its manifest records the four stages under ``training.curriculum``). Scored by this script
+(``--eval-only --out neuroshift/data/models/lesion-qsynth-demo --threads 1 --real-dir ... --real-source ...``;
+the package is keyed by its folder name and compared with ``wmh-qsynth-demo``): held-out FLAIR DSC 0.358 / F1
+0.211, T2w 0.338 / 0.149, T1w 0.000; real mean 0.304 / 0.205. To reproduce the stages (1 thread, 8 + 4 heavy
+maps, map seed 7, ``--version 0.1.0-demo``; each ``--init`` is the previous stage's ``--out``)::
+
+    python dev/train_demo_qsynth.py --init wmh-qsynth-demo --protocols t2w --lr 5e-4 --foreground-prob 0.8 \
+        --epochs 30 --heavy-maps 4 --threads 1 --skip-eval --out /tmp/dq/run3/pkg --work-dir /tmp/dq/run3/work
+    python dev/train_demo_qsynth.py --init /tmp/dq/run3/pkg --protocols flair+t2w --lr 5e-4 --foreground-prob 0.7 \
+        --epochs 80 --heavy-maps 4 --threads 1 --skip-eval --out /tmp/dq/run4/pkg --work-dir /tmp/dq/run4/work
+    python dev/train_demo_qsynth.py --init /tmp/dq/run4/pkg --protocols flair+t2w --lr 2e-4 --foreground-prob 0.5 \
+        --epochs 45 --heavy-maps 4 --threads 1 --skip-eval --out /tmp/dq/run5/pkg --work-dir /tmp/dq/run5/work
+    python dev/train_demo_qsynth.py --init /tmp/dq/run5/pkg --protocols flair2+t2w --lr 2e-4 --foreground-prob 0.5 \
+        --epochs 40 --heavy-maps 4 --threads 1 --out neuroshift/data/models/lesion-qsynth-demo --real-dir ...
+
+(1,350 + 3,600 + 2,025 + 1,800 = 8,775 steps, 51 min; then fix the description and ``training.init`` as in the
+shipped manifest: a training run's own description names its ``--init``.)
+
 Held-out gap diagnosed (session 4): the evaluation of versions <= 0.2.0 drew its maps from the generator's
 *default* lesion model (8 lesions, median 0.12 ml: 0.2-2.1 ml per map, mostly < 0.2 ml) while training and its
 validation map used 20 lesions of median 0.4 ml (6-14 ml) plus the heavy maps; at 0.2-2 ml a few ml of false
