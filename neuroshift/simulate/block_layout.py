@@ -38,8 +38,12 @@ MAX_TISSUES = 4
 MERGE_GAP_BLOCKS = 1
 
 #: Volumes of at least this many voxels are split over the threads (``$NEUROSHIFT_THREADS``) of the persistent
-#: pool of :func:`neuroshift.physics.parallel.run_parts` (a hand-over costs ~30 µs there).
-PARALLEL_MIN = 1 << 19
+#: pool of :func:`neuroshift.physics.parallel.run_parts` (a hand-over costs ~30 µs there). Measured on 2 cores
+#: (AMD EPYC VM, idle, interleaved, product path ``TissueModel.simulate``, new output array per call): at 128³
+#: one thread 0.87–1.00× a copy vs 1.31–1.34× on two (the pass is bound by one core's memory bandwidth; the
+#: split only pays where the first touch of a fresh output, its page faults, is large: 176×256×256 1.05× on two
+#: vs 1.35× on one); 160³ about even (0.93 vs 1.03). So from 2²² voxels (161³) on.
+PARALLEL_MIN = 1 << 22
 
 
 _KERNELS: list = []  # the compiled module, once imported
