@@ -28,7 +28,8 @@ import numpy as np
 
 from ..physics.scalar_signal import SEQUENCE_CODES, pack
 
-__all__ = ["BlockLayout", "PARALLEL_MIN", "MAX_TISSUES", "MERGE_GAP_BLOCKS", "build", "available", "quantise"]
+__all__ = ["BlockLayout", "PARALLEL_MIN", "MAX_TISSUES", "MERGE_GAP_BLOCKS", "build", "available", "quantise",
+           "aligned_empty", "aligned_copy"]
 
 #: Tissues the compiled pass handles (CSF, GM, WM, lesion); fewer are padded with zero fractions.
 MAX_TISSUES = 4
@@ -68,6 +69,28 @@ def quantise(fractions: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(fractions, 0.0, 1.0) * 32768.0).astype(np.uint16)
 
 
+#: float32 voxels per 64 bytes: new outputs and the model's image start on a cache line (``derive_aligned``).
+_ALIGN = 16
+
+
+def aligned_empty(shape: tuple) -> np.ndarray:
+    """An uninitialised C-contiguous float32 array of ``shape`` starting on a 64-byte boundary (a view into a
+    buffer 15 voxels longer; numpy starts large arrays 16 bytes past a boundary)."""
+    n = int(np.prod(shape))
+    raw = np.empty(n + _ALIGN - 1, np.float32)
+    off = (-(raw.ctypes.data >> 2)) & (_ALIGN - 1)
+    return raw[off:off + n].reshape(shape)
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous float32 array on a 64-byte boundary (``a`` itself when it already is one)."""
+    if a.dtype == np.float32 and a.flags.c_contiguous and a.ctypes.data % 64 == 0:
+        return a
+    out = aligned_empty(a.shape)
+    np.copyto(out, a)
+    return out
+
+
 def _records(fractions: np.ndarray) -> np.ndarray:
     return quantise(fractions) if RECORD_DTYPE == np.uint16 else fractions
 
@@ -97,17 +120,26 @@ class BlockLayout:
             _KERNELS.append(block_kernels)
         return _KERNELS[0]
 
-    def derive(self, img: np.ndarray, out: np.ndarray, sequence: str, params, table: np.ndarray, s0: np.ndarray,
-               c: float) -> np.ndarray:
+    def derive(self, img: np.ndarray, out: np.ndarray | None, sequence: str, params, table: np.ndarray,
+               s0: np.ndarray, c: float) -> np.ndarray:
         """``out = img + Σ_t f_t·c·(S_t(params) − s0_t)``: the increments from the compiled scalar signal
         equations (``table``: 3 × 4 PD, T1, T2 or T2* in ms; ``s0``: 4 signals at the source), then the pass; a
-        plain copy when every increment is 0. Below :data:`PARALLEL_MIN` voxels one compiled call does both."""
+        plain copy when every increment is 0. Below :data:`PARALLEL_MIN` voxels one compiled call does both.
+        ``out`` None: a new array starting on a 64-byte boundary (``block_kernels.derive_aligned``)."""
         k = _KERNELS[0] if _KERNELS else self.kernels()
         p = pack(sequence, params)
         code = SEQUENCE_CODES[sequence]
-        if self.size < PARALLEL_MIN:
+        size = self.size
+        if size < PARALLEL_MIN:
+            if out is None:  # the kernel finds the aligned start in a slightly longer buffer (no ctypes call here)
+                raw = np.empty(size + _ALIGN - 1, np.float32)
+                off = k.derive_aligned(img, raw, self.starts, self.counts, self.offsets, self.records, code, *p, table,
+                                       s0, c)
+                return raw[off:off + size].reshape(img.shape)
             k.derive(img, out, self.starts, self.counts, self.offsets, self.records, code, *p, table, s0, c)
             return out
+        if out is None:
+            out = aligned_empty(img.shape)
         delta = k.tissue_deltas(code, *p, table, s0, c)
         if not any(delta):
             np.copyto(out, img)

@@ -152,10 +152,9 @@ class TissueModel:
                 params.require(self.sequence, context="the target")  # raises, naming the problem
         else:
             params = self.resolve_target(target)
-        if out is None:
-            out = np.empty(self._image.shape, np.float32)
-        self._blocks.derive(self._image, out, self.sequence, params, self._table(params), self._s0_pad, self.scale_c)
-        return out
+        # out None: a new array on a 64-byte boundary, like the model's image (block_layout.derive)
+        return self._blocks.derive(self._image, out, self.sequence, params, self._table(params), self._s0_pad,
+                                   self.scale_c)
 
     def _apply(self, delta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
@@ -334,6 +333,9 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
     s0 = _est.tissue_signals(seq, source, pd, t1, t2, t2s)
     c = _est.estimate_scale(signals, s0)
     report(progress, 0.9, "building the model")
+    layout = _blocks.build(img.shape, stack, box) if BLOCK_LAYOUT else None
+    if layout is not None:  # the compiled pass reads the image on 64-byte boundaries (block_kernels.derive_aligned)
+        img = _blocks.aligned_copy(img)
     fr = {}
     for i, t in enumerate(order):
         full = np.zeros(img.shape, np.float32)
@@ -344,7 +346,7 @@ def fit_tissue_model(image, fractions: Mapping, sequence: str, source: Acquisiti
         priors=dict(priors), report=fit_report, geometry=geom, relaxation=relaxation,
         estimator=str(estimator).lower(), ensemble=ensemble,
         _image=img, _stack=stack, _box=box, _joint=joint, _order=order, _s0=s0,
-        _blocks=_blocks.build(img.shape, stack, box) if BLOCK_LAYOUT else None,
+        _blocks=layout,
     )
     report(progress, 1.0, "model ready")
     return model
