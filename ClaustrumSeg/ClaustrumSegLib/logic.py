@@ -112,10 +112,10 @@ class ClaustrumSegCore:
     # ------------------------------------------------------------------ models
     @staticmethod
     def available_models(task: str | None = None) -> list[dict[str, Any]]:
-        """Installed and bundled packages (``registry.list_models()``), optionally of one task."""
+        """Installed and bundled segmentation packages (``registry.list_models()``), optionally of one task."""
         from neuroshift.segment.registry import list_models
 
-        models = [m for m in list_models() if not m.get("error")]
+        models = [m for m in list_models() if m.get("kind") == "segmentation"]  # not synthesis, not broken
         if task:
             models = [m for m in models if str(m.get("task") or "").lower().startswith(task)]
         return models

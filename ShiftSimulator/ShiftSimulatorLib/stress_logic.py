@@ -22,6 +22,7 @@ Tested with pytest against a real ``vtkMRMLScene`` (``Testing/slicer/test_stress
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -33,6 +34,19 @@ from neuroshift.io.params import AcquisitionParams
 from neuroshift.progress import Cancelled, ProgressCallback
 
 CancelFlag = Callable[[], bool]
+DEFAULT_STRESS_MODEL = "wmh-demo"
+
+
+def model_names() -> list:
+    """Installed segmentation model packages (the bundled demo first): suggestions for the panel's model field."""
+    try:
+        from neuroshift.segment.registry import list_models
+
+        names = [m["name"] for m in list_models() if m.get("kind") == "segmentation"]  # not synthesis, not broken
+    except Exception as exc:  # noqa: BLE001 - a broken model folder must not break the GUI
+        logging.warning(f"ShiftSimulator: could not list the model packages: {exc}")
+        names = []
+    return [DEFAULT_STRESS_MODEL] + [n for n in names if n != DEFAULT_STRESS_MODEL]
 
 
 class StressTestLogic:

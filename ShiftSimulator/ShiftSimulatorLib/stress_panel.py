@@ -12,7 +12,6 @@ Its settings are fields of the module's parameter node (``stress*``), bound in t
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import time
@@ -26,25 +25,13 @@ from neuroshift_slicer.environment import MODEL_REQUIREMENTS, REPORT_REQUIREMENT
 from neuroshift_slicer.jobs import BackgroundJobController
 
 from .progress_display import show_busy, show_progress
+from .stress_logic import DEFAULT_STRESS_MODEL, model_names  # noqa: F401 - re-exported for ShiftSimulator.py
 
 #: Choices of ``neuroshift stress-test`` shown in the panel.
 STRESS_SOURCES = ("scene", "folder")
 STRESS_METRICS = ("lesion_f1", "dice", "lesion_recall", "lesion_precision")
 STRESS_SURFACES = ("quadratic", "linear", "interaction", "cubic", "auto")
-DEFAULT_STRESS_MODEL = "wmh-demo"
 DEFAULT_STRESS_GRID = "TE=84:150:7,TI=2200:2900:7"
-
-
-def model_names() -> list:
-    """Installed model packages (the bundled demo first): suggestions for the model field."""
-    try:
-        from neuroshift.segment.registry import list_models
-
-        names = [m["name"] for m in list_models() if not m.get("error")]
-    except Exception as exc:  # a broken model folder must not break the GUI
-        logging.warning(f"ShiftSimulator: could not list the model packages: {exc}")
-        names = []
-    return [DEFAULT_STRESS_MODEL] + [n for n in names if n != DEFAULT_STRESS_MODEL]
 
 
 class StressTestPanel:

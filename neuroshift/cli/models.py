@@ -23,8 +23,8 @@ each setting.
 
 
 def register(sub) -> None:
-    p = sub.add_parser("models", help="list, import (Keras .h5) and verify segmentation model packages",
-                       description="Manage segmentation model packages.", epilog=EPILOG,
+    p = sub.add_parser("models", help="list, import (Keras .h5) and verify model packages",
+                       description="Manage model packages (segmentation; synthesis packages are listed and verified too).", epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     msub = p.add_subparsers(dest="models_command", metavar="ACTION", parser_class=type(p))
     pl = msub.add_parser("list", help="installed and bundled model packages")
@@ -65,12 +65,15 @@ def run_list(args) -> int:
     if not models:
         print("no model packages found; searched: " + ", ".join(str(d) for _, d in search_dirs()))
         return 0
-    print(f"{'name':<24} {'task':<10} {'views':<22} {'demo':<5} {'source':<8} path")
+    print(f"{'name':<24} {'task':<10} {'views / inputs':<22} {'demo':<5} {'source':<8} path")
     for m in models:
         if "error" in m:
             print(f"{m['name']:<24} {'?':<10} {'BROKEN: ' + m['error'][:60]}")
             continue
-        views = ",".join(m["views"]) + f" x{m['models_per_view']}"
+        if m.get("kind") == "synthesis":
+            views = ",".join(m["inputs"]) + f" -> {m['target']}"
+        else:
+            views = ",".join(m["views"]) + f" x{m['models_per_view']}"
         print(f"{m['name']:<24} {m['task']:<10} {views:<22} {'yes' if m['demo'] else 'no':<5} {m['source']:<8} "
               f"{m['path']}")
     return 0
@@ -116,10 +119,12 @@ def run_verify(args) -> int:
     import torch
 
     from ..segment.package import load_package
-    from ..segment.registry import find_model
+    from ..segment.registry import find_model, synthesis_manifest
     from ..segment.unet import count_parameters
 
     path = find_model(args.package)
+    if synthesis_manifest(path) is not None:
+        return _verify_synthesis(path)
     pkg = load_package(path, device="cpu")
     m = pkg.manifest
     h, w = (m.get("preprocessing", {}) or {}).get("crop_hw") or (64, 64)
@@ -137,4 +142,34 @@ def run_verify(args) -> int:
           f"{m['architecture']['name']} with {n:,} parameters; views "
           f"{', '.join(f'{v} x{len(ms)}' for v, ms in pkg.models.items())}; channels {', '.join(pkg.input_channels)}"
           f"{'; DEMO model' if m.get('demo') else ''})")
+    return 0
+
+
+def _verify_synthesis(path) -> int:
+    """Verify a synthesis package: its weights load into the manifest's network (safetensors, no pickle), and a
+    zero input of the model's size multiple gives a finite output of the input's size."""
+    import torch
+
+    from ..errors import IntegrityError
+    from ..segment.unet import count_parameters
+    from ..synthesis.diamondgan import availability_tensor
+    from ..synthesis.inference import load_package, size_multiple
+
+    model = load_package(path, device="cpu")
+    k = size_multiple(model)
+    n_in = len(model.inputs)
+    # 2D: 4 multiples per side, so the bottleneck keeps > 1 pixel for instance norm
+    x = torch.zeros((1, n_in) + ((k,) * 3 if model.task == "vt1c" else (4 * k,) * 2))
+    with torch.inference_mode():
+        if model.task == "diamondgan":  # every input available
+            y = model.net(x, availability_tensor((1,) * n_in))
+        else:
+            y = model.net(x)
+    if isinstance(y, (tuple, list)):
+        y = y[0]
+    if tuple(y.shape[2:]) != tuple(x.shape[2:]) or not torch.isfinite(y).all():
+        raise IntegrityError(f"{path}: the {model.task} network gives a bad output for a {tuple(x.shape)} input")
+    m = model.manifest
+    print(f"{path}: OK (synthesis task {model.task}; weights load; {count_parameters(model.net):,} parameters; "
+          f"inputs {', '.join(model.inputs)} -> {model.target}{'; DEMO model' if m.get('demo') else ''})")
     return 0

@@ -11,6 +11,7 @@ A package is a folder with ``manifest.json`` (see :mod:`neuroshift.segment.packa
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from ..errors import UnreadableFileError
 from .package import MANIFEST, read_manifest
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
+#: Tasks of synthesis packages (``neuroshift.synthesis.inference.TASKS``; repeated here so that listing packages
+#: does not import torch; a test keeps the two equal).
+SYNTHESIS_TASKS = ("diamondgan", "synthdir", "vt1c")
 
 
 class ModelNotFoundError(UnreadableFileError):
@@ -64,8 +68,9 @@ def find_model(name_or_path: str | os.PathLike) -> Path:
 def list_models() -> list[dict[str, Any]]:
     """Every package found in :func:`search_dirs` (a name shadowed by an earlier folder is listed once).
 
-    Each entry: ``name, path, source (env|user|bundled), task, views, models_per_view, demo,
-    description, version`` and ``error`` (a message, for a folder whose manifest is unreadable).
+    Each entry: ``name, path, source (env|user|bundled), kind (segmentation|synthesis), task, demo, description,
+    version``; segmentation packages add ``views, models_per_view, input_channels``, synthesis packages ``target,
+    inputs``; ``error`` (a message) replaces them for a folder whose manifest is unreadable.
     """
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
@@ -77,12 +82,35 @@ def list_models() -> list[dict[str, Any]]:
                 continue
             seen.add(sub.name)
             entry: dict[str, Any] = {"name": sub.name, "path": str(sub), "source": source}
+            synthesis = synthesis_manifest(sub)
+            if synthesis is not None:  # a LesionSynth package shares the folders (neuroshift.synthesis.inference)
+                entry.update(kind="synthesis", task=synthesis["task"], target=synthesis["target"],
+                             inputs=list(synthesis["inputs"]), demo=bool(synthesis.get("demo", False)),
+                             description=synthesis.get("description", ""), version=synthesis.get("version", ""))
+                out.append(entry)
+                continue
             try:
                 m = read_manifest(sub)
-                entry.update(task=m.get("task"), views=m.get("views"), models_per_view=m.get("models_per_view"),
-                             input_channels=m.get("input_channels"), demo=bool(m.get("demo", False)),
-                             description=m.get("description", ""), version=m.get("version", ""))
+                entry.update(kind="segmentation", task=m.get("task"), views=m.get("views"),
+                             models_per_view=m.get("models_per_view"), input_channels=m.get("input_channels"),
+                             demo=bool(m.get("demo", False)), description=m.get("description", ""),
+                             version=m.get("version", ""))
             except Exception as exc:  # noqa: BLE001 - listing must survive a broken package
                 entry["error"] = str(exc)
             out.append(entry)
     return out
+
+
+def synthesis_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of a synthesis (LesionSynth) package in ``folder``, or None for any other folder.
+
+    A synthesis manifest names ``task`` (diamondgan, synthdir, vt1c), ``target`` and ``inputs``
+    (:func:`neuroshift.synthesis.inference.save_package`); read as plain JSON so listing imports no torch."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if isinstance(manifest, dict) and manifest.get("task") in SYNTHESIS_TASKS and "target" in manifest \
+            and isinstance(manifest.get("inputs"), list):
+        return manifest
+    return None

@@ -124,7 +124,8 @@ def normalise_volume(data: np.ndarray, brain: np.ndarray, lo_hi: tuple[float, fl
     return (lo_hi[0] + (lo_hi[1] - lo_hi[0]) * scaled).astype(np.float32)
 
 
-def _multiple(model: SynthesisModel) -> int:
+def size_multiple(model: SynthesisModel) -> int:
+    """What every spatial size of a slice (or volume) given to the network must be a multiple of."""
     return 4 if model.task == "diamondgan" else 2 ** int(model.architecture.get("depth", 5))
 
 
@@ -201,7 +202,7 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
     else:
         code = availability_tensor(tuple(int(n in inputs) for n in model.inputs))
         slices = np.flatnonzero(brain.any(axis=(1, 2)))
-        mult = _multiple(model)
+        mult = size_multiple(model)
         if model.task == "diamondgan":  # same function, faster kernels; domain stream once per volume
             from .diamond_infer import DiamondInference
             fast = DiamondInference(net)
