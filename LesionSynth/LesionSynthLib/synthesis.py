@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from neuroshift.segment.registry import SYNTHESIS_TASKS  # no torch: the task names of synthesis packages
+
 from .nodes import (export_volumes, load_into_node, require_one_grid, require_untransformed,
                     show_uncertainty_overlay, tag_synthetic, volumes_of)
 
@@ -28,7 +30,6 @@ DEVICES = ("auto", "cpu", "cuda")
 #: Preferred packages per target (the bundled demo models), tried before any other: synthDIR first for DIR
 #: (held-out phantom SSIM 0.956), the barely trained DiamondGAN demo only for input subsets synthDIR cannot take.
 PREFERRED_MODELS = {"dir": ("synthdir-demo", "dir-demo"), "t1c": ("vt1c-demo",)}
-SYNTHESIS_TASKS = ("diamondgan", "synthdir", "vt1c")
 
 
 class SynthesisTarget(enum.Enum):

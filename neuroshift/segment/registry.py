@@ -20,8 +20,8 @@ from ..errors import UnreadableFileError
 from .package import MANIFEST, read_manifest
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "data" / "models"
-#: Tasks of synthesis packages (``neuroshift.synthesis.inference.TASKS``; repeated here so that listing packages
-#: does not import torch; a test keeps the two equal).
+#: Tasks of synthesis packages (LesionSynth, ``neuroshift.synthesis.inference``); defined here, in a module without
+#: torch, so that listing packages and the Slicer module can read it cheaply.
 SYNTHESIS_TASKS = ("diamondgan", "synthdir", "vt1c")
 
 

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..segment.registry import SYNTHESIS_TASKS
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 OUTPUT_MAX = 1000.0
-TASKS = ("diamondgan", "synthdir", "vt1c")
+TASKS = SYNTHESIS_TASKS  # one list: the model registry lists these packages without importing torch
 
 
 @dataclass
