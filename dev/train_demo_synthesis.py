@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neuroshift.io.atomic import write_text_atomic
 from neuroshift.phantom import build_phantom
 from neuroshift.phantom.contrasts import build_contrasts
 from neuroshift.synthesis import metrics
@@ -91,6 +92,11 @@ def dir_scores(test: dict, pred: np.ndarray) -> dict:
             "mae_lesion": r["lesion"]["mae"], "psnr_lesion_db": r["lesion"]["psnr_db"], "ssim_lesion": r["lesion"]["ssim"],
             "lbr_synthetic": metrics.lbr(pred, test["lesion"], test["nawm"]),
             "lbr_real": metrics.lbr(real, test["lesion"], test["nawm"])}
+
+
+SCORES_PROTOCOL = (f"held-out phantom seed {TEST_SEED} through neuroshift.synthesis.inference.synthesize; each image "
+                   "clipped to its 0.5-99.5 brain percentiles and mapped to [0, 1]; PSNR data range 1; SSIM Gaussian "
+                   "window 7; MAE over the region; LBR = mean(lesion)/mean(NAWM) of the raw images")
 
 
 def provenance(extra: dict) -> dict:
@@ -157,11 +163,19 @@ def run_diamondgan(out: Path, args, data, test) -> dict:
     res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "dir-demo", seed=0, verbose=False,
                                       resume=args.resume))
     train_s = time.time() - t0
-    arch = {"in_channels": 3, "out_channels": 1, "n_blocks": args.blocks, "code_width": 3, "base": args.base,
-            "domain_encoding": args.domain_encoding}
+    # every option written out (the released residual/resample padding, the domain matrix), so the package says
+    # which network it is; a manifest without them would load the legacy (pre-release) values
+    arch = step.models["g1"].architecture()
     pkg = save_package(out / "dir-demo", "diamondgan", "dir", ("flair", "t1", "t2"), arch, step.models["g1"],
-                       provenance({"epochs_run": len(res.history), "train_s": round(train_s), MANIFEST_KEY: ref}))
-    return {**diamondgan_scores(pkg, test), "train_s": train_s, "epochs_run": len(res.history), "steps": res.steps}
+                       provenance({"epochs_run": len(res.history), "train_s": round(train_s),
+                                   "discriminator_padding": step.models["d1"].padding, "version": args.version,
+                                   MANIFEST_KEY: ref}))
+    scores = {**diamondgan_scores(pkg, test), "epochs_run": len(res.history), "steps": res.steps}
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest.update(held_out_scores=scores, scores_protocol=SCORES_PROTOCOL)
+    write_text_atomic(pkg / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    load_package(pkg)  # still a valid package
+    return {**scores, "train_s": train_s}
 
 
 def diamondgan_scores(pkg: Path, test: dict) -> dict:
@@ -237,6 +251,7 @@ def main() -> None:
                     help="DiamondGAN domain matrix: the authors' released 0/1 patterns or the legacy constant map")
     ap.add_argument("--crop", type=int, default=0, help="vT1c: random cubes of this size (0: whole volumes)")
     ap.add_argument("--steps", type=int, default=0, help="vT1c with --crop: batches per epoch")
+    ap.add_argument("--version", default="0.1.0-demo", help="diamondgan: the package version written to the manifest")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/work/<name> checkpoints")
     ap.add_argument("--lambda1", type=float, default=1.0, help="synthDIR: weight of the lesion-focused masked L1")
     ap.add_argument("--seed", type=int, default=0, help="synthDIR: initialisation and batch-order seed")
