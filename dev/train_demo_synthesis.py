@@ -159,9 +159,9 @@ def run_diamondgan(out: Path, args, data, test) -> dict:
     src, tgt, _, ref = data
     t0 = time.time()
     step = DiamondGANStep(src, tgt, n_blocks=args.blocks, base=args.base, d_base=16, batch_size=args.batch,
-                          lr=args.lr, seed=0, domain_encoding=args.domain_encoding)
-    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "dir-demo", seed=0, verbose=False,
-                                      resume=args.resume))
+                          lr=args.lr, seed=args.seed, domain_encoding=args.domain_encoding)
+    res = run_loop(step, LoopSettings(epochs=args.epochs, directory=out / "work" / "dir-demo", seed=args.seed,
+                                      verbose=False, resume=args.resume))
     train_s = time.time() - t0
     # every option written out (the released residual/resample padding, the domain matrix), so the package says
     # which network it is; a manifest without them would load the legacy (pre-release) values
@@ -169,6 +169,7 @@ def run_diamondgan(out: Path, args, data, test) -> dict:
     pkg = save_package(out / "dir-demo", "diamondgan", "dir", ("flair", "t1", "t2"), arch, step.models["g1"],
                        provenance({"epochs_run": len(res.history), "train_s": round(train_s),
                                    "discriminator_padding": step.models["d1"].padding, "version": args.version,
+                                   "seed": args.seed,
                                    MANIFEST_KEY: ref}))
     scores = {**diamondgan_scores(pkg, test), "epochs_run": len(res.history), "steps": res.steps}
     manifest = json.loads((pkg / "manifest.json").read_text())
@@ -254,7 +255,7 @@ def main() -> None:
     ap.add_argument("--version", default="0.1.0-demo", help="diamondgan: the package version written to the manifest")
     ap.add_argument("--resume", action="store_true", help="continue from OUT/work/<name> checkpoints")
     ap.add_argument("--lambda1", type=float, default=1.0, help="synthDIR: weight of the lesion-focused masked L1")
-    ap.add_argument("--seed", type=int, default=0, help="synthDIR: initialisation and batch-order seed")
+    ap.add_argument("--seed", type=int, default=0, help="synthDIR, DiamondGAN: initialisation and batch-order seed")
     ap.add_argument("--decoder-dropout", type=float, default=0.0, help="synthDIR: dropout in the inner decoder blocks")
     ap.add_argument("--reduction", choices=("lesion", "all"), default="lesion",
                     help="synthDIR masked L1: per lesion voxel (default) or over all voxels (the earlier one)")
