@@ -201,6 +201,36 @@ def uncertainty_spearman(sd: np.ndarray, abs_error: np.ndarray, region: np.ndarr
     return spearman(np.asarray(sd)[r], np.asarray(abs_error)[r])
 
 
-__all__ = ["SSIM_WINDOW", "auc", "cnr", "enhancement_auc", "lbr", "mae", "normalise", "normalise_pair",
-           "local_mean", "otsu_threshold", "psnr", "region_metrics", "spearman", "ssim", "ssim_map",
-           "uncertainty_spearman"]
+def neighbour_rms(abs_error: np.ndarray, mask: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """Root mean square of ``abs_error`` over each voxel's ``mask`` neighbours in a ``size`` window (e.g.
+    (1, 3, 3): the 3x3 axial square; (3, 3, 3)), the voxel itself EXCLUDED; 0 where it has no mask neighbour.
+
+    The neighbour oracle of the uncertainty study: a map that knows every other voxel's actual error. Its
+    Spearman with the per-voxel error estimates what any map smooth at that scale can reach."""
+    from scipy.ndimage import uniform_filter
+    m = np.asarray(mask, bool)
+    e2 = np.where(m, np.asarray(abs_error, np.float64) ** 2, 0.0)
+    vol = float(np.prod(size))
+    total = np.clip(uniform_filter(e2, size=size, mode="constant") * vol - e2, 0.0, None)
+    count = np.rint(uniform_filter(m.astype(np.float64), size=size, mode="constant") * vol) - m
+    return np.where(count > 0, np.sqrt(total / np.maximum(count, 1.0)), 0.0)
+
+
+def pooled_uncertainty_spearman(subjects: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    """Per-voxel Spearman of uncertainty with absolute error over the region voxels of SEVERAL subjects pooled:
+    ``subjects`` is a list of (sd, abs_error, region mask); the region voxels of all are concatenated and ranked
+    together (one SD scale must rank error across subjects too). Empty regions raise like
+    :func:`uncertainty_spearman`."""
+    if not subjects:
+        raise InputError("pooled Spearman needs at least one subject")
+    sds, errs = [], []
+    for n, (sd, err, region) in enumerate(subjects):
+        r = _mask(region, f"region of subject {n}", np.shape(sd))
+        sds.append(np.asarray(sd, float)[r])
+        errs.append(np.asarray(err, float)[r])
+    return spearman(np.concatenate(sds), np.concatenate(errs))
+
+
+__all__ = ["SSIM_WINDOW", "auc", "cnr", "enhancement_auc", "lbr", "mae", "neighbour_rms", "normalise",
+           "normalise_pair", "local_mean", "otsu_threshold", "pooled_uncertainty_spearman", "psnr",
+           "region_metrics", "spearman", "ssim", "ssim_map", "uncertainty_spearman"]

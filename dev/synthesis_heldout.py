@@ -1,0 +1,116 @@
+"""Held-out SYNTHETIC subjects for the synthDIR uncertainty study (dev/synthesis_uncertainty.py --heldout varied).
+
+The demo models are trained on phantoms of seeds 0, 1, 2, 4, 5 (dev/train_demo_synthesis.py). Every phantom is
+the SAME anatomy (the packaged MNI ICBM152 2009a CSF/GM/WM fractions at 2 mm): a seed changes only the lesions
+(6 periventricular + 4 deep ellipsoids, long diameters 3-15 mm, partial-volume edges) and the Rician noise.
+Held-out phantom seed 3 therefore differs from the training data in lesions and noise only.
+
+A *varied* held-out subject (:func:`varied_subject`) is a new subject from the same physics engine:
+
+* anatomy: the template's partial-volume CSF/GM/WM fractions and brain fraction warped by a qSynth random
+  smooth displacement (:func:`neuroshift.qsynth.fields.displacement_field`, largest component
+  ``DEFORM_MM`` = 6 mm, control spacing 40 mm, linear resampling; the defaults of
+  :func:`neuroshift.qsynth.anatomy.random_label_maps`): ventricle size, cortical folding position and head
+  shape change; fractions renormalised to sum 1 in the warped brain (brain fraction >= 0.5), as the phantom;
+* lesions: the qSynth generative lesion model (:func:`neuroshift.qsynth.anatomy.add_lesions`, default
+  :class:`~neuroshift.qsynth.anatomy.LesionModel`: count 1 + Poisson(8) up to 30, log-normal volumes median
+  0.12 ml, irregular lobulated ovoids, 60 % periventricular) placed on the warped hard labels; the binary lesion
+  mask gets partial-volume edges from a Gaussian of sigma ``LESION_EDGE_SIGMA_VOX`` = 0.5 voxel (an acquisition
+  point-spread, so edges are not binary like nothing in the training data), then mixed into the tissues with the
+  phantom's rule (:func:`neuroshift.phantom.make.build_phantom`: in the core, lesion fraction >= 0.5, GM is 0
+  and the rest is shared by WM and CSF; at edges every tissue is scaled by 1 - f_lesion);
+* images: :func:`neuroshift.phantom.contrasts.build_contrasts` on those fractions: T1w, FLAIR, DIR by the same
+  sequence equations, acquisition parameters, 3 T relaxation table, scale c and 2 % Rician noise as training.
+
+Kept as in training (what a new subject on the same scanner and protocol would keep): the acquisition, the
+relaxation values, the noise level. All seeds are fixed up front (:data:`VARIED_SEEDS`); no subject is chosen
+after seeing a figure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFORM_MM = 6.0
+DEFORM_SCALE_MM = 40.0
+LESION_EDGE_SIGMA_VOX = 0.5
+#: The varied held-out subjects (seeds never used in training: those are 0-5 phantoms).
+VARIED_SEEDS = (101, 102, 103, 104, 105, 106)
+
+
+def varied_fractions(seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """(CSF/GM/WM/lesion fractions float64, brain mask bool, info) of varied subject ``seed`` on the template grid."""
+    from scipy.ndimage import gaussian_filter
+
+    from neuroshift.phantom.template import load_template
+    from neuroshift.qsynth.anatomy import LesionModel, add_lesions
+    from neuroshift.qsynth.fields import displacement_field, warp
+
+    tpl = load_template()
+    rng = np.random.default_rng([int(seed), 11])
+    shape = tpl.gm.data.shape
+    sp = float(np.mean(tpl.gm.spacing))
+    disp = displacement_field(shape, rng, DEFORM_MM / sp, DEFORM_SCALE_MM / sp)
+    brain = warp(np.asarray(tpl.brain.data, np.float32), disp, order=1) >= 0.5
+    raw = {t: np.where(brain, warp(np.asarray(v.data, np.float32), disp, order=1), 0.0).astype(np.float64)
+           for t, v in (("CSF", tpl.csf), ("GM", tpl.gm), ("WM", tpl.wm))}
+    total = raw["CSF"] + raw["GM"] + raw["WM"]
+    empty = brain & (total <= 0)
+    raw["CSF"][empty], total[empty] = 1.0, 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        csf, gm, wm = (np.where(brain, raw[t] / total, 0.0) for t in ("CSF", "GM", "WM"))
+    hard = (np.argmax(np.stack([csf, gm, wm]), axis=0) + 1).astype(np.int16)
+    hard[~brain] = 0
+    labels = tpl.gm.with_data(hard)
+    les_lab, records = add_lesions(labels, rng, LesionModel())
+    binary = np.asarray(les_lab.data) == 4
+    les = np.clip(gaussian_filter(binary.astype(np.float64), LESION_EDGE_SIGMA_VOX), 0.0, 1.0) * brain
+    core = les >= 0.5
+    rest = 1.0 - les
+    wc = wm + csf
+    share_wm = np.where(wc > 0, wm / np.where(wc > 0, wc, 1.0), 1.0)
+    fr = {"CSF": np.where(core, rest * (1.0 - share_wm), csf * rest), "GM": np.where(core, 0.0, gm * rest),
+          "WM": np.where(core, rest * share_wm, wm * rest), "lesion": les}
+    voxel_ml = float(np.prod(tpl.gm.spacing)) / 1000.0
+    info = {"seed": int(seed), "deform_max_mm": float(np.abs(disp).max() * sp), "lesions": len(records),
+            "lesion_ml": round(float(les.sum()) * voxel_ml, 3), "brain_ml": round(float(brain.sum()) * voxel_ml, 1),
+            "csf_ml": round(float(fr["CSF"].sum()) * voxel_ml, 1)}
+    return fr, brain, info
+
+
+def varied_subject(seed: int) -> dict:
+    """A varied held-out subject in the form of ``train_demo_synthesis.subject`` (plus ``info``)."""
+    from neuroshift.phantom.contrasts import build_contrasts
+    from neuroshift.phantom.make import TISSUE_ORDER, Phantom
+    from neuroshift.phantom.template import load_template
+
+    fr, brain, info = varied_fractions(seed)
+    ref = load_template().gm
+    fractions = {t: ref.with_data(fr[t].astype(np.float32), tissue=t) for t in TISSUE_ORDER}
+    lesion = fr["lesion"] >= 0.5
+    ph = Phantom(fractions, ref.with_data(np.zeros(brain.shape, np.uint8)), ref.with_data(lesion.astype(np.uint8)),
+                 ref.with_data(brain.astype(np.uint8)), {}, {}, {}, {})
+    cs = build_contrasts(ph, seed=int(seed))
+    raw = {n: np.asarray(v.data, np.float32) for n, v in cs.images.items()}
+    return {"raw": raw, "clean_dir": np.asarray(cs.clean_images["DIR"].data, np.float32), "brain": brain,
+            "lesion": lesion, "nawm": (fr["WM"] >= 0.9) & ~lesion, "enhancing": cs.enhancing_mask.data > 0,
+            "info": {**info, "lesion_core_voxels": int(lesion.sum()),
+                     "description": "SYNTHETIC varied held-out subject (qSynth-deformed template anatomy, qSynth "
+                                    "lesions, phantom contrasts)"}}
+
+
+def heldout_subjects(kind: str) -> list[tuple[str, dict]]:
+    """``phantom``: [phantom seed 3]; ``varied``: phantom seed 3 first (the old reference), then every
+    :data:`VARIED_SEEDS` subject. Names: ``phantom_seed3``, ``varied_seed101``, ..."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_demo_synthesis import TEST_SEED, subject
+
+    out = [(f"phantom_seed{TEST_SEED}", subject(TEST_SEED))]
+    if kind == "varied":
+        out += [(f"varied_seed{s}", varied_subject(s)) for s in VARIED_SEEDS]
+    elif kind != "phantom":
+        raise ValueError(f"unknown held-out set {kind!r} (phantom|varied)")
+    return out
