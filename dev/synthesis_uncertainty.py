@@ -8,10 +8,11 @@ mean alone (epistemic) and, for packages with the aleatoric head, the predictive
 ``--heldout phantom`` (default, the earlier report): phantom seed 3 only, which has the training anatomy (only its
 lesions and noise are new). ``--heldout varied``: seed 3 plus the varied SYNTHETIC subjects of
 ``dev/synthesis_heldout.py`` (qSynth-deformed anatomy, qSynth lesion model, the phantom's contrasts and noise;
-seeds fixed up front), every ``--model`` on every subject, no TTA (CPU budget). Per subject: the figure per kind,
-the Spearman table, neighbour ceiling, noise share, image quality of the MC mean and of the single pass; pooled
-(``pooled_varied``: one ranking over the brain / lesion voxels of all varied subjects; ``pooled_all``: seed 3
-too) and the mean of the per-subject figures. A summary line per model x subject is printed, the JSON holds all.
+seeds fixed up front), every ``--model`` on every subject, MC x 4-flip TTA only with ``--tta`` (CPU budget).
+Per subject: the figure per kind, the Spearman table, neighbour ceiling, noise share, image quality of the MC
+mean and of the single pass, how SD and |error| rank with the predicted intensity; pooled (``pooled_varied``:
+one ranking over the brain / lesion voxels of all varied subjects; ``pooled_all``: seed 3 too) and the mean of
+the per-subject figures. A summary line per model x subject is printed, the JSON holds all.
 
 Printed with ``--heldout phantom`` (and written with ``--json``):
 
@@ -169,24 +170,32 @@ def _errors(test: dict, pred: np.ndarray) -> dict:
             for ref, img in (("acquired_dir", test["raw"]["DIR"]), ("noise_free_dir", test["clean_dir"]))}
 
 
-def subject_rows(model, test: dict, samples: int, kinds: list[str]) -> tuple[dict, dict]:
-    """One model on one held-out subject: the per-kind Spearman tables, image quality of the MC mean and of the
-    single (dropout-off) pass, noise share and neighbour ceiling; plus the maps the pooled figures need."""
+def subject_rows(model, test: dict, samples: int, kinds: list[str], tta: bool = False) -> tuple[dict, dict]:
+    """One model on one held-out subject: the per-kind Spearman tables (``tta``: also MC x 4-flip TTA), image
+    quality of the MC mean and of the single (dropout-off) pass, noise share, neighbour ceiling, and how SD and
+    |error| rank with the predicted intensity; plus the maps the pooled figures need."""
     from train_demo_synthesis import dir_scores
     inputs = {"flair": test["raw"]["FLAIR"], "t1": test["raw"]["T1w"]}
     row: dict = {"headline_brain_voxel_vs_acquired": {}}
     maps: dict = {}
     for kind in kinds:
         name = "mc" if kind == "mc_dropout" else "predictive"
-        pred, sd = synthesize(model, inputs, test["brain"], mc_samples=samples, uncertainty=kind)
-        tab = spearman_table(test, pred, sd)
-        row[f"spearman_{name}"] = tab
-        row["headline_brain_voxel_vs_acquired"][name] = tab["acquired_dir/brain/voxel"]
-        maps[name] = {"sd": sd, **_errors(test, pred)}
-        if kind == "mc_dropout":
-            row["scores_mc_mean"] = dir_scores(test, pred)
-            row["noise"] = noise_share(test, pred)
-            row["ceiling_neighbour_oracle"] = neighbour_ceiling(test, pred)
+        for suffix, flips in (("", False),) + ((("_x_tta", True),) if tta else ()):
+            pred, sd = synthesize(model, inputs, test["brain"], mc_samples=samples, tta=flips, uncertainty=kind)
+            tab = spearman_table(test, pred, sd)
+            row[f"spearman_{name}{suffix}"] = tab
+            row["headline_brain_voxel_vs_acquired"][name + suffix] = tab["acquired_dir/brain/voxel"]
+            maps[name + suffix] = {"sd": sd, **_errors(test, pred)}
+            b = test["brain"]
+            row[f"rank_with_predicted_intensity_{name}{suffix}"] = {
+                "sd": round(metrics.spearman(sd[b], pred[b]), 4),
+                "abs_error": round(metrics.spearman(maps[name + suffix]["acquired_dir"][b], pred[b]), 4)}
+            if kind == "mc_dropout" and not flips:
+                row["scores_mc_mean"] = dir_scores(test, pred)
+                row["noise"] = noise_share(test, pred)
+                row["ceiling_neighbour_oracle"] = neighbour_ceiling(test, pred)
+            elif kind == "mc_dropout":
+                row["scores_mc_x_tta_mean"] = dir_scores(test, pred)
     row["scores_single_pass"] = dir_scores(test, synthesize(model, inputs, test["brain"])[0])
     return row, maps
 
@@ -202,20 +211,21 @@ def _pooled(entries: list[tuple[dict, dict]], name: str) -> dict:
     return out
 
 
-def evaluate_set(model_refs: list[str], samples: int, heldout: str) -> dict:
+def evaluate_set(model_refs: list[str], samples: int, heldout: str, tta: bool = False) -> dict:
     """Every model on every subject of the held-out set (:func:`synthesis_heldout.heldout_subjects`): per
-    subject and pooled over the varied subjects (and over all, seed 3 included); no TTA (CPU budget)."""
+    subject and pooled over the varied subjects (and over all, seed 3 included); MC x TTA only with ``tta``."""
     from synthesis_heldout import DEFORM_MM, LESION_EDGE_SIGMA_VOX, VARIED_SEEDS, heldout_subjects
 
     from neuroshift.synthesis.inference import PREDICTIVE, uncertainty_kind
     t0 = time.time()
     subjects = heldout_subjects(heldout)
-    out: dict = {"held_out_set": heldout, "mc_samples": samples, "tta": False,
+    out: dict = {"held_out_set": heldout, "mc_samples": samples, "tta": tta,
                  "subjects": {n: t.get("info", {"description": f"SYNTHETIC phantom {n} (training anatomy)",
                                                 "lesion_core_voxels": int(t["lesion"].sum())})
                               for n, t in subjects},
                  "varied_recipe": {"seeds": list(VARIED_SEEDS), "deform_max_mm": DEFORM_MM,
                                    "lesion_edge_sigma_vox": LESION_EDGE_SIGMA_VOX,
+                                   "anatomy_resampling": "linear" if heldout == "varied_linear" else "cubic",
                                    "doc": "dev/synthesis_heldout.py"},
                  "subjects_s": round(time.time() - t0, 1), "models": {}}
     for ref in model_refs:
@@ -224,9 +234,9 @@ def evaluate_set(model_refs: list[str], samples: int, heldout: str) -> dict:
         kinds = ["mc_dropout"] + (["predictive"] if uncertainty_kind(model) == PREDICTIVE else [])
         rows, maps = {}, {}
         for n, test in subjects:
-            rows[n], maps[n] = subject_rows(model, test, samples, kinds)
+            rows[n], maps[n] = subject_rows(model, test, samples, kinds, tta)
             print(f"  {ref} {n}: {rows[n]['headline_brain_voxel_vs_acquired']}", file=sys.stderr, flush=True)
-        names = ["mc" if k == "mc_dropout" else "predictive" for k in kinds]
+        names = list(next(iter(maps.values())))
         varied = [n for n, _ in subjects if n.startswith("varied")]
         res: dict = {"architecture": model.architecture, "per_subject": rows}
         for group, members in (("varied", varied), ("all", [n for n, _ in subjects])):
@@ -271,9 +281,11 @@ def main() -> None:
     ap.add_argument("--model", nargs="+", default=["synthdir-demo"],
                     help="package folder(s) or shipped model name(s); several only with --heldout varied")
     ap.add_argument("--samples", type=int, default=20)
-    ap.add_argument("--heldout", choices=("phantom", "varied"), default="phantom",
+    ap.add_argument("--heldout", choices=("phantom", "varied", "varied_linear"), default="phantom",
                     help="phantom: seed 3 only, every table incl. TTA (the old report); varied: seed 3 plus the "
-                         "varied subjects of dev/synthesis_heldout.py, per subject and pooled, no TTA")
+                         "varied subjects of dev/synthesis_heldout.py, per subject and pooled; varied_linear: "
+                         "the same anatomy resampled linearly (blurred; a sensitivity check)")
+    ap.add_argument("--tta", action="store_true", help="--heldout varied: also MC x 4-flip TTA (~10x the time)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -283,7 +295,7 @@ def main() -> None:
         res = evaluate(args.model[0], args.samples)
         text = json.dumps(res, indent=2)
     else:
-        res = evaluate_set(args.model, args.samples, args.heldout)
+        res = evaluate_set(args.model, args.samples, args.heldout, args.tta)
         text = json.dumps(res, indent=2)
     if args.json:
         from neuroshift.io.atomic import write_text_atomic
