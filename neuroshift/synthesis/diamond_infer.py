@@ -43,11 +43,31 @@ def _norm(m: nn.InstanceNorm2d, x: torch.Tensor, exact: bool = False) -> torch.T
     and normalisation in float64 (for the once-per-volume domain stream, see :class:`DiamondInference`)."""
     if m.track_running_stats and not m.training:  # running statistics: not a per-sample norm
         return m(x)
+    if not exact and x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return _instance_norm_channels_last(m, x)
     if exact:
         w = None if m.weight is None else m.weight.double()
         b = None if m.bias is None else m.bias.double()
         return F.group_norm(x.double(), x.shape[1], w, b, m.eps).to(x.dtype)
     return F.group_norm(x, x.shape[1], m.weight, m.bias, m.eps)
+
+
+def _instance_norm_channels_last(m: nn.InstanceNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """Instance norm of a channels_last ``x`` (a channels_last result), two-pass: the mean, then the mean
+    squared deviation from it (torch's channels_last group/batch norm kernels use one-pass sums of x and x^2:
+    4e-5 off float64 at 48x240x240, above this module's 1e-5; two-pass 1e-6, as the NCHW kernel). Biased
+    variance and ``eps`` as ``InstanceNorm2d``; the scale and offset folded into one multiply-add."""
+    n, c, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: channels_last is (n, h, w, c) in memory
+    mean = rows.mean(1, keepdim=True)
+    var = (rows - mean).square_().mean(1, keepdim=True)
+    scale = torch.rsqrt(var + m.eps)
+    if m.weight is not None:
+        scale = scale * m.weight
+    shift = -mean * scale
+    if m.bias is not None:
+        shift = shift + m.bias
+    return torch.addcmul(shift, rows, scale).view(n, h, w, c).permute(0, 3, 1, 2)
 
 
 #: Output rows per GEMM of :func:`_shift_gemm_conv` (its k*k*O x rows x W product stays in cache; 32 measured
@@ -114,14 +134,76 @@ def _conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return y.contiguous()
 
 
-def _conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def conv_pads(m: nn.Conv2d, x: torch.Tensor) -> tuple[tuple[int, int, int, int], str] | None:
+    """The padding ``m`` applies to ``x`` before its convolution as ``((left, right, top, bottom), mode)``
+    (``mode`` ``"zeros"`` or ``m``'s ``padding_mode``), or None when none is applied as a separate step
+    (zero padding that oneDNN does itself, or none at all)."""
     if isinstance(m, SameConv2d):  # Keras 'same': zeros, the odd pixel after
-        x, padding = m.pad(x), 0
-    elif m.padding_mode != "zeros":
-        p = m._reversed_padding_repeated_twice  # the same padding nn.Conv2d applies
-        x, padding = F.pad(x, p, mode=m.padding_mode), 0
+        top, bottom = m._pads(int(x.shape[-2]), 0)
+        left, right = m._pads(int(x.shape[-1]), 1)
+        return ((left, right, top, bottom), "zeros") if top or bottom or left or right else None
+    if m.padding_mode != "zeros" and any(m._reversed_padding_repeated_twice):
+        left, right, top, bottom = m._reversed_padding_repeated_twice  # what nn.Conv2d pads (F.pad order)
+        return (left, right, top, bottom), m.padding_mode
+    return None
+
+
+def pad_into(x: torch.Tensor, pads: tuple[int, int, int, int], mode: str, relu: bool = False,
+             memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
+    """``F.pad(relu(x) if relu else x, pads, mode)`` in one pass over ``x``: the (ReLU'd) values are written
+    straight into the interior of the padded tensor and only the border is filled (zeros, or reflected from
+    the interior: the same values as ``F.pad``'s reflection, rows first, then full-height columns, which
+    gives the corners); the result in ``memory_format``. ``x`` is not modified. ReLU commutes with both paddings (relu(0) = 0, and reflection
+    only copies values), so padding the ReLU'd map equals the ReLU of the padded one."""
+    left, right, top, bottom = pads
+    n, c, h, w = x.shape
+    if mode not in ("zeros", "reflect") or (mode == "reflect" and (max(top, bottom) >= h or max(left, right) >= w)):
+        y = F.pad(x, pads, mode="constant" if mode == "zeros" else mode).contiguous(memory_format=memory_format)
+        return y.relu_() if relu else y
+    buf = torch.empty(n, c, h + top + bottom, w + left + right, dtype=x.dtype, device=x.device,
+                      memory_format=memory_format)
+    inner = buf[:, :, top:top + h, left:left + w]
+    if relu:
+        torch.clamp_min(x, 0, out=inner)  # relu (torch.relu has no out=)
     else:
-        padding = m.padding
+        inner.copy_(x)
+    if mode == "zeros":
+        buf[:, :, :top].zero_()
+        buf[:, :, top + h:].zero_()
+        buf[:, :, top:top + h, :left].zero_()
+        buf[:, :, top:top + h, left + w:].zero_()
+        return buf
+    cols = slice(left, left + w)
+    for i in range(top):  # padded row top-1-i reflects input row i+1
+        buf[:, :, top - 1 - i, cols] = buf[:, :, top + 1 + i, cols]
+    for i in range(bottom):  # padded row top+h+i reflects input row h-2-i
+        buf[:, :, top + h + i, cols] = buf[:, :, top + h - 2 - i, cols]
+    for j in range(left):  # columns over the full padded height (corners included)
+        buf[..., left - 1 - j] = buf[..., left + 1 + j]
+    for j in range(right):
+        buf[..., left + w + j] = buf[..., left + w - 2 - j]
+    return buf
+
+
+def _conv(m: nn.Conv2d, x: torch.Tensor, relu_first: bool = False) -> torch.Tensor:
+    """``m(relu(x) if relu_first else x)`` (``relu_first`` only for convs that pad as a separate step:
+    the ReLU is applied while padding, see :func:`pad_into`)."""
+    pads = conv_pads(m, x)
+    strided_cl = m.stride != (1, 1) and x.device.type == "cpu" and x.dtype == torch.float32 \
+        and not torch.is_autocast_enabled("cpu")
+    fmt = torch.channels_last if strided_cl else torch.contiguous_format
+    if pads is not None:
+        x, padding = pad_into(x, *pads, relu=relu_first, memory_format=fmt), 0
+    else:
+        if relu_first:
+            raise ValueError("relu_first needs a conv that pads as a separate step")
+        padding = 0 if isinstance(m, SameConv2d) else m.padding
+        x = x.contiguous(memory_format=fmt)
+    if strided_cl:
+        # the stride-2 convs: oneDNN's NHWC kernel (48 -> 72 channels at 242 -> 120, one thread, with the
+        # padded copy written channels_last and the output kept so: 25 -> 16.5 ms per slice); the output
+        # stays channels_last for its norm (:func:`_instance_norm_channels_last`) and the next layer
+        return F.conv2d(x, m.weight, m.bias, m.stride, padding, m.dilation, m.groups)
     if m.out_channels <= 4 and m.kernel_size[0] >= 5 and m.stride == (1, 1) and m.dilation == (1, 1) \
             and m.groups == 1 and padding == 0:  # the generator's last layer (1 or 3 channels)
         return _shift_gemm_conv(x, m.weight, m.bias)
@@ -136,20 +218,29 @@ def _conv(m: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def run_layers(layers: nn.Sequential, x: torch.Tensor, exact_norm: bool = False) -> torch.Tensor:
     """``layers(x)`` for the module types of the generator, with the kernels above; ``x`` is not modified.
-    ``exact_norm``: instance norms with float64 statistics."""
+    ``exact_norm``: instance norms with float64 statistics. A ReLU followed by a conv that pads as a separate
+    step is applied while padding (:func:`pad_into`: one pass instead of ReLU, fill and copy)."""
     fresh = False  # whether x is a tensor this function made (then in-place ops are safe)
-    for m in layers:
+    mods = list(layers)
+    relu_pending = False
+    for i, m in enumerate(mods):
         if isinstance(m, nn.Conv2d):
-            x, fresh = _conv(m, x), True
+            x, fresh, relu_pending = _conv(m, x, relu_pending), True, False
         elif isinstance(m, nn.ConvTranspose2d):
             x, fresh = _conv_transpose(x, m.weight, m.bias, m), True
         elif isinstance(m, nn.InstanceNorm2d):
             x, fresh = _norm(m, x, exact_norm), True
         elif isinstance(m, nn.ReLU):
-            x = x.relu_() if fresh else torch.relu(x)
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            if isinstance(nxt, nn.Conv2d) and conv_pads(nxt, x) is not None:
+                relu_pending = True  # done by the next conv's padding
+            else:
+                x = x.relu_() if fresh else torch.relu(x)
         elif isinstance(m, nn.Tanh):
             x = x.tanh_() if fresh else torch.tanh(x)
         elif isinstance(m, ResidualBlock):
+            x = x.contiguous()  # NCHW: oneDNN's 3x3 stride-1 kernel is fastest so (a channels_last strided conv
+            # may come before)
             x, fresh = run_layers(m.body, x, exact_norm).add_(x), True
         else:
             x, fresh = m(x), True
