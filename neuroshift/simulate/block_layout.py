@@ -29,7 +29,7 @@ import numpy as np
 from ..physics.scalar_signal import SEQUENCE_CODES, pack
 
 __all__ = ["BlockLayout", "PARALLEL_MIN", "MAX_TISSUES", "MERGE_GAP_BLOCKS", "build", "available", "quantise",
-           "aligned_empty", "aligned_copy"]
+           "aligned_empty", "aligned_copy", "entry_constants", "derive_target"]
 
 #: Tissues the compiled pass handles (CSF, GM, WM, lesion); fewer are padded with zero fractions.
 MAX_TISSUES = 4
@@ -127,7 +127,7 @@ class BlockLayout:
         plain copy when every increment is 0. Below :data:`PARALLEL_MIN` voxels one compiled call does both.
         ``out`` None: a new array starting on a 64-byte boundary (``block_kernels.derive_aligned``)."""
         k = _KERNELS[0] if _KERNELS else self.kernels()
-        p = pack(sequence, params)
+        p = [float(v) for v in pack(sequence, params)]  # floats: one compiled version, whatever the caller typed
         code = SEQUENCE_CODES[sequence]
         size = self.size
         if size < PARALLEL_MIN:
@@ -196,3 +196,58 @@ def build(shape: tuple, stack: np.ndarray, box: tuple) -> BlockLayout | None:
         full[:size].reshape(shape)[box] = stack[t].reshape(box_shape)
         records[:, t, :] = _records(full.reshape(n_blocks, 8)[rec_blocks])
     return BlockLayout(size, starts, counts, offsets, records.reshape(-1), int(np.count_nonzero(tissue)))
+
+
+# ------------------------------------------------------------------ the one-call derivative (simulate's fast path)
+_ENTRY: list = []  # block_kernels.derive_target, once imported
+_NAN = float("nan")
+
+
+def entry_constants(table: np.ndarray, s0: np.ndarray, c: float, sequence: str, source) -> np.ndarray:
+    """The model constants of :func:`block_kernels.derive_target` (float64; layout ``block_kernels.C_TABLE`` ..
+    ``C_CHECKS``): the 3 × 4 parameter table at the model's field (ms), the 4 source signals, ``c``, the source's
+    values of ``TARGET_FIELDS`` (NaN: unknown) and the range checks of ``sequence`` (``AcquisitionParams._meets``)."""
+    from ..io.params import _range_checks
+    from . import block_kernels as k
+
+    consts = np.zeros(k.C_SIZE, np.float64)
+    consts[k.C_TABLE:k.C_TABLE + 12] = np.asarray(table, np.float64)[:, :MAX_TISSUES].reshape(-1)
+    consts[k.C_S0:k.C_S0 + MAX_TISSUES] = np.asarray(s0, np.float64)[:MAX_TISSUES]
+    consts[k.C_SCALE] = float(c)
+    values = source.__dict__
+    for i, name in enumerate(k.TARGET_FIELDS):
+        v = values[name]
+        consts[k.C_SOURCE + i] = _NAN if v is None else float(v)
+    for name, lo, hi, lo_open in _range_checks(sequence):
+        q = k.C_CHECKS + 4 * k.TARGET_FIELDS.index(name)
+        consts[q:q + 4] = 1.0, lo, hi, float(lo_open)
+    return consts
+
+
+def derive_target(img: np.ndarray, spans: np.ndarray, records: np.ndarray, consts: np.ndarray, code: int,
+                  target, out: np.ndarray | None) -> np.ndarray | None:
+    """The derivative at ``target`` (an ``AcquisitionParams`` at the model's field strength) in one compiled call
+    (:func:`block_kernels.derive_target`: merge with the source, checks, increments, pass), or None when the
+    merged target fails the checks (nothing written; the caller's general path raises, naming the problem).
+    ``out`` None: a new array on a 64-byte boundary; else a C-contiguous float32 image-shaped array (checked by
+    the caller), filled in place. Only below :data:`PARALLEL_MIN` voxels (one thread)."""
+    kern = _ENTRY[0] if _ENTRY else _entry()
+    t = target.__dict__
+    n = img.size
+    raw = np.empty(n + _ALIGN - 1, np.float32) if out is None else out
+    off = kern(img, raw, spans, records, consts, out is None, code,
+               _NAN if (x := t["TE_ms"]) is None else float(x), _NAN if (x := t["TI_ms"]) is None else float(x),
+               _NAN if (x := t["TR_ms"]) is None else float(x), _NAN if (x := t["FA_deg"]) is None else float(x),
+               _NAN if (x := t["TI1_ms"]) is None else float(x), _NAN if (x := t["TI2_ms"]) is None else float(x),
+               _NAN if (x := t["TX_ms"]) is None else float(x), _NAN if (x := t["N"]) is None else float(x),
+               _NAN if (x := t["Trec_ms"]) is None else float(x))
+    if off < 0:
+        return None
+    return raw[off:off + n].reshape(img.shape) if out is None else out
+
+
+def _entry():
+    from .block_kernels import derive_target as kern
+
+    _ENTRY.append(kern)
+    return kern

@@ -44,6 +44,7 @@ import numpy as np
 from ..errors import InputError, ParameterRangeError
 from ..io.params import AcquisitionParams, SEQUENCE_PARAMETERS
 from ..io.volume import Volume
+from ..physics.scalar_signal import SEQUENCE_CODES as _CODES
 from ..progress import ProgressCallback, report
 from . import estimate as _est
 from . import block_layout as _blocks
@@ -81,6 +82,8 @@ class TissueModel:
     _s0: np.ndarray = field(default=None, repr=False)          # S_t(θ_0) with the apparent parameters
     _texture: np.ndarray | None = field(default=None, repr=False)
     _params: dict = field(default_factory=dict, repr=False)    # field (T) -> (3, 4) PD/T1/T2(*) table
+    _consts: np.ndarray | None = field(default=None, repr=False)  # block layout: constants of the one-call path
+    _spans: np.ndarray | None = field(default=None, repr=False)   # block layout: (3, S) starts, counts, offsets
 
     def __post_init__(self) -> None:
         if self._s0 is not None and self.ensemble is None:
@@ -89,6 +92,12 @@ class TissueModel:
         if self._s0 is not None:
             self._s0_pad = np.zeros(max(self._s0.size, 4), np.float64)
             self._s0_pad[:self._s0.size] = self._s0
+        if self._blocks is not None and self.ensemble is None and self._s0 is not None:
+            # simulate's one-call path (block_layout.derive_target): model constants and spans as two arrays
+            b = self._blocks
+            self._consts = _blocks.entry_constants(self._table(self.source), self._s0_pad, self.scale_c,
+                                                   self.sequence, self.source)
+            self._spans = np.stack([b.starts, b.counts, b.offsets]).astype(np.int64)
 
     # ------------------------------------------------------------------ access
     @property
@@ -140,9 +149,21 @@ class TissueModel:
     # ------------------------------------------------------------ simulation
     def simulate(self, target: AcquisitionParams | Mapping | str, *, out: np.ndarray | None = None) -> np.ndarray:
         """The derivative at ``target`` (float32, image grid). ``out`` may be a preallocated float32 array."""
+        consts = self._consts
+        if consts is not None and type(target) is AcquisitionParams and self._image.size < _blocks.PARALLEL_MIN:
+            # One compiled call (block_layout.derive_target): merge, checks, increments and the pass. Targets at
+            # another field strength (other tables) or failing the checks take the path below (which raises).
+            f = target.field_T
+            if (f is None or abs(f - self.field_T) <= 1e-9) and (
+                    out is None or (out.shape == self._image.shape and out.dtype == np.float32
+                                    and out.flags.c_contiguous)):
+                y = _blocks.derive_target(self._image, self._spans, self._blocks.records, consts,
+                                          _CODES[self.sequence], target, out)
+                if y is not None:
+                    return y
         if self._blocks is None or self.ensemble is not None:
             return self._apply(self.deltas(target), out)
-        # Fast path (block layout): increments and derivative in one compiled call (block_layout.derive)
+        # Block layout: increments and derivative in one compiled call (block_layout.derive)
         if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
                                 or not out.flags.c_contiguous):
             raise InputError(f"out must be a C-contiguous float32 array of shape {self._image.shape}")
