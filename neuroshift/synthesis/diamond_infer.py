@@ -121,16 +121,25 @@ def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     return out
 
 
+def fast_cpu_float32(x: torch.Tensor) -> bool:
+    """Whether ``x`` takes the channels_last float32 CPU kernels (not under autocast: bfloat16 keeps NCHW)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+
+
 def _conv_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                    m: nn.ConvTranspose2d) -> torch.Tensor:
+                    m: nn.ConvTranspose2d, keep_channels_last: bool = False) -> torch.Tensor:
     """``m``'s transposed conv with ``weight`` (Keras 'same' layers: the full one cropped, as
     :class:`.diamond_padding.SameConvTranspose2d`); on the CPU through channels_last and back (oneDNN's NHWC
-    deconvolution: 36 -> 29 ms per slice for 72->48 channels at 120->240, one thread; the same numbers)."""
+    deconvolution: 36 -> 29 ms per slice for 72->48 channels at 120->240, one thread; the same numbers), or
+    kept channels_last (``keep_channels_last`` and :func:`fast_cpu_float32`: for a channels_last norm and the
+    next transposed conv, no transpose in between)."""
     cpu = x.device.type == "cpu"
     y = F.conv_transpose2d(x.contiguous(memory_format=torch.channels_last) if cpu else x, weight, bias, m.stride,
                            m.padding, m.output_padding, m.groups, m.dilation)
     if isinstance(m, SameConvTranspose2d):
         y = m.crop(y, (int(x.shape[-2]), int(x.shape[-1])))
+    if keep_channels_last and fast_cpu_float32(y):
+        return y.contiguous(memory_format=torch.channels_last)
     return y.contiguous()
 
 
@@ -296,7 +305,7 @@ class DiamondInference:
                 d = run_layers(net.domain_stream, dm, True)
                 up = net.decoder[0]
                 w_img = up.in_channels // 2  # the decoder takes cat(image features, domain features)
-                hit = _conv_transpose(d, up.weight[w_img:], None, up)
+                hit = _conv_transpose(d, up.weight[w_img:], None, up, keep_channels_last=True)
             hit = hit.to(dtype)
             self._cache[key] = hit
         return hit
@@ -306,7 +315,7 @@ class DiamondInference:
         net = self.net
         a = run_layers(net.image_stream, x)
         up = net.decoder[0]
-        y = _conv_transpose(a, up.weight[:a.shape[1]], up.bias, up)
+        y = _conv_transpose(a, up.weight[:a.shape[1]], up.bias, up, keep_channels_last=True)
         y += share
         return run_layers(net.decoder[1:], y)
 
