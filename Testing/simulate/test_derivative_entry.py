@@ -113,3 +113,56 @@ def test_entry_constants_layout():
     checks = c[K.C_CHECKS:].reshape(len(K.TARGET_FIELDS), 4)
     assert checks[:, 0].tolist() == [1, 0, 1, 0, 0, 0, 0, 0, 0]  # SE needs TE and TR only
     assert checks[0, 1:].tolist() == [0.0, 5000.0, 1.0]  # TE in (0, 5000] ms
+
+
+def _span_fractions(shape=(5, 7, 13)):
+    """Spans (≥ 2 tissue-free blocks apart, so they are not merged) holding 0 (fractions that round to 0), 1, 2, 3
+    and 4 tissues, crisp and mixed voxels, one span running into the partial last block (455 voxels)."""
+    n = int(np.prod(shape))
+    fr = np.zeros((4, n), np.float32)
+    g = np.random.default_rng(3)
+    sets = [(), (2,), (0, 3), (1, 2, 3), (0, 1, 2, 3), (1,), (0, 2), (0, 1, 3)]
+    start = 3
+    for k, tissues in enumerate(sets * 2):
+        length = 5 + 9 * (k % 4)
+        idx = np.arange(start, min(start + length, n))
+        if not tissues:
+            fr[1, idx] = 1e-6  # tissue, but every fraction rounds to 0: a span without lanes
+        else:
+            w = g.random((len(tissues), idx.size)).astype(np.float32)
+            w[:, ::3] = 0.0
+            w[g.integers(len(tissues), size=idx.size)[::3], np.arange(idx.size)[::3]] = 1.0  # crisp voxels
+            w /= w.sum(0, keepdims=True)
+            fr[np.ix_(list(tissues), idx)] = w
+        start += length + 24
+    tail = np.arange(n - 11, n)
+    fr[:, tail] = 0.0
+    fr[3, tail], fr[1, tail[::2]] = 0.5, 0.5
+    return fr
+
+
+def test_span_lanes_every_tissue_count_threads_and_partial_block(monkeypatch):
+    shape = (5, 7, 13)
+    fr = _span_fractions(shape)
+    lay = BL.build(shape, fr, (slice(0, 5), slice(0, 7), slice(0, 13)))
+    lanes = [bin(int(m)).count("1") for m in lay.masks]
+    assert set(lanes) == {0, 1, 2, 3, 4} and lay.size % 8 != 0
+    assert lay.records.size == 8 * int((lay.counts * np.array(lanes)).sum())  # only the spans' tissues are stored
+    img = np.random.default_rng(1).normal(300.0, 50.0, shape).astype(np.float32)
+    delta = [123.456, -78.9, 0.0, 42.25]
+    # independent reference: the float32 sum in tissue order with the quantised fractions (as the pass adds)
+    expected = img.reshape(-1).copy()
+    for t in range(4):
+        step = np.float32(np.float32(delta[t]) * np.float32(2.0 ** -15))
+        expected = expected + BL.quantise(fr[t]).astype(np.float32) * step
+    out = lay.apply(img, delta, np.full_like(img, np.nan))
+    assert np.array_equal(out.reshape(-1), expected)  # equal values (an absent lane only drops a +0 term)
+    crisp = (fr == 1.0).any(0)
+    assert crisp.sum() > 20 and np.array_equal(out.reshape(-1)[crisp],
+                                               (img.reshape(-1) + np.float32(delta) @ (fr == 1.0))[crisp])
+    empty = (BL.quantise(fr) == 0).all(0)
+    assert np.array_equal(out.reshape(-1)[empty], img.reshape(-1)[empty])
+    monkeypatch.setattr(BL, "PARALLEL_MIN", 64)  # parts of ~64 voxels start and end inside spans
+    monkeypatch.setenv("NEUROSHIFT_THREADS", "3")
+    threaded = lay.apply(img, delta, np.full_like(img, np.nan))
+    assert threaded.tobytes() == out.tobytes()
