@@ -12,9 +12,9 @@ non-degenerate generator, tested in ``Testing/synthesis/test_diamond_infer.py``)
   padded copy); reflect-padded ones pad first as ``nn.Conv2d`` does; Keras-'same' strided convs and
   transposed convs use their modules' own pad / crop (the same arithmetic as the eager model).
 * **In place** ReLU, residual add and tanh on tensors this forward created (no autograd: inference only).
-* **The last 7x7 conv (1 or 3 output channels) as banded GEMMs plus shifted sums** (:func:`_shift_gemm_conv`;
-  oneDNN's direct kernel is slow for so few output channels: 47 -> 21 ms per 240x240 slice with 3, 47 -> 9
-  with 1, one thread).
+* **The last 7x7 conv (1 or 3 output channels) as a 1x7 conv with one output channel per kernel row and
+  output channel, plus 7 row-shifted sums** (:func:`_row_folded_conv`; oneDNN's direct kernel is slow for so
+  few output channels: 41 -> 15 ms per 240x240 slice with 3, one thread).
 * **The domain stream once per availability code and slice size.** Its input, the domain matrix, depends
   only on the code, the slice size and the model's encoding (:func:`.diamond_domain.domain_matrix`), and
   instance norm is per sample, so its output, and
@@ -70,52 +70,25 @@ def _instance_norm_channels_last(m: nn.InstanceNorm2d, x: torch.Tensor) -> torch
     return torch.addcmul(shift, rows, scale).view(n, h, w, c).permute(0, 3, 1, 2)
 
 
-#: Output rows per GEMM of :func:`_shift_gemm_conv` (its k*k*O x rows x W product stays in cache; 32 measured
-#: best among 16/32/60/240 for 240x240 slices).
-BAND_ROWS = 32
-
-
-def _shift_gemm_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Stride-1 convolution of the padded ``xp`` with few output channels as GEMMs over bands of rows,
-    then sums of shifted planes: oneDNN's direct kernel runs a 1- or 3-output-channel 7x7 conv at ~5-17
-    GFLOP/s, the GEMM near peak. One output channel: ``Z = W (k*k, C) @ x (C, (rows+k-1)*Wp)`` per band and
-    the ``k*k`` shifted planes of ``Z`` summed; more: one GEMM per kernel row ``dy``,
-    ``Z_dy = W_dy (k*O, C) @ x (C, rows*Wp)`` starting at row ``dy`` (no halo rows computed, ``Z_dy`` stays
-    in cache), its ``k`` shifted planes summed (3 channels, 48 -> 246x246, one thread: 32 -> 21 ms; with one
-    channel the single GEMM is as fast, 13 ms). At least float32 (also under autocast: the sum of 49 shifted
-    terms must not round to bfloat16)."""
+def _row_folded_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Stride-1 convolution of the padded ``xp`` with few output channels (the generator's last 7x7 conv,
+    1 or 3 of them): oneDNN's direct kernel runs so few output channels at ~20 GFLOP/s (3 channels, 48 ->
+    246x246, one thread: 41 ms). Here each kernel row ``dy`` becomes an output channel of a ``1 x k`` conv,
+    ``Z[(dy, o), r, c] = sum_{ci, dx} W[o, ci, dy, dx] x[ci, r, c + dx]`` (``k * O`` channels: oneDNN's
+    kernel runs that near its GEMM speed), and the ``k`` row-shifted planes are summed,
+    ``out[o, r] = sum_dy Z[(dy, o), r + dy]`` (whole rows: contiguous adds). 3 channels: 18.5 -> 15.0 ms
+    against the banded GEMMs plus 49 shifted sums used before, 1 channel 9.0 -> 8.2 ms (CPU ms, one
+    thread). At least float32 (also under autocast: the sums must not round to bfloat16)."""
     with torch.autocast(xp.device.type, enabled=False):
         if xp.dtype in (torch.bfloat16, torch.float16):
             xp = xp.float()
         o_ch, c_in, kh, kw = weight.shape
-        n_b, _, hp, wp = xp.shape
-        h, w = hp - kh + 1, wp - kw + 1
-        out = xp.new_empty(n_b, o_ch, h, w)
-        if o_ch == 1:
-            w2 = weight.to(xp.dtype).permute(2, 3, 0, 1).reshape(kh * kw * o_ch, c_in)
-        else:
-            w_dy = weight.to(xp.dtype).permute(2, 3, 0, 1).reshape(kh, kw * o_ch, c_in)
-        for n in range(n_b):
-            for r0 in range(0, h, BAND_ROWS):
-                rows = min(BAND_ROWS, h - r0)
-                o = out[n, :, r0:r0 + rows]
-                if o_ch == 1:
-                    band = xp[n, :, r0:r0 + rows + kh - 1].reshape(c_in, (rows + kh - 1) * wp)
-                    z = (w2 @ band).view(kh, kw, o_ch, rows + kh - 1, wp)
-                    o.copy_(z[0, 0, :, :rows, :w])
-                    for dy in range(kh):
-                        for dx in range(kw):
-                            if dy or dx:
-                                o += z[dy, dx, :, dy:dy + rows, dx:dx + w]
-                    continue
-                for dy in range(kh):
-                    band = xp[n, :, r0 + dy:r0 + dy + rows].reshape(c_in, rows * wp)
-                    z = (w_dy[dy] @ band).view(kw, o_ch, rows, wp)
-                    for dx in range(kw):
-                        if dy or dx:
-                            o += z[dx, :, :, dx:dx + w]
-                        else:
-                            o.copy_(z[0, :, :, :w])
+        h = xp.shape[-2] - kh + 1
+        w_rows = weight.to(xp.dtype).permute(2, 0, 1, 3).reshape(kh * o_ch, c_in, 1, kw)  # (dy, o) channels
+        z = F.conv2d(xp, w_rows)  # (n, kh * O, Hp, W)
+        out = z[:, :o_ch, :h].clone()
+        for dy in range(1, kh):
+            out += z[:, dy * o_ch:(dy + 1) * o_ch, dy:dy + h]
         if bias is not None:
             out += bias.to(xp.dtype).view(1, -1, 1, 1)
     return out
@@ -215,7 +188,7 @@ def _conv(m: nn.Conv2d, x: torch.Tensor, relu_first: bool = False) -> torch.Tens
         return F.conv2d(x, m.weight, m.bias, m.stride, padding, m.dilation, m.groups)
     if m.out_channels <= 4 and m.kernel_size[0] >= 5 and m.stride == (1, 1) and m.dilation == (1, 1) \
             and m.groups == 1 and padding == 0:  # the generator's last layer (1 or 3 channels)
-        return _shift_gemm_conv(x, m.weight, m.bias)
+        return _row_folded_conv(x.contiguous(), m.weight, m.bias)
     if m.in_channels <= 4 and m.kernel_size[0] >= 5 and x.device.type == "cpu" and x.dtype == torch.float32:
         # the first 7x7 conv (few input channels): oneDNN's NHWC kernel, 20 -> 13.5 ms per 240x240 slice
         # (3 -> 48 channels, one thread, conversions included); its output stays channels_last (float32: the
