@@ -25,7 +25,7 @@ def test_derive_aligned_equals_derive_at_every_misalignment():
     model, img, _ = _model()  # 1287 voxels: a partial last block
     lay, k = model._blocks, BL.BlockLayout.kernels()
     params = model.resolve_target(TARGET)
-    args = (lay.starts, lay.counts, lay.offsets, lay.masks, lay.records, SEQUENCE_CODES["flair"], *pack("flair", params),
+    args = (lay.starts, lay.counts, lay.offsets, lay.records, SEQUENCE_CODES["flair"], *pack("flair", params),
             model._table(params), model._s0_pad, model.scale_c)
     ref = np.full(img.shape, np.nan, np.float32)
     k.derive(model._image, ref, *args)

@@ -106,13 +106,12 @@ def test_blocks_built_as_specified():
     fr[0, 9], fr[1, 9] = 0.5, 0.5
     fr[1, 47] = 1.0
     lay = BL.build(shape, fr, (slice(0, 1), slice(0, 3), slice(0, 16)))
-    assert lay.starts.tolist() == [0, 5] and lay.counts.tolist() == [2, 1]
-    # span 0 holds tissues 0 and 1 (2 blocks × 2 tissues × 8 values), span 1 tissue 1 only (8 values)
-    assert lay.masks.tolist() == [3, 2] and lay.offsets.tolist() == [0, 32] and lay.records.size == 40
-    span0 = lay.records[:32].reshape(2, 2, 8)  # (block, tissue of the span, voxel)
-    assert span0[0, 0, 2] == 32768 and span0[0, 1, 3] == 8192 and span0[1, 0, 1] == span0[1, 1, 1] == 16384
-    assert lay.records[32 + 7] == 32768
-    assert int(lay.records.astype(np.int64).sum()) == 2 * 32768 + 8192 + 2 * 16384  # nothing else
+    assert lay.starts.tolist() == [0, 5] and lay.counts.tolist() == [2, 1] and lay.offsets.tolist() == [0, 2]
+    rec = lay.records.reshape(-1, 4, 8)
+    assert rec.shape == (3, 4, 8)
+    assert rec[0, 0, 2] == 32768 and rec[0, 1, 3] == 8192 and rec[1, 0, 1] == rec[1, 1, 1] == 16384
+    assert rec[2, 1, 7] == 32768 and rec[:, 2:].max() == 0  # padded tissues are zero
+    assert int(rec.astype(np.int64).sum()) == 2 * 32768 + 8192 + 2 * 16384  # nothing else
     assert lay.tissue_voxels == 4 and lay.block_voxels == 24
 
 

@@ -6,7 +6,7 @@ was slower on this AMD EPYC, at every gap length tried: 64³ head 1.33× vs 1.26
 ``out = img + f_1·d_1 + f_2·d_2 + f_3·d_3 + f_4·d_4`` with the fractions read as ``uint16`` (fixed point,
 ``f = k·2⁻¹⁵``) from one contiguous 64-byte record per block, in memory order.
 
-Why explicit 8-lane vector code (:func:`_mixer`, llvmlite intrinsics): the spans are short (25–40 voxels
+Why explicit 8-lane vector code (:func:`_mix8`, an llvmlite intrinsic): the spans are short (25–40 voxels
 per image row at 64³) and numba's loop vectoriser only vectorises loops of ≥ 32 iterations (vector width 8
 × interleave 4); numba leaves LLVM's SLP vectoriser off, so a block loop of 8 stayed scalar: 26 µs for
 35 K voxels vs 9 µs vectorised, and a 64³ derivative 1.6× a copy instead of 1.3× (``bench/simulate.py``).
@@ -32,7 +32,7 @@ __all__ = ["apply_blocks", "derive_target", "derive", "derive_aligned", "tissue_
 
 #: Voxels per block (one AVX2 vector of float32).
 LANES = 8
-#: uint16 values per block record of a span with all 4 tissues (a span stores only its tissues: 8 per tissue).
+#: uint16 values per block record: 4 tissues × 8 voxels.
 ROW = 4 * LANES
 #: float32 voxels per 64 bytes (a cache line): :func:`derive_aligned` starts its output on such a boundary.
 ALIGN_VOXELS = 16
@@ -49,42 +49,34 @@ def _ptr(builder, arr, index, vec_type):
     return builder.bitcast(builder.gep(arr.data, [index]), vec_type.as_pointer())
 
 
-def _mixer(lanes: int):
-    """An intrinsic ``mix(out, img, frac, base, rec, d1, d2, d3, d4)``:
-    ``out[base:base+8] = img[base:base+8] + Σ_{t<lanes} float(frac[rec+8t : rec+8t+8])·d_{t+1}`` (8 lanes each)."""
+@intrinsic
+def _mix8(typingctx, out, img, frac, base, rec, d1, d2, d3, d4):
+    """``out[base:base+8] = img[base:base+8] + Σ_t float(frac[rec+8t : rec+8t+8])·d_t`` (t = 0..3), 8 lanes."""
+    sig = types.void(out, img, frac, types.intp, types.intp, types.float32, types.float32, types.float32,
+                     types.float32)
 
-    @intrinsic
-    def mix(typingctx, out, img, frac, base, rec, d1, d2, d3, d4):
-        sig = types.void(out, img, frac, types.intp, types.intp, types.float32, types.float32, types.float32,
-                         types.float32)
+    fixed_point = isinstance(frac.dtype, types.Integer)  # uint16 records (k·2⁻¹⁵) or float32 records
 
-        fixed_point = isinstance(frac.dtype, types.Integer)  # uint16 records (k·2⁻¹⁵) or float32 records
+    def codegen(context, builder, signature, args):
+        o, im, fr, b, q = args[:5]
+        oa = context.make_array(signature.args[0])(context, builder, o)
+        ia = context.make_array(signature.args[1])(context, builder, im)
+        fa = context.make_array(signature.args[2])(context, builder, fr)
+        acc = builder.load(_ptr(builder, ia, b, _VEC), align=4)
+        zero = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+        for t, d in enumerate(args[5:]):
+            dv = builder.insert_element(ir.Constant(_VEC, ir.Undefined), d, ir.Constant(ir.IntType(32), 0))
+            dv = builder.shuffle_vector(dv, ir.Constant(_VEC, ir.Undefined), zero)
+            at = builder.add(q, ir.Constant(_I64, LANES * t))
+            if fixed_point:
+                f = builder.uitofp(builder.load(_ptr(builder, fa, at, _I16VEC), align=2), _VEC)
+            else:
+                f = builder.load(_ptr(builder, fa, at, _VEC), align=4)
+            acc = builder.fadd(acc, builder.fmul(f, dv))
+        builder.store(acc, _ptr(builder, oa, b, _VEC), align=4)
+        return context.get_dummy_value()
 
-        def codegen(context, builder, signature, args):
-            o, im, fr, b, q = args[:5]
-            oa = context.make_array(signature.args[0])(context, builder, o)
-            ia = context.make_array(signature.args[1])(context, builder, im)
-            fa = context.make_array(signature.args[2])(context, builder, fr)
-            acc = builder.load(_ptr(builder, ia, b, _VEC), align=4)
-            zero = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-            for t, d in enumerate(args[5:5 + lanes]):
-                dv = builder.insert_element(ir.Constant(_VEC, ir.Undefined), d, ir.Constant(ir.IntType(32), 0))
-                dv = builder.shuffle_vector(dv, ir.Constant(_VEC, ir.Undefined), zero)
-                at = builder.add(q, ir.Constant(_I64, LANES * t))
-                if fixed_point:
-                    f = builder.uitofp(builder.load(_ptr(builder, fa, at, _I16VEC), align=2), _VEC)
-                else:
-                    f = builder.load(_ptr(builder, fa, at, _VEC), align=4)
-                acc = builder.fadd(acc, builder.fmul(f, dv))
-            builder.store(acc, _ptr(builder, oa, b, _VEC), align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return mix
-
-
-_mix1, _mix2, _mix3, _mix4 = (_mixer(n) for n in (1, 2, 3, 4))
+    return sig, codegen
 
 
 @intrinsic
@@ -137,34 +129,19 @@ def _copy(out, img, a, b):  # pragma: no cover - compiled
 
 
 @nb.njit(nogil=True, cache=True, boundscheck=False)
-def _lane_deltas(d1, d2, d3, d4):  # pragma: no cover - compiled
-    """(16, 4) float32: for each tissue mask ``m`` (bit t: tissue t present), the increments of its tissues in
-    order, zero-padded (the record lanes of a span hold only its tissues)."""
-    d = (d1, d2, d3, d4)
-    sel = np.zeros((16, 4), np.float32)
-    for m in range(16):
-        k = 0
-        for t in range(4):
-            if m >> t & 1:
-                sel[m, k] = d[t]
-                k += 1
-    return sel
-
-
-@nb.njit(nogil=True, cache=True, boundscheck=False)
-def apply_blocks(img, out, starts, counts, offsets, masks, frac, a1, a2, a3, a4, lo, hi):  # pragma: no cover
+def apply_blocks(img, out, starts, counts, offsets, frac, a1, a2, a3, a4, lo, hi):  # pragma: no cover - compiled
     """Voxels ``[lo, hi)`` of ``out = img + Σ_t f_t·Δ_t`` (flat float32 arrays of ``size`` voxels).
 
     ``lo`` a multiple of 8, ``hi`` a multiple of 8 or ``size``. Span ``s`` covers blocks
-    ``starts[s] .. starts[s] + counts[s]`` (ascending, disjoint) and holds the tissues of bit mask ``masks[s]``
-    (bit t: tissue t); its records (uint16, ``8·n`` values per block for its ``n`` tissues, in tissue order)
-    begin at element ``offsets[s]`` of ``frac``. ``a_t``: the increments Δ_t (float64, rounded to float32 here,
-    then scaled by :data:`SCALE`, exactly: a power of two). A span's lanes are only its tissues: at 64³ (head)
-    2.7 per block instead of 4 (``bench/simulate.py``: the pass 29.0 µs vs 31.2 µs, CPU time, one thread).
+    ``starts[s] .. starts[s] + counts[s]`` (ascending, disjoint) whose records begin at block record
+    ``offsets[s]`` of ``frac`` (uint16, ``ROW`` values per block). ``a_t``: the increments Δ_t (float64,
+    rounded to float32 here, then scaled by :data:`SCALE`, exactly: a power of two).
     """
     scale = np.float32(SCALE) if frac.itemsize == 2 else np.float32(1.0)  # uint16 fixed point or float32
-    sel = _lane_deltas(np.float32(a1) * scale, np.float32(a2) * scale, np.float32(a3) * scale,
-                       np.float32(a4) * scale)
+    d1 = np.float32(a1) * scale
+    d2 = np.float32(a2) * scale
+    d3 = np.float32(a3) * scale
+    d4 = np.float32(a4) * scale
     pos = lo
     n_spans = starts.size
     s = max(np.searchsorted(starts, lo // LANES, side="right") - 1, 0)
@@ -179,37 +156,15 @@ def apply_blocks(img, out, starts, counts, offsets, masks, frac, a1, a2, a3, a4,
             continue
         first = max(b0, lo // LANES)
         _copy(out, img, pos, first * LANES)
-        m = masks[s]
-        n = (m & 1) + (m >> 1 & 1) + (m >> 2 & 1) + (m >> 3 & 1)
-        e1, e2, e3, e4 = sel[m, 0], sel[m, 1], sel[m, 2], sel[m, 3]
-        stride = n * LANES
-        rec = offsets[s] + (first - b0) * stride
-        last = min(b1, full)
-        if n == 0:  # every fraction of the span rounds to 0
-            _copy(out, img, first * LANES, last * LANES)
-        elif n == 1:
-            for blk in range(first, last):
-                _mix1(out, img, frac, blk * LANES, rec, e1, e2, e3, e4)
-                rec += stride
-        elif n == 2:
-            for blk in range(first, last):
-                _mix2(out, img, frac, blk * LANES, rec, e1, e2, e3, e4)
-                rec += stride
-        elif n == 3:
-            for blk in range(first, last):
-                _mix3(out, img, frac, blk * LANES, rec, e1, e2, e3, e4)
-                rec += stride
-        else:
-            for blk in range(first, last):
-                _mix4(out, img, frac, blk * LANES, rec, e1, e2, e3, e4)
-                rec += stride
+        rec0 = (offsets[s] - b0) * ROW
+        for blk in range(first, min(b1, full)):
+            _mix8(out, img, frac, blk * LANES, rec0 + blk * ROW, d1, d2, d3, d4)
         if b1 > full:  # the image's last, partial block
+            q = rec0 + full * ROW
             for j in range(full * LANES, hi):
                 k = j - full * LANES
-                v = img[j]
-                for t in range(n):
-                    v = v + np.float32(frac[rec + t * LANES + k]) * sel[m, t]
-                out[j] = v
+                out[j] = (img[j] + np.float32(frac[q + k]) * d1 + np.float32(frac[q + LANES + k]) * d2
+                          + np.float32(frac[q + 2 * LANES + k]) * d3 + np.float32(frac[q + 3 * LANES + k]) * d4)
             return
         pos = b1 * LANES
         s += 1
@@ -240,8 +195,7 @@ def tissue_deltas(code, p1, p2, p3, p4, p5, p6, table, s0, c):  # pragma: no cov
 
 
 @nb.njit(nogil=True, cache=True)
-def derive(img, out, starts, counts, offsets, masks, frac, code, p1, p2, p3, p4, p5, p6, table, s0,
-           c):  # pragma: no cover - compiled
+def derive(img, out, starts, counts, offsets, frac, code, p1, p2, p3, p4, p5, p6, table, s0, c):  # pragma: no cover
     """The whole derivative on one thread: :func:`tissue_deltas` then :func:`apply_blocks` over every voxel
     (a plain copy when every increment is 0, so the source parameters give the input bit for bit)."""
     a1, a2, a3, a4 = tissue_deltas(code, p1, p2, p3, p4, p5, p6, table, s0, c)
@@ -251,11 +205,11 @@ def derive(img, out, starts, counts, offsets, masks, frac, code, p1, p2, p3, p4,
     if a1 == 0.0 and a2 == 0.0 and a3 == 0.0 and a4 == 0.0:
         _memcpy(dst, src, 0, n)
     else:
-        apply_blocks(src, dst, starts, counts, offsets, masks, frac, a1, a2, a3, a4, 0, n)
+        apply_blocks(src, dst, starts, counts, offsets, frac, a1, a2, a3, a4, 0, n)
 
 
 @nb.njit(nogil=True, cache=True)
-def derive_aligned(img, raw, starts, counts, offsets, masks, frac, code, p1, p2, p3, p4, p5, p6, table, s0,
+def derive_aligned(img, raw, starts, counts, offsets, frac, code, p1, p2, p3, p4, p5, p6, table, s0,
                    c):  # pragma: no cover - compiled
     """:func:`derive` into ``raw[off : off + img.size]``, ``off`` < 16 the first voxel of ``raw`` on a 64-byte
     boundary (``raw``: 1-D float32 of at least ``img.size + ALIGN_VOXELS − 1`` voxels); returns ``off``.
@@ -265,8 +219,7 @@ def derive_aligned(img, raw, starts, counts, offsets, masks, frac, code, p1, p2,
     boundaries, ``bench/simulate.py --sizes 64,64,64 --cases head`` gave 1.34–1.44× a copy (median 1.41) vs
     1.44–1.69× (median 1.52) in 6 alternating runs (load 1.5–1.9 on 2 cores); the bare pass 29.0 µs vs 31.2 µs."""
     off = (-(_address(raw) >> 2)) & (ALIGN_VOXELS - 1)
-    derive(img, raw[off:off + img.size], starts, counts, offsets, masks, frac, code, p1, p2, p3, p4, p5, p6, table, s0,
-           c)
+    derive(img, raw[off:off + img.size], starts, counts, offsets, frac, code, p1, p2, p3, p4, p5, p6, table, s0, c)
     return off
 
 
@@ -305,8 +258,7 @@ def derive_target(img, dst, spans, frac, consts, align, code, te, ti, tr, fa, ti
     """One derivative in one call: the target values (:data:`TARGET_FIELDS`, NaN = unknown) merged with the
     source's and checked as ``AcquisitionParams.merged(...)._meets(sequence)`` does, the 4 increments from the
     scalar signal equations (:func:`tissue_deltas`' numbers), then the pass (:func:`derive`). ``spans``: int64
-    (4, S) rows starts, counts, offsets, masks (:func:`apply_blocks`); ``consts``: see :data:`C_TABLE` ..
-    :data:`C_CHECKS`.
+    (3, S) rows starts, counts, offsets; ``consts``: see :data:`C_TABLE` .. :data:`C_CHECKS`.
 
     ``align`` True: ``dst`` is a 1-D buffer of ≥ ``img.size + 15`` voxels and the output its view from the first
     voxel on a 64-byte boundary (as :func:`derive_aligned`); else ``dst`` is image-shaped and written from 0.
@@ -348,5 +300,5 @@ def derive_target(img, dst, spans, frac, consts, align, code, te, ti, tr, fa, ti
     if a1 == 0.0 and a2 == 0.0 and a3 == 0.0 and a4 == 0.0:
         _memcpy(out, src, 0, n)
     else:
-        apply_blocks(src, out, spans[0], spans[1], spans[2], spans[3], frac, a1, a2, a3, a4, 0, n)
+        apply_blocks(src, out, spans[0], spans[1], spans[2], frac, a1, a2, a3, a4, 0, n)
     return off

@@ -1,12 +1,11 @@
 """Block layout of the tissue fractions: a derivative in one streaming pass over the image (issue 9).
 
 The image is cut into blocks of 8 voxels in memory order. Blocks that hold any tissue are grouped into
-*spans* (runs of consecutive tissue blocks). Each span keeps the fractions of the tissues present in it (bit
-mask per span) as ``uint16`` fixed point ``k = round(f·2¹⁵)`` (``f = 1`` is exactly 2¹⁵): per block one record
-of 16 bytes per tissue of the span (its 8 voxels). A derivative ``S_new = S + Σ_t f_t·Δ_t`` is then one
-compiled pass (:mod:`.block_kernels`): voxels between spans are copied, tissue blocks are 8-lane vector sums
-over the span's tissues reading their record, in memory order, so everything streams (no per-voxel index, no
-gather, no label byte for the tissue-free voxels).
+*spans* (runs of consecutive tissue blocks); for each tissue block the layout keeps one 64-byte record: the
+4 tissue fractions of its 8 voxels as ``uint16`` fixed point ``k = round(f·2¹⁵)`` (``f = 1`` is exactly
+2¹⁵). A derivative ``S_new = S + Σ_t f_t·Δ_t`` is then one compiled pass (:mod:`.block_kernels`): voxels
+between spans are copied, tissue blocks are 8-lane vector sums reading their record, in memory order, so
+everything streams (no per-voxel index, no gather, no label byte for the tissue-free voxels).
 
 Accuracy: crisp voxels (one tissue, fraction 1) get exactly ``S + Δ_t`` and tissue-free voxels exactly
 ``S``; any voxel is within ``Σ_t |Δ_t|·2⁻¹⁶`` (fraction rounding, at most half a step of 2⁻¹⁵ per tissue)
@@ -16,10 +15,9 @@ hundred that is < 0.01 intensity units.
 Why this layout (measured with ``bench/simulate.py --sizes``, head-shaped fractions): the former label layout
 (a uint8 label per voxel plus an index and 4 float32 fractions per partial-volume voxel) cost 2.9× a copy at
 64³, where 60 % of the tissue voxels are partial volume (their scattered index/fraction reads, 24 bytes
-each, and the label byte of every voxel); the block records are read sequentially and the tissue-free 87–90 %
-of a head volume are a plain copy. Records of only the span's tissues: 2.75 tissues per block instead of 4 for
-a head at 64³ and 128³ (the pass 29.0 µs vs 31.2 µs at 64³, CPU time of one thread; records 193 KB vs 281 KB).
-Memory held with the model: 2 bytes per tissue of a span per voxel of its blocks (≤ 8).
+each, and the label byte of every voxel); the block records are read sequentially, 8 bytes per tissue voxel,
+and the tissue-free 87–90 % of a head volume are a plain copy. Memory held with the model: 8 bytes per voxel
+of the tissue blocks (1.25× the tissue voxels of a head at 64³, 1.1× at 256×256×176).
 """
 
 from __future__ import annotations
@@ -99,15 +97,14 @@ def _records(fractions: np.ndarray) -> np.ndarray:
 
 @dataclass(eq=False)
 class BlockLayout:
-    """Tissue spans (in 8-voxel blocks) and uint16 fraction records of the tissues of each span (see the module)."""
+    """Tissue spans (in 8-voxel blocks) and one uint16 fraction record per tissue block (see the module)."""
 
     size: int                  # voxels of the image
     starts: np.ndarray         # int64 (S,), first block of each span, ascending
     counts: np.ndarray         # int64 (S,), blocks of each span
-    offsets: np.ndarray        # int64 (S,), first record value of each span (element of ``records``)
-    records: np.ndarray        # uint16: per span block by block [tissue a × 8 voxels, tissue b × 8, ...]
+    offsets: np.ndarray        # int64 (S,), first record of each span
+    records: np.ndarray        # uint16 (blocks × 32): [tissue 0 × 8 voxels, tissue 1 × 8, ...] per block
     tissue_voxels: int         # voxels with any tissue
-    masks: np.ndarray          # int64 (S,), tissues of each span (bit t: tissue t of the stack)
 
     @property
     def block_voxels(self) -> int:
@@ -136,11 +133,10 @@ class BlockLayout:
         if size < PARALLEL_MIN:
             if out is None:  # the kernel finds the aligned start in a slightly longer buffer (no ctypes call here)
                 raw = np.empty(size + _ALIGN - 1, np.float32)
-                off = k.derive_aligned(img, raw, self.starts, self.counts, self.offsets, self.masks, self.records, code,
-                                       *p, table, s0, c)
+                off = k.derive_aligned(img, raw, self.starts, self.counts, self.offsets, self.records, code, *p, table,
+                                       s0, c)
                 return raw[off:off + size].reshape(img.shape)
-            k.derive(img, out, self.starts, self.counts, self.offsets, self.masks, self.records, code, *p, table, s0,
-                     c)
+            k.derive(img, out, self.starts, self.counts, self.offsets, self.records, code, *p, table, s0, c)
             return out
         if out is None:
             out = aligned_empty(img.shape)
@@ -157,14 +153,14 @@ class BlockLayout:
         apply_blocks = self.kernels().apply_blocks
         src, dst = img.reshape(-1), out.reshape(-1)
         if self.size < PARALLEL_MIN:  # one thread: call the pass directly (a 64³ copy takes ~25 µs)
-            apply_blocks(src, dst, self.starts, self.counts, self.offsets, self.masks, self.records, d[0], d[1], d[2],
-                         d[3], 0, self.size)
+            apply_blocks(src, dst, self.starts, self.counts, self.offsets, self.records, d[0], d[1], d[2], d[3],
+                         0, self.size)
             return out
         from ..physics.parallel import run_parts
 
         def run(lo: int, hi: int) -> None:
-            apply_blocks(src, dst, self.starts, self.counts, self.offsets, self.masks, self.records, d[0], d[1], d[2],
-                         d[3], lo, hi)
+            apply_blocks(src, dst, self.starts, self.counts, self.offsets, self.records, d[0], d[1], d[2], d[3],
+                         lo, hi)
 
         run_parts(run, self.size, PARALLEL_MIN, align=8)
         return out
@@ -191,26 +187,15 @@ def build(shape: tuple, stack: np.ndarray, box: tuple) -> BlockLayout | None:
     else:
         starts = stops = np.zeros(0, np.int64)
     counts = stops - starts
-    # block index of every block record (span blocks in order) and the quantised fractions, one tissue at a time
-    rec_blocks = np.repeat(starts, counts) + (np.arange(int(counts.sum()), dtype=np.int64)
-                                              - np.repeat(np.cumsum(counts) - counts, counts))
-    q = np.zeros((rec_blocks.size, MAX_TISSUES, 8), RECORD_DTYPE)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    # block index of every record (span blocks in order) and the quantised fractions, one tissue at a time
+    rec_blocks = np.repeat(starts - offsets, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+    records = np.zeros((rec_blocks.size, MAX_TISSUES, 8), RECORD_DTYPE)
     full = np.zeros(n_blocks * 8, np.float32)
     for t in range(n_t):
         full[:size].reshape(shape)[box] = stack[t].reshape(box_shape)
-        q[:, t, :] = _records(full.reshape(n_blocks, 8)[rec_blocks])
-    # each span keeps the lanes of the tissues present in it (a fraction rounding to 0 is absent)
-    present = (q != 0).any(axis=2)                                      # (blocks, tissues)
-    span_of = np.repeat(np.arange(starts.size), counts)
-    span_present = np.zeros((starts.size, MAX_TISSUES), bool)
-    np.logical_or.at(span_present, span_of, present)
-    masks = (span_present * (1 << np.arange(MAX_TISSUES))).sum(axis=1).astype(np.int64)
-    lanes = span_present.sum(axis=1)
-    values = counts * lanes * 8
-    offsets = (np.cumsum(values) - values).astype(np.int64)
-    keep = span_present[span_of]                                        # (blocks, tissues) lanes kept, in order
-    records = q[keep].reshape(-1)                                       # block by block, tissue order, 8 voxels each
-    return BlockLayout(size, starts, counts, offsets, records, int(np.count_nonzero(tissue)), masks)
+        records[:, t, :] = _records(full.reshape(n_blocks, 8)[rec_blocks])
+    return BlockLayout(size, starts, counts, offsets, records.reshape(-1), int(np.count_nonzero(tissue)))
 
 
 # ------------------------------------------------------------------ the one-call derivative (simulate's fast path)

@@ -15,7 +15,7 @@ which equals ``c·Σ_t f_t·S_t(θ_new) + T`` with the texture kept fixed, and i
 the input itself (bit for bit) at ``θ_new = θ_0``.
 
 Performance (issue 9): with numba the model keeps a *block layout* (:mod:`.block_layout`): the tissue
-fractions of the tissues of each span of 8-voxel blocks as uint16 fixed point, in memory order, and a derivative
+fractions of every 8-voxel block that holds tissue as uint16 fixed point, in memory order, and a derivative
 is one compiled streaming pass (copy between tissue spans, 8-lane sums inside: ≈ a copy of the image); below
 ``block_layout.PARALLEL_MIN`` voxels one compiled call (``block_layout.derive_target``) also merges an
 ``AcquisitionParams`` target with the source, checks it and computes the 4 tissue increments from the scalar
@@ -85,7 +85,7 @@ class TissueModel:
     _texture: np.ndarray | None = field(default=None, repr=False)
     _params: dict = field(default_factory=dict, repr=False)    # field (T) -> (3, 4) PD/T1/T2(*) table
     _consts: np.ndarray | None = field(default=None, repr=False)  # block layout: constants of the one-call path
-    _spans: np.ndarray | None = field(default=None, repr=False)   # block layout: (4, S) starts/counts/offsets/masks
+    _spans: np.ndarray | None = field(default=None, repr=False)   # block layout: (3, S) starts, counts, offsets
 
     def __post_init__(self) -> None:
         if self._s0 is not None and self.ensemble is None:
@@ -99,7 +99,7 @@ class TissueModel:
             b = self._blocks
             self._consts = _blocks.entry_constants(self._table(self.source), self._s0_pad, self.scale_c,
                                                    self.sequence, self.source)
-            self._spans = np.stack([b.starts, b.counts, b.offsets, b.masks]).astype(np.int64)
+            self._spans = np.stack([b.starts, b.counts, b.offsets]).astype(np.int64)
 
     # ------------------------------------------------------------------ access
     @property
