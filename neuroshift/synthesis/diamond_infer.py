@@ -22,10 +22,22 @@ non-degenerate generator, tested in ``Testing/synthesis/test_diamond_infer.py``)
   ``convT(cat(a, d), W) = convT(a, W[:C]) + convT(d, W[C:])``), are the same for every slice of a volume.
   They are cached in this object and recomputed when any parameter changes (the tensors' version counters).
 
-Why not ``channels_last``, ``torch.jit.freeze``, bfloat16 by default: oneDNN's float32 3x3 conv already runs
-near the core's GEMM peak in NCHW (measured ~108 GFLOP/s/core vs sgemm ~85); channels_last made the norms
-slower; bfloat16 halves conv time but rounds activations to 8 bits of mantissa (agreement is measured and
-printed by the bench, not assumed). See ``bench/synthesize.py`` and the README Benchmarks section.
+* **Layouts per layer** (float32 on the CPU, not under autocast): the stride-2 convs run channels_last
+  (oneDNN's NHWC kernel: 48 -> 72 channels at 242 -> 120, one thread, 25 -> 16.5 ms with the conversions),
+  their padded input written channels_last by the same pass that applies the preceding ReLU
+  (:func:`pad_into`); the first 7x7 conv's and the first transposed conv's outputs stay channels_last. Their
+  norms then use :func:`_instance_norm_channels_last` (two-pass statistics: torch's channels_last norm
+  kernels are one-pass and 4e-5 off float64 at 48x240x240, which is why channels_last end to end failed the
+  1e-5 agreement before). The residual blocks stay NCHW: there oneDNN's blocked 3x3 kernel is as fast as
+  its NHWC one (12.4 vs 13.1 ms per conv, reorders included) and NCHW's group norm is the cheaper.
+  Whole slice, one thread: 332 -> 304 CPU ms with these and the last-conv change (interleaved rounds, a
+  loaded machine).
+
+Why not ``torch.jit.freeze``, prepacked oneDNN weights, bfloat16 by default: oneDNN's float32 3x3 conv
+already runs near the core's GEMM peak in NCHW (~108 GFLOP/s/core vs sgemm ~85); prepacked
+(``torch.utils.mkldnn``) weights measured no faster (the weight reorder is ~0.4 ms of 12.4); bfloat16
+halves conv time but rounds activations to 8 bits of mantissa (agreement is measured and printed by the
+bench, not assumed). See ``bench/synthesize.py`` and the README Benchmarks section.
 """
 
 from __future__ import annotations
@@ -171,8 +183,7 @@ def _conv(m: nn.Conv2d, x: torch.Tensor, relu_first: bool = False) -> torch.Tens
     """``m(relu(x) if relu_first else x)`` (``relu_first`` only for convs that pad as a separate step:
     the ReLU is applied while padding, see :func:`pad_into`)."""
     pads = conv_pads(m, x)
-    strided_cl = m.stride != (1, 1) and x.device.type == "cpu" and x.dtype == torch.float32 \
-        and not torch.is_autocast_enabled("cpu")
+    strided_cl = m.stride != (1, 1) and fast_cpu_float32(x)
     fmt = torch.channels_last if strided_cl else torch.contiguous_format
     if pads is not None:
         x, padding = pad_into(x, *pads, relu=relu_first, memory_format=fmt), 0
@@ -196,7 +207,7 @@ def _conv(m: nn.Conv2d, x: torch.Tensor, relu_first: bool = False) -> torch.Tens
         # 324 -> 315 CPU ms per slice)
         y = F.conv2d(x.contiguous(memory_format=torch.channels_last), m.weight, m.bias, m.stride, padding,
                      m.dilation, m.groups)
-        return y.contiguous() if torch.is_autocast_enabled("cpu") else y  # kept channels_last for its norm
+        return y if fast_cpu_float32(y) else y.contiguous()  # float32: kept channels_last for its norm
     return F.conv2d(x, m.weight, m.bias, m.stride, padding, m.dilation, m.groups)
 
 
