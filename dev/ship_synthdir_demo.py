@@ -6,7 +6,9 @@ model card (held-out scores, protocol, recipe, uncertainty figures, ablation) in
 ``RUN_DIR`` holds ``synthdir-demo/`` (the package) and ``synthdir.json`` (its scores). ``--ablation`` takes the
 ``--json`` output of ``dev/synthesis_ablation.py`` (lesion-focused term on vs off), copied into the card as it is;
 ``--uncertainty`` the ``--json`` output of ``dev/synthesis_uncertainty.py`` (both SD kinds), stored as
-``uncertainty_evaluation``. When ``--version`` differs from the card already at ``--dest``, that card (without its
+``uncertainty_evaluation``; ``--uncertainty-varied`` the ``--json`` output of ``dev/synthesis_uncertainty.py --heldout
+varied`` (this package's entry, per held-out subject and pooled, without the per-subject tables), stored as
+``uncertainty_evaluation_varied``. When ``--version`` differs from the card already at ``--dest``, that card (without its
 histogram) is kept under ``history`` (newest first), so earlier versions' recorded figures stay. The package's
 weights are copied byte for byte; the manifest is rewritten atomically.
 """
@@ -39,6 +41,23 @@ def _scores(report: Path) -> dict:
     return {"args": d["args"], **d[key]}
 
 
+def varied_record(path: Path, pkg: Path) -> dict:
+    """This package's entry of a ``--heldout varied`` evaluation, compact: per subject the headline per SD kind,
+    neighbour ceiling, noise share and MC-mean scores; the pooled figures and subject means; the set's recipe."""
+    d = json.loads(path.read_text())
+    entries = {k: v for k, v in d["models"].items() if Path(k).resolve() == pkg.resolve()}
+    if len(entries) != 1:
+        raise SystemExit(f"{path}: no single entry for {pkg} (has {sorted(d['models'])})")
+    m = next(iter(entries.values()))
+    keep = ("headline_brain_voxel_vs_acquired", "ceiling_neighbour_oracle", "scores_mc_mean", "scores_single_pass")
+    return {"held_out_set": d["held_out_set"], "mc_samples": d["mc_samples"], "tta": d["tta"],
+            "subjects": d["subjects"], "recipe": d["varied_recipe"],
+            "per_subject": {n: {**{k: r[k] for k in keep},
+                                "noise_share_of_acquired_mse": r["noise"]["noise_share_of_acquired_mse"]}
+                            for n, r in m["per_subject"].items()},
+            **{k: v for k, v in m.items() if k.startswith(("pooled_", "mean_of_subjects_"))}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir")
@@ -47,6 +66,8 @@ def main() -> None:
     ap.add_argument("--training", default="", help="the training command line, for the card")
     ap.add_argument("--note", default="", help="the card's uncertainty_note (what the Spearman figures mean)")
     ap.add_argument("--uncertainty", default="", help="dev/synthesis_uncertainty.py --json output")
+    ap.add_argument("--uncertainty-varied", default="",
+                    help="dev/synthesis_uncertainty.py --heldout varied --json output (this package's entry)")
     ap.add_argument("--version", default="", help="the card's version (e.g. 0.3.0-demo)")
     args = ap.parse_args()
     run = Path(args.run_dir)
@@ -72,6 +93,8 @@ def main() -> None:
         manifest["uncertainty_note"] = args.note
     if args.uncertainty:
         manifest["uncertainty_evaluation"] = json.loads(Path(args.uncertainty).read_text())
+    if args.uncertainty_varied:
+        manifest["uncertainty_evaluation_varied"] = varied_record(Path(args.uncertainty_varied), pkg)
     dest = Path(args.dest)
     if args.version:
         manifest["version"] = args.version
