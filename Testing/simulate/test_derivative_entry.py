@@ -113,3 +113,28 @@ def test_entry_constants_layout():
     checks = c[K.C_CHECKS:].reshape(len(K.TARGET_FIELDS), 4)
     assert checks[:, 0].tolist() == [1, 0, 1, 0, 0, 0, 0, 0, 0]  # SE needs TE and TR only
     assert checks[0, 1:].tolist() == [0.0, 5000.0, 1.0]  # TE in (0, 5000] ms
+
+
+def test_compiled_entry_with_shared_and_read_only_models(tmp_path):
+    """The entry called without numba's type dispatch (block_layout._ENTRY) gives the dispatcher's numbers, also for
+    a model handed to stress-test workers (rebuilt from a pickle-free file) and for read-only model arrays."""
+    from neuroshift.simulate.block_kernels import derive_target as dispatcher
+    from neuroshift.stress.share import load_shared, save_shared
+
+    fr = _fractions((6, 9, 10), seed=8)
+    img = _image(fr)
+    model = fit_tissue_model(img, fr, "flair", SOURCES["flair"], estimator="priors")
+    target = AcquisitionParams(TE_ms=140, TI_ms=2300)
+    out = model.simulate(target)
+    assert (3, True, "H") in BL._ENTRY and BL._ENTRY[(3, True, "H")] is not dispatcher
+    raw = np.empty(img.size + 15, np.float32)
+    off = dispatcher(model._image, raw, model._spans, model._blocks.records, model._consts, True, 2, 140.0, 2300.0,
+                     *([math.nan] * 7))
+    assert raw[off:off + img.size].tobytes() == out.tobytes()
+    shared = load_shared(save_shared(tmp_path / "model.npz", model))
+    assert shared._consts is not None and shared.simulate(target).tobytes() == out.tobytes()
+    for a in (model._image, model._spans, model._blocks.records, model._consts):
+        a.flags.writeable = False
+    assert model.simulate(target).tobytes() == out.tobytes()
+    buf = np.zeros_like(img)
+    assert model.simulate(target, out=buf) is buf and buf.tobytes() == out.tobytes()

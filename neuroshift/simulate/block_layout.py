@@ -199,7 +199,12 @@ def build(shape: tuple, stack: np.ndarray, box: tuple) -> BlockLayout | None:
 
 
 # ------------------------------------------------------------------ the one-call derivative (simulate's fast path)
-_ENTRY: list = []  # block_kernels.derive_target, once imported
+#: Compiled entries of :func:`block_kernels.derive_target` by (image ndim, new output?, record dtype): numba's
+#: wrapper of the compiled signature, called without the dispatcher's type resolution of its 16 arguments
+#: (1.3 µs of a 64³ derivative's ~30 µs, ``bench/simulate.py``). Safe because every argument's type is fixed by
+#: that key: the model's own C-contiguous float32 image, int64 spans, float64 constants, a float32 output
+#: (a new 1-D buffer, or ``out`` checked to be C-contiguous float32 of the image shape), a bool, an int and floats.
+_ENTRY: dict = {}
 _NAN = float("nan")
 
 
@@ -231,11 +236,14 @@ def derive_target(img: np.ndarray, spans: np.ndarray, records: np.ndarray, const
     merged target fails the checks (nothing written; the caller's general path raises, naming the problem).
     ``out`` None: a new array on a 64-byte boundary; else a C-contiguous float32 image-shaped array (checked by
     the caller), filled in place. Only below :data:`PARALLEL_MIN` voxels (one thread)."""
-    kern = _ENTRY[0] if _ENTRY else _entry()
+    new = out is None
+    kern = _ENTRY.get((img.ndim, new, records.dtype.char))
     t = target.__dict__
     n = img.size
-    raw = np.empty(n + _ALIGN - 1, np.float32) if out is None else out
-    off = kern(img, raw, spans, records, consts, out is None, code,
+    raw = np.empty(n + _ALIGN - 1, np.float32) if new else out
+    if kern is None:
+        kern = _entry(img, raw, spans, records, consts, new)
+    off = kern(img, raw, spans, records, consts, new, code,
                _NAN if (x := t["TE_ms"]) is None else float(x), _NAN if (x := t["TI_ms"]) is None else float(x),
                _NAN if (x := t["TR_ms"]) is None else float(x), _NAN if (x := t["FA_deg"]) is None else float(x),
                _NAN if (x := t["TI1_ms"]) is None else float(x), _NAN if (x := t["TI2_ms"]) is None else float(x),
@@ -243,11 +251,15 @@ def derive_target(img: np.ndarray, spans: np.ndarray, records: np.ndarray, const
                _NAN if (x := t["Trec_ms"]) is None else float(x))
     if off < 0:
         return None
-    return raw[off:off + n].reshape(img.shape) if out is None else out
+    return raw[off:off + n].reshape(img.shape) if new else out
 
 
-def _entry():
-    from .block_kernels import derive_target as kern
+def _entry(img, dst, spans, records, consts, new: bool):
+    """The compiled entry for these argument types (compiled or read from numba's cache on first use)."""
+    from numba import typeof
 
-    _ENTRY.append(kern)
-    return kern
+    from .block_kernels import derive_target as dispatcher
+
+    sig = tuple(typeof(a) for a in (img, dst, spans, records, consts, True, 0)) + (typeof(0.0),) * 9
+    entry = _ENTRY[(img.ndim, new, records.dtype.char)] = dispatcher.compile(sig)
+    return entry
