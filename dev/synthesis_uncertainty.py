@@ -279,7 +279,7 @@ def summary_lines(res: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", nargs="+", default=["synthdir-demo"],
-                    help="package folder(s) or shipped model name(s); several only with --heldout varied")
+                    help="package folder(s) or shipped model name(s); several only with --heldout varied(_linear)")
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--heldout", choices=("phantom", "varied", "varied_linear"), default="phantom",
                     help="phantom: seed 3 only, every table incl. TTA (the old report); varied: seed 3 plus the "
