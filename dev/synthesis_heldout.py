@@ -28,6 +28,17 @@ A *varied* held-out subject (:func:`varied_subject`) is a new subject from the s
 Kept as in training (what a new subject on the same scanner and protocol would keep): the acquisition, the
 relaxation values, the noise level. All seeds are fixed up front (:data:`VARIED_SEEDS`); no subject is chosen
 after seeing a figure.
+
+A harder tier, ``varied_qsynth`` (:func:`qsynth_subject`): the same anatomy and lesions, but the tissue
+parameters from qSynth's label-to-image side: per subject and tissue (mu, sigma) of PD, R1, R2, R2* drawn from the
+default hierarchical priors (:func:`neuroshift.qsynth.generator.draw`; between-subject CV 10 % for tissues, 20 %
+for lesions, within-tissue CV 5 % / 10 % as smooth + white texture, weight 0.7, 16 mm), maps mixed by partial
+volume (:func:`neuroshift.qsynth.generator.render`, no augmentation), and T1w / FLAIR / DIR rendered from those
+maps by :func:`neuroshift.qmri.synth.synthesize` with the training protocol (the phantom's parameters; DIR TI1/TI2
+fixed at the 3 T table's null times, so a subject whose WM/CSF T1 differ is not perfectly nulled, as on a
+scanner); Rician noise of 2 % of the mean WM signal (GM for DIR), as the phantom. The priors are qSynth's
+[assumption]s for contrast-agnostic training (wider than healthy adults' spread): a stress test, not a typical
+subject.
 """
 
 from __future__ import annotations
@@ -87,7 +98,8 @@ def varied_fractions(seed: int, warp_order: int = 3) -> tuple[dict[str, np.ndarr
     fr = {"CSF": np.where(core, rest * (1.0 - share_wm), csf * rest), "GM": np.where(core, 0.0, gm * rest),
           "WM": np.where(core, rest * share_wm, wm * rest), "lesion": les}
     voxel_ml = float(np.prod(tpl.gm.spacing)) / 1000.0
-    info = {"seed": int(seed), "warp_order": int(warp_order), "deform_max_mm": float(np.abs(disp).max() * sp), "lesions": len(records),
+    info = {"seed": int(seed), "warp_order": int(warp_order), "deform_max_mm": float(np.abs(disp).max() * sp),
+            "lesions": len(records),
             "lesion_ml": round(float(les.sum()) * voxel_ml, 3), "brain_ml": round(float(brain.sum()) * voxel_ml, 1),
             "csf_ml": round(float(fr["CSF"].sum()) * voxel_ml, 1)}
     return fr, brain, info
@@ -114,6 +126,52 @@ def varied_subject(seed: int, warp_order: int = 3) -> dict:
                                     "lesions, phantom contrasts)"}}
 
 
+def qsynth_subject(seed: int) -> dict:
+    """Varied subject ``seed`` (same anatomy and lesions as :func:`varied_subject`) with qSynth-drawn tissue
+    parameters and texture, rendered by the training protocol (see the module docstring)."""
+    from neuroshift.io.params import AcquisitionParams
+    from neuroshift.io.volume import Volume
+    from neuroshift.phantom.contrasts import DIR_TE_MS, DIR_TR_MS, dir_null_times
+    from neuroshift.phantom.make import FLAIR_PARAMS, NOISE_FRACTION, T1W_PARAMS
+    from neuroshift.physics.noise import add_rician_noise
+    from neuroshift.phantom.template import load_template
+    from neuroshift.physics.relaxation import relaxation_table
+    from neuroshift.qmri.synth import synthesize as render_sequence
+    from neuroshift.qsynth.generator import QSynthConfig, draw, render
+
+    fr, brain, info = varied_fractions(seed)
+    spacing = tuple(float(v) for v in load_template().gm.spacing)
+    cfg = QSynthConfig(augment=False)
+    priors = cfg.prior_table()
+    rng = np.random.default_rng([int(seed), 23])
+    d = draw(cfg, rng, list(fr), priors)
+    maps = render({t: a.astype(np.float32) for t, a in fr.items()}, d, cfg, spacing_mm=spacing, priors=priors)["maps"]
+    ref = Volume(np.zeros(brain.shape, np.float32), spacing=spacing)
+    vols = {k: ref.with_data(np.asarray(v, np.float32)) for k, v in maps.items()}
+    table = relaxation_table(3.0)
+    ti1, ti2 = dir_null_times(table["CSF"].t1_ms, table["WM"].t1_ms)
+    protocol = {"T1w": ("mprage", T1W_PARAMS), "FLAIR": ("flair", FLAIR_PARAMS),
+                "DIR": ("dir", {"TE_ms": DIR_TE_MS, "TI1_ms": ti1, "TI2_ms": ti2, "TR_ms": DIR_TR_MS})}
+    lesion = fr["lesion"] >= 0.5
+    wm_pure, gm_pure = (fr["WM"] >= 0.9) & ~lesion, fr["GM"] >= 0.9
+    noise_rng = np.random.default_rng([int(seed), 29])
+    raw, clean_dir = {}, None
+    for name, (seq, p) in protocol.items():
+        img = np.asarray(render_sequence(vols, seq, AcquisitionParams.from_mapping({**p, "field_T": 3.0}),
+                                         dtype=np.float64).data)
+        img = 1000.0 * img / float(np.percentile(img[brain], 99.5))
+        sigma = NOISE_FRACTION * float(img[gm_pure if name == "DIR" else wm_pure].mean())
+        raw[name] = np.asarray(add_rician_noise(img, sigma, rng=noise_rng), np.float32)
+        if name == "DIR":
+            clean_dir = img.astype(np.float32)
+    subj = {"T1": {t: round(1000.0 / d.subject[t]["R1"][0], 1) for t in d.subject},
+            "T2": {t: round(1000.0 / d.subject[t]["R2"][0], 1) for t in d.subject}}
+    return {"raw": raw, "clean_dir": clean_dir, "brain": brain, "lesion": lesion, "nawm": wm_pure,
+            "info": {**info, "lesion_core_voxels": int(lesion.sum()), "subject_mean_ms": subj,
+                     "description": "SYNTHETIC varied held-out subject with qSynth tissue parameters and texture "
+                                    "(training protocol)"}}
+
+
 def heldout_subjects(kind: str) -> list[tuple[str, dict]]:
     """``phantom``: [phantom seed 3]; ``varied``: phantom seed 3 first (the old reference), then every
     :data:`VARIED_SEEDS` subject; ``varied_linear``: the same with linear (blurring) resampling of the anatomy.
@@ -128,6 +186,8 @@ def heldout_subjects(kind: str) -> list[tuple[str, dict]]:
     if kind in ("varied", "varied_linear"):
         order = 1 if kind == "varied_linear" else 3
         out += [(f"varied_seed{s}", varied_subject(s, order)) for s in VARIED_SEEDS]
+    elif kind == "varied_qsynth":
+        out += [(f"varied_seed{s}", qsynth_subject(s)) for s in VARIED_SEEDS]
     elif kind != "phantom":
-        raise ValueError(f"unknown held-out set {kind!r} (phantom|varied|varied_linear)")
+        raise ValueError(f"unknown held-out set {kind!r} (phantom|varied|varied_linear|varied_qsynth)")
     return out

@@ -226,6 +226,8 @@ def evaluate_set(model_refs: list[str], samples: int, heldout: str, tta: bool = 
                  "varied_recipe": {"seeds": list(VARIED_SEEDS), "deform_max_mm": DEFORM_MM,
                                    "lesion_edge_sigma_vox": LESION_EDGE_SIGMA_VOX,
                                    "anatomy_resampling": "linear" if heldout == "varied_linear" else "cubic",
+                                   "tissue_parameters": "qSynth default priors + texture" if heldout == "varied_qsynth"
+                                   else "3 T relaxation table (training)",
                                    "doc": "dev/synthesis_heldout.py"},
                  "subjects_s": round(time.time() - t0, 1), "models": {}}
     for ref in model_refs:
@@ -279,12 +281,13 @@ def summary_lines(res: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", nargs="+", default=["synthdir-demo"],
-                    help="package folder(s) or shipped model name(s); several only with --heldout varied(_linear)")
+                    help="package folder(s) or shipped model name(s); several only with --heldout varied*")
     ap.add_argument("--samples", type=int, default=20)
-    ap.add_argument("--heldout", choices=("phantom", "varied", "varied_linear"), default="phantom",
+    ap.add_argument("--heldout", choices=("phantom", "varied", "varied_linear", "varied_qsynth"), default="phantom",
                     help="phantom: seed 3 only, every table incl. TTA (the old report); varied: seed 3 plus the "
                          "varied subjects of dev/synthesis_heldout.py, per subject and pooled; varied_linear: "
-                         "the same anatomy resampled linearly (blurred; a sensitivity check)")
+                         "the same anatomy resampled linearly (blurred; a sensitivity check); varied_qsynth: "
+                         "the varied anatomy with qSynth-drawn tissue parameters and texture (a stress test)")
     ap.add_argument("--tta", action="store_true", help="--heldout varied: also MC x 4-flip TTA (~10x the time)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
