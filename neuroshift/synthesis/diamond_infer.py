@@ -350,4 +350,4 @@ class DiamondInference:
         return torch.cat(list(cpu_streams(n).map(work, parts)))
 
 
-__all__ = ["DiamondInference", "run_layers"]
+__all__ = ["DiamondInference", "conv_pads", "fast_cpu_float32", "pad_into", "run_layers"]
