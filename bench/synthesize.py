@@ -1,6 +1,7 @@
 """LesionSynth benchmark, one command (< 3 min on 2 idle cores):
 
     python bench/synthesize.py [--threads 2] [--slices 155] [--rounds 3] [--tf-python /tmp/tfenv/bin/python]
+    python bench/synthesize.py --rounds 5    # the idle goal run: 4 interleaved batch rounds (~2.5 min idle)
     python bench/synthesize.py --cpu-time    # busy machine: 1 thread, CPU seconds (ours and Keras alike)
 
 * Agreement, released layout (7,218,987 parameters) on one 240x240 slice, max |difference| on the tanh scale
@@ -11,7 +12,8 @@
   degenerate (every norm sees a constant map, its output is rounding amplified by 1/sqrt(eps)), so any two
   summation orders differ by O(1) there (printed too: "init generator").
 * Timing, interleaved rounds, one slice and a batch of 8: ours (DiamondInference: fused group-norm kernel,
-  in-place ops, domain stream once per code, single-threaded streams), ours in bfloat16 autocast, the plain
+  in-place ops, domain stream once per code, per-layer channels_last, row-folded last conv, single-threaded
+  streams), ours in bfloat16 autocast, the plain
   eager module (what ``synthesize`` ran before issue 11's kernels) and a naive torch loop (autograd on, one
   slice per call, domain stream per slice); the Keras twin of the same architecture
   (``bench/_keras_diamondgan.py``, TensorFlow-Keras, same parameter count and the release's padding) in a
