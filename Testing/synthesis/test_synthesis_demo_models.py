@@ -1,6 +1,6 @@
-"""The bundled LesionSynth demo packages: found by name, say phantom-trained / not clinical, small, and the
+"""The bundled LesionSynth demo packages: found by name, say phantom-trained / not clinical, small; the
 synthDIR demo reproduces its manifest's held-out single-pass scores on phantom seed 3 (SSIM >= 0.9 over the
-brain) and gives an MC-dropout SD inside the mask only."""
+brain) and gives an MC-dropout SD inside the mask only; dir-demo reproduces its recorded per-subset scores."""
 
 from __future__ import annotations
 
@@ -25,14 +25,20 @@ def test_demo_packages_are_labelled_and_small():
     assert total <= 6 * 2 ** 20
 
 
-def test_synthdir_demo_reproduces_its_held_out_scores():
+@pytest.fixture(scope="module")
+def held_out():
+    """The held-out phantom (seed 3) of every demo package: contrasts and brain mask."""
     from neuroshift.phantom import build_phantom
     from neuroshift.phantom.contrasts import build_contrasts
-    from neuroshift.synthesis import metrics
 
     ph = build_phantom(seed=3)
-    cs = build_contrasts(ph, seed=3)
-    brain = ph.brain_mask.data > 0
+    return build_contrasts(ph, seed=3), ph.brain_mask.data > 0
+
+
+def test_synthdir_demo_reproduces_its_held_out_scores(held_out):
+    from neuroshift.synthesis import metrics
+
+    cs, brain = held_out
     model = load_package("synthdir-demo")
     inputs = {"flair": cs.images["FLAIR"].data, "t1": cs.images["T1w"].data}
     pred, sd = synthesize(model, inputs, brain)  # one pass, dropout off: as held_out_scores["single_pass"]
@@ -48,3 +54,18 @@ def test_synthdir_demo_reproduces_its_held_out_scores():
     slab[k - 2:k + 3] = brain[k - 2:k + 3]
     _, sd = synthesize(model, inputs, slab, mc_samples=3)
     assert sd is not None and sd[slab].mean() > 0 and not sd[~slab].any()
+
+
+def test_dir_demo_reproduces_its_held_out_scores(held_out, subset="flair+t1+t2"):
+    """dir-demo (DiamondGAN, released padding): the product path gives the brain PSNR / SSIM its manifest
+    records for that input subset on the held-out phantom (as written by dev/train_demo_synthesis.py)."""
+    from neuroshift.synthesis import metrics
+
+    cs, brain = held_out
+    model = load_package("dir-demo")
+    names = {"flair": "FLAIR", "t1": "T1w", "t2": "T2w"}
+    pred, _ = synthesize(model, {n: cs.images[names[n]].data for n in subset.split("+")}, brain)
+    r = metrics.region_metrics(np.asarray(cs.images["DIR"].data), pred, {"brain": brain})["brain"]
+    want = model.manifest["held_out_scores"]["per_subset"][subset]
+    assert r["ssim"] == pytest.approx(want["ssim_brain"], abs=2e-3)
+    assert r["psnr_db"] == pytest.approx(want["psnr_brain_db"], abs=0.05)
