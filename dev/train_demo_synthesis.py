@@ -8,7 +8,10 @@ Data: phantoms of seeds 0, 1, 2, 4, 5 (training) and 3 (held out), every contras
 brain percentiles and mapped to [-1, 1] (as inference does), edge-padded to a multiple of 8; vT1c: whole
 volumes in [0, 1], padded to a multiple of 16. No augmentation (the papers' gamma/blur/shift/flip are left out
 for the CPU budget). Packages (OUT/<name>/) carry the reference histogram of the training DIR (brain voxels of
-the brain slice range, :mod:`neuroshift.synthesis.histmatch`) and say "phantom-trained, not clinical".
+the brain slice range, :mod:`neuroshift.synthesis.histmatch`) and say "phantom-trained, not clinical". The
+DiamondGAN package's manifest writes out every network option (domain encoding, residual / resample padding:
+the released values; a manifest without them loads the legacy ones), the discriminator padding, ``--seed``,
+``--version`` and its held-out scores.
 
 Scores (OUT/<task>.json), all on held-out phantom seed 3 through ``synthesize`` (histogram matching on):
 region PSNR / SSIM / MAE (each image clipped to its 0.5-99.5 brain percentiles, mapped to [0, 1]), LBR of the
