@@ -202,7 +202,7 @@ class AcquisitionParams:
     def _meets(self, seq: str) -> bool:
         """True when :meth:`require` would pass for ``seq`` (known sequence): the same checks, without messages."""
         v = self.__dict__
-        for name, lo, hi, lo_open in _range_checks(seq):
+        for name, lo, hi, lo_open in range_checks(seq):
             x = v[name]
             if x is None or x < lo or (lo_open and x == lo) or x > hi:
                 return False
@@ -259,7 +259,7 @@ def _sequence_range(seq: str, name: str) -> tuple[float, float, bool, str]:
 _RANGE_CHECKS: dict[str, tuple] = {}
 
 
-def _range_checks(seq: str) -> tuple:
+def range_checks(seq: str) -> tuple:
     """``(name, low, high, low excluded)`` of every parameter ``seq`` needs (:func:`_sequence_range`), cached."""
     checks = _RANGE_CHECKS.get(seq)
     if checks is None:

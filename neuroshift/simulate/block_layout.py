@@ -212,7 +212,7 @@ def entry_constants(table: np.ndarray, s0: np.ndarray, c: float, sequence: str, 
     """The model constants of :func:`block_kernels.derive_target` (float64; layout ``block_kernels.C_TABLE`` ..
     ``C_CHECKS``): the 3 × 4 parameter table at the model's field (ms), the 4 source signals, ``c``, the source's
     values of ``TARGET_FIELDS`` (NaN: unknown) and the range checks of ``sequence`` (``AcquisitionParams._meets``)."""
-    from ..io.params import _range_checks
+    from ..io.params import range_checks
     from . import block_kernels as k
 
     consts = np.zeros(k.C_SIZE, np.float64)
@@ -223,7 +223,7 @@ def entry_constants(table: np.ndarray, s0: np.ndarray, c: float, sequence: str, 
     for i, name in enumerate(k.TARGET_FIELDS):
         v = values[name]
         consts[k.C_SOURCE + i] = _NAN if v is None else float(v)
-    for name, lo, hi, lo_open in _range_checks(sequence):
+    for name, lo, hi, lo_open in range_checks(sequence):
         q = k.C_CHECKS + 4 * k.TARGET_FIELDS.index(name)
         consts[q:q + 4] = 1.0, lo, hi, float(lo_open)
     return consts
