@@ -81,3 +81,23 @@ def test_row_folded_conv_equals_conv2d(out_channels):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = _row_folded_conv(xp.bfloat16(), w, b)
     assert y.dtype == torch.float32
+
+
+def test_pad_into_reuse_is_per_thread_scratch():
+    """``reuse=True`` (what the convs use) returns this thread's scratch tensor of that shape: the same storage
+    call after call, each time with the right values (borders re-zeroed); ``reuse=False`` a new tensor."""
+    import threading
+    torch.manual_seed(3)
+    a, b = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6)
+    pa = pad_into(a, (0, 2, 0, 2), "zeros", relu=True, reuse=True)
+    pa_copy = pa.clone()
+    pb = pad_into(b, (0, 2, 0, 2), "zeros", relu=True, reuse=True)
+    assert pb.data_ptr() == pa.data_ptr()
+    assert torch.equal(pb, F.pad(b.relu(), (0, 2, 0, 2)))
+    assert torch.equal(pa_copy, F.pad(a.relu(), (0, 2, 0, 2)))
+    assert pad_into(a, (0, 2, 0, 2), "zeros").data_ptr() != pb.data_ptr()
+    other = []
+    t = threading.Thread(target=lambda: other.append(pad_into(a, (0, 2, 0, 2), "zeros", reuse=True).data_ptr()))
+    t.start()
+    t.join()
+    assert other[0] != pb.data_ptr()
