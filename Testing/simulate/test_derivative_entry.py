@@ -100,6 +100,11 @@ def test_other_field_strength_and_bad_out_take_the_general_path():
         model.simulate(same, out=np.zeros(img.shape, np.float64))
     with pytest.raises(InputError, match="C-contiguous float32"):
         model.simulate(same, out=np.zeros((6, 8, 11), np.float32))
+    frozen = np.zeros(img.shape, np.float32)
+    frozen.flags.writeable = False  # the compiled entry skips numba's type checks: it must not write here
+    with pytest.raises(InputError, match="writeable C-contiguous float32"):
+        model.simulate(same, out=frozen)
+    assert not frozen.any()
 
 
 def test_entry_constants_layout():

@@ -158,7 +158,7 @@ class TissueModel:
             f = target.field_T
             if (f is None or abs(f - self.field_T) <= 1e-9) and (
                     out is None or (out.shape == self._image.shape and out.dtype == np.float32
-                                    and out.flags.c_contiguous)):
+                                    and out.flags.c_contiguous and out.flags.writeable)):
                 y = _blocks.derive_target(self._image, self._spans, self._blocks.records, consts,
                                           _CODES[self.sequence], target, out)
                 if y is not None:
@@ -167,8 +167,8 @@ class TissueModel:
             return self._apply(self.deltas(target), out)
         # Block layout: increments and derivative in one compiled call (block_layout.derive)
         if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
-                                or not out.flags.c_contiguous):
-            raise InputError(f"out must be a C-contiguous float32 array of shape {self._image.shape}")
+                                or not out.flags.c_contiguous or not out.flags.writeable):
+            raise InputError(f"out must be a writeable C-contiguous float32 array of shape {self._image.shape}")
         if type(target) is AcquisitionParams:  # resolve_target without its call overhead (same checks)
             params = self.source.merged(target)
             if not params._meets(self.sequence):
@@ -181,8 +181,8 @@ class TissueModel:
 
     def _apply(self, delta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if out is not None and (out.shape != self._image.shape or out.dtype != np.float32
-                                or not out.flags.c_contiguous):
-            raise InputError(f"out must be a C-contiguous float32 array of shape {self._image.shape}")
+                                or not out.flags.c_contiguous or not out.flags.writeable):
+            raise InputError(f"out must be a writeable C-contiguous float32 array of shape {self._image.shape}")
         if not self._stack.size or not np.any(delta):
             if out is None:
                 return self._image.copy()
