@@ -20,8 +20,9 @@ A *varied* held-out subject (:func:`varied_subject`) is a new subject from the s
   0.12 ml, irregular lobulated ovoids, 60 % periventricular) placed on the warped hard labels; the binary lesion
   mask gets partial-volume edges from a Gaussian of sigma ``LESION_EDGE_SIGMA_VOX`` = 0.5 voxel (an acquisition
   point-spread, so edges are not binary like nothing in the training data), then mixed into the tissues with the
-  phantom's rule (:func:`neuroshift.phantom.make.build_phantom`: in the core, lesion fraction >= 0.5, GM is 0
-  and the rest is shared by WM and CSF; at edges every tissue is scaled by 1 - f_lesion);
+  phantom's rule (:func:`neuroshift.phantom.make.mix_lesion`, the one :func:`neuroshift.phantom.make.build_phantom`
+  uses: in the core, lesion fraction >= 0.5, GM is 0 and the rest is shared by WM and CSF; at edges every tissue
+  is scaled by 1 - f_lesion);
 * images: :func:`neuroshift.phantom.contrasts.build_contrasts` on those fractions: T1w, FLAIR, DIR by the same
   sequence equations, acquisition parameters, 3 T relaxation table, scale c and 2 % Rician noise as training.
 
@@ -68,6 +69,7 @@ def varied_fractions(seed: int, warp_order: int = 3) -> tuple[dict[str, np.ndarr
     (``warp_order`` 3: cubic resampling of the template fractions; 1: linear, blurred)."""
     from scipy.ndimage import gaussian_filter
 
+    from neuroshift.phantom.make import mix_lesion
     from neuroshift.phantom.template import load_template
     from neuroshift.qsynth.anatomy import LesionModel, add_lesions
     from neuroshift.qsynth.fields import displacement_field
@@ -91,12 +93,7 @@ def varied_fractions(seed: int, warp_order: int = 3) -> tuple[dict[str, np.ndarr
     les_lab, records = add_lesions(labels, rng, LesionModel())
     binary = np.asarray(les_lab.data) == 4
     les = np.clip(gaussian_filter(binary.astype(np.float64), LESION_EDGE_SIGMA_VOX), 0.0, 1.0) * brain
-    core = les >= 0.5
-    rest = 1.0 - les
-    wc = wm + csf
-    share_wm = np.where(wc > 0, wm / np.where(wc > 0, wc, 1.0), 1.0)
-    fr = {"CSF": np.where(core, rest * (1.0 - share_wm), csf * rest), "GM": np.where(core, 0.0, gm * rest),
-          "WM": np.where(core, rest * share_wm, wm * rest), "lesion": les}
+    fr = mix_lesion(csf, gm, wm, les)
     voxel_ml = float(np.prod(tpl.gm.spacing)) / 1000.0
     info = {"seed": int(seed), "warp_order": int(warp_order), "deform_max_mm": float(np.abs(disp).max() * sp),
             "lesions": len(records),

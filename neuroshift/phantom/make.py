@@ -125,6 +125,18 @@ def _sidecar(name: str) -> dict:
     return doc
 
 
+def mix_lesion(csf: np.ndarray, gm: np.ndarray, wm: np.ndarray, les: np.ndarray) -> dict[str, np.ndarray]:
+    """CSF/GM/WM/lesion fractions (float64) with the lesion fraction ``les`` mixed in by the phantom's rule:
+    in the core (``les`` >= 0.5) GM is 0 and the rest, ``1 - les``, is shared by WM and CSF in their local
+    ratio (all WM where neither is present); at edges every tissue is scaled by ``1 - les``."""
+    core = les >= 0.5
+    rest = 1.0 - les
+    wc = wm + csf
+    share_wm = np.where(wc > 0, wm / np.where(wc > 0, wc, 1.0), 1.0)
+    return {"CSF": np.where(core, rest * (1.0 - share_wm), csf * rest), "GM": np.where(core, 0.0, gm * rest),
+            "WM": np.where(core, rest * share_wm, wm * rest), "lesion": les}
+
+
 def build_phantom(*, seed: int = 0, field_T: float = FIELD_T) -> Phantom:
     """Build the phantom in memory (deterministic for a given seed)."""
     from ..physics.noise import add_rician_noise
@@ -145,13 +157,7 @@ def build_phantom(*, seed: int = 0, field_T: float = FIELD_T) -> Phantom:
     les, lesions = place_lesions(csf, wm, brain, ijk_to_ras, rng)
     les = les.astype(np.float64) * brain
     core = les >= 0.5
-    rest = 1.0 - les
-    wc = wm + csf
-    share_wm = np.where(wc > 0, wm / np.where(wc > 0, wc, 1.0), 1.0)
-    wm_new = np.where(core, rest * share_wm, wm * rest)
-    csf_new = np.where(core, rest * (1.0 - share_wm), csf * rest)
-    gm_new = np.where(core, 0.0, gm * rest)
-    fr = {"CSF": csf_new, "GM": gm_new, "WM": wm_new, "lesion": les}
+    fr = mix_lesion(csf, gm, wm, les)
     ref = tpl.gm
     fractions = {t: ref.with_data(fr[t].astype(np.float32), tissue=t) for t in TISSUE_ORDER}
     # hard labels: argmax of CSF/GM/WM, and lesion (4) exactly on the lesion mask (fraction >= 0.5)
