@@ -288,17 +288,9 @@ def derive_target(img, dst, spans, frac, consts, align, code, te, ti, tr, fa, ti
         p2, p3 = tr, fa
     else:
         p2, p3, p4, p5, p6 = ti, tr, fa, tx, n_pulses
-    c = consts[C_SCALE]
-    a1 = c * (_signal(code, p1, p2, p3, p4, p5, p6, consts[0], consts[4], consts[8]) - consts[C_S0])
-    a2 = c * (_signal(code, p1, p2, p3, p4, p5, p6, consts[1], consts[5], consts[9]) - consts[C_S0 + 1])
-    a3 = c * (_signal(code, p1, p2, p3, p4, p5, p6, consts[2], consts[6], consts[10]) - consts[C_S0 + 2])
-    a4 = c * (_signal(code, p1, p2, p3, p4, p5, p6, consts[3], consts[7], consts[11]) - consts[C_S0 + 3])
-    n = img.size
-    src = img.reshape(n)
-    off = (-(_address(dst) >> 2)) & (ALIGN_VOXELS - 1) if align else 0
-    out = dst.reshape(dst.size)[off:off + n]
-    if a1 == 0.0 and a2 == 0.0 and a3 == 0.0 and a4 == 0.0:
-        _memcpy(out, src, 0, n)
-    else:
-        apply_blocks(src, out, spans[0], spans[1], spans[2], frac, a1, a2, a3, a4, 0, n)
-    return off
+    table, s0, c = consts[C_TABLE:C_TABLE + 12].reshape((3, 4)), consts[C_S0:C_S0 + 4], consts[C_SCALE]
+    if align:
+        return derive_aligned(img, dst, spans[0], spans[1], spans[2], frac, code, p1, p2, p3, p4, p5, p6, table,
+                              s0, c)
+    derive(img, dst, spans[0], spans[1], spans[2], frac, code, p1, p2, p3, p4, p5, p6, table, s0, c)
+    return 0
