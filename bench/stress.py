@@ -156,6 +156,11 @@ def main(argv=None) -> int:
               f"{100 * timeline['startup_s'] / run_busy:.1f} %, between points {timeline['gaps_s']:.2f} s "
               f"{100 * timeline['gaps_s'] / run_busy:.1f} %, idle tail {timeline['tail_s']:.2f} s "
               f"{100 * timeline['tail_s'] / run_busy:.1f} %, in points {timeline['points_s']:.2f} s")
+        if timeline.get("startup_split_processes"):
+            print(f"  start-up of {timeline['startup_split_processes']} worker(s), summed: process start (fork "
+                  f"server or interpreter, imports) {timeline['startup_process_s']:.2f} s, initialiser (threads, "
+                  f"model load, warm-ups) {timeline['startup_init_s']:.2f} s, waiting for the first case (parent's "
+                  f"read + fit) and reading it {timeline['startup_wait_s']:.2f} s")
     print(f"share of the run outside model inference: {100 * outside:.1f} % (goal < 10 %)"
           + (f" [shares of {args.workers} x the wall time]" if args.workers > 1 else ""))
     print(f"load {load0} -> {load1}")

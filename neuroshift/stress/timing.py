@@ -82,16 +82,36 @@ def worker_timeline(records, began_unix_s: float, ended_unix_s: float) -> dict[s
     """How the workers of one call spent the call's wall time (from the records' ``pid`` / ``began_unix_s`` /
     ``ended_unix_s``): per process, the wait before its first point (start-up: process start, imports, model
     load, the parent's first fit), the gaps between its points (hand-over, queue) and the idle tail after its
-    last point, in seconds, summed over the processes; ``points_s`` is the time inside points."""
+    last point, in seconds, summed over the processes; ``points_s`` is the time inside points.
+
+    Where workers reported their initialisation (``worker_init_unix_s`` / ``worker_ready_unix_s``, see
+    :func:`neuroshift.stress.worker.init_worker`), their start-up is split further, summed over those processes:
+    ``startup_process_s`` (call start to the worker's initialiser: starting the process, the interpreter and
+    imports, or the fork server's imports), ``startup_init_s`` (thread set-up, model load, warm-ups) and
+    ``startup_wait_s`` (ready to its first point: waiting for the parent's first fit, reading the shared case);
+    ``startup_split_processes`` counts them."""
     runs: dict[int, list[tuple[float, float]]] = {}
+    inits: dict[int, tuple[float, float]] = {}
     for rec in records:
         t = rec.get("timing") or {}
         if "pid" in t and "began_unix_s" in t and "ended_unix_s" in t:
             runs.setdefault(int(t["pid"]), []).append((float(t["began_unix_s"]), float(t["ended_unix_s"])))
+            if "worker_init_unix_s" in t and "worker_ready_unix_s" in t:
+                inits[int(t["pid"])] = (float(t["worker_init_unix_s"]), float(t["worker_ready_unix_s"]))
     out = {"processes": len(runs), "startup_s": 0.0, "gaps_s": 0.0, "tail_s": 0.0, "points_s": 0.0}
-    for spans in runs.values():
+    if inits:
+        out.update(startup_split_processes=0, startup_process_s=0.0, startup_init_s=0.0, startup_wait_s=0.0)
+    for pid, spans in runs.items():
         spans.sort()
-        out["startup_s"] += max(0.0, spans[0][0] - began_unix_s)
+        startup = max(0.0, spans[0][0] - began_unix_s)
+        out["startup_s"] += startup
+        if pid in inits:  # clamped so that the three parts add up to this worker's start-up
+            process = min(startup, max(0.0, inits[pid][0] - began_unix_s))
+            init = min(startup - process, max(0.0, inits[pid][1] - inits[pid][0]))
+            out["startup_split_processes"] += 1
+            out["startup_process_s"] += process
+            out["startup_init_s"] += init
+            out["startup_wait_s"] += startup - process - init
         out["tail_s"] += max(0.0, ended_unix_s - spans[-1][1])
         out["points_s"] += sum(b - a for a, b in spans)
         out["gaps_s"] += sum(max(0.0, nxt[0] - prev[1]) for prev, nxt in zip(spans[:-1], spans[1:]))

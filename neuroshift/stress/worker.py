@@ -76,6 +76,8 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
 # --------------------------------------------------------------------------- worker side
 _CACHE: "OrderedDict[tuple, Any]" = OrderedDict()
 _OBJECTS: dict[tuple, Any] = {}
+#: This worker process's start-up (Unix times, s), set by :func:`init_worker`, reported with its first point.
+_STARTUP: dict[str, float] = {}
 _LOCK = threading.RLock()
 CACHE_SIZE = 2
 
@@ -173,6 +175,9 @@ def evaluate_points(token: str, case, sequence: str, model, simulator, metrics: 
                          "ended_unix_s": time.time()}
         if share_s:
             rec["timing"]["shared_read_s"] = share_s  # worker reading the parent's fitted case
+        with _LOCK:  # a worker process's first point: when its init began and ended
+            rec["timing"].update(_STARTUP)
+            _STARTUP.clear()
         fit_s = share_s = 0.0
         out.append(rec)
     return out
@@ -238,6 +243,7 @@ def init_worker(threads: int, warm: tuple | None = None) -> None:
     """
     import signal
 
+    began = time.time()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)  # read by torch / BLAS when they are first imported here
@@ -250,6 +256,8 @@ def init_worker(threads: int, warm: tuple | None = None) -> None:
         sys.modules["torch"].set_num_threads(threads)
     if warm is not None:
         warm_up(*warm)
+    with _LOCK:  # reported with this process's first point (neuroshift.stress.timing.worker_timeline)
+        _STARTUP.update(worker_init_unix_s=began, worker_ready_unix_s=time.time())
 
 
 def warm_up(token: str, model, simulator) -> None:
@@ -265,9 +273,9 @@ def warm_up(token: str, model, simulator) -> None:
             load()
         from .simulator import PhysicsSimulator
 
-        if isinstance(simulator, PhysicsSimulator):  # its compiled kernels (numba) and scipy: ~1.2 s at load 9
-            import scipy.ndimage  # noqa: F401
+        if isinstance(simulator, PhysicsSimulator):  # kernels, scipy, numba's contexts: 0.76 s idle (done once
+            from .preload_physics import warm  # in a fork server, which makes this a no-op: already imported)
 
-            from ..physics import kernels_jit  # noqa: F401
+            warm()
     except Exception:  # noqa: BLE001 - the points of the run report it with their own records
         pass
