@@ -14,6 +14,8 @@ stored orientation, 180x180 crop, 20 % slabs) holding 3+3 random-weight networks
 * ``ours-fp32``: ``precision="fp32"``; ``ours-auto``: ``precision="auto"`` (bfloat16 on CPUs with native
   bf16, float16 on CUDA; includes the float32 agreement check the product runs); both run ``T`` concurrent
   single-threaded streams of batches (the product default with ``T`` threads);
+* ``ours-int8`` (CPU, where torch has oneDNN's int8 convolutions): ``precision="int8"`` (``neuroshift segment
+  --precision int8``: 8-bit convolutions calibrated on the scan, with the float32 re-check);
 * ``auto-1str`` (CPU, ``T >= 2``): ``ours-auto`` with ``NEUROSHIFT_CPU_STREAMS=1`` (one batch at a time over all
   ``T`` OpenMP threads, the product path before the streams), to show what the streams bring;
 * ``keras-b1`` / ``keras-b16``: the authors' released claustrum inference (``test_two_views.py`` steps,
@@ -238,6 +240,10 @@ def main(argv=None) -> int:
         return fn
 
     runners = {"ours-fp32": ours("fp32"), "ours-auto": ours("auto")}
+    from neuroshift.segment.int8 import int8_available
+
+    if device.type == "cpu" and int8_available():
+        runners["ours-int8"] = ours("int8")
     if device.type == "cpu" and thread_info["torch_threads"] >= 2:
         runners["auto-1str"] = ours("auto", streams=1)
     keras = None
@@ -304,7 +310,7 @@ def main(argv=None) -> int:
             results[name].update(precision=run_info.get("precision"), precision_check=run_info.get("precision_check"))
         line = f"  {name:<10} mask voxels differing {differ:.4f} %, max |dp| {results[name]['max_abs_probability_difference']:.1e}"
         if not name.startswith(("ours", "auto")):
-            for o in ("ours-fp32", "ours-auto"):
+            for o in [o for o in ("ours-fp32", "ours-auto", "ours-int8") if o in results]:
                 ratio = results[name]["median_s"] / results[o]["median_s"]
                 cpu_ratio = results[name]["median_cpu_s"] / max(results[o]["median_cpu_s"], 1e-9)
                 results[name][f"ratio_to_{o}"] = ratio
@@ -327,6 +333,12 @@ def main(argv=None) -> int:
               f"{auto['mask_voxels_differing_pct']:.4f} % ({'met' if rauto >= 3 and auto['mask_voxels_differing_pct'] <= 0.1 else 'NOT met'}); "
               f"threads {thread_info['torch_threads']}, load {info['load_average_start'][0]:.1f} -> "
               f"{info['load_average_end'][0]:.1f}")
+        if "ours-int8" in results:
+            q8 = results["ours-int8"]
+            r8 = results[base]["ratio_to_ours-int8"]
+            print(f"GOAL int8 (--precision int8) >= 3x with <= 0.1 % mask voxels different: {r8:.2f}x, "
+                  f"{q8['mask_voxels_differing_pct']:.4f} % ({'met' if r8 >= 3 and q8['mask_voxels_differing_pct'] <= 0.1 else 'NOT met'}); "
+                  f"float32 re-check in the run: {q8.get('precision_check')}")
     if torch.cuda.is_available():
         info["gpu"] = gpu_line(pkg_dir=tmp / "pkg")
     else:

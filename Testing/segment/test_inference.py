@@ -251,7 +251,12 @@ def test_precision_auto_is_bf16_only_where_the_cpu_runs_it_natively(monkeypatch)
     assert precision.autocast_dtype("auto", torch.device("cuda")) is torch.float16
     assert precision.autocast_dtype("bf16", cpu) is torch.bfloat16
     with pytest.raises(InputError, match="unknown precision"):
-        precision.autocast_dtype("int8", cpu)
+        precision.autocast_dtype("int4", cpu)
+    with pytest.raises(InputError, match="segmentation networks only"):
+        precision.autocast_dtype("int8", cpu)  # callers other than the U-Net path refuse it
+    with pytest.raises(InputError, match="runs on the CPU"):
+        precision.autocast_dtype("int8", torch.device("cuda"), int8=True)
+    assert precision.autocast_dtype("auto", cpu, int8=True) is None  # auto never picks int8
 
 
 def test_native_bf16_follows_the_cpuinfo_flags(monkeypatch, tmp_path):

@@ -126,7 +126,7 @@ def _plan(pkg, prepared, dev, *, tta, batch_size, threshold, slab_fraction, unce
     slab_fill = str(manifest.get("slab_fill", "zero")).lower()
     if slab_fill not in fusion.SLAB_FILLS:
         raise InputError(f"unknown slab_fill '{slab_fill}' in the manifest; use {' or '.join(fusion.SLAB_FILLS)}")
-    amp = autocast_dtype(precision, dev)
+    amp = autocast_dtype(precision, dev, int8=True)
     if batch_size:
         bs = int(batch_size)
     elif dev.type == "cuda":
@@ -323,7 +323,7 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
     if uncertainty not in KINDS:
         raise InputError(f"unknown uncertainty kind '{uncertainty}'; use {' or '.join(KINDS)}")
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
-    autocast_dtype(precision, dev)  # a bad precision fails before loading anything
+    autocast_dtype(precision, dev, int8=True)  # a bad precision fails before loading anything
     report(progress, 0.0, "loading model")
     pkg = resolve_package(package, dev)
     manifest = dict(pkg.manifest)

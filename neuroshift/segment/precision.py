@@ -4,6 +4,9 @@
   :func:`native_bf16`) bfloat16 autocast, else float32. Reduced precision is never chosen where it
   would be emulated (slower than float32).
 * ``bf16``, ``fp16`` (CUDA only), ``fp32``: forced.
+* ``int8`` (CPU, segmentation U-Nets only, never chosen by ``auto``): 8-bit integer convolutions calibrated on
+  the scan itself (:mod:`~neuroshift.segment.int8`); about twice the bfloat16 speed on CPUs with native int8
+  dot products (``avx512_vnni``, ``avx_vnni``, ``amx_int8``).
 
 Whenever reduced precision runs, :func:`agreement` measures it against float32 on a few slices of
 the same run, and the run information records the result (largest probability difference, and the
@@ -18,7 +21,7 @@ from typing import Any
 
 from ..errors import InputError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 #: /proc/cpuinfo flags of native bfloat16 matrix arithmetic (oneDNN uses them for bf16 convolutions).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -45,12 +48,16 @@ def native_bf16() -> bool:
         return False
 
 
-def autocast_dtype(precision: str, device):
-    """The autocast dtype for a precision choice on ``device`` (a ``torch.device``), or None for float32."""
+def autocast_dtype(precision: str, device, *, int8: bool = False):
+    """The autocast dtype for a precision choice on ``device`` (a ``torch.device``), or None for float32;
+    ``torch.int8`` for ``int8`` (no autocast: the int8 path of :mod:`~neuroshift.segment.int8`), which callers
+    that run it say with ``int8=True`` (others refuse it)."""
     import torch
 
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        return _int8_dtype(device, int8)
     if precision == "fp16" and device.type != "cuda":
         raise InputError("--precision fp16 needs a CUDA device; on the CPU use bf16 or fp32")
     if precision == "auto":
@@ -58,6 +65,20 @@ def autocast_dtype(precision: str, device):
             return torch.float16
         return torch.bfloat16 if device.type == "cpu" and native_bf16() else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _int8_dtype(device, supported: bool):
+    import torch
+
+    from .int8 import int8_available
+
+    if not supported:
+        raise InputError("--precision int8 is available for segmentation networks only; use fp32, bf16 or fp16")
+    if device.type != "cpu":
+        raise InputError("--precision int8 runs on the CPU; on CUDA use fp16 or bf16")
+    if not int8_available():
+        raise InputError("this torch build lacks oneDNN's int8 convolutions; use --precision bf16 or fp32")
+    return torch.int8
 
 
 def dtype_name(dtype) -> str:

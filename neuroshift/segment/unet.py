@@ -214,15 +214,17 @@ class UNet2D(nn.Module):
         return convs + [self.head]
 
     # ---------------------------------------------------------------- forward
-    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Pre-sigmoid output ``(B, out_channels, H, W)``."""
+    def forward_logits(self, x: torch.Tensor, *, fused: bool | None = None) -> torch.Tensor:
+        """Pre-sigmoid output ``(B, out_channels, H, W)``. ``fused``: the fused CPU inference path
+        (:func:`fused_inference`) where it applies (None), or never (False: every module is called, so
+        forward hooks fire)."""
         if x.ndim != 4:
             raise ValueError(f"expected input (B, C, H, W), got shape {tuple(x.shape)}")
         hw = (x.shape[-2], x.shape[-1])
         if min(hw) < 2 ** self.depth:
             raise ValueError(f"input slices of {hw[0]}x{hw[1]} pixels are smaller than the "
                              f"{2 ** self.depth} pixels that {self.depth} poolings need")
-        fused = fused_inference(x, self.head.weight)
+        fused = fused_inference(x, self.head.weight) and fused is not False
         skips = []
         for level, block in enumerate(self.encoder):
             x = block.forward_fused(x) if fused else block(x)
