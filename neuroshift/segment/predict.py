@@ -171,7 +171,7 @@ CALIBRATION_SLICES = 2
 
 def int8_model(model, slices):
     """``model``'s int8 forward pass calibrated on :data:`CALIBRATION_SLICES` interior slices of ``slices``
-    (numpy or tensor ``(N, C, H, W)``), the input grid spanning all of ``slices``' values."""
+    (numpy or tensor ``(N, C, H, W)``)."""
     import numpy as np
     import torch
 
@@ -184,8 +184,7 @@ def int8_model(model, slices):
     n = int(slices.shape[0])
     idx = np.unique(np.floor(np.arange(1, CALIBRATION_SLICES + 1) * n / (CALIBRATION_SLICES + 1)).astype(int))
     t = slices if torch.is_tensor(slices) else torch.from_numpy(np.asarray(slices))
-    return calibrated_int8_unet(int8_weights(model), t[torch.from_numpy(idx)].float(),
-                                (float(t.min()), float(t.max())))
+    return calibrated_int8_unet(int8_weights(model), t[torch.from_numpy(idx)].float())
 
 
 def cuda_batch_size(pkg, hw, n_channels: int, amp_dtype) -> int:
