@@ -25,15 +25,23 @@ points, the idle tail, and inside points.
 invocation, the ideal it is compared with: N processes with one thread each running only the
 model's ``predict`` on the first subject's image, as many predictions in total as the stress test
 made. ``efficiency = ideal wall time / stress-test wall time`` (goal ≥ 0.85: throughput within
-15 % of N single-threaded inferences in parallel). Load averages are printed with each figure.
+15 % of N single-threaded inferences in parallel). The ideal runs once before and once after the stress test
+(``--ideal-rounds 2``) and the efficiency uses their mean, so that a load that changes during the bench (a
+shared machine) does not favour either side; each round is printed. Load averages are printed with each figure.
+
+The stress run's workers are forked by a fork server that imports torch and the kernels once
+(``NEUROSHIFT_STRESS_START=spawn`` measures the former start: every worker a fresh interpreter); the
+before-the-first-point time is split into process start, initialiser and waiting for the first case.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -78,6 +86,13 @@ def ideal_parallel(workers: int, predictions: int, model_name: str, device: str,
             "wall_with_startup_s": pool_wall}
 
 
+def _grid_size(grid: str) -> int:
+    """Points of a grid text such as ``TE=84:150:7,TI=2200:2900:7`` (the product of the axes' counts)."""
+    from neuroshift.simulate.grid import parse_grid
+
+    return int(math.prod(len(v) for v in parse_grid(grid).values()))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subjects", type=int, default=3)
@@ -86,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workdir", help="keep the phantoms and results here (default: a temporary folder)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes (>= 2 also measures the ideal)")
+    ap.add_argument("--ideal-rounds", type=int, default=2,
+                    help="rounds of the ideal, alternately after and before the stress test (mean used)")
     ap.add_argument("--json", help="write the figures to this JSON file")
     args = ap.parse_args(argv)
     from bench._timing import load_average
@@ -102,7 +119,14 @@ def main(argv=None) -> int:
         work = Path(args.workdir or tmp)
         make_demo_cases(work, args.subjects)
         model = resolve_model(args.model, device=args.device)
+        n_pred = args.subjects * (1 + _grid_size(args.grid)) + args.subjects  # the baseline predicts twice
+        rounds = []
+        if args.workers > 1:
+            for _ in range(args.ideal_rounds // 2):  # the rounds before the stress test
+                rounds.append(ideal_parallel(args.workers, n_pred, args.model, args.device, work / "cases"))
+                rounds[-1]["when"], rounds[-1]["load_after"] = "before", load_average()
         out = work / f"run-{time.time_ns()}"
+        load_run = load_average()
         t0, u0 = time.perf_counter(), time.time()
         run = run_stress_test(work / "cases", model, args.grid, out, device=args.device, workers=args.workers)
         t1, u1 = time.perf_counter(), time.time()
@@ -112,10 +136,16 @@ def main(argv=None) -> int:
         load1 = load_average()
         ideal = None
         if args.workers > 1:
-            n_pred = sum(2 if r.get("baseline") else 1 for r in run.records)  # the baseline predicts twice
-            ideal = ideal_parallel(args.workers, n_pred, args.model, args.device,
-                                   work / "cases")
-            ideal["load_after"] = load_average()
+            made = sum(2 if r.get("baseline") else 1 for r in run.records)
+            if made != n_pred:
+                print(f"warning: the ideal makes {n_pred} predictions, the stress test's finished points {made}",
+                      file=sys.stderr)
+            for _ in range(max(1, args.ideal_rounds - args.ideal_rounds // 2)):  # the rounds after it
+                rounds.append(ideal_parallel(args.workers, n_pred, args.model, args.device, work / "cases"))
+                rounds[-1]["when"], rounds[-1]["load_after"] = "after", load_average()
+            ideal = {"predictions": n_pred, "rounds": rounds,
+                     "wall_s": statistics.mean(r["wall_s"] for r in rounds),
+                     "wall_with_startup_s": statistics.mean(r["wall_with_startup_s"] for r in rounds)}
     total = t2 - t0
     sums = {k: sum(r.get("timing", {}).get(k, 0.0) for r in run.records)
             for k in ("predict_s", "simulate_s", "metrics_s", "fit_s")}
@@ -130,7 +160,7 @@ def main(argv=None) -> int:
         "fit_s": sums["fit_s"], "simulate_s": sums["simulate_s"], "metrics_s": sums["metrics_s"],
         "other_s": other, "outside_inference_share": outside, "failures": len(run.failures),
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "python": platform.python_version(), "workers": args.workers, "load_before": load0, "load_after_run": load1,
+        "python": platform.python_version(), "workers": args.workers, "load_before": load0, "load_before_run": load_run, "load_after_run": load1,
         # inference share and overhead of the run, for the report (stress/report.py may show them)
         "inference_share_of_worker_time": inference / max(busy, 1e-12),
         "overhead_worker_s": busy - inference,
@@ -143,7 +173,8 @@ def main(argv=None) -> int:
         # stress run's are (it starts its workers and loads the model in each)
         figures["efficiency_vs_ideal_with_startup"] = ideal["wall_with_startup_s"] / figures["run_s"]
     print(f"stress test: {args.subjects} subject(s) x ({args.grid} + baseline) = {n} points, model {args.model}, "
-          f"device {args.device}, {os.cpu_count()} CPU(s)")
+          f"device {args.device}, {os.cpu_count()} CPU(s), workers started by "
+          f"{os.environ.get('NEUROSHIFT_STRESS_START') or 'forkserver (default)'}")
     print(f"  total            {total:8.2f} s  ({total / max(n, 1):.3f} s per point)")
     for label, key in (("inference", "predict_s"), ("case read + fit", "fit_s"), ("simulation", "simulate_s"),
                        ("metrics", "metrics_s")):
@@ -163,11 +194,14 @@ def main(argv=None) -> int:
                   f"read + fit) and reading it {timeline['startup_wait_s']:.2f} s")
     print(f"share of the run outside model inference: {100 * outside:.1f} % (goal < 10 %)"
           + (f" [shares of {args.workers} x the wall time]" if args.workers > 1 else ""))
-    print(f"load {load0} -> {load1}")
+    print(f"load at the start {load0}; stress test {load_run} -> {load1}")
     if ideal is not None:
+        for r in ideal["rounds"]:
+            print(f"  ideal round {r['when']} the stress test: {r['wall_s']:.2f} s predicting "
+                  f"({r['wall_with_startup_s']:.2f} s with start-up); load after {r['load_after']}")
         print(f"ideal: {args.workers} single-threaded processes, {ideal['predictions']} predictions: "
-              f"{ideal['wall_s']:.2f} s; stress test with {args.workers} workers {figures['run_s']:.2f} s -> "
-              f"efficiency {figures['efficiency_vs_ideal']:.2f} (goal >= 0.85); load after {ideal['load_after']}")
+              f"{ideal['wall_s']:.2f} s (mean of {len(ideal['rounds'])}); stress test with {args.workers} workers "
+              f"{figures['run_s']:.2f} s -> efficiency {figures['efficiency_vs_ideal']:.2f} (goal >= 0.85)")
         print(f"ideal with its process start, imports, model load and warm-up counted: "
               f"{ideal['wall_with_startup_s']:.2f} s -> efficiency {figures['efficiency_vs_ideal_with_startup']:.2f} "
               f"(goal >= 0.85)")

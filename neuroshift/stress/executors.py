@@ -55,12 +55,13 @@ def worker_context(model, simulator):
     """The multiprocessing context of the workers, with its fork server already starting (in the background).
 
     ``forkserver`` (POSIX): one server process imports torch, the inference modules and the compiled kernels
-    (:func:`preload_modules`) while the parent reads and fits the first case; each worker is then a fork of it
-    and starts with all of that done (measured, 2 cores idle: 2 workers' start-up CPU ~2.8 s with ``spawn``
-    vs ~1.9 s once in the server). The server runs no torch operator, so forking it is safe (forking a process
-    whose OpenMP threads exist can hang). A fork server already running in this process is reused as it is
-    (its modules were fixed when it started). ``spawn`` where the platform has no fork server, if the server cannot start, or
-    when ``NEUROSHIFT_STRESS_START=spawn``.
+    (:func:`preload_modules`) while the parent reads and fits the first case; each worker is a fork of it and
+    starts with all of that done: ~1.9 s of imports once instead of in every worker (2 workers on 2 shared
+    cores at load 2.6-3.3, bench/stress.py: 6.3 / 6.8 worker-s before the first point vs 10.3 / 10.3 with
+    ``spawn``). The server runs no torch operator, so forking it is safe (forking a process whose OpenMP
+    threads exist can hang). It stays (idle, ~340 MB with torch) until this process exits, and a later run
+    reuses it as it is (its modules were fixed when it started). ``spawn`` where the platform has no fork
+    server, if the server cannot start, or when ``NEUROSHIFT_STRESS_START=spawn``.
     """
     import multiprocessing
 
