@@ -120,3 +120,31 @@ def test_worker_timeline_splits_start_up_from_literal_times():
     assert t["startup_s"] == 12.0 and t["startup_split_processes"] == 2
     assert (t["startup_process_s"], t["startup_init_s"], t["startup_wait_s"]) == (2.0, 4.0, 1.0)
     assert "startup_split_processes" not in worker_timeline([rec(3, 5.0, 20.0)], 1000.0, 1020.0)
+
+
+def test_run_records_the_workers_timeline_and_the_report_states_it(tmp_path):
+    import json
+
+    from neuroshift.stress.timing import TIMING_FILE, run_timing, timing_lines
+
+    par = run_stress_test([memory_case("a")], QuadraticF1Model(), GRID, tmp_path / "p",
+                          simulator=PassThroughSimulator(), workers=2)
+    call = json.loads((tmp_path / "p" / TIMING_FILE).read_text())["calls"][0]
+    tl = call["timeline"]
+    assert tl["processes"] == 2 == tl["startup_split_processes"]
+    # start-up + gaps + idle tail + points = 2 processes x the call's wall time (rounded to 0.1 ms each)
+    assert tl["startup_s"] + tl["gaps_s"] + tl["tail_s"] + tl["points_s"] == pytest.approx(2 * call["wall_s"], abs=0.02)
+    assert tl["startup_process_s"] + tl["startup_init_s"] + tl["startup_wait_s"] == pytest.approx(tl["startup_s"],
+                                                                                                  abs=1e-3)
+    assert run_timing(par)["timeline"]["startup_s"] == pytest.approx(tl["startup_s"])
+    serial = run_stress_test([memory_case("a")], QuadraticF1Model(), GRID, tmp_path / "s",
+                             simulator=PassThroughSimulator())
+    assert "timeline" not in json.loads((tmp_path / "s" / TIMING_FILE).read_text())["calls"][0]
+    assert "timeline" not in run_timing(serial)
+    # the report's line, from literal figures
+    t = {"worker_s": 40.0, "wall_s": 20.0, "calls": 1, "workers": [2], "points": 50, "predict_s": 30.0,
+         "overhead_s": 10.0, "other_s": 8.0, "worker_efficiency": 0.8,
+         "timeline": {"startup_s": 4.0, "startup_split_processes": 2, "startup_process_s": 3.0,
+                      "startup_init_s": 0.5, "startup_wait_s": 0.5, "tail_s": 0.4}}
+    assert ("    of which worker processes before their first point 4.0 s = 10.0 % (process start 3.0 s, initialiser "
+            "0.5 s, waiting for the first case 0.5 s), idle at the end 0.4 s = 1.0 %") in timing_lines(t)

@@ -132,6 +132,7 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
     token = f"{os.getpid()}-{time.time_ns()}"
     state = {"finished": finished, "computed": 0}
     failed_cases: set[str] = set()
+    timings: list[dict] = []  # this call's per-point timing (process, start, end): the workers' timeline
 
     def accept(records: list[dict]) -> None:
         fresh = []
@@ -142,6 +143,7 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
                 failed_cases.add(rec["case"])
             fresh.append(rec)
         store.append(fresh)
+        timings.extend({"timing": rec["timing"]} for rec in fresh if "timing" in rec)
         for rec in fresh:
             state["finished"] += len(items) if rec["status"] == "case_failed" else 1
             state["computed"] += rec["status"] == "ok"
@@ -151,7 +153,7 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
     report(progress, finished / total, f"{finished} of {total} points already finished" if finished else "starting")
     common = (seq, model_obj, simulator, metrics, axes)  # evaluate_points arguments after token and case
     parallel = scheduler is None and workers > 1 and len(jobs) > 1
-    t_start, interrupted = time.perf_counter(), True
+    t_start, u_start, interrupted = time.perf_counter(), time.time(), True
     try:
         if scheduler is not None:
             run_dask(scheduler, token, jobs, common, accept, failed_cases)
@@ -166,13 +168,14 @@ def run_stress_test(cases: str | os.PathLike | Sequence[Case | LoadedCase], mode
         release(token)  # this run's cached cases and objects are no longer needed in this process
         if jobs:
             from ..threads import available_cores
-            from .timing import record_call
+            from .timing import record_call, worker_timeline
 
             try:  # a failure to record the timing must not hide the run's own outcome
                 record_call(outdir, wall_s=time.perf_counter() - t_start, workers=workers if parallel else 1,
                             threads_per_worker=worker_threads(workers) if parallel else 0,
                             computed=state["computed"], interrupted=interrupted, cores=available_cores(),
-                            executor="dask" if scheduler is not None else "processes" if parallel else "in-process")
+                            executor="dask" if scheduler is not None else "processes" if parallel else "in-process",
+                            timeline=worker_timeline(timings, u_start, time.time()) if parallel else None)
             except OSError:
                 pass
     report(progress, 1.0, "done")

@@ -43,13 +43,17 @@ def read_calls(outdir: str | Path) -> list[dict]:
 
 
 def record_call(outdir: str | Path, *, wall_s: float, workers: int, threads_per_worker: int, computed: int,
-                interrupted: bool = False, cores: int | None = None, executor: str = "in-process") -> None:
+                interrupted: bool = False, cores: int | None = None, executor: str = "in-process",
+                timeline: dict | None = None) -> None:
     """Append one call of the runner to ``OUTDIR/timing.json`` (atomic write). ``executor``: ``in-process``,
-    ``processes`` or ``dask`` (a Dask cluster's worker count is not known here: its shares count one worker)."""
+    ``processes`` or ``dask`` (a Dask cluster's worker count is not known here: its shares count one worker).
+    ``timeline``: the call's :func:`worker_timeline` (worker processes: start-up, gaps, idle tail; seconds)."""
     calls = read_calls(outdir)
     calls.append({"wall_s": round(float(wall_s), 4), "workers": int(workers), "executor": str(executor),
                   "threads_per_worker": int(threads_per_worker), "points_computed": int(computed),
-                  "interrupted": bool(interrupted), **({"cores": int(cores)} if cores else {})})
+                  "interrupted": bool(interrupted), **({"cores": int(cores)} if cores else {}),
+                  **({"timeline": {k: round(v, 4) if isinstance(v, float) else v for k, v in timeline.items()}}
+                     if timeline else {})})
     write_text_atomic(Path(outdir) / TIMING_FILE, json.dumps({"calls": calls}, indent=2) + "\n")
 
 
@@ -69,6 +73,9 @@ def run_timing(run) -> dict[str, Any]:
                            "wall_s": wall, "worker_s": worker_s, "workers": [int(c.get("workers", 1)) for c in calls],
                            "dask": any(c.get("executor") == "dask" for c in calls),
                            **{k: v for k, v in sums.items()}}
+    lines = [c["timeline"] for c in calls if isinstance(c.get("timeline"), dict)]
+    if lines:  # worker processes' time before their first point, between points and after their last one
+        out["timeline"] = {k: sum(float(t.get(k, 0.0)) for t in lines) for k in _TIMELINE_KEYS}
     if worker_s > 0:
         out["inference_share"] = sums["predict_s"] / worker_s
         out["overhead_s"] = worker_s - sums["predict_s"]
@@ -118,6 +125,10 @@ def worker_timeline(records, began_unix_s: float, ended_unix_s: float) -> dict[s
     return out
 
 
+_TIMELINE_KEYS = ("processes", "startup_s", "gaps_s", "tail_s", "points_s", "startup_split_processes",
+                  "startup_process_s", "startup_init_s", "startup_wait_s")
+
+
 def _pct(x: float, total: float) -> str:
     return f"{100.0 * x / total:.1f} %" if total > 0 else "–"
 
@@ -135,6 +146,14 @@ def timing_lines(t: dict[str, Any]) -> list[str]:
         if t.get(key):
             lines.append(f"  {label}: {t[key]:.1f} s = {_pct(t[key], ws)}")
     lines.append(f"  I/O, store, scheduling, idle workers: {t['other_s']:.1f} s = {_pct(t['other_s'], ws)}")
+    tl = t.get("timeline")
+    if tl:
+        line = (f"    of which worker processes before their first point {tl['startup_s']:.1f} s = "
+                f"{_pct(tl['startup_s'], ws)}")
+        if tl.get("startup_split_processes"):
+            line += (f" (process start {tl['startup_process_s']:.1f} s, initialiser {tl['startup_init_s']:.1f} s, "
+                     f"waiting for the first case {tl['startup_wait_s']:.1f} s)")
+        lines.append(line + f", idle at the end {tl['tail_s']:.1f} s = {_pct(tl['tail_s'], ws)}")
     lines.append(f"worker efficiency (points' own work / worker time): {100 * t['worker_efficiency']:.1f} %")
     if t.get("dask"):
         lines.append("note: points ran on a Dask cluster; its workers are not counted here, so the shares are "
