@@ -19,7 +19,7 @@ ROOT = Path(neuroshift.__file__).resolve().parent
 #: Subpackage (or top-level module) -> layer; a module may import only from lower layers (or its own package).
 LAYERS = {
     "errors": 0, "sequences": 0,
-    "threads": 1, "torch_device": 1, "progress": 1, "references": 1, "_optional": 1, "io": 1,
+    "threads": 1, "torch_device": 1, "heap": 1, "progress": 1, "references": 1, "_optional": 1, "io": 1,
     "physics": 2,
     "tissues": 3, "qmri": 3, "training": 3,
     "phantom": 4, "simulate": 4,

@@ -314,6 +314,16 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
         InputError: unknown options, missing channels, an empty brain mask.
         DeviceMemoryError: the GPU ran out of memory.
     """
+    from ..heap import retained_heap
+
+    with retained_heap():  # activations are not page-faulted back in for every batch (see neuroshift.heap)
+        return _segment_volume(inputs, package, device=device, tta=tta, progress=progress, batch_size=batch_size,
+                               threshold=threshold, slab_fraction=slab_fraction, uncertainty=uncertainty,
+                               age_weeks=age_weeks, brain_mask=brain_mask, mask_spec=mask_spec, precision=precision)
+
+
+def _segment_volume(inputs, package, *, device, tta, progress, batch_size, threshold, slab_fraction, uncertainty,
+                    age_weeks, brain_mask, mask_spec, precision) -> SegmentationResult:
     import torch
 
     from ..torch_device import resolve_device

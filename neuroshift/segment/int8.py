@@ -30,8 +30,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from .unet import _MKLDNN_POINTWISE as _FUSED
-from .unet import UNet2D, pad_to, upsample2_cat
+from .unet import UNet2D, fused_inference, pad_to, upsample2_cat
 
 #: /proc/cpuinfo flags of native 8-bit integer dot products (oneDNN's int8 convolutions use them).
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -106,7 +105,7 @@ class Int8UNet:
         """The first convolution + ReLU in float32 (oneDNN, channels-last), its output quantised to uint8."""
         conv = self.weights.net.encoder[0].conv1
         x = x.float().contiguous(memory_format=torch.channels_last)
-        y = conv.forward_relu_fused(x) if _FUSED else torch.relu(conv(x))
+        y = conv.forward_relu_fused(x) if fused_inference(x, conv.weight) else torch.relu(conv(x))
         return torch.clamp_(y.mul_(1.0 / self.out_scale[0]).round_(), max=255).to(torch.uint8)
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
