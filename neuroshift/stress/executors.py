@@ -59,7 +59,9 @@ def worker_context(model, simulator):
     starts with all of that done: ~1.9 s of imports once instead of in every worker (2 workers on 2 shared
     cores at load 2.6-3.3, bench/stress.py: 6.3 / 6.8 worker-s before the first point vs 10.3 / 10.3 with
     ``spawn``). The server runs no torch operator, so forking it is safe (forking a process whose OpenMP
-    threads exist can hang). It stays (idle, ~340 MB with torch) until this process exits, and a later run
+    threads exist can hang). The server finds the modules on the interpreter's own path (an installed NeuroShift;
+    Python 3.11 does not pass it the parent's ``sys.path``); where it cannot, the workers import them themselves
+    (slower start, same results). It stays (idle, ~340 MB with torch) until this process exits, and a later run
     reuses it as it is (its modules were fixed when it started). ``spawn`` where the platform has no fork
     server, if the server cannot start, or when ``NEUROSHIFT_STRESS_START=spawn``.
     """
