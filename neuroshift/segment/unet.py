@@ -98,16 +98,30 @@ class _Level(nn.Sequential):
         """The level with each convolution + ReLU as one oneDNN call (see :func:`fused_inference`)."""
         return self.conv2.forward_relu_fused(self.conv1.forward_relu_fused(x))
 
+    def forward_up_fused(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The decoder level on the coarser map ``x`` and its skip connection, without materialising the
+        upsampled concatenation (:mod:`~neuroshift.segment.upconv`: four 2x2 phase convolutions at low
+        resolution; fused CPU path only). The folded kernels are cached per weight tensor, version and dtype."""
+        from .upconv import phase_weights, up_conv_relu
+
+        w = self.conv1.weight
+        key = (w.data_ptr(), w._version, x.dtype, int(x.shape[1]))
+        cached = self.__dict__.get("_phase_kernels")
+        if cached is None or cached[0] != key:
+            cached = (key, *phase_weights(w, int(x.shape[1]), x.dtype))
+            self.__dict__["_phase_kernels"] = cached
+        return self.conv2.forward_relu_fused(up_conv_relu(x, skip, cached[1], cached[2], self.conv1.bias))
+
 
 def fused_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True when :meth:`UNet2D.forward_logits` takes the fused CPU inference path.
 
     Conditions: no autograd (``torch.inference_mode`` / ``no_grad``), CPU, channels-last input of the
     weights' dtype (float32 or bfloat16), oneDNN present. The fused path computes the same network:
-    convolution + ReLU as one oneDNN call (ReLU as a post-op), and nearest-neighbour x2 upsampling
-    written straight into the concatenation buffer; float32 outputs equal the unfused path's (a batch
-    of one slice: within float32 rounding, ~3e-8 on logits; ``Testing/segment/test_unet_fused.py``). Measured on 2 shared AMD EPYC cores
-    (avx512_bf16): bfloat16 ~4-7 % less CPU time per 180x180 claustrum slice, float32 ~1-2 %.
+    convolution + ReLU as one oneDNN call (ReLU as a post-op), and each decoder's first convolution
+    on the coarser map and the skip connection without building the upsampled concatenation
+    (:mod:`~neuroshift.segment.upconv`); float32 outputs equal the unfused path's within float32 rounding
+    (``Testing/segment/test_unet_fused.py``).
     """
     return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
             and x.dtype in (torch.float32, torch.bfloat16) and x.is_contiguous(memory_format=torch.channels_last)
@@ -233,7 +247,7 @@ class UNet2D(nn.Module):
                 x = F.max_pool2d(x, 2)
         for block, skip in zip(self.decoder, reversed(skips)):
             if fused:
-                x = block.forward_fused(upsample2_cat(x, skip))
+                x = block.forward_up_fused(x, skip)
                 continue
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = _cat_channels(x, center_crop(skip, (x.shape[-2], x.shape[-1])))
