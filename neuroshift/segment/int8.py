@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import threading
 import weakref
+
 import torch
 import torch.nn.functional as F
 
 from .unet import UNet2D, fused_inference, pad_to, upsample2_cat
-
-#: /proc/cpuinfo flags of native 8-bit integer dot products (oneDNN's int8 convolutions use them).
-INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-
 
 def int8_available() -> bool:
     """True when torch has oneDNN's quantised convolution ops (``torch.ops.onednn.qconv2d_pointwise``)."""
@@ -60,13 +57,14 @@ class _QConv:
         self.packed = torch.ops.onednn.qconv_prepack(w_int8, self.w_scale, 1.0, 0, [1, 1], self.padding, [1, 1], 1,
                                                      None)
 
-    def __call__(self, x: torch.Tensor, x_scale: float, x_zero: int, out_scale: float | None) -> torch.Tensor:
-        """uint8 ``x`` -> ReLU output as uint8 at ``out_scale``; ``out_scale=None``: float32, no ReLU (the head)."""
+    def __call__(self, x: torch.Tensor, x_scale: float, out_scale: float | None) -> torch.Tensor:
+        """uint8 ``x`` (zero point 0) -> ReLU output as uint8 at ``out_scale``; ``out_scale=None``: float32 logits,
+        no ReLU (the head)."""
         if self.pad is not None:  # zero point 0: padding with 0 is padding with 0.0
             x = F.pad(x, self.pad)
         relu = out_scale is not None
         return torch.ops.onednn.qconv2d_pointwise(
-            x, float(x_scale), int(x_zero), self.packed, self.w_scale, self.w_zero, self.bias, [1, 1], self.padding,
+            x, float(x_scale), 0, self.packed, self.w_scale, self.w_zero, self.bias, [1, 1], self.padding,
             [1, 1], 1, float(out_scale) if relu else 1.0, 0, None if relu else torch.float32,
             "relu" if relu else "none", [], "")
 
@@ -118,7 +116,7 @@ class Int8UNet:
 
         def conv_relu(q, scale):
             out = next(scales)
-            return next(convs)(q, scale, 0, out), out
+            return next(convs)(q, scale, out), out
 
         for lv in range(depth + 1):
             if lv:
@@ -129,7 +127,7 @@ class Int8UNet:
                 q = max_pool2_u8(q)
         for skip in reversed(skips):
             q, scale = conv_relu(*conv_relu(upsample2_cat(q, skip), scale))
-        return next(convs)(pad_to(q, hw), scale, 0, None)
+        return next(convs)(pad_to(q, hw), scale, None)
 
 
 def calibrated_int8_unet(weights: Int8Weights, slices: torch.Tensor) -> Int8UNet:
@@ -176,5 +174,5 @@ def int8_weights(net: UNet2D) -> Int8Weights:
     return cached[0]
 
 
-__all__ = ["INT8_FLAGS", "Int8UNet", "Int8Weights", "calibrated_int8_unet", "int8_available", "int8_weights",
+__all__ = ["Int8UNet", "Int8Weights", "calibrated_int8_unet", "int8_available", "int8_weights",
            "max_pool2_u8"]
