@@ -107,3 +107,22 @@ def test_upsample2_cat_literal():
     # 5x5 skip centre-cropped to 4x4: the extra row/column comes off the bottom/right
     assert out[0, 1].tolist() == [[100, 101, 102, 103], [105, 106, 107, 108], [110, 111, 112, 113],
                                   [115, 116, 117, 118]]
+
+
+def test_observe_sees_every_relu_output_in_both_paths(monkeypatch):
+    """``forward_logits(observe=...)`` reports each convolution's ReLU output (head excluded), in conv_layers order,
+    the same in the fused and the plain path (what int8 calibration relies on)."""
+    torch.manual_seed(5)
+    net = U.build_unet("demo").eval().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 2, 40, 36).contiguous(memory_format=torch.channels_last)
+    seen = {True: [], False: []}
+    with torch.inference_mode():
+        for fused in (True, False):
+            monkeypatch.setattr(U, "_MKLDNN_POINTWISE", fused)
+            net.forward_logits(x, observe=lambda y, f=fused: seen[f].append((tuple(y.shape), float(y.amax()),
+                                                                             float(y.amin()))))
+    convs = net.conv_layers()[:-1]
+    assert [s[0][1] for s in seen[True]] == [c.out_channels for c in convs]
+    assert all(lo >= 0 for _, _, lo in seen[True])  # after the ReLU
+    for (sf, mf, _), (sp, mp, _) in zip(seen[True], seen[False]):
+        assert sf == sp and abs(mf - mp) <= 1e-5 * max(1.0, mp)

@@ -133,7 +133,7 @@ class Int8UNet:
 def calibrated_int8_unet(weights: Int8Weights, slices: torch.Tensor) -> Int8UNet:
     """Activation scales from a float32 pass of the network over ``slices`` ``(N, C, H, W)`` (the scan's own):
     each convolution's largest output / 255 (the two inputs of a decoder concatenation share the larger)."""
-    amax = _conv_output_maxima(weights.net, slices.float().contiguous())
+    amax = _conv_output_maxima(weights.net, slices.float())
     depth, n_enc = weights.depth, 2 * (weights.depth + 1)
     for d in range(depth):  # decoder level d concatenates [previous output, encoder level depth-1-d's output]
         prev = n_enc - 1 if d == 0 else n_enc + 2 * (d - 1) + 1
@@ -143,20 +143,16 @@ def calibrated_int8_unet(weights: Int8Weights, slices: torch.Tensor) -> Int8UNet
 
 
 def _conv_output_maxima(net: UNet2D, slices: torch.Tensor) -> list[float]:
-    """Largest output of every convolution (forward order) on ``slices``, float32 (the unfused path, where
-    module hooks fire)."""
-    convs = net.conv_layers()
-    maxima = [0.0] * len(convs)
-    hooks = [c.register_forward_hook(lambda _m, _i, out, k=k: maxima.__setitem__(k, max(maxima[k], float(out.max()))))
-             for k, c in enumerate(convs)]
-    try:
-        with torch.inference_mode():
-            for i in range(0, slices.shape[0], 4):
-                net.forward_logits(slices[i:i + 4], fused=False)
-    finally:
-        for h in hooks:
-            h.remove()
-    return maxima
+    """Largest ReLU output of every convolution but the head (forward order) on ``slices``, float32, through the
+    network's own (fused, channels-last) inference path; the head's entry is 0 (its output stays float32)."""
+    maxima: list[float] = []
+    with torch.inference_mode():
+        for i in range(0, slices.shape[0], 4):
+            seen: list[float] = []
+            net.forward_logits(slices[i:i + 4].contiguous(memory_format=torch.channels_last),
+                               observe=lambda y: seen.append(float(y.amax())))
+            maxima = [max(a, b) for a, b in zip(maxima, seen)] if maxima else seen
+    return maxima + [0.0]
 
 
 _CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

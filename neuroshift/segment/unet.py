@@ -94,11 +94,28 @@ class _Level(nn.Sequential):
         self.conv2 = SameConv2d(out_ch, out_ch, k2)
         self.relu2 = nn.ReLU(inplace=True)
 
-    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """The level with each convolution + ReLU as one oneDNN call (see :func:`fused_inference`)."""
-        return self.conv2.forward_relu_fused(self.conv1.forward_relu_fused(x))
+    def forward_fused(self, x: torch.Tensor, observe=None) -> torch.Tensor:
+        """The level with each convolution + ReLU as one oneDNN call (see :func:`fused_inference`);
+        ``observe`` (optional) is called with each ReLU output."""
+        return self._second(self.conv1.forward_relu_fused(x), observe)
 
-    def forward_up_fused(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward_observed(self, x: torch.Tensor, observe) -> torch.Tensor:
+        """The plain (module by module) level, ``observe`` called with each ReLU output."""
+        x = self.relu1(self.conv1(x))
+        observe(x)
+        x = self.relu2(self.conv2(x))
+        observe(x)
+        return x
+
+    def _second(self, x: torch.Tensor, observe) -> torch.Tensor:
+        if observe is not None:
+            observe(x)
+        x = self.conv2.forward_relu_fused(x)
+        if observe is not None:
+            observe(x)
+        return x
+
+    def forward_up_fused(self, x: torch.Tensor, skip: torch.Tensor, observe=None) -> torch.Tensor:
         """The decoder level on the coarser map ``x`` and its skip connection, without materialising the
         upsampled concatenation (:mod:`~neuroshift.segment.upconv`: four 2x2 phase convolutions at low
         resolution; fused CPU path only). The folded kernels are cached per weight tensor, version and dtype."""
@@ -110,7 +127,7 @@ class _Level(nn.Sequential):
         if cached is None or cached[0] != key:
             cached = (key, *phase_weights(w, int(x.shape[1]), x.dtype))
             self.__dict__["_phase_kernels"] = cached
-        return self.conv2.forward_relu_fused(up_conv_relu(x, skip, cached[1], cached[2], self.conv1.bias))
+        return self._second(up_conv_relu(x, skip, cached[1], cached[2], self.conv1.bias), observe)
 
 
 def fused_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -228,30 +245,32 @@ class UNet2D(nn.Module):
         return convs + [self.head]
 
     # ---------------------------------------------------------------- forward
-    def forward_logits(self, x: torch.Tensor, *, fused: bool | None = None) -> torch.Tensor:
-        """Pre-sigmoid output ``(B, out_channels, H, W)``. ``fused``: the fused CPU inference path
-        (:func:`fused_inference`) where it applies (None), or never (False: every module is called, so
-        forward hooks fire)."""
+    def forward_logits(self, x: torch.Tensor, *, observe=None) -> torch.Tensor:
+        """Pre-sigmoid output ``(B, out_channels, H, W)``. ``observe`` (optional): called with every convolution's
+        ReLU output in :meth:`conv_layers` order (the head excluded), e.g. to calibrate int8 scales."""
         if x.ndim != 4:
             raise ValueError(f"expected input (B, C, H, W), got shape {tuple(x.shape)}")
         hw = (x.shape[-2], x.shape[-1])
         if min(hw) < 2 ** self.depth:
             raise ValueError(f"input slices of {hw[0]}x{hw[1]} pixels are smaller than the "
                              f"{2 ** self.depth} pixels that {self.depth} poolings need")
-        fused = fused_inference(x, self.head.weight) and fused is not False
+        fused = fused_inference(x, self.head.weight)
         skips = []
         for level, block in enumerate(self.encoder):
-            x = block.forward_fused(x) if fused else block(x)
+            if fused:
+                x = block.forward_fused(x, observe)
+            else:
+                x = block(x) if observe is None else block.forward_observed(x, observe)
             if level < self.depth:
                 skips.append(x)
                 x = F.max_pool2d(x, 2)
         for block, skip in zip(self.decoder, reversed(skips)):
             if fused:
-                x = block.forward_up_fused(x, skip)
+                x = block.forward_up_fused(x, skip, observe)
                 continue
             x = F.interpolate(x, scale_factor=2.0, mode="nearest")
             x = _cat_channels(x, center_crop(skip, (x.shape[-2], x.shape[-1])))
-            x = block(x)
+            x = block(x) if observe is None else block.forward_observed(x, observe)
         return self.head(pad_to(x, hw))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
