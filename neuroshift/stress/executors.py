@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,7 @@ def preload_modules(model, simulator) -> list[str]:
 def worker_context(model, simulator):
     """The multiprocessing context of the workers, with its fork server already starting (in the background).
 
-    ``forkserver`` (POSIX): one server process imports torch, the inference modules and the compiled kernels
+    ``forkserver`` (Linux): one server process imports torch, the inference modules and the compiled kernels
     (:func:`preload_modules`) while the parent reads and fits the first case; each worker is a fork of it and
     starts with all of that done: ~1.9 s of imports once instead of in every worker (2 workers on 2 shared
     cores at load 2.6-3.3, bench/stress.py: 6.3 / 6.8 worker-s before the first point vs 10.3 / 10.3 with
@@ -63,14 +64,15 @@ def worker_context(model, simulator):
     Python 3.11 does not pass it the parent's ``sys.path``); where it cannot, the workers import them themselves
     (slower start, same results). It stays (idle, ~340 MB with torch) until this process exits, and a later run
     reuses it as it is (its modules were fixed when it started). ``spawn`` where the platform has no fork
-    server, if the server cannot start, or when ``NEUROSHIFT_STRESS_START=spawn``.
+    server (Windows) or where forking a process that loaded system frameworks is unsafe (macOS), if the server
+    cannot start, or when ``NEUROSHIFT_STRESS_START=spawn``.
     """
     import multiprocessing
 
     method = os.environ.get(START_METHOD_ENV, "").strip().lower() or "forkserver"
     if method not in ("forkserver", "spawn"):
         raise InputError(f"{START_METHOD_ENV}={method!r}: use forkserver or spawn")
-    if method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
+    if method == "forkserver" and sys.platform.startswith("linux"):  # macOS: forking after framework loads is unsafe
         from multiprocessing import forkserver
 
         ctx = multiprocessing.get_context("forkserver")
