@@ -130,10 +130,14 @@ class Int8UNet:
         return next(convs)(pad_to(q, hw), scale, None)
 
 
-def calibrated_int8_unet(weights: Int8Weights, slices: torch.Tensor) -> Int8UNet:
-    """Activation scales from a float32 pass of the network over ``slices`` ``(N, C, H, W)`` (the scan's own):
-    each convolution's largest output / 255 (the two inputs of a decoder concatenation share the larger)."""
-    amax = _conv_output_maxima(weights.net, slices.float())
+def calibrated_int8_unet(weights: Int8Weights, slices: torch.Tensor, calibration_net: UNet2D | None = None
+                         ) -> Int8UNet:
+    """Activation scales from a pass of the network over ``slices`` ``(N, C, H, W)`` (the scan's own): each
+    convolution's largest output / 255 (the two inputs of a decoder concatenation share the larger).
+    ``calibration_net``: the network that makes the pass (default ``weights.net`` in float32; a bfloat16 copy of
+    it takes half the time), ``slices`` are cast to its dtype."""
+    net = weights.net if calibration_net is None else calibration_net
+    amax = _conv_output_maxima(net, slices.to(net.head.weight.dtype))
     depth, n_enc = weights.depth, 2 * (weights.depth + 1)
     for d in range(depth):  # decoder level d concatenates [previous output, encoder level depth-1-d's output]
         prev = n_enc - 1 if d == 0 else n_enc + 2 * (d - 1) + 1

@@ -164,14 +164,17 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
     return out if as_tensor else out.cpu().numpy()
 
 
-#: Slices of a view the int8 scales are calibrated on (evenly spaced inside the stack, float32; each costs one
-#: float32 slice, ~2 % of an int8 run of 50 slices).
+#: Slices of a view the int8 scales are calibrated on (evenly spaced inside the stack).
 CALIBRATION_SLICES = 2
+#: Calibrate with the network's bfloat16 copy where the CPU runs bf16 natively: half the float32 pass's time, and
+#: on the 3 real FLAIRs x 3 bundled WMH models the int8 masks agree with float32 as well (Dice 0.952-0.980 vs
+#: 0.959-0.984 with float32 calibration; one bf16 slice: down to 0.948).
+CALIBRATE_IN_BF16 = True
 
 
 def int8_model(model, slices):
     """``model``'s int8 forward pass calibrated on :data:`CALIBRATION_SLICES` interior slices of ``slices``
-    (numpy or tensor ``(N, C, H, W)``)."""
+    (numpy or tensor ``(N, C, H, W)``), by its bfloat16 copy where native (:data:`CALIBRATE_IN_BF16`)."""
     import numpy as np
     import torch
 
@@ -184,7 +187,10 @@ def int8_model(model, slices):
     n = int(slices.shape[0])
     idx = np.unique(np.floor(np.arange(1, CALIBRATION_SLICES + 1) * n / (CALIBRATION_SLICES + 1)).astype(int))
     t = slices if torch.is_tensor(slices) else torch.from_numpy(np.asarray(slices))
-    return calibrated_int8_unet(int8_weights(model), t[torch.from_numpy(idx)].float())
+    from .precision import native_bf16
+
+    calibration = cpu_bf16_copy(model) if native_bf16() and CALIBRATE_IN_BF16 else None
+    return calibrated_int8_unet(int8_weights(model), t[torch.from_numpy(idx)].float(), calibration)
 
 
 def cuda_batch_size(pkg, hw, n_channels: int, amp_dtype) -> int:
