@@ -160,7 +160,8 @@ def main(argv=None) -> int:
         "fit_s": sums["fit_s"], "simulate_s": sums["simulate_s"], "metrics_s": sums["metrics_s"],
         "other_s": other, "outside_inference_share": outside, "failures": len(run.failures),
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "python": platform.python_version(), "workers": args.workers, "load_before": load0, "load_before_run": load_run, "load_after_run": load1,
+        "python": platform.python_version(), "workers": args.workers, "load_before": load0,
+        "load_before_run": load_run, "load_after_run": load1,
         # inference share and overhead of the run, for the report (stress/report.py may show them)
         "inference_share_of_worker_time": inference / max(busy, 1e-12),
         "overhead_worker_s": busy - inference,

