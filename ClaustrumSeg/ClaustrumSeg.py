@@ -26,7 +26,7 @@ from slicer.util import VTKObservationMixin
 import neuroshift_slicer.connectors  # noqa: F401  (registers the str path connector used by modelPath)
 from neuroshift_slicer.environment import MODEL_REQUIREMENTS, engine_process, ensure_requirements
 from neuroshift_slicer.jobs import BackgroundJobController
-from ClaustrumSegLib.logic import (DEVICES, UNCERTAINTY_KINDS, ClaustrumSegCore, SegmentationParameters,
+from ClaustrumSegLib.logic import (DEVICES, PRECISIONS, UNCERTAINTY_KINDS, ClaustrumSegCore, SegmentationParameters,
                                    SegmentationTask, parameters_from_fields)
 
 
@@ -60,6 +60,7 @@ class ClaustrumSegParameterNode:
     t1Volume: vtkMRMLScalarVolumeNode
     modelPath: str = ""
     device: Annotated[str, Choice(list(DEVICES))] = "auto"
+    precision: Annotated[str, Choice(list(PRECISIONS))] = "auto"
     batchSize: Annotated[int, WithinRange(0, 1024)] = 0
     threshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
     useAge: bool = False
@@ -181,7 +182,7 @@ class ClaustrumSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             task=p.task.value, model=p.modelPath or self.ui.modelComboBox.currentData, device=p.device,
             tta=p.tta, probabilities=p.probabilities, uncertainty=p.uncertainty, uncertainty_kind=p.uncertaintyKind,
             batch_size=p.batchSize, threshold=p.threshold, use_age=p.useAge, age_weeks=p.ageWeeks,
-            relative_mask=p.relativeMask)
+            relative_mask=p.relativeMask, precision=p.precision)
 
     # ------------------------------------------------------------------ run
     def onApplyButton(self) -> None:

@@ -38,17 +38,21 @@ class SegmentationTask(enum.Enum):
         return {"claustrum": "Claustrum", "wmh": "White-matter hyperintensities (WMH)"}[self.value]
 
 
-#: Device and uncertainty choices offered by the module.
+#: Device, precision and uncertainty choices offered by the module (PRECISIONS: those of
+#: ``neuroshift.segment.precision``, kept equal by a test; the module loads before NeuroShift may be installed).
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 UNCERTAINTY_KINDS = ("variance", "entropy")
 
 
 def parameters_from_fields(*, task: str, model: Any, device: str, tta: bool, probabilities: bool,
                            uncertainty: bool, uncertainty_kind: str, batch_size: int, threshold: float,
-                           use_age: bool, age_weeks: float, relative_mask: bool) -> "SegmentationParameters":
+                           use_age: bool, age_weeks: float, relative_mask: bool,
+                           precision: str = "auto") -> "SegmentationParameters":
     """:class:`SegmentationParameters` from the panel's values (0 batch size / threshold = the model's own)."""
     return SegmentationParameters(
-        task=task, model=model, device=device, tta=tta, probabilities=probabilities, uncertainty=uncertainty,
+        task=task, model=model, device=device, precision=precision, tta=tta, probabilities=probabilities,
+        uncertainty=uncertainty,
         uncertainty_kind=uncertainty_kind, batch_size=int(batch_size) or None,
         threshold=float(threshold) if threshold > 0 else None, age_weeks=float(age_weeks) if use_age else None,
         mask_mode="relative" if relative_mask else None)
@@ -61,6 +65,7 @@ class SegmentationParameters:
     task: str = "claustrum"
     model: Any = None  # installed name, package folder, or a LoadedPackage (in-process only)
     device: str = "auto"
+    precision: str = "auto"
     tta: bool = False
     probabilities: bool = False
     uncertainty: bool = False
@@ -77,6 +82,8 @@ class SegmentationParameters:
             raise InputError(f"unknown task '{self.task}'; use {' or '.join(TASKS)}")
         if self.device not in DEVICES:
             raise InputError(f"unknown device '{self.device}'")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError("batch size must be at least 1")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -160,7 +167,7 @@ class ClaustrumSegCore:
         result = segment_volume(ordered, model, device=params.device, tta=params.tta, progress=progress,
                                 batch_size=params.batch_size, threshold=params.threshold,
                                 uncertainty=params.uncertainty_kind, age_weeks=params.age_weeks,
-                                mask_spec=mask_spec)
+                                mask_spec=mask_spec, precision=params.precision)
         reference = next(iter(inputs.values()))
         base = name or f"{reference.GetName()}_{result.segment_name}"
         return self._make_nodes(result.label, result.segment_name, result.volumes_mm3, result.warnings,
@@ -206,7 +213,7 @@ class ClaustrumSegCore:
             args.append(str(outputs["label"]))
         if params.model:
             args += ["--model", str(getattr(params.model, "path", None) or params.model)]
-        args += ["--device", params.device, "--json", str(outputs["json"]),
+        args += ["--device", params.device, "--precision", params.precision, "--json", str(outputs["json"]),
                  "--uncertainty-kind", params.uncertainty_kind]
         if params.probabilities:
             outputs["probability"] = workdir / "probability.nii.gz"

@@ -149,9 +149,11 @@ def test_build_command_mirrors_the_cli_options(mrml_scene, tmp_path):
 
     logic = ClaustrumSegCore(mrml_scene)
     params = SegmentationParameters(task="wmh", model="wmh-demo", device="cuda", tta=True, probabilities=True,
-                                    batch_size=8, threshold=0.45, age_weeks=None, mask_mode="relative")
+                                    batch_size=8, threshold=0.45, age_weeks=None, mask_mode="relative",
+                                    precision="int8")
     args, outputs = logic.build_command({"FLAIR": "f.nii.gz", "T1": "t.nii.gz"}, params, tmp_path)
     assert args[:5] == ["segment", "wmh", "--flair", "f.nii.gz", "--t1"]
+    assert args[args.index("--precision") + 1] == "int8"
     for opt in ("--model", "--device", "--tta", "--batch-size", "--threshold", "--probabilities", "--json",
                 "--mask-mode"):
         assert opt in args
@@ -159,4 +161,26 @@ def test_build_command_mirrors_the_cli_options(mrml_scene, tmp_path):
     from neuroshift.cli.main import build_parser
 
     parsed = build_parser().parse_args(args)  # the CLI accepts exactly these arguments
-    assert parsed.t1 == "t.nii.gz" and parsed.batch_size == 8 and parsed.tta
+    assert parsed.t1 == "t.nii.gz" and parsed.batch_size == 8 and parsed.tta and parsed.precision == "int8"
+
+
+def test_precision_choices_are_the_engines_and_reach_segment_volume(mrml_scene):
+    """The module offers exactly the engine's precisions, refuses others, and a run passes the choice on: int8 on a
+    package whose networks are not U-Nets is refused by the engine's int8 path (U-Net only), fp32 runs."""
+    import ClaustrumSegLib.logic as L
+    from ClaustrumSegLib import ClaustrumSegCore, SegmentationParameters
+    from neuroshift.errors import InputError
+    from neuroshift.segment.int8 import int8_available
+    from neuroshift.segment.precision import PRECISIONS
+    from neuroshift_slicer.volume_nodes import add_volume_node
+
+    assert L.PRECISIONS == PRECISIONS
+    with pytest.raises(InputError, match="unknown precision"):
+        SegmentationParameters(precision="int4").validate()
+    node = add_volume_node(mrml_scene, _scan(), "T1")
+    pkg = threshold_package(views=("axial",))
+    logic = ClaustrumSegCore(mrml_scene)
+    assert logic.run({"T1": node}, SegmentationParameters(model=pkg, device="cpu", precision="fp32")).segmentation
+    if int8_available():
+        with pytest.raises(InputError, match="U-Nets only"):
+            logic.run({"T1": node}, SegmentationParameters(model=pkg, device="cpu", precision="int8"))
