@@ -3,7 +3,8 @@
 Used by :mod:`neuroshift.segment.inference` (the product path of ``neuroshift segment``) for every network
 of every view. On the CPU, bfloat16 runs a bfloat16 copy of the network (cached per network) instead of
 autocast, which re-casts every weight on every call (~10 % faster, same arithmetic); on CUDA float16 or
-bfloat16 autocast, and the batch is sized to the free memory (:func:`cuda_batch_size`).
+bfloat16 autocast, and the batch is sized to the free memory (:func:`cuda_batch_size`). int8 (CPU) runs the
+network's 8-bit forward pass (:mod:`~neuroshift.segment.int8`) calibrated on the stack's own slices (:func:`int8_model`).
 
 CPU threads: with ``T >= 2`` torch threads the batches run as ``T`` independent single-threaded streams
 (:func:`cpu_streams`; a pool of Python threads, each with one OpenMP thread; torch releases the GIL inside
