@@ -46,7 +46,7 @@ def _glibc():
 @contextlib.contextmanager
 def retained_heap() -> Iterator[bool]:
     """Within the block, freed memory stays in the heap (no mmap'ed blocks, no trimming); yields whether the
-    setting applies here (glibc)."""
+    setting applies here (glibc). ``@retained_heap()`` applies it to every call of a function."""
     global _DEPTH
     libc = _glibc()
     if libc is None:

@@ -34,6 +34,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import InputError, NeuroShiftError
+from ..heap import retained_heap
 from ..io.volume import Volume
 from ..progress import ProgressCallback, report
 from . import fusion
@@ -293,6 +294,7 @@ def _run_info(pkg, manifest, plan: _Plan, acc: _Accumulators, prepared, dev, nam
     return {k: v for k, v in info.items() if v is not None}
 
 
+@retained_heap()  # activations are not page-faulted back in for every batch (see neuroshift.heap)
 def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, device: str = "auto",
                    tta: bool = False, progress: ProgressCallback | None = None, batch_size: int | None = None,
                    threshold: float | None = None, slab_fraction: float | Mapping[str, float] | None = None,
@@ -314,16 +316,6 @@ def segment_volume(inputs: Mapping[str, Volume] | Volume, package: Any, *, devic
         InputError: unknown options, missing channels, an empty brain mask.
         DeviceMemoryError: the GPU ran out of memory.
     """
-    from ..heap import retained_heap
-
-    with retained_heap():  # activations are not page-faulted back in for every batch (see neuroshift.heap)
-        return _segment_volume(inputs, package, device=device, tta=tta, progress=progress, batch_size=batch_size,
-                               threshold=threshold, slab_fraction=slab_fraction, uncertainty=uncertainty,
-                               age_weeks=age_weeks, brain_mask=brain_mask, mask_spec=mask_spec, precision=precision)
-
-
-def _segment_volume(inputs, package, *, device, tta, progress, batch_size, threshold, slab_fraction, uncertainty,
-                    age_weeks, brain_mask, mask_spec, precision) -> SegmentationResult:
     import torch
 
     from ..torch_device import resolve_device

@@ -25,9 +25,6 @@ Accuracy is not assumed: the segmentation run re-runs slices in float32 and reco
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 import torch
 import torch.nn.functional as F
 
@@ -85,7 +82,7 @@ class Int8Weights:
         self.net = net
         self.depth = net.depth
         convs = net.conv_layers()  # the first stays float32 (Int8UNet.first_level_input)
-        self.convs = [None] + [_QConv(c, getattr(c, "_pad", None)) for c in convs[1:]]
+        self.convs = [None] + [_QConv(c, getattr(c, "explicit_pad", None)) for c in convs[1:]]
 
 
 class Int8UNet:
@@ -159,19 +156,12 @@ def _conv_output_maxima(net: UNet2D, slices: torch.Tensor) -> list[float]:
     return maxima + [0.0]
 
 
-_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
 def int8_weights(net: UNet2D) -> Int8Weights:
-    """The :class:`Int8Weights` of ``net`` (quantised once per network, renewed when its weights change)."""
-    stamp = tuple(int(p._version) for p in net.parameters())
-    with _LOCK:
-        cached = _CACHE.get(net)
-        if cached is None or cached[1] != stamp:
-            cached = (Int8Weights(net), stamp)
-            _CACHE[net] = cached
-    return cached[0]
+    """The :class:`Int8Weights` of ``net`` (quantised once per network, renewed when its weights change:
+    :mod:`.derived`)."""
+    from .derived import derived
+
+    return derived(net, "int8-weights", lambda: Int8Weights(net))
 
 
 __all__ = ["Int8UNet", "Int8Weights", "calibrated_int8_unet", "int8_available", "int8_weights",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import os
 import threading
-import weakref
 
 from .precision import autocast_dtype
 from .views import batches
@@ -41,20 +40,15 @@ def is_oom(exc: BaseException) -> bool:
     return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
-_LOW_PRECISION_COPIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
 def cpu_bf16_copy(model):
-    """A bfloat16 copy of ``model`` (cached per network, renewed when its weights change in place): on the
+    """A bfloat16 copy of ``model`` (cached per network, renewed when its weights change: :mod:`.derived`): on the
     CPU ~10 % faster than autocast, which re-casts every weight on every call; same arithmetic."""
     import torch
 
-    stamp = tuple(int(p._version) for p in model.parameters())  # in-place updates (training) bump it
-    cached = _LOW_PRECISION_COPIES.get(model)
-    if cached is None or cached[1] != stamp:
-        cached = (copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False), stamp)
-        _LOW_PRECISION_COPIES[model] = cached
-    return cached[0]
+    from .derived import derived
+
+    return derived(model, "bf16-copy",
+                   lambda: copy.deepcopy(model).to(torch.bfloat16).eval().requires_grad_(False))
 
 
 _POOL_LOCK = threading.Lock()
@@ -126,6 +120,7 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
     out = torch.empty((slices.shape[0],) + tuple(slices.shape[2:]), dtype=torch.float32, device=device)
     on_device = torch.is_tensor(slices)
     cpu_bf16 = amp_dtype is torch.bfloat16 and device.type == "cpu"
+    autocast_on = amp_dtype in (torch.float16, torch.bfloat16) and not cpu_bf16  # bf16 copy / int8: no autocast
     if cpu_bf16:
         model = cpu_bf16_copy(model)
     elif amp_dtype is torch.int8:
@@ -148,8 +143,8 @@ def predict_slices(model, slices, *, device, batch_size: int, precision: str = "
             x = x.contiguous(memory_format=torch.channels_last)
             if cpu_bf16:
                 x = x.to(torch.bfloat16)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None and not cpu_bf16 and amp_dtype is not torch.int8):
+            with torch.autocast(device_type=device.type, dtype=amp_dtype if autocast_on else torch.float32,
+                                enabled=autocast_on):
                 if hasattr(model, "forward_logits"):
                     y = torch.sigmoid(model.forward_logits(x).float())
                 else:

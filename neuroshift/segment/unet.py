@@ -69,6 +69,11 @@ class SameConv2d(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel, padding=before if before == after else 0)
         self._pad = None if before == after else (before, after, before, after)
 
+    @property
+    def explicit_pad(self) -> tuple[int, int, int, int] | None:
+        """``(left, right, top, bottom)`` padding applied before the convolution (even kernels), else None."""
+        return self._pad
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._pad is not None:
             x = F.pad(x, self._pad)
@@ -118,16 +123,14 @@ class _Level(nn.Sequential):
     def forward_up_fused(self, x: torch.Tensor, skip: torch.Tensor, observe=None) -> torch.Tensor:
         """The decoder level on the coarser map ``x`` and its skip connection, without materialising the
         upsampled concatenation (:mod:`~neuroshift.segment.upconv`: four 2x2 phase convolutions at low
-        resolution; fused CPU path only). The folded kernels are cached per weight tensor, version and dtype."""
+        resolution; fused CPU path only). The folded kernels are cached per convolution, dtype and channel split."""
+        from .derived import derived
         from .upconv import phase_weights, up_conv_relu
 
-        w = self.conv1.weight
-        key = (w.data_ptr(), w._version, x.dtype, int(x.shape[1]))
-        cached = self.__dict__.get("_phase_kernels")
-        if cached is None or cached[0] != key:
-            cached = (key, *phase_weights(w, int(x.shape[1]), x.dtype))
-            self.__dict__["_phase_kernels"] = cached
-        return self._second(up_conv_relu(x, skip, cached[1], cached[2], self.conv1.bias), observe)
+        c_up = int(x.shape[1])
+        phases, w_skip = derived(self.conv1, ("phase-kernels", x.dtype, c_up),
+                                 lambda: phase_weights(self.conv1.weight, c_up, x.dtype))
+        return self._second(up_conv_relu(x, skip, phases, w_skip, self.conv1.bias), observe)
 
 
 def fused_inference(x: torch.Tensor, weight: torch.Tensor) -> bool:
