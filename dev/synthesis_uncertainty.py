@@ -1,9 +1,15 @@
 """Does the synthDIR uncertainty mean something? Spearman of the per-voxel SD with |error| on the held-out
-SYNTHETIC phantom (seed 3), every variant, and the diagnostics behind them. Both kinds: the MC-dropout SD of the
-mean alone (epistemic) and, for packages with the aleatoric head, the predictive SD sqrt(mean sigma^2 + var mu).
+SYNTHETIC phantom (seed 3), every variant, and the diagnostics behind them. Every kind the package gives: the
+MC-dropout SD of the mean alone (epistemic); with the aleatoric head, the predictive SD sqrt(mean sigma^2 +
+var mu); with an error model (neuroshift.synthesis.error_model), the residual SD.
 
     python dev/synthesis_uncertainty.py [--model synthdir-demo] [--samples 20] [--json OUT.json]
     python dev/synthesis_uncertainty.py --heldout varied --model synthdir-demo PKG... [--json OUT.json]
+    python dev/synthesis_uncertainty.py --noise-draws 8 --model synthdir-demo
+
+``--noise-draws K`` (:func:`noise_draws`): how much of the error is systematic, and what a perfect per-voxel
+error predictor would score (the expected-error oracle). It replaces the neighbour oracle as the ceiling: the
+neighbour oracle (below) only measures how smooth |error| is, not how predictable it is.
 
 ``--heldout phantom`` (default, the earlier report): phantom seed 3 only, which has the training anatomy (only its
 lesions and noise are new). ``--heldout varied``: seed 3 plus the varied SYNTHETIC subjects of
@@ -49,6 +55,8 @@ from train_demo_synthesis import TEST_SEED, subject  # noqa: E402
 from neuroshift.synthesis import metrics  # noqa: E402
 from neuroshift.synthesis.inference import load_package, normalise_volume, synthesize  # noqa: E402
 
+#: Short names of the uncertainty kinds in the tables.
+KIND_NAMES = {"mc_dropout": "mc", "predictive": "predictive", "residual": "residual"}
 SMOOTHING = {"voxel": (0, True), "local_3x3_in_plane": (3, True), "local_3x3x3": (3, False)}
 
 
@@ -179,7 +187,7 @@ def subject_rows(model, test: dict, samples: int, kinds: list[str], tta: bool = 
     row: dict = {"headline_brain_voxel_vs_acquired": {}}
     maps: dict = {}
     for kind in kinds:
-        name = "mc" if kind == "mc_dropout" else "predictive"
+        name = KIND_NAMES[kind]
         for suffix, flips in (("", False),) + ((("_x_tta", True),) if tta else ()):
             pred, sd = synthesize(model, inputs, test["brain"], mc_samples=samples, tta=flips, uncertainty=kind)
             tab = spearman_table(test, pred, sd)
@@ -200,6 +208,13 @@ def subject_rows(model, test: dict, samples: int, kinds: list[str], tta: bool = 
     return row, maps
 
 
+def package_kinds(model) -> list[str]:
+    """The uncertainty kinds a package can give: MC dropout always (synthDIR), predictive with the aleatoric
+    head, residual with an error model."""
+    return (["mc_dropout"] + (["predictive"] if model.architecture.get("aleatoric") else [])
+            + (["residual"] if model.error_net is not None else []))
+
+
 def _pooled(entries: list[tuple[dict, dict]], name: str) -> dict:
     """Pooled per-voxel Spearman (one ranking over the voxels of every subject) for brain and lesion voxels,
     against the acquired and the noise-free DIR."""
@@ -215,8 +230,6 @@ def evaluate_set(model_refs: list[str], samples: int, heldout: str, tta: bool = 
     """Every model on every subject of the held-out set (:func:`synthesis_heldout.heldout_subjects`): per
     subject and pooled over the varied subjects (and over all, seed 3 included); MC x TTA only with ``tta``."""
     from synthesis_heldout import DEFORM_MM, LESION_EDGE_SIGMA_VOX, VARIED_SEEDS, heldout_subjects
-
-    from neuroshift.synthesis.inference import PREDICTIVE, uncertainty_kind
     t0 = time.time()
     subjects = heldout_subjects(heldout)
     out: dict = {"held_out_set": heldout, "mc_samples": samples, "tta": tta,
@@ -233,7 +246,7 @@ def evaluate_set(model_refs: list[str], samples: int, heldout: str, tta: bool = 
     for ref in model_refs:
         t1 = time.time()
         model = load_package(ref)
-        kinds = ["mc_dropout"] + (["predictive"] if uncertainty_kind(model) == PREDICTIVE else [])
+        kinds = package_kinds(model)
         rows, maps = {}, {}
         for n, test in subjects:
             rows[n], maps[n] = subject_rows(model, test, samples, kinds, tta)
@@ -255,6 +268,40 @@ def evaluate_set(model_refs: list[str], samples: int, heldout: str, tta: bool = 
                    for s in ("psnr_brain_db", "ssim_brain", "mae_lesion", "mae_brain", "lbr_synthetic", "lbr_real")}}
         res["model_s"] = round(time.time() - t1, 1)
         out["models"][str(ref)] = res
+    return out
+
+
+def noise_draws(model_ref: str, draws: int = 8) -> dict:
+    """How much of the per-voxel error is systematic: phantom seed 3's tissue maps rendered ``draws`` times
+    with new Rician noise (``build_contrasts`` seeds 3, 1001, 1002, ...), the generator run on each. Per
+    reference (acquired / noise-free DIR): the share of the mean squared error that is the squared mean error
+    over draws (systematic), and ``oracle_expected_error``: Spearman of draw 0's |error| with the RMS error of
+    the OTHER draws at the same voxel (what a perfect per-voxel error predictor would score; independent of
+    draw 0's noise), next to the RMS of its neighbours in draw 0 (the 3x3 neighbour oracle) and the
+    systematic part alone."""
+    from neuroshift.phantom.contrasts import build_contrasts
+    from neuroshift.phantom.make import build_phantom
+    model = load_package(model_ref)
+    ph = build_phantom(seed=TEST_SEED)
+    b = ph.brain_mask.data > 0
+    errs: dict = {"acquired_dir": [], "noise_free_dir": []}
+    for k in range(draws):
+        cs = build_contrasts(ph, seed=TEST_SEED if k == 0 else 1000 + k)
+        pred, _ = synthesize(model, {"flair": cs.images["FLAIR"].data, "t1": cs.images["T1w"].data}, b)
+        for ref, img in (("acquired_dir", cs.images["DIR"].data), ("noise_free_dir", cs.clean_images["DIR"].data)):
+            r, p = metrics.normalise_pair(img, pred, b)
+            errs[ref].append((r - p)[b])
+    out: dict = {"model": str(model_ref), "draws": draws, "subject": f"SYNTHETIC phantom seed {TEST_SEED}"}
+    for ref, e in errs.items():
+        e = np.stack(e)
+        others = e[1:]
+        e0 = np.abs(e[0])
+        full = np.zeros(b.shape)
+        full[b] = e0
+        out[ref] = {"systematic_share_of_mse": round(float((others.mean(0) ** 2).mean() / (others ** 2).mean()), 3),
+                    "oracle_expected_error": round(metrics.spearman(np.sqrt((others ** 2).mean(0)), e0), 4),
+                    "oracle_systematic_part": round(metrics.spearman(np.abs(others.mean(0)), e0), 4),
+                    "oracle_neighbours_3x3": round(metrics.spearman(metrics.neighbour_rms(full, b, (1, 3, 3))[b], e0), 4)}
     return out
 
 
@@ -289,10 +336,15 @@ def main() -> None:
                          "the same anatomy resampled linearly (blurred; a sensitivity check); varied_qsynth: "
                          "the varied anatomy with qSynth-drawn tissue parameters and texture (a stress test)")
     ap.add_argument("--tta", action="store_true", help="--heldout varied: also MC x 4-flip TTA (~10x the time)")
+    ap.add_argument("--noise-draws", type=int, default=0, metavar="K",
+                    help="instead: how systematic the error is, over K noise draws of phantom seed 3 (noise_draws)")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if args.heldout == "phantom":
+    if args.noise_draws:
+        res = noise_draws(args.model[0], args.noise_draws)
+        text = json.dumps(res, indent=2)
+    elif args.heldout == "phantom":
         if len(args.model) != 1:
             ap.error("--heldout phantom takes one --model")
         res = evaluate(args.model[0], args.samples)
@@ -303,7 +355,7 @@ def main() -> None:
     if args.json:
         from neuroshift.io.atomic import write_text_atomic
         write_text_atomic(Path(args.json), text + "\n")
-    print(text if args.heldout == "phantom" else "\n".join(summary_lines(res)))
+    print(text if args.heldout == "phantom" or args.noise_draws else "\n".join(summary_lines(res)))
 
 
 if __name__ == "__main__":

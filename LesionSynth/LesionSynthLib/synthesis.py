@@ -239,9 +239,12 @@ class SynthesisCore:
             tag_synthetic(synthetic, description, source=job.model)
             unc = None
             if "uncertainty" in job.outputs:
-                unc = load_into_node(self.scene, job.outputs["uncertainty"], f"{name} MC SD", uncertainty_node)
-                kind = sidecar.get("UncertaintyKind", "mc_dropout")  # or predictive: epistemic + aleatoric
-                tag_synthetic(unc, f"MC standard deviation, {kind} ({job.params.mc_samples} samples) of "
+                kind = sidecar.get("UncertaintyKind", "mc_dropout")  # predictive, or residual (error model)
+                learned = kind.startswith("residual")
+                unc = load_into_node(self.scene, job.outputs["uncertainty"],
+                                     f"{name} {'error SD' if learned else 'MC SD'}", uncertainty_node)
+                what = "learned SD of the error" if learned else "MC standard deviation"
+                tag_synthetic(unc, f"{what}, {kind} ({job.params.mc_samples} MC samples) of "
                                    f"{synthetic.GetName()}; same units (a.u.)", source=job.model)
                 show_uncertainty_overlay(self.scene, synthetic, unc)
             return SynthesisOutputs(synthetic, unc, sidecar)

@@ -514,3 +514,38 @@ def test_uncertainty_colour_table_id_is_slicers_file_colour_node_id():
 
     assert vtkMRMLColorLogic.GetFileColorNodeID("Inferno.txt") == UNCERTAINTY_COLOR_NODE_ID
     assert UNCERTAINTY_COLOR_NODE_ID == "vtkMRMLColorTableNodeFileInferno.txt"
+
+
+def test_a_package_with_an_error_model_gives_an_error_sd_node(mrml_scene, synthdir_package, tmp_path):
+    """The CLI picks the package's error model (sidecar UncertaintyKind residual_sd...); finishing the run names
+    the node '... error SD' and describes it as the learned SD of the error, not an MC standard deviation."""
+    import shutil
+    import types
+
+    from neuroshift.cli.main import main
+    from neuroshift.io.files import write_volume
+    from neuroshift.synthesis import error_model as em
+    from neuroshift.synthesis.inference import RESIDUAL
+    from neuroshift_slicer.background import RunState
+    from LesionSynthLib import SynthesisCore, SynthesisParameters
+    from LesionSynthLib.synthesis import SynthesisJob
+
+    pkg = tmp_path / "with-error"
+    shutil.copytree(synthdir_package, pkg)
+    arch = {"network": "UNet", "channels": [4, 8], "strides": [2], "num_res_units": 0}
+    em.attach(pkg, em.build_error_net(2, arch), arch, {"trained_on": "untrained test error model"})
+    scan = _oblique_scan()
+    work = tmp_path / "work"
+    work.mkdir()
+    write_volume(scan, tmp_path / "f.nii.gz")
+    assert main(["synthesize", str(work / "synthetic.nii.gz"), "--target", "dir", "--model", str(pkg), "--flair",
+                 str(tmp_path / "f.nii.gz"), "--t1", str(tmp_path / "f.nii.gz"), "--uncertainty",
+                 str(work / "sd.nii.gz"), "--mc-samples", "2", "--device", "cpu"]) == 0
+    params = SynthesisParameters(target="dir", model=str(pkg), device="cpu", uncertainty=True, mc_samples=2)
+    done = types.SimpleNamespace(poll=lambda: RunState(1.0, "", 0, []))
+    job = SynthesisJob(done, work, {"synthetic": work / "synthetic.nii.gz", "sidecar": work / "synthetic.json",
+                                    "uncertainty": work / "sd.nii.gz"}, params, "FLAIR", str(pkg))
+    out = SynthesisCore(mrml_scene).finish_background(job)
+    assert out.sidecar["UncertaintyKind"] == RESIDUAL
+    assert out.uncertainty.GetName() == "FLAIR DIR SYNTHETIC error SD"
+    assert "learned SD of the error" in out.uncertainty.GetAttribute("NeuroShift.SyntheticDescription")

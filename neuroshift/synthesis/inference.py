@@ -41,6 +41,7 @@ class SynthesisModel:
     architecture: dict[str, Any]
     net: torch.nn.Module
     manifest: dict[str, Any] = field(default_factory=dict)
+    error_net: torch.nn.Module | None = None  # the residual-trained error model (:mod:`.error_model`), if any
 
 
 def build_network(task: str, architecture: Mapping[str, Any]) -> torch.nn.Module:
@@ -113,8 +114,10 @@ def load_package(folder: str | Path, device: str | torch.device = "cpu") -> Synt
     except (OSError, RuntimeError) as exc:
         raise InputError(f"{folder / WEIGHTS}: weights do not load into the manifest's network ({exc})") from None
     net.to(device).eval()
+    from .error_model import load as load_error_model
+    error_net = load_error_model(folder, manifest, len(manifest["inputs"]), device)
     return SynthesisModel(manifest["task"], manifest["target"], tuple(manifest["inputs"]),
-                          dict(manifest["architecture"]), net, manifest)
+                          dict(manifest["architecture"]), net, manifest, error_net)
 
 
 def normalise_volume(data: np.ndarray, brain: np.ndarray, lo_hi: tuple[float, float]) -> np.ndarray:
@@ -123,6 +126,14 @@ def normalise_volume(data: np.ndarray, brain: np.ndarray, lo_hi: tuple[float, fl
     p1, p99 = np.percentile(v[brain], [1, 99])
     scaled = (np.clip(v, p1, p99) - p1) / (p99 - p1) if p99 > p1 else np.zeros_like(v)
     return (lo_hi[0] + (lo_hi[1] - lo_hi[0]) * scaled).astype(np.float32)
+
+
+def normalised_sources(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: np.ndarray) -> np.ndarray:
+    """``(n, k, j, i)`` float32: every input of ``model`` through :func:`normalise_volume` to the model's range
+    ([0, 1] virtual T1c, else [-1, 1]); a missing input (DiamondGAN) is -1 everywhere."""
+    lo_hi = (0.0, 1.0) if model.task == "vt1c" else (-1.0, 1.0)
+    return np.stack([normalise_volume(inputs[n], brain, lo_hi) if n in inputs
+                     else np.full(brain.shape, -1.0, np.float32) for n in model.inputs])
 
 
 def size_multiple(model: SynthesisModel) -> int:
@@ -150,7 +161,10 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
     ``uncertainty`` (:data:`UNCERTAINTY_KINDS`; :func:`uncertainty_kind` names what the SD map is): ``"auto"``
     gives the predictive SD ``sqrt(mean sigma^2 + var mu)`` over the MC passes when the package has the
     aleatoric head (:func:`.pix2pix.mc_predictive`: epistemic + aleatoric), else the MC-dropout SD;
-    ``"mc_dropout"`` forces the MC-dropout SD of the mean alone (the same mean either way).
+    ``"mc_dropout"`` forces the MC-dropout SD of the mean alone (the same mean either way). A package with a
+    residual-trained error model (:mod:`.error_model`) gives, for ``"auto"`` or ``"residual"``, that model's
+    SD of the returned image's error instead (:data:`RESIDUAL`; MC passes then only average the mean); with
+    ``"residual"`` the SD is returned even without MC passes (one generator pass + one error-model pass).
 
     ``histogram_match`` (default on): when the package stores a reference histogram of its training targets
     (:mod:`.histmatch`), the brain voxels of the output are matched to it (the SD follows the map's slope).
@@ -176,14 +190,13 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
             raise InputError(f"this {model.task} model needs every input; missing: {', '.join(missing)}")
     if mc_samples > 1 and model.task != "synthdir":
         raise InputError("MC-dropout uncertainty needs a synthDIR model (the only one with dropout)")
-    predictive = uncertainty_kind(model, uncertainty) == PREDICTIVE
+    kind = uncertainty_kind(model, uncertainty)
+    predictive = kind == PREDICTIVE
     brain = np.asarray(brain).astype(bool)
     if not brain.any():
         raise InputError("brain mask is empty")
-    rng = (0.0, 1.0) if model.task == "vt1c" else (-1.0, 1.0)
     shape = brain.shape
-    stack = np.stack([normalise_volume(inputs[n], brain, rng) if n in inputs else np.full(shape, -1.0, np.float32)
-                      for n in model.inputs])
+    stack = normalised_sources(model, inputs, brain)
     from ..segment.precision import autocast_dtype
     net = model.net.to(device)
     dev = torch.device(device)
@@ -235,22 +248,42 @@ def synthesize(model: SynthesisModel, inputs: Mapping[str, np.ndarray], brain: n
     if histogram_match and MANIFEST_KEY in model.manifest:
         out, sd = match_volume(out, brain, model.manifest[MANIFEST_KEY], sd)
     out = np.clip(out, 0, 1) * OUTPUT_MAX * brain
+    if kind == RESIDUAL and (sd is not None or uncertainty == "residual"):
+        return out.astype(np.float32), _residual_sd(model, stack, out, brain, device)
     if sd is not None:
         sd = (sd * OUTPUT_MAX * brain).astype(np.float32)
     return out.astype(np.float32), sd
 
 
+def _residual_sd(model: SynthesisModel, stack: np.ndarray, out: np.ndarray, brain: np.ndarray,
+                 device) -> np.ndarray:
+    """The error model's SD (:func:`.error_model.predict_sd`, target-range units) times ``out``'s own
+    0.5-99.5 brain percentile range: a.u. like ``out``."""
+    from .error_model import MANIFEST_KEY as ERROR_KEY
+    from .error_model import network_input, predict_sd
+    x = network_input(stack, out, brain)
+    sd = predict_sd(model.error_net, x, brain, model.manifest[ERROR_KEY]["architecture"], device=device)
+    lo, hi = np.percentile(out[brain], [0.5, 99.5])
+    return (sd * float(hi - lo)).astype(np.float32)
+
+
 #: What :func:`synthesize`'s SD map is (file metadata and sidecar say which).
 MC_DROPOUT = "mc_dropout"
 PREDICTIVE = "mc_predictive (epistemic + aleatoric)"
-UNCERTAINTY_KINDS = ("auto", "mc_dropout", "predictive")
+RESIDUAL = "residual_sd (error model trained on the generator's held-out residuals)"
+UNCERTAINTY_KINDS = ("auto", "mc_dropout", "predictive", "residual")
 
 
 def uncertainty_kind(model: SynthesisModel, requested: str = "auto") -> str:
-    """:data:`PREDICTIVE` for ``auto``/``predictive`` on a package whose manifest architecture has the
-    aleatoric head, else :data:`MC_DROPOUT`; ``predictive`` on a package without the head is refused."""
+    """:data:`RESIDUAL` for ``auto``/``residual`` on a package with an error model; else :data:`PREDICTIVE`
+    for ``auto``/``predictive`` on a package whose manifest architecture has the aleatoric head, else
+    :data:`MC_DROPOUT`; ``residual`` or ``predictive`` on a package without that part is refused."""
     if requested not in UNCERTAINTY_KINDS:
         raise InputError(f"uncertainty must be one of {', '.join(UNCERTAINTY_KINDS)}, got {requested!r}")
+    if requested == "residual" and model.error_net is None:
+        raise InputError("residual uncertainty needs a package with an error model (manifest 'error_model')")
+    if model.error_net is not None and requested in ("auto", "residual"):
+        return RESIDUAL
     has_head = model.task == "synthdir" and bool(model.architecture.get("aleatoric", False))
     if requested == "predictive" and not has_head:
         raise InputError("predictive uncertainty needs a synthDIR package with the aleatoric head "
@@ -285,6 +318,6 @@ def write_synthetic(vol, path: str | Path, description: str = "SYNTHETIC NeuroSh
     return p
 
 
-__all__ = ["MANIFEST", "MC_DROPOUT", "OUTPUT_MAX", "PREDICTIVE", "TASKS", "UNCERTAINTY_KINDS", "WEIGHTS",
-           "SynthesisModel", "build_network", "load_package", "normalise_volume", "save_package", "synthesize",
+__all__ = ["MANIFEST", "MC_DROPOUT", "OUTPUT_MAX", "PREDICTIVE", "RESIDUAL", "TASKS", "UNCERTAINTY_KINDS", "WEIGHTS",
+           "SynthesisModel", "build_network", "load_package", "normalise_volume", "normalised_sources", "save_package", "synthesize",
            "uncertainty_kind", "write_synthetic"]
