@@ -49,8 +49,8 @@ class LesionSynth(ScriptedLoadableModule):
         self.parent.contributors = ["NeuroShift developers"]
         self.parent.helpText = _(
             "Synthesise a double inversion recovery (DIR) image from any subset of FLAIR, T1 and T2 (DiamondGAN, "
-            "Li et al. MICCAI 2019), a lesion-focused DIR with MC-dropout uncertainty from FLAIR and T1 (synthDIR, "
-            "Finck et al. 2022), or a virtual contrast-enhanced T1 from ADC, FLAIR, T1 and a low-dose T1c "
+            "Li et al. MICCAI 2019), a lesion-focused DIR with an uncertainty map from FLAIR and T1 (synthDIR, "
+            "Finck et al. 2022; the learned error SD of packages with an error model, else the MC-dropout SD), or a virtual contrast-enhanced T1 from ADC, FLAIR, T1 and a low-dose T1c "
             "(Ammari et al.); and insert lesions into a real scan through the tissue-wise signal model. "
             "Every output is SYNTHETIC (node name and attribute). The bundled demo models are phantom-trained "
             "and not for clinical use.")

@@ -301,7 +301,8 @@ def noise_draws(model_ref: str, draws: int = 8) -> dict:
         out[ref] = {"systematic_share_of_mse": round(float((others.mean(0) ** 2).mean() / (others ** 2).mean()), 3),
                     "oracle_expected_error": round(metrics.spearman(np.sqrt((others ** 2).mean(0)), e0), 4),
                     "oracle_systematic_part": round(metrics.spearman(np.abs(others.mean(0)), e0), 4),
-                    "oracle_neighbours_3x3": round(metrics.spearman(metrics.neighbour_rms(full, b, (1, 3, 3))[b], e0), 4)}
+                    "oracle_neighbours_3x3": round(metrics.spearman(
+                        metrics.neighbour_rms(full, b, (1, 3, 3))[b], e0), 4)}
     return out
 
 

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from synthesis_heldout import varied_subject  # noqa: E402
+from synthesis_heldout import qsynth_subject, varied_subject  # noqa: E402
 
 from neuroshift.synthesis import error_model as em  # noqa: E402
 from neuroshift.synthesis.inference import load_package, normalised_sources, synthesize  # noqa: E402
@@ -53,13 +53,10 @@ def residual_slices(model, subject: dict, mc_samples: int = 0) -> tuple[np.ndarr
 
 
 def to_tensors(parts: list[tuple[np.ndarray, ...]], m: int) -> tuple[torch.Tensor, ...]:
-    """Concatenate slices and zero-pad H, W to a multiple of ``m`` (the padding is outside the brain)."""
-    out = []
-    for arrays in zip(*parts):
-        a = np.concatenate(arrays)
-        a = np.pad(a, [(0, 0), (0, 0), (0, (-a.shape[2]) % m), (0, (-a.shape[3]) % m)])
-        out.append(torch.from_numpy(np.ascontiguousarray(a, np.float32)))
-    return tuple(out)
+    """Concatenate slices and pad H, W to a multiple of ``m`` as inference does (:func:`em.pad_slices`; the
+    residual and mask get zeros, i.e. the padding is outside the brain)."""
+    return tuple(em.pad_slices(torch.from_numpy(np.ascontiguousarray(np.concatenate(arrays), np.float32)), m)
+                 for arrays in zip(*parts))
 
 
 def main() -> None:
@@ -67,6 +64,9 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--generator", default="synthdir-demo")
     ap.add_argument("--subjects", type=int, default=16)
+    ap.add_argument("--qsynth-subjects", type=int, default=0, metavar="N",
+                    help="also N subjects with qSynth-drawn tissue parameters and texture (qsynth_subject: the "
+                         "contrast shift of --heldout varied_qsynth), seeds after the others")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--channels", default=",".join(str(c) for c in em.ARCHITECTURE["channels"]))
     ap.add_argument("--mc-mean", type=int, default=20, metavar="N",
@@ -90,10 +90,13 @@ def main() -> None:
     m = em.size_multiple(arch)
     passes = [0] + ([args.mc_mean] if args.mc_mean > 1 else [])
     subjects = {s: varied_subject(s) for s in seeds + [val_seed]}
-    train = to_tensors([residual_slices(gen, subjects[s], k) for s in seeds for k in passes], m)
+    q_seeds = list(range(val_seed + 1, val_seed + 1 + args.qsynth_subjects))
+    subjects.update({s: qsynth_subject(s) for s in q_seeds})
+    train = to_tensors([residual_slices(gen, subjects[s], k) for s in seeds + q_seeds for k in passes], m)
     val = to_tensors([residual_slices(gen, subjects[val_seed], k) for k in passes], m)
     data_s = time.time() - t0
-    print(f"data: {len(train[0])} training slices from {len(seeds)} subjects in {data_s:.0f} s", flush=True)
+    print(f"data: {len(train[0])} training slices from {len(seeds) + len(q_seeds)} subjects x {len(passes)} "
+          f"prediction(s) in {data_s:.0f} s", flush=True)
     step = em.ErrorModelStep(*train, val=val, architecture=arch, seed=args.seed)
     t1 = time.time()
     res = run_loop(step, LoopSettings(epochs=args.epochs, directory=Path(args.out) / "work", seed=args.seed,
@@ -102,21 +105,24 @@ def main() -> None:
     net = step.models["error_net"]
     if res.best:
         net.load_state_dict(res.states["error_net"])
+    qsynth = f", and seeds {q_seeds[0]}-{q_seeds[-1]} with qSynth-drawn tissue parameters (qsynth_subject)" \
+        if q_seeds else ""
+    mc_mean = f" and its mean of {args.mc_mean} MC-dropout passes" if args.mc_mean > 1 else ""
+    command = (f"dev/train_error_model.py OUT --subjects {args.subjects} --epochs {args.epochs} --channels "
+               f"{args.channels} --mc-mean {args.mc_mean} --qsynth-subjects {args.qsynth_subjects} --seed {args.seed}")
     record = {"trained_on": f"SYNTHETIC varied subjects (dev/synthesis_heldout.py varied_subject) seeds "
-                            f"{seeds[0]}-{seeds[-1]}; validation seed {val_seed}; residual = acquired DIR - "
-                            "the frozen generator's single pass" + (f" and its mean of {args.mc_mean} MC-dropout "
-                            "passes" if args.mc_mean > 1 else "") + ", both normalised as the metrics",
+                            f"{seeds[0]}-{seeds[-1]}{qsynth}; validation seed {val_seed}; residual = acquired DIR - "
+                            f"the frozen generator's single pass{mc_mean}, both normalised as the metrics",
               "loss": "Gaussian NLL of the residual under N(0, sigma^2), brain voxels (Kendall & Gal 2017)",
-              "training": f"dev/train_error_model.py OUT --subjects {args.subjects} --epochs {args.epochs} "
-                          f"--channels {args.channels} --mc-mean {args.mc_mean} --seed {args.seed}: AdamW 2e-3, batch 16, left-right "
-                          f"flips; {train_s:.0f} s on {args.threads} CPU threads; best epoch by val_spearman",
+              "training": f"{command}: AdamW 2e-3, batch 16, left-right flips; {train_s:.0f} s on {args.threads} "
+                          "CPU threads; best epoch by val_spearman",
               "best": res.best, "parameters": sum(p.numel() for p in net.parameters())}
     em.attach(pkg, net, arch, record)
     print(json.dumps({"best": res.best, "train_s": round(train_s), "data_s": round(data_s)}), flush=True)
     if not args.no_score:
         from synthesis_uncertainty import evaluate_set, summary_lines
         scores = evaluate_set([str(pkg)], 20, "varied")
-        print("\n".join(summary_lines(scores)))
+        print("\n".join(summary_lines(scores)), flush=True)
         mres = scores["models"][str(pkg)]
         manifest = json.loads((pkg / "manifest.json").read_text())
         manifest[em.MANIFEST_KEY]["held_out"] = {

@@ -170,6 +170,15 @@ def _verify_synthesis(path) -> int:
     if tuple(y.shape[2:]) != tuple(x.shape[2:]) or not torch.isfinite(y).all():
         raise IntegrityError(f"{path}: the {model.task} network gives a bad output for a {tuple(x.shape)} input")
     m = model.manifest
+    extra = ""
+    if model.error_net is not None:  # load_package checked its SHA-256 against the manifest
+        from ..synthesis.error_model import MANIFEST_KEY, size_multiple as error_multiple
+        e = error_multiple(m[MANIFEST_KEY]["architecture"])
+        with torch.inference_mode():
+            s = model.error_net(torch.zeros((1, n_in + 1, 4 * e, 4 * e)))
+        if tuple(s.shape) != (1, 1, 4 * e, 4 * e) or not torch.isfinite(s).all():
+            raise IntegrityError(f"{path}: the error model gives a bad output for a zero input")
+        extra = f"; error model {count_parameters(model.error_net):,} parameters, SHA-256 checked"
     print(f"{path}: OK (synthesis task {model.task}; weights load; {count_parameters(model.net):,} parameters; "
-          f"inputs {', '.join(model.inputs)} -> {model.target}{'; DEMO model' if m.get('demo') else ''})")
+          f"inputs {', '.join(model.inputs)} -> {model.target}{'; DEMO model' if m.get('demo') else ''}{extra})")
     return 0

@@ -95,6 +95,15 @@ def residual(reference: np.ndarray, synthetic: np.ndarray, brain: np.ndarray) ->
     return (r - p).astype(np.float32)
 
 
+def pad_slices(t: torch.Tensor, m: int) -> torch.Tensor:
+    """Zero-pad (N, C, H, W) slices at the bottom and right to multiples of ``m``: THE padding of the error
+    model, in training and inference alike. It matters: the network's instance norms see the padded border, and
+    the model trained with zeros ranks the error at 0.43 with zeros but 0.31 with edge replication (validation
+    subject of the shipped model)."""
+    h, w = t.shape[-2:]
+    return torch.nn.functional.pad(t, (0, (-w) % m, 0, (-h) % m)) if (h % m or w % m) else t
+
+
 def log_variance(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return net(x).float().clamp(*LOG_VAR_RANGE)
 
@@ -113,8 +122,7 @@ def predict_sd(net: torch.nn.Module, x: np.ndarray, brain: np.ndarray, architect
             continue
         t = torch.from_numpy(np.ascontiguousarray(x[:, ks].transpose(1, 0, 2, 3))).to(device)
         h, w = t.shape[-2:]
-        t = torch.nn.functional.pad(t, (0, (-w) % m, 0, (-h) % m), mode="replicate")
-        out[ks] = torch.exp(0.5 * log_variance(net, t))[:, 0, :h, :w].cpu().numpy()
+        out[ks] = torch.exp(0.5 * log_variance(net, pad_slices(t, m)))[:, 0, :h, :w].cpu().numpy()
     return out * brain
 
 
@@ -232,4 +240,4 @@ class ErrorModelStep:
 
 
 __all__ = ["ARCHITECTURE", "ErrorModelStep", "ErrorNet", "LOG_VAR_RANGE", "MANIFEST_KEY", "WEIGHTS", "attach",
-           "build_error_net", "load", "masked_nll", "network_input", "predict_sd", "residual"]
+           "build_error_net", "load", "masked_nll", "network_input", "pad_slices", "predict_sd", "residual"]

@@ -318,6 +318,6 @@ def write_synthetic(vol, path: str | Path, description: str = "SYNTHETIC NeuroSh
     return p
 
 
-__all__ = ["MANIFEST", "MC_DROPOUT", "OUTPUT_MAX", "PREDICTIVE", "RESIDUAL", "TASKS", "UNCERTAINTY_KINDS", "WEIGHTS",
-           "SynthesisModel", "build_network", "load_package", "normalise_volume", "normalised_sources", "save_package", "synthesize",
-           "uncertainty_kind", "write_synthetic"]
+__all__ = ["MANIFEST", "MC_DROPOUT", "OUTPUT_MAX", "PREDICTIVE", "RESIDUAL", "TASKS", "UNCERTAINTY_KINDS",
+           "WEIGHTS", "SynthesisModel", "build_network", "load_package", "normalise_volume", "normalised_sources",
+           "save_package", "synthesize", "uncertainty_kind", "write_synthetic"]
