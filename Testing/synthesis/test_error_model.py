@@ -166,3 +166,13 @@ def test_training_through_the_shared_loop_learns_a_known_sd(tmp_path):
     hi, lo = sd[vsd > 0.1].median().item(), sd[vsd < 0.1].median().item()
     assert 0.1 < hi < 0.4 and 0.005 < lo < 0.06
 
+
+
+def test_basic_unet_variant_and_an_unknown_network():
+    arch = {"network": "BasicUNet", "features": [4, 4, 8, 8, 8, 4]}
+    assert em.size_multiple(arch) == 16
+    net = em.build_error_net(2, arch).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+    with pytest.raises(InputError, match="UNet or BasicUNet"):
+        em.build_error_net(2, {"network": "SegResNet"})

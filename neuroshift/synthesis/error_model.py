@@ -5,7 +5,7 @@ with new noise, the same subject's error keeps ~70-77 % of its square (the mean 
 expected error ranks the actual one at Spearman 0.52 (``dev/synthesis_uncertainty.py --noise-draws``). MC
 dropout before the last layer (the paper's placement) measures how much the last features vary, not where the
 generator is wrong, and ranks the error at only ~0.15. A small network that sees the sources and the synthetic
-image, trained by the Gaussian negative log-likelihood (Kendall & Gal 2017, NeurIPS, Eq. 5; the mean fixed)
+image, trained by the Gaussian negative log-likelihood (the heteroscedastic loss of Kendall & Gal 2017; mean fixed)
 on the frozen generator's residuals on subjects the generator never saw, learns where it errs. This is a
 post-hoc model: the generator's weights and outputs do not change.
 
