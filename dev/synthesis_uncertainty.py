@@ -136,22 +136,21 @@ def mc_check(model, test: dict, pred: np.ndarray, sd: np.ndarray, samples: int) 
 
 
 def evaluate(model_ref: str, samples: int, test: dict | None = None) -> dict:
-    """Every table for the MC-dropout SD alone (``spearman_mc``, ``..._mc_x_tta``) and, for a package with the
-    aleatoric head, for the predictive SD sqrt(mean sigma^2 + var mu) (``spearman_predictive``,
-    ``..._predictive_x_tta``); ``headline``: per voxel over brain voxels against the acquired DIR; image quality
-    of the MC mean (``scores``: the same prediction for both kinds)."""
+    """Every table for each kind the package gives (:func:`package_kinds`): the MC-dropout SD alone
+    (``spearman_mc``, ``..._mc_x_tta``), with the aleatoric head the predictive SD sqrt(mean sigma^2 + var mu)
+    (``spearman_predictive``, ...), with an error model the residual SD (``spearman_residual``, ...);
+    ``headline``: per voxel over brain voxels against the acquired DIR; image quality of the MC mean (``scores``:
+    the same prediction for every kind)."""
     from train_demo_synthesis import dir_scores
-
-    from neuroshift.synthesis.inference import PREDICTIVE, uncertainty_kind
     test = subject(TEST_SEED) if test is None else test
     model = load_package(model_ref)
     inputs = {"flair": test["raw"]["FLAIR"], "t1": test["raw"]["T1w"]}
     out: dict = {"model": str(model_ref), "mc_samples": samples, "held_out": f"SYNTHETIC phantom seed {TEST_SEED}",
                  "architecture": model.architecture}
-    kinds = ["mc_dropout"] + (["predictive"] if uncertainty_kind(model) == PREDICTIVE else [])
+    kinds = package_kinds(model)
     headline = {}
     for kind in kinds:
-        name = "mc" if kind == "mc_dropout" else "predictive"
+        name = KIND_NAMES[kind]
         t0 = time.time()
         pred, sd = synthesize(model, inputs, test["brain"], mc_samples=samples, uncertainty=kind)
         out[f"{name}_s"] = round(time.time() - t0, 1)

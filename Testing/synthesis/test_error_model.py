@@ -16,6 +16,7 @@ from neuroshift.cli.main import main
 from neuroshift.errors import InputError
 from neuroshift.io.files import read_volume
 from neuroshift.synthesis import error_model as em
+from neuroshift.synthesis.losses import masked_gaussian_nll
 from neuroshift.synthesis.inference import (MC_DROPOUT, RESIDUAL, load_package, normalised_sources, save_package,
                                             synthesize, uncertainty_kind)
 from neuroshift.synthesis.metrics import normalise
@@ -30,14 +31,14 @@ def test_nll_is_minimised_where_the_variance_equals_the_squared_residual_and_ign
     res = torch.tensor([[[[0.1, -0.3], [0.02, 5.0]]]])
     mask = torch.tensor([[[[1.0, 1.0], [1.0, 0.0]]]])
     lv = torch.log(res ** 2).requires_grad_(True)
-    loss = em.masked_nll(lv, res, mask)
+    loss = masked_gaussian_nll(lv, res, mask)
     loss.backward()
     assert torch.allclose(lv.grad, torch.zeros_like(lv), atol=1e-6)  # d/dlv 0.5(lv + r^2 e^-lv) = 0 at e^lv = r^2
     want = 0.5 * (np.log(np.array([0.1, 0.3, 0.02]) ** 2) + 1).mean()
     assert loss.item() == pytest.approx(want, rel=1e-6)
     other = lv.detach().clone()
     other[..., 1, 1] = -5.0  # the masked voxel does not count
-    assert em.masked_nll(other, res, mask).item() == pytest.approx(want, rel=1e-6)
+    assert masked_gaussian_nll(other, res, mask).item() == pytest.approx(want, rel=1e-6)
 
 
 def test_residual_and_input_are_in_target_range_units():

@@ -22,7 +22,6 @@ the manifest section :data:`MANIFEST_KEY` (architecture, SHA-256 of the weights,
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,7 +30,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..segment.package import sha256_file
 from ..training.loop import EpochContext, StepOutput
+from .losses import masked_gaussian_nll
 
 MANIFEST_KEY = "error_model"
 WEIGHTS = "error_model.safetensors"
@@ -126,10 +127,6 @@ def predict_sd(net: torch.nn.Module, x: np.ndarray, brain: np.ndarray, architect
     return out * brain
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def attach(folder: str | Path, net: torch.nn.Module, architecture: Mapping[str, Any],
            record: Mapping[str, Any]) -> Path:
     """Add the error model to the synthesis package in ``folder``: weights (atomic, verified by reading them
@@ -137,8 +134,9 @@ def attach(folder: str | Path, net: torch.nn.Module, architecture: Mapping[str, 
     from safetensors.torch import load_file, save_file
 
     from ..io.atomic import atomic_path, write_text_atomic
+    from .inference import MANIFEST
     folder = Path(folder)
-    manifest_path = folder / "manifest.json"
+    manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
 
@@ -150,7 +148,7 @@ def attach(folder: str | Path, net: torch.nn.Module, architecture: Mapping[str, 
     with atomic_path(folder / WEIGHTS, verify=verify) as tmp:
         save_file(state, str(tmp))
     manifest[MANIFEST_KEY] = {"architecture": dict(architecture), "weights": WEIGHTS,
-                              "sha256": _sha256(folder / WEIGHTS), "units": "target robust brain range "
+                              "sha256": sha256_file(folder / WEIGHTS), "units": "target robust brain range "
                               "(0.5-99.5 percentiles -> [0, 1])", **dict(record)}
     write_text_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return folder
@@ -166,7 +164,7 @@ def load(folder: str | Path, manifest: Mapping[str, Any], n_sources: int,
         return None
     path = Path(folder) / section.get("weights", WEIGHTS)
     try:
-        digest = _sha256(path)
+        digest = sha256_file(path)
     except OSError as exc:
         raise InputError(f"{path}: error model weights cannot be read ({exc})") from None
     if digest != section.get("sha256"):
@@ -177,15 +175,6 @@ def load(folder: str | Path, manifest: Mapping[str, Any], n_sources: int,
     except RuntimeError as exc:
         raise InputError(f"{path}: weights do not fit the manifest's error model ({exc})") from None
     return net.to(device).eval()
-
-
-def masked_nll(log_var: torch.Tensor, res: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Gaussian NLL of the residual ``res`` under N(0, exp(log_var)) (constant dropped; torch's
-    ``gaussian_nll_loss``), averaged over the ``mask`` voxels. Minimised per voxel at exp(log_var) = res^2."""
-    import torch.nn.functional as F
-    per_voxel = F.gaussian_nll_loss(torch.zeros_like(res), res, log_var.exp(), full=False, eps=1e-12,
-                                    reduction="none")
-    return (per_voxel * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 class ErrorModelStep:
@@ -211,15 +200,14 @@ class ErrorModelStep:
                                                           weight_decay=weight_decay)}
 
     def batches(self, ctx: EpochContext):
-        order = ctx.order(len(self.inputs))
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return ctx.order_batches(len(self.inputs), self.batch_size)
 
     def step(self, idx, ctx: EpochContext) -> StepOutput:
         x, r, b = (v[idx].to(ctx.device) for v in (self.inputs, self.res, self.brain))
         if bool(torch.rand((), generator=ctx.generator) < 0.5):
             x, r, b = x.flip(-1), r.flip(-1), b.flip(-1)
         with ctx.autocast():
-            loss = masked_nll(log_variance(self.models["error_net"], x), r, b)
+            loss = masked_gaussian_nll(log_variance(self.models["error_net"], x), r, b)
         opt = self.optimizers["error_net"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -240,4 +228,4 @@ class ErrorModelStep:
 
 
 __all__ = ["ARCHITECTURE", "ErrorModelStep", "ErrorNet", "LOG_VAR_RANGE", "MANIFEST_KEY", "WEIGHTS", "attach",
-           "build_error_net", "load", "masked_nll", "network_input", "pad_slices", "predict_sd", "residual"]
+           "build_error_net", "load", "network_input", "pad_slices", "predict_sd", "residual"]

@@ -98,10 +98,20 @@ def aleatoric_nll(y: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, *,
     return (per_voxel * var.detach() ** float(beta)).mean()
 
 
+def masked_gaussian_nll(log_var: torch.Tensor, res: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Gaussian NLL of a residual ``res`` under N(0, exp(log_var)) (constant dropped; torch's ``gaussian_nll_loss``),
+    averaged over the ``mask`` voxels: the error model's loss (:mod:`.error_model`). Minimised per voxel at
+    exp(log_var) = res^2."""
+    import torch.nn.functional as F
+    per_voxel = F.gaussian_nll_loss(torch.zeros_like(res), res, log_var.exp(), full=False, eps=1e-12,
+                                    reduction="none")
+    return (per_voxel * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 def l2_loss(y: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """Mean squared error over all voxels."""
     return ((y - pred) ** 2).mean()
 
 
-__all__ = ["MASKED_L1_REDUCTIONS", "aleatoric_nll", "cycle_loss", "l1", "l2_loss", "lesion_recon_loss", "lsgan_loss", "masked_l1", "ssim",
-           "synthdir_generator_loss"]
+__all__ = ["MASKED_L1_REDUCTIONS", "aleatoric_nll", "cycle_loss", "l1", "l2_loss", "lesion_recon_loss", "lsgan_loss",
+           "masked_gaussian_nll", "masked_l1", "ssim", "synthdir_generator_loss"]

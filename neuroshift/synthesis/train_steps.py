@@ -44,11 +44,6 @@ def _psnr(a: torch.Tensor, b: torch.Tensor, data_range: float) -> float:
     return math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
 
 
-def _batches(n: int, batch_size: int, ctx: EpochContext) -> list[torch.Tensor]:
-    order = ctx.order(n)
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 class DiamondGANStep:
     """DiamondGAN training on 2D slices: ``sources`` (N, n, H, W) and ``target`` (N, 1, H, W) in [-1, 1]."""
 
@@ -77,7 +72,7 @@ class DiamondGANStep:
 
     def batches(self, ctx: EpochContext):
         perm = torch.randperm(len(self.codes), generator=ctx.generator).tolist()
-        for idx in _batches(len(self.sources), self.batch_size, ctx):
+        for idx in ctx.order_batches(len(self.sources), self.batch_size):
             for k in perm:
                 yield idx, self.codes[k]
 
@@ -157,7 +152,7 @@ class SynthDIRStep:
                            for k, m in self.models.items()}
 
     def batches(self, ctx: EpochContext):
-        yield from _batches(len(self.sources), self.batch_size, ctx)
+        yield from ctx.order_batches(len(self.sources), self.batch_size)
 
     def step(self, idx, ctx: EpochContext) -> StepOutput:
         g, d = self.models["generator"], self.models["discriminator"]
@@ -221,7 +216,7 @@ class VirtualT1cStep:
         """Whole volumes; with ``crop``, ``steps_per_epoch`` batches of random ``crop``-cubes (one corner per
         batch, seeded by the epoch's generator) from randomly drawn volumes."""
         if not self.crop:
-            yield from _batches(len(self.inputs), self.batch_size, ctx)
+            yield from ctx.order_batches(len(self.inputs), self.batch_size)
             return
         n, spatial = len(self.inputs), self.inputs.shape[2:]
         if any(self.crop > s or self.crop % 16 for s in spatial):

@@ -74,6 +74,11 @@ class EpochContext:
         """This rank's shuffled indices of ``n`` items for this epoch (see :func:`epoch_order`)."""
         return epoch_order(n, self.seed, self.epoch, self.dist)
 
+    def order_batches(self, n: int, batch_size: int) -> list[torch.Tensor]:
+        """:meth:`order` cut into consecutive index batches of ``batch_size`` (the last may be shorter)."""
+        order = self.order(n)
+        return [order[i:i + int(batch_size)] for i in range(0, len(order), int(batch_size))]
+
     def autocast(self) -> contextlib.AbstractContextManager:
         """bfloat16 autocast on CUDA when AMP is on; a no-op otherwise."""
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16,
