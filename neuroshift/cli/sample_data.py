@@ -16,8 +16,14 @@ see NOTICE-ICBM152.txt, written beside the data) plus seeded MS-like lesions. Fi
   qmri/e1,e2.nii.gz            multi-echo spin echo (TR 3000, TE 15 / 90 ms), BIDS sidecars
   qmri/fa4,fa25.nii.gz         variable flip angle spoiled GRE (TR 20, TE 4 ms, FA 4° / 25°)
   qmri/pd,t2,ir.nii.gz         SE TE 15 / SE TE 100 / IR TI 2500 (TR 6000 ms)
+With --label-maps N it writes N SYNTHETIC qSynth training label maps instead (label_map_NNN.nii.gz, 2 mm,
+CSF=1, GM=2, WM=3, lesion=4; the template randomly deformed), with lesions from the generative shape model or,
+with --lesions lesjak2018, the real consensus lesion masks of 27 MS patients (Lesjak et al. 2018, CC BY;
+NOTICE-Lesjak2018.txt is written beside them), plus label_maps.json.
 examples:
   neuroshift sample-data phantom/
+  neuroshift sample-data labels/ --label-maps 12 --lesions lesjak2018
+  neuroshift train --synth qsynth --labels labels/label_map_*.nii.gz --channels FLAIR --out my-model/
   neuroshift simulate phantom/FLAIR.nii.gz FLAIR_TE150_TI2900.nii.gz --sequence flair --target TE=150,TI=2900 \\
       --pv CSF=phantom/pv_CSF.nii.gz,GM=phantom/pv_GM.nii.gz,WM=phantom/pv_WM.nii.gz,lesion=phantom/pv_lesion.nii.gz
   neuroshift qmri fit phantom/qmri/e1.nii.gz phantom/qmri/e2.nii.gz --sequence se fit_t2/
@@ -33,6 +39,10 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of lesions and noise (default 0)")
     p.add_argument("--no-quantitative", action="store_true",
                    help="skip maps/ and qmri/ (the quantitative maps and the image sets to fit them from)")
+    p.add_argument("--label-maps", type=int, default=None, metavar="N",
+                   help="write N qSynth training label maps instead of the phantom")
+    p.add_argument("--lesions", choices=("generative", "lesjak2018"), default="generative",
+                   help="lesions of the label maps: generative shape model (default) or real masks (Lesjak 2018)")
     p.set_defaults(func=run)
 
 
@@ -44,6 +54,14 @@ def run(args) -> int:
 
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.label_maps is not None:
+        from ..qsynth.label_maps import write_label_maps
+
+        if args.label_maps < 1:
+            raise InputError(f"--label-maps must be >= 1, got {args.label_maps}")
+        for path in write_label_maps(args.outdir, args.label_maps, seed=args.seed, lesions=args.lesions):
+            print(path)
+        return 0
     paths = make_phantom(args.outdir, seed=args.seed, quantitative=not args.no_quantitative)
     gt = json.loads(paths["ground_truth"].read_text(encoding="utf-8"))
     for key, path in paths.items():
