@@ -252,3 +252,34 @@ def test_a_list_of_protocols_picks_one_per_subject_within_its_ranges():
     assert draw(one, 3).params == draw(QSynthConfig(protocol=[prots[0]]), 3).params
     with pytest.raises(ParameterRangeError):
         draw(QSynthConfig(protocol=[]), 0)
+
+
+def test_texture_strength_draws_scale_the_within_tissue_spread_and_leave_other_draws_alone():
+    lab = _blocks()
+    quiet = {"noise_fraction": (0, 0), "bias_strength": (0, 0), "deform_mm": (0, 0)}
+    base = QSynthConfig(protocol=FLAIR, augment_ranges=quiet, low_res_prob=0.0)
+    ref = generate(lab, base, seed=3)
+    assert ref["draw"].texture_gain == 1.0 and ref["draw"].texture_weight is None
+    # asking for a degenerate gain of 1 draws it last: every other draw, and so the image, is unchanged
+    same = generate(lab, QSynthConfig(protocol=FLAIR, augment_ranges={**quiet, "texture_gain": (1, 1)},
+                                      low_res_prob=0.0), seed=3)
+    np.testing.assert_array_equal(same["image"], ref["image"])
+    assert same["draw"].to_dict()["params"] == ref["draw"].to_dict()["params"]
+    # the gain scales σ_s: PD is linear in it (same texture field), so the deviations from the subject mean halve
+    half = generate(lab, QSynthConfig(protocol=FLAIR, augment_ranges={**quiet, "texture_gain": (0.5, 0.5)},
+                                      low_res_prob=0.0), seed=3)
+    wm = lab == 3
+    mu_pd = PD_SCALE * ref["draw"].subject["WM"]["PD"][0]
+    np.testing.assert_allclose(half["maps"]["PD"][wm] - mu_pd, 0.5 * (ref["maps"]["PD"][wm] - mu_pd), rtol=1e-4,
+                               atol=1e-3)
+    flat = generate(lab, QSynthConfig(protocol=FLAIR, augment_ranges={**quiet, "texture_gain": (0, 0)},
+                                      low_res_prob=0.0), seed=3)
+    for v in (1, 2, 3, 4):  # no within-tissue variation left: one value per tissue
+        assert np.ptp(flat["image"][lab == v]) == 0
+    g = np.random.default_rng(0)
+    cfg = QSynthConfig(augment_ranges={"texture_gain": (0.5, 1.0), "texture_weight": (0.3, 0.7)})
+    for _ in range(50):
+        d = draw(cfg, g, ["WM"])
+        assert 0.5 <= d.texture_gain <= 1.0 and 0.3 <= d.texture_weight <= 0.7
+    with pytest.raises(ParameterRangeError, match="texture_weight"):
+        QSynthConfig(augment_ranges={"texture_weight": (0.5, 1.5)})

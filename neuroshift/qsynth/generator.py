@@ -12,7 +12,8 @@ MONAI ``randomize()``) and the rendering is a deterministic function of it:
 
    * small smooth deformation of the labels (nearest neighbour for hard labels, linear for fractions);
    * maps: per tissue ``v(x) = μ_s + σ_s·z(x)``, ``z = √w·smooth + √(1-w)·white`` (unit variance,
-     ``w = texture_weight``); PD ≥ 0, rates ≥ 1 % of the subject mean μ_s; partial volume mixes like
+     ``w = texture_weight``; optional per-subject draws scale σ_s and set w: augment ranges ``texture_gain``,
+     ``texture_weight``); PD ≥ 0, rates ≥ 1 % of the subject mean μ_s; partial volume mixes like
      :func:`neuroshift.phantom.quantitative.phantom_maps` (PD = 1000·Σ f_t PD_t, times = Σ f_t T_t / Σ f_t);
      times (ms) = 1000 / rate (1/s); 0 outside every tissue (background, no signal);
    * image: the existing forward model (:func:`neuroshift.qmri.synth.synthesize`);
@@ -53,7 +54,14 @@ AUGMENT_RANGES = {
     "noise_fraction": (0.0, 0.05),        # Rician σ / mean tissue signal
     "slice_thickness_mm": (2.0, 6.0),     # thick-slice acquisition (applied with probability low_res_prob)
     "deform_mm": (0.0, 2.0),              # largest displacement component
+    # texture strength per subject: a gain on every within-tissue spread σ_s and the smooth share w of the texture
+    # (defaults: fixed at 1 and QSynthConfig.texture_weight; drawn only when a range of non-zero width is given,
+    # so the random stream of other draws is unchanged)
+    "texture_gain": (1.0, 1.0),
+    "texture_weight": (0.0, 1.0),
 }
+#: entries drawn only when the user gives them (see above)
+OPTIONAL_RANGES = ("texture_gain", "texture_weight")
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,8 @@ class QSynthConfig:
                 raise ParameterRangeError(f"unknown augmentation range '{k}'; known: {', '.join(AUGMENT_RANGES)}")
             if len(v) != 2 or not all(math.isfinite(float(x)) and float(x) >= 0 for x in v) or v[0] > v[1]:
                 raise ParameterRangeError(f"augmentation range {k} must be [low, high] with 0 <= low <= high")
+        if "texture_weight" in self.augment_ranges and float(self.augment_ranges["texture_weight"][1]) > 1.0:
+            raise ParameterRangeError("augmentation range texture_weight must lie within 0-1")
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         return {**AUGMENT_RANGES, **{k: (float(v[0]), float(v[1])) for k, v in self.augment_ranges.items()}}
@@ -112,6 +122,8 @@ class QSynthDraw:
     slice_thickness_mm: float | None = None
     low_res_axis: int | None = None
     deform_mm: float = 0.0
+    texture_gain: float = 1.0
+    texture_weight: float | None = None  # None: QSynthConfig.texture_weight
     seeds: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,7 +131,8 @@ class QSynthDraw:
                 "subject": {t: {p: {"mu": m, "sigma": s} for p, (m, s) in ps.items()} for t, ps in self.subject.items()},
                 "bias_strength": self.bias_strength, "noise_fraction": self.noise_fraction,
                 "slice_thickness_mm": self.slice_thickness_mm, "low_res_axis": self.low_res_axis,
-                "deform_mm": self.deform_mm, "seeds": dict(self.seeds)}
+                "deform_mm": self.deform_mm, "texture_gain": self.texture_gain,
+                "texture_weight": self.texture_weight, "seeds": dict(self.seeds)}
 
 
 def _draw_protocol(protocol: Mapping[str, Any], rng: np.random.Generator, field_T: float, tries: int = 1000):
@@ -183,6 +196,9 @@ def draw(cfg: QSynthConfig, rng, tissues: Sequence[str] | None = None, priors=No
         if g.random() < cfg.low_res_prob:
             d.slice_thickness_mm = float(g.uniform(*r["slice_thickness_mm"]))
             d.low_res_axis = int(g.integers(3))
+        for name in OPTIONAL_RANGES:  # drawn last and only when asked for: earlier draws keep their values
+            if name in cfg.augment_ranges:
+                setattr(d, name, float(g.uniform(*r[name])))
     return d
 
 
@@ -214,12 +230,13 @@ def _tissue_values(d: QSynthDraw, cfg: QSynthConfig, shape, spacing_mm, tissues,
     """tissue -> parameter -> value array (full shape, or the masked voxels when ``masks`` is given)."""
     g = np.random.default_rng(d.seeds["texture"])
     scale_vox = cfg.texture_scale_mm / float(np.mean(spacing_mm))
-    w = cfg.texture_weight
+    w = cfg.texture_weight if d.texture_weight is None else d.texture_weight
     out = {}
     for t in tissues:
         out[t] = {}
         for p in PARAMETERS:
             mu, sd = d.subject[t][p]
+            sd = sd * d.texture_gain
             if sd == 0:
                 out[t][p] = np.float64(mu)
                 continue
