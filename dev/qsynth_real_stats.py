@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "dev"))
 #: the demo model's training FLAIR ranges (2D TR 9000 ms and 3D TR 5000 ms; ms), one picked per subject
-from train_demo_qsynth import FLAIR3D_RANGE, FLAIR_RANGE  # noqa: E402
+from qsynth_demo_settings import FLAIR3D_RANGE, FLAIR_RANGE  # noqa: E402
 
 FLAIR_RANGES = [FLAIR_RANGE, FLAIR3D_RANGE]
 

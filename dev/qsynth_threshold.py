@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    import train_demo_qsynth as T
+    import qsynth_demo_settings as T
 
     from neuroshift.qsynth import QSynthConfig, generate
     from neuroshift.qsynth.anatomy import LesionModel, random_label_maps

@@ -39,7 +39,8 @@ def main(argv=None) -> int:
     from safetensors.torch import load_file
 
     torch.set_num_threads(1)
-    import train_demo_qsynth as T
+    import qsynth_demo_eval as E
+    from qsynth_demo_settings import CONTRASTS
 
     from neuroshift.qsynth.anatomy import LesionModel
     from neuroshift.segment.package import load_package
@@ -50,15 +51,15 @@ def main(argv=None) -> int:
     pkg_path = Path(args.package) if Path(args.package).is_dir() else find_model(args.package)
     pkg = load_package(pkg_path, "cpu")
     pkg.models["axial"][0].load_state_dict(load_file(str(member / "model-model.safetensors"), device="cpu"))
-    contrasts = {c: T.CONTRASTS[c] for c in args.contrasts.split(",")}
-    scores = T.evaluate({"checkpoint": pkg}, [int(s) for s in args.seeds.split(",")], "cpu",
+    contrasts = {c: CONTRASTS[c] for c in args.contrasts.split(",")}
+    scores = E.evaluate({"checkpoint": pkg}, [int(s) for s in args.seeds.split(",")], "cpu",
                         LesionModel(mean_count=args.lesion_count, median_ml=args.lesion_median_ml), contrasts)
     row = {"epoch": state.get("epoch"), "step": state.get("step")}
     for c, v in scores["checkpoint"].items():
         row[c] = {"dsc": v["dsc"], "f1": v["f1"], "pred_ml": [r["pred_ml"] for r in v["cases"]],
                   "gt_ml": [r["gt_ml"] for r in v["cases"]]}
     if args.real_dir:
-        real = T.evaluate_real({"checkpoint": pkg}, Path(args.real_dir))["checkpoint"]
+        real = E.evaluate_real({"checkpoint": pkg}, Path(args.real_dir))["checkpoint"]
         row["real"] = {"dsc": real["dsc"], "f1": real["f1"],
                        "cases": {r["case"]: [r["dsc"], r["f1"], r["pred_ml"]] for r in real["cases"]}}
     print(json.dumps(row))
