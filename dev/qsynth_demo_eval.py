@@ -133,7 +133,7 @@ def write_model_card(out: Path, manifest: dict) -> None:
     lines = [f"# {out.resolve().name}: qSynth-trained demo lesion model - NOT A CLINICAL MODEL", "",
              manifest["description"], "",
              f"- Trained by `dev/train_demo_qsynth.py` with `neuroshift train --synth qsynth` on {t['label_maps']['train']} "
-             "SYNTHETIC label maps (ICBM152 template deformed, generative MS-like lesions); a new synthetic image per "
+             "SYNTHETIC label maps (ICBM152 template deformed; lesions as follows); a new synthetic image per "
              f"map and epoch (contrasts: {t.get('contrasts', '?')} - see dev/train_demo_qsynth.py; physics priors, "
              "bias, thick slices, noise, small deformations). Training lesion load: "
              f"{t['label_maps'].get('lesion_model')}" + (

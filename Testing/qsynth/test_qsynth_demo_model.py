@@ -23,12 +23,14 @@ from neuroshift.segment.registry import find_model
 
 FLAIR = {"sequence": "flair", "TE_ms": 112.0, "TI_ms": 2500.0, "TR_ms": 9000.0}
 FLAIR_SHORT = {"sequence": "flair", "TE_ms": 85.0, "TI_ms": 2100.0, "TR_ms": 9000.0}
-#: Dice floors and the lesion-free false-positive ceiling (ml); measured at bundling of 0.2.0-demo: DSC 0.786 (FLAIR,
-#: lesion/WM signal 1.50) and 0.858 (short TE/TI, 1.19); 0.31 ml predicted without lesions (0.1.0-demo: 0.681,
-#: 0.646, 0.04 ml; wmh-demo: 0.507, 0.378, 0 ml).
+#: Dice floors and the lesion-free false-positive ceiling (ml); measured at bundling of 0.3.0-demo: DSC 0.774 (FLAIR,
+#: lesion/WM signal 1.50) and 0.866 (short TE/TI, 1.19); 1.62 ml predicted without lesions (0.2.0-demo: 0.786, 0.857,
+#: 0.31 ml; 0.1.0-demo: 0.681, 0.646, 0.04 ml; wmh-demo: 0.507, 0.378, 0 ml). 0.3.0 trades that lesion-free
+#: precision for sensitivity on real scans (real mean DSC 0.44 vs 0.32, the model card); a broken package, or a
+#: model that marks the CSF of this image, predicts tens to hundreds of ml.
 FLOOR_FLAIR = 0.55
 FLOOR_FLAIR_SHORT = 0.5
-FALSE_ML = 0.5
+FALSE_ML = 2.5
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,24 @@ def test_package_is_small_synthetic_only_and_valid():
     scores = man["training"]["evaluation"]["scores"]
     assert set(scores) == {"wmh-qsynth-demo", "wmh-demo"} and set(scores["wmh-qsynth-demo"]) == {"FLAIR", "T2w", "T1w"}
     assert man["training"]["init"]["version"] and man["training"]["synthesis"]["method"] == "qsynth"
+
+
+def test_card_and_manifest_record_the_version_history():
+    folder = find_model("wmh-qsynth-demo")
+    man = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    t = man["training"]
+    assert man["version"] == "0.3.0-demo" and t["previous_version"]["version"] == "0.2.0-demo"
+    stages = t["curriculum"]["stages"]
+    assert [s["texture"] for s in stages] == ["real", "mixed"] and stages[-1]["steps"] == t["members"][0]["steps"]
+    assert t["curriculum"]["total_steps"] == sum(s["steps"] for s in stages) == 3000
+    # the lesion bank's cases trained on never include the real validation patients
+    assert t["label_maps"]["bank_maps"] == 24 and not {"patient07", "patient19", "patient26"} & set(t["label_maps"]["bank_cases"])
+    real = t["real_validation"]["scores"]
+    assert f"| wmh-qsynth-demo | mean | {real['wmh-qsynth-demo']['dsc']} | {real['wmh-qsynth-demo']['f1']} |" in card
+    assert real["wmh-qsynth-demo"]["dsc"] > t["previous_version"]["real"]["dsc"]  # what 0.3.0 was shipped for
+    for c, v in t["evaluation"]["scores"]["wmh-qsynth-demo"].items():
+        assert f"| wmh-qsynth-demo | {c} | {v['dsc']} | {v['f1']} |" in card
 
 
 @pytest.mark.parametrize("protocol, floor", [(FLAIR, FLOOR_FLAIR), (FLAIR_SHORT, FLOOR_FLAIR_SHORT)])

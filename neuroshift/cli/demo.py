@@ -27,8 +27,8 @@ Time: 2 x 150 model inferences, about 4 min on 2 idle cores, 10-20 min on a busy
 --quick: {QUICK_SUBJECTS} subject on the 3 x 3 grid {QUICK_GRID} (2 x 10 inferences, under a minute idle).
 Rerunning resumes where it stopped (use another OUTDIR for --quick and the full demo). Torch uses the
 cores available to this process (--threads or NEUROSHIFT_THREADS to change it) with OMP_WAIT_POLICY=PASSIVE.
-The demo models are trained on synthetic data only (phantoms; qSynth images of synthetic label maps):
-a demonstration of the workflow, not clinical models.
+The demo models are trained on synthetic images only (phantoms; qSynth images rendered from label maps,
+some with real MS lesion masks): a demonstration of the workflow, not clinical models.
 """
 
 
