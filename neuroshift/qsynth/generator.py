@@ -55,8 +55,8 @@ AUGMENT_RANGES = {
     "slice_thickness_mm": (2.0, 6.0),     # thick-slice acquisition (applied with probability low_res_prob)
     "deform_mm": (0.0, 2.0),              # largest displacement component
     # texture strength per subject: a gain on every within-tissue spread σ_s and the smooth share w of the texture
-    # (defaults: fixed at 1 and QSynthConfig.texture_weight; drawn only when a range of non-zero width is given,
-    # so the random stream of other draws is unchanged)
+    # (defaults: 1 and QSynthConfig.texture_weight; drawn, after every other draw, only when given in
+    # augment_ranges, so default configs draw exactly as before)
     "texture_gain": (1.0, 1.0),
     "texture_weight": (0.0, 1.0),
 }
