@@ -68,6 +68,9 @@ def test_flip_mirrors_the_mask_left_right(bank, base):
 def test_paste_refuses_other_grids_and_bad_indices(bank, base):
     with pytest.raises(InputError, match="template grid"):
         paste_bank_lesions(Volume(np.asarray(base.data)[:-1], spacing=base.spacing), np.random.default_rng(0), bank)
+    moved = Volume(np.asarray(base.data), spacing=base.spacing, origin=base.origin + 2.0, direction=base.direction)
+    with pytest.raises(InputError, match="template grid"):  # same shape, another place: not the masks' grid
+        paste_bank_lesions(moved, np.random.default_rng(0), bank)
     with pytest.raises(InputError, match="outside 0..26"):
         paste_bank_lesions(base, np.random.default_rng(0), bank, index=27)
 

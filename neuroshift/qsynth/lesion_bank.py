@@ -40,11 +40,12 @@ def data_dir() -> Path:
 
 @dataclass(frozen=True)
 class LesionBank:
-    """Binary lesion masks ``masks[n]`` (``[k, j, i]`` bool) on the template grid, with their case names."""
+    """Binary lesion masks ``masks[n]`` (``[k, j, i]`` bool) on the template grid ``grid``, with their case names."""
 
     names: tuple[str, ...]
     masks: np.ndarray
     provenance: dict
+    grid: Volume  # the packaged template's labels: spacing, origin and direction of the masks
 
     def __len__(self) -> int:
         return len(self.names)
@@ -71,11 +72,11 @@ def load_lesion_bank(path: str | Path | None = None) -> LesionBank:
     if bits.shape != (len(names), (n_vox + 7) // 8):
         raise IntegrityError(f"{p}: {bits.shape[0]} packed masks of {bits.shape[1:]} bytes do not match "
                              f"{len(names)} names on a {shape} grid")
-    tpl_shape = tuple(template_labels().data.shape)
-    if shape != tpl_shape:
-        raise IntegrityError(f"{p}: masks on a {shape} grid, the packaged template is {tpl_shape}")
+    grid = template_labels()
+    if shape != tuple(grid.data.shape):
+        raise IntegrityError(f"{p}: masks on a {shape} grid, the packaged template is {tuple(grid.data.shape)}")
     masks = np.unpackbits(bits, axis=1, count=n_vox).astype(bool).reshape((len(names), *shape))
-    return LesionBank(names, masks, provenance)
+    return LesionBank(names, masks, provenance, grid)
 
 
 def paste_bank_lesions(labels: Volume, rng: np.random.Generator, bank: LesionBank, *, index: int | None = None,
@@ -84,9 +85,10 @@ def paste_bank_lesions(labels: Volume, rng: np.random.Generator, bank: LesionBan
     """``labels`` (template grid) with bank mask ``index`` (random if None), mirrored left-right with probability
     ``flip_prob``, as ``lesion_label`` where the labels are one of ``tissue_labels`` (GM, WM); and a record."""
     lab = np.asarray(labels.data)
-    if tuple(lab.shape) != tuple(bank.masks.shape[1:]):
-        raise InputError(f"labels of shape {lab.shape} are not on the lesion bank's template grid "
-                         f"{bank.masks.shape[1:]}: paste bank lesions before resampling or cropping")
+    if tuple(lab.shape) != tuple(bank.masks.shape[1:]) or not labels.same_grid(bank.grid):
+        raise InputError(f"labels of shape {lab.shape}, spacing {tuple(labels.spacing)} mm are not on the lesion "
+                         f"bank's template grid {bank.masks.shape[1:]}, {tuple(bank.grid.spacing)} mm: paste bank "
+                         "lesions before resampling or cropping")
     k = int(rng.integers(len(bank))) if index is None else int(index)
     if not 0 <= k < len(bank):
         raise InputError(f"lesion bank index {k} outside 0..{len(bank) - 1}")
@@ -107,10 +109,10 @@ def bank_label_maps(n: int, seed: int = 0, *, bank: LesionBank | None = None, in
                     amplitude_mm: float = 6.0, flip_prob: float = 0.5) -> list[Volume]:
     """``n`` SYNTHETIC label maps: template labels with a bank lesion mask (``indices[k % len(indices)]``, or
     random), then the random elastic deformation of :func:`~neuroshift.qsynth.anatomy.deform_labels` (seeded)."""
-    from .anatomy import deform_labels, template_labels
+    from .anatomy import deform_labels
 
     bank = bank if bank is not None else load_lesion_bank()
-    base = template_labels()
+    base = bank.grid
     idx = list(indices) if indices is not None else None
     out = []
     for k in range(int(n)):
