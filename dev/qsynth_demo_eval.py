@@ -127,6 +127,41 @@ def evaluate_real(packages: dict[str, Path], folder: Path, device: str = "cpu") 
     return out
 
 
+#: the per-map rows of the held-out evaluation live here, beside the manifest (which keeps the summaries)
+DETAILS_FILE = "evaluation.json"
+
+
+def split_details(evaluation: dict) -> dict:
+    """Move the per-map ``cases`` rows of every synthetic evaluation set out of ``evaluation`` (in place) and
+    return them as set -> model -> contrast -> rows; the lesion-bank set keeps its per-map volumes (the card shows
+    them)."""
+    details: dict = {}
+    for name, block in evaluation.items():
+        scores = block if name == "scores" else (block.get("scores") if isinstance(block, dict) else None)
+        if not isinstance(scores, dict):
+            continue
+        for model, per in scores.items():
+            for contrast, v in per.items():
+                rows = v.pop("cases", None)
+                if rows is None:
+                    continue
+                details.setdefault(name, {}).setdefault(model, {})[contrast] = rows
+                if name == "bank_lesions":
+                    v["gt_ml"], v["pred_ml"] = [r["gt_ml"] for r in rows], [r["pred_ml"] for r in rows]
+    if details:
+        evaluation["details"] = f"{DETAILS_FILE} (per-map rows of each set: map seed, DSC, F1, ml, recall by size)"
+    return details
+
+
+def write_evaluation(out: Path, manifest: dict) -> None:
+    """Split the per-map rows off ``manifest`` (in place) into ``out/evaluation.json`` (atomic write)."""
+    import json
+
+    details = split_details(manifest["training"]["evaluation"])
+    if details:
+        write_text_atomic(Path(out) / DETAILS_FILE, json.dumps(details, indent=1) + "\n")
+
+
 def write_model_card(out: Path, manifest: dict) -> None:
     t = manifest["training"]
     ev = t["evaluation"]["scores"]
@@ -157,7 +192,8 @@ def write_model_card(out: Path, manifest: dict) -> None:
              "converged model).",
              f"- One input channel (named FLAIR; trained contrasts: {t.get('contrasts', '?')}), one network, axial, "
              f"threshold {manifest['threshold']}. Scores on other contrasts below show what it was not trained for.", "",
-             "## Held-out synthetic scores (label maps never trained on)", "", t["evaluation"]["method"] + ".", "",
+             "## Held-out synthetic scores (label maps never trained on)", "", t["evaluation"]["method"] + "." + (
+                 f" Per-map rows: `{DETAILS_FILE}` beside the manifest." if "details" in t["evaluation"] else ""), "",
              "| model | contrast | DSC | lesion F1 | recall by true-lesion size (ml): detected/total |",
              "|---|---|---|---|---|"]
     for model, per in ev.items():
@@ -179,8 +215,8 @@ def write_model_card(out: Path, manifest: dict) -> None:
         lines += ["", "Real lesion shapes: " + bank["note"] + ".", "",
                   "| model | contrast | DSC | lesion F1 | truth (ml) per map | predicted (ml) per map |",
                   "|---|---|---|---|---|---|"]
-        lines += [f"| {m} | {c} | {v['dsc']} | {v['f1']} | {[r['gt_ml'] for r in v['cases']]} | "
-                  f"{[r['pred_ml'] for r in v['cases']]} |" for m, per in bank["scores"].items() for c, v in per.items()]
+        lines += [f"| {m} | {c} | {v['dsc']} | {v['f1']} | {v['gt_ml']} | {v['pred_ml']} |"
+                  for m, per in bank["scores"].items() for c, v in per.items()]
     prev = t.get("previous_version")
     if prev:
         lines += ["", f"## Previous version ({prev['version']}), evaluation of its time", "", prev.get("note", ""), "",

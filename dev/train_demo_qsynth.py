@@ -221,7 +221,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "dev"))
 
 from neuroshift.io.atomic import write_text_atomic  # noqa: E402
-from qsynth_demo_eval import evaluate, evaluate_bank, evaluate_real, write_model_card  # noqa: E402
+from qsynth_demo_eval import evaluate, evaluate_bank, evaluate_real, write_evaluation, write_model_card  # noqa: E402
 from qsynth_demo_settings import CONTRASTS, PROTOCOL_SETS, texture_config  # noqa: E402
 
 DEFAULT_OUT = ROOT / "neuroshift" / "data" / "models" / "wmh-qsynth-demo"
@@ -443,6 +443,8 @@ def finish(args, t_train: float | None, t0: float) -> int:
                     "texture weight 0.3, within-subject spreads x0.5; noise 2 %, bias 0.1)", "scores": real_tex}
         print(json.dumps({m: {c: (v["dsc"], v["f1"]) for c, v in per.items()} for m, per in scores.items()}))
         print(json.dumps({m: {c: (v["dsc"], v["f1"]) for c, v in per.items()} for m, per in light.items()}))
+    if not args.skip_eval:
+        write_evaluation(Path(args.out), manifest)
     validate_manifest(manifest)
     write_text_atomic(mpath, json.dumps(manifest, indent=2) + "\n")
     if "evaluation" in manifest["training"]:

@@ -72,6 +72,13 @@ def test_card_and_manifest_record_the_version_history():
     assert real["wmh-qsynth-demo"]["dsc"] > t["previous_version"]["real"]["dsc"]  # what 0.3.0 was shipped for
     for c, v in t["evaluation"]["scores"]["wmh-qsynth-demo"].items():
         assert f"| wmh-qsynth-demo | {c} | {v['dsc']} | {v['f1']} |" in card
+    # the per-map rows beside the manifest are the ones its summaries were computed from
+    rows = json.loads((folder / "evaluation.json").read_text(encoding="utf-8"))
+    for name, block in t["evaluation"].items():
+        scores = block if name == "scores" else (block.get("scores") if isinstance(block, dict) else None)
+        for model, per in (scores or {}).items():
+            for c, v in per.items():
+                assert v["dsc"] == pytest.approx(np.mean([r["dsc"] for r in rows[name][model][c]]), abs=1e-4)
 
 
 @pytest.mark.parametrize("protocol, floor", [(FLAIR, FLOOR_FLAIR), (FLAIR_SHORT, FLOOR_FLAIR_SHORT)])
